@@ -1,0 +1,73 @@
+//! `certman export-certificate`: PEM certificate, and the key encrypted with a passphrase.
+
+use clap::{Args, ValueEnum};
+
+use super::Ctx;
+use crate::error::ManagerError;
+use crate::manager::{ExportRequest, ExportType};
+use crate::secret::{resolve_secret, SecretSource, SecretString};
+
+/// Export file types.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TypeArg {
+    /// PEM certificate (+ `.key`, encrypted PKCS#8, with a passphrase)
+    Pem,
+}
+
+/// `export-certificate NAME [type=pem] [export-passphrase=…|export-passphrase-source=…] [file-name=…]`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The certificate to export.
+    pub name: String,
+    /// File type.
+    #[arg(long = "type", value_enum, default_value = "pem")]
+    pub kind: TypeArg,
+    /// Export the private key too, encrypted with this passphrase.
+    #[arg(long)]
+    pub export_passphrase: Option<String>,
+    /// Where to read the passphrase: file:PATH, env:VAR, fd:N or prompt.
+    #[arg(long, conflicts_with = "export_passphrase")]
+    pub export_passphrase_source: Option<String>,
+    /// Base file name (default cert_export_NAME).
+    #[arg(long)]
+    pub file_name: Option<String>,
+}
+
+impl ExportArgs {
+    /// Runs the command.
+    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+        let source: Option<SecretSource> = self
+            .export_passphrase_source
+            .as_deref()
+            .map(str::parse)
+            .transpose()?;
+        let passphrase = resolve_secret(
+            self.export_passphrase.clone().map(SecretString::new),
+            source.as_ref(),
+            "export passphrase",
+            "export-passphrase",
+            false,
+        )?;
+        let files = ctx.manager()?.export_certificate(&ExportRequest {
+            name: self.name.clone(),
+            kind: match self.kind {
+                TypeArg::Pem => ExportType::Pem,
+            },
+            passphrase,
+            file_name: self.file_name.clone(),
+            dir: std::env::current_dir().map_err(|source| ManagerError::File {
+                path: ".".into(),
+                source,
+            })?,
+        })?;
+        if ctx.json {
+            let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+            println!("{}", serde_json::json!({ "files": names }));
+        } else if !ctx.quiet {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+        }
+        Ok(())
+    }
+}

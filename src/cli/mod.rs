@@ -1,0 +1,249 @@
+//! The command line: clap commands taking RouterOS `name=value` as well as `--name value`,
+//! printing tables or JSON. No crypto, no SQL: each command is an Args struct plus `run()`
+//! calling the manager.
+
+mod add;
+mod export;
+pub mod output;
+mod print;
+mod remove;
+mod set;
+mod sign;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Parser, Subcommand};
+
+use crate::error::ManagerError;
+use crate::manager::{Manager, OpenOptions};
+
+/// certman — the RouterOS /certificate manager, with keys on tokens, cards or sealed in software.
+#[derive(Debug, Parser)]
+#[command(name = "certman", version, about, long_about = None)]
+pub struct Cli {
+    /// The store directory [default: $XDG_DATA_HOME/certman].
+    #[arg(long, global = true, env = "CERTMAN_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Token profiles directory.
+    #[arg(long, global = true, env = "CERTMAN_TOKENS", value_name = "DIR")]
+    pub tokens: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail on errors.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `/certificate` commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add a certificate template.
+    Add(add::AddArgs),
+    /// Sign a template: self-signed, or issued by ca=NAME. The template is consumed.
+    Sign(sign::SignArgs),
+    /// List templates and certificates (print [detail] [NAME…]).
+    Print(print::PrintArgs),
+    /// Change a template, or the name/trusted of a certificate.
+    Set(set::SetArgs),
+    /// Remove templates and certificates (a CA takes the certificates it issued with it).
+    Remove(remove::RemoveArgs),
+    /// Write a certificate (and, with export-passphrase, its encrypted key) to files.
+    ExportCertificate(export::ExportArgs),
+}
+
+/// What every command gets.
+pub struct Ctx {
+    /// global options
+    pub json: bool,
+    /// -q
+    pub quiet: bool,
+    store_dir: PathBuf,
+}
+
+impl Ctx {
+    /// Opens the manager on the store.
+    pub fn manager(&self) -> Result<Manager, ManagerError> {
+        Manager::open(&OpenOptions::new(&self.store_dir))
+    }
+}
+
+fn default_store_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("certman");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/certman"),
+        None => PathBuf::from(".certman"),
+    }
+}
+
+/// Rewrites RouterOS `property=value` words into `--property=value`, so that both spellings
+/// reach clap. A word is a property assignment when it starts with a lower-case letter and
+/// its part before `=` is letters, digits and dashes.
+pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut passthrough = false;
+    for (i, a) in args.into_iter().enumerate() {
+        if i == 0 || passthrough {
+            out.push(a);
+            continue;
+        }
+        if a == "--" {
+            passthrough = true;
+            out.push(a);
+            continue;
+        }
+        let rewritten = a.to_str().and_then(|s| {
+            let (k, _) = s.split_once('=')?;
+            let first = k.chars().next()?;
+            (first.is_ascii_lowercase()
+                && k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            .then(|| OsString::from(format!("--{s}")))
+        });
+        out.push(rewritten.unwrap_or(a));
+    }
+    out
+}
+
+/// Prints an error as one line (plus a hint line) on stderr.
+pub fn report_error(err: &ManagerError, verbose: bool) {
+    eprintln!("certman: error: {err}");
+    if verbose {
+        let mut src = std::error::Error::source(err);
+        while let Some(s) = src {
+            eprintln!("  caused by: {s}");
+            src = s.source();
+        }
+    }
+    if let Some(h) = err.hint() {
+        eprintln!("  hint: {h}");
+    }
+}
+
+fn usage_error(e: &clap::Error) -> ExitCode {
+    let sub = match e.get(ContextKind::Usage) {
+        Some(ContextValue::StyledStr(s)) => s
+            .to_string()
+            .split_whitespace()
+            .nth(2)
+            .map(str::to_owned)
+            .filter(|w| !w.starts_with('[') && !w.starts_with('<') && !w.starts_with('-')),
+        _ => None,
+    };
+    let invalid = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let line = match (e.kind(), &invalid) {
+        (ErrorKind::UnknownArgument, Some(arg)) => {
+            let prop = arg.trim_start_matches('-');
+            let prop = prop.split('=').next().unwrap_or(prop);
+            format!("unknown property '{prop}'")
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            rendered
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_owned()
+        }
+    };
+    let cmd = sub.map(|s| format!(" {s}")).unwrap_or_default();
+    eprintln!("certman{cmd}: error: {line}");
+    eprintln!("  hint: `certman{cmd} --help` lists what it takes");
+    ExitCode::from(2)
+}
+
+/// The `certman` program.
+pub fn main() -> ExitCode {
+    let args = normalize_args(std::env::args_os());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    ExitCode::SUCCESS
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    ExitCode::from(2)
+                }
+                _ => usage_error(&e),
+            }
+        }
+    };
+    let ctx = Ctx {
+        json: cli.json,
+        quiet: cli.quiet,
+        store_dir: cli.store.clone().unwrap_or_else(default_store_dir),
+    };
+    let result = match &cli.command {
+        Command::Add(a) => a.run(&ctx),
+        Command::Sign(a) => a.run(&ctx),
+        Command::Print(a) => a.run(&ctx),
+        Command::Set(a) => a.run(&ctx),
+        Command::Remove(a) => a.run(&ctx),
+        Command::ExportCertificate(a) => a.run(&ctx),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report_error(&e, cli.verbose > 0);
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(v: &[&str]) -> Vec<String> {
+        normalize_args(v.iter().map(OsString::from))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn routeros_assignments_become_long_options() {
+        assert_eq!(
+            norm(&["certman", "add", "name=ca", "common-name=My CA", "--days-valid", "10"]),
+            ["certman", "add", "--name=ca", "--common-name=My CA", "--days-valid", "10"]
+        );
+        // values may contain '='; names with upper case or dots are left alone
+        assert_eq!(
+            norm(&["certman", "add", "subject-alt-name=URI:https://x/?a=b", "Foo=bar", "a.b=c"]),
+            ["certman", "add", "--subject-alt-name=URI:https://x/?a=b", "Foo=bar", "a.b=c"]
+        );
+        assert_eq!(norm(&["certman", "--", "x=y"]), ["certman", "--", "x=y"]);
+    }
+
+    #[test]
+    fn both_spellings_parse_the_same() {
+        let a = Cli::try_parse_from(normalize_args(
+            ["certman", "add", "name=t", "key-usage=key-cert-sign,crl-sign"].map(OsString::from),
+        ))
+        .unwrap();
+        let b = Cli::try_parse_from(
+            ["certman", "add", "--name", "t", "--key-usage", "key-cert-sign,crl-sign"]
+                .map(OsString::from),
+        )
+        .unwrap();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+}

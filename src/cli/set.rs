@@ -1,0 +1,39 @@
+//! `certman set`: change a template, or a certificate's name/trusted.
+
+use clap::Args;
+
+use super::add::TemplateArgs;
+use super::Ctx;
+use crate::error::ManagerError;
+use crate::manager::SetRequest;
+
+/// `set NAME [name=NEW] [trusted=yes|no] [template properties…]`
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The template or certificate to change.
+    pub target: String,
+    /// A new name.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub props: TemplateArgs,
+}
+
+impl SetArgs {
+    /// Runs the command.
+    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+        let mut changes = self.props.changes();
+        if let Some(n) = &self.name {
+            changes.push(("name".into(), n.clone()));
+        }
+        if changes.is_empty() {
+            return Err(ManagerError::InvalidValue(
+                "nothing to set: give name=, trusted= or template properties".into(),
+            ));
+        }
+        ctx.manager()?.set(&SetRequest {
+            name: self.target.clone(),
+            changes,
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! The key-provider seam: every private key certman uses is reached through a [`KeyProvider`]
+//! chosen by the scheme of its [`KeyUri`]. Backends live in `keys/soft` (and, as they land,
+//! `keys/pkcs11`, `keys/piv`) and never import anything above `keys`.
+
+pub mod algorithm;
+pub mod signer;
+pub mod soft;
+pub mod uri;
+pub mod verify;
+
+use std::sync::Arc;
+
+use spki::SubjectPublicKeyInfoOwned;
+
+pub use algorithm::{EcCurve, HashAlgorithm, KeyAlgorithm, SignatureScheme, RSA_SIZES};
+pub use signer::X509Signer;
+pub use uri::{KeyUri, Scheme};
+
+use crate::error::KeyError;
+use crate::secret::SecretBytes;
+
+/// A key as the manager hands it to a provider: its URI plus, for software keys, the sealed
+/// material read from the store (a software key has no other home).
+#[derive(Clone, Debug)]
+pub struct KeyHandle {
+    /// where the key lives
+    pub uri: KeyUri,
+    /// soft only: the sealed PKCS#8 blob from the store row
+    pub sealed: Option<Vec<u8>>,
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    /// algorithm and size
+    pub algorithm: KeyAlgorithm,
+    /// a human label (pkcs11: CKA_LABEL; soft: unused)
+    pub label: String,
+    /// pkcs11/piv only: the token/slot to generate on, as a URI
+    pub location: Option<KeyUri>,
+}
+
+/// A freshly generated key.
+#[derive(Clone, Debug)]
+pub struct GeneratedKey {
+    /// the key's URI (without secrets)
+    pub uri: KeyUri,
+    /// its public key
+    pub public_key: SubjectPublicKeyInfoOwned,
+    /// algorithm and size
+    pub algorithm: KeyAlgorithm,
+    /// soft only: the sealed material the caller stores, in the same transaction as the
+    /// certificate that uses it
+    pub sealed: Option<Vec<u8>>,
+    /// token only: the token's serial number, for the inventory
+    pub token_serial: Option<String>,
+    /// token only: the slot or object the key occupies
+    pub slot: Option<String>,
+}
+
+/// A private key ready to sign. Blocking by contract: async code calls it via `spawn_blocking`.
+pub trait KeySigner: Send + Sync {
+    /// The key's public half.
+    fn public_key(&self) -> &SubjectPublicKeyInfoOwned;
+    /// The key's algorithm.
+    fn algorithm(&self) -> KeyAlgorithm;
+    /// Signs the whole unhashed `message`; the backend hashes/pads as its device needs and
+    /// returns the signature exactly as X.509 carries it (ECDSA: DER `SEQUENCE { r, s }`).
+    fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+}
+
+/// Optional capability: certificate objects stored beside keys (PKCS#11 CKO_CERTIFICATE, PIV
+/// slot certificates). `store_certificate` is card-reinstall.
+pub trait CertificateObjects: Send + Sync {
+    /// The certificate stored beside the key, if any (DER).
+    fn load_certificate(&self, key: &KeyHandle) -> Result<Option<Vec<u8>>, KeyError>;
+    /// Writes (or replaces) the certificate object beside the key.
+    fn store_certificate(&self, key: &KeyHandle, der: &[u8]) -> Result<(), KeyError>;
+    /// Deletes the certificate object beside the key.
+    fn delete_certificate(&self, key: &KeyHandle) -> Result<(), KeyError>;
+}
+
+/// Optional capability: the private key can leave the provider (software keys only).
+pub trait KeyExport: Send + Sync {
+    /// The private key as unencrypted PKCS#8 DER, in a zeroizing buffer.
+    fn export_pkcs8(&self, key: &KeyHandle) -> Result<SecretBytes, KeyError>;
+}
+
+/// Which optional capabilities a provider has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// certificate objects beside keys
+    pub certificate_objects: bool,
+    /// private keys can be exported
+    pub export: bool,
+}
+
+/// A place keys live: software, a PKCS#11 token, a PIV card.
+pub trait KeyProvider: Send + Sync {
+    /// A short name for messages ("software", "PKCS#11", "PIV").
+    fn name(&self) -> &'static str;
+    /// Generates a key.
+    fn generate(&self, request: &GenerateRequest) -> Result<GeneratedKey, KeyError>;
+    /// The key's public key as the provider reads it.
+    fn public_key(&self, key: &KeyHandle) -> Result<SubjectPublicKeyInfoOwned, KeyError>;
+    /// A signer for the key.
+    fn signer(&self, key: &KeyHandle) -> Result<Arc<dyn KeySigner>, KeyError>;
+    /// Destroys the key.
+    fn delete(&self, key: &KeyHandle) -> Result<(), KeyError>;
+    /// Certificate objects beside keys, if the provider has them.
+    fn certificate_objects(&self) -> Option<&dyn CertificateObjects> {
+        None
+    }
+    /// Private-key export, if the provider allows it.
+    fn exporter(&self) -> Option<&dyn KeyExport> {
+        None
+    }
+    /// The optional capabilities, for `token print` and error messages.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            certificate_objects: self.certificate_objects().is_some(),
+            export: self.exporter().is_some(),
+        }
+    }
+}
+
+/// Routes a key URI to the provider for its scheme.
+pub struct KeyRouter {
+    soft: Arc<dyn KeyProvider>,
+    providers: Vec<(Scheme, Arc<dyn KeyProvider>)>,
+}
+
+impl KeyRouter {
+    /// A router with the software provider; token providers are registered as they are configured.
+    pub fn new(soft: Arc<dyn KeyProvider>) -> Self {
+        KeyRouter {
+            soft,
+            providers: Vec::new(),
+        }
+    }
+
+    /// Registers the provider for a token scheme.
+    pub fn register(&mut self, scheme: Scheme, provider: Arc<dyn KeyProvider>) {
+        self.providers.retain(|(s, _)| *s != scheme);
+        self.providers.push((scheme, provider));
+    }
+
+    /// The software provider.
+    pub fn soft(&self) -> &dyn KeyProvider {
+        self.soft.as_ref()
+    }
+
+    /// The provider for a URI's scheme.
+    pub fn provider(&self, uri: &KeyUri) -> Result<&dyn KeyProvider, KeyError> {
+        match uri.scheme() {
+            Scheme::Soft => Ok(self.soft.as_ref()),
+            scheme => self
+                .providers
+                .iter()
+                .find(|(s, _)| *s == scheme)
+                .map(|(_, p)| p.as_ref())
+                .ok_or_else(|| {
+                    KeyError::NoProvider(match scheme {
+                        Scheme::Pkcs11 => "this certman has no PKCS#11 provider configured: \
+                                           pkcs11: keys are not available"
+                            .into(),
+                        Scheme::Piv => {
+                            "this certman was built without PC/SC support: piv: keys are not available"
+                                .into()
+                        }
+                        Scheme::Soft => unreachable!("soft is always present"),
+                    })
+                }),
+        }
+    }
+}
+
+/// What `card_verify` checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardVerifyReport {
+    /// The provider's name.
+    pub provider: &'static str,
+    /// `Some(true)` when the provider's public key was read and equals the certificate's;
+    /// `None` when the provider cannot read public keys back.
+    pub public_key_matches: Option<bool>,
+    /// The scheme used to sign a fresh random challenge that verified under the certificate's key.
+    pub challenge_scheme: SignatureScheme,
+}
+
+/// Proves that `key` is present and belongs to the certificate whose SubjectPublicKeyInfo is
+/// `cert_spki`: compares public keys where the provider can read them, **and** signs a fresh
+/// random challenge and verifies it with the certificate's key.
+pub fn card_verify(
+    provider: &dyn KeyProvider,
+    key: &KeyHandle,
+    cert_spki: &SubjectPublicKeyInfoOwned,
+) -> Result<CardVerifyReport, KeyError> {
+    let cert_alg = KeyAlgorithm::from_spki(cert_spki.owned_to_ref())?;
+    let public_key_matches = match provider.public_key(key) {
+        Ok(pk) => {
+            if pk != *cert_spki {
+                return Err(KeyError::Verification(
+                    "the key's public key differs from the certificate's".into(),
+                ));
+            }
+            Some(true)
+        }
+        Err(KeyError::NotCapable(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let signer = provider.signer(key)?;
+    let scheme = cert_alg.signature_scheme(None)?;
+    let mut challenge = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut challenge)
+        .map_err(|_| KeyError::device("challenge", "random generator failed"))?;
+    let sig = signer.sign(scheme, &challenge)?;
+    verify::verify_signature(cert_spki, scheme, &challenge, &sig).map_err(|_| {
+        KeyError::Verification(
+            "a challenge signed by the key does not verify with the certificate's public key".into(),
+        )
+    })?;
+    Ok(CardVerifyReport {
+        provider: provider.name(),
+        public_key_matches,
+        challenge_scheme: scheme,
+    })
+}
+
+use der::referenced::OwnedToRef;

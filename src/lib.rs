@@ -1,0 +1,16 @@
+//! certman: the RouterOS `/certificate` manager with keys on PKCS#11 tokens, PIV cards or in
+//! sealed software storage.
+//!
+//! Layers (data flows down): `cli` → `manager` → `x509` / `store` / `keys`. See
+//! `../shared/design/ARCHITECTURE.md`.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod cli;
+pub mod error;
+pub mod fsutil;
+pub mod keys;
+pub mod manager;
+pub mod secret;
+pub mod store;
+pub mod x509;

@@ -1,0 +1,5 @@
+//! The `certman` binary.
+
+fn main() -> std::process::ExitCode {
+    certman::cli::main()
+}

@@ -1,0 +1,834 @@
+//! The certificate manager: RouterOS's `/certificate` rules (see `../shared/seeds/`) over the
+//! key-provider seam and the store. Names no backend type and no SQL.
+
+pub mod template;
+pub mod view;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use der::referenced::OwnedToRef;
+
+pub use self::template::{TemplateProperties, TEMPLATE_PROPERTIES};
+pub use self::view::{Entry, Flags, Value};
+use crate::error::{KeyError, ManagerError, Result};
+use crate::keys::soft::{seal, Sealer, SoftProvider};
+use crate::keys::{
+    GenerateRequest, GeneratedKey, KeyHandle, KeyProvider, KeyRouter, KeySigner, KeyUri,
+    X509Signer,
+};
+use crate::secret::Passphrase;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{
+    now_micros, CertificateRecord, KeyRecord, NewCertificate, Store, Transaction, TxnMode,
+};
+use crate::x509::{self, CertificateSpec, IssuerInfo};
+
+/// How to open a manager.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// the store directory
+    pub store_dir: PathBuf,
+    /// the machine-id file (default `/etc/machine-id`, or `$CERTMAN_MACHINE_ID_FILE`)
+    pub machine_id_file: PathBuf,
+}
+
+impl OpenOptions {
+    /// Options for a store directory, machine id from the environment's default.
+    pub fn new(store_dir: impl Into<PathBuf>) -> Self {
+        OpenOptions {
+            store_dir: store_dir.into(),
+            machine_id_file: seal::machine_id_path(),
+        }
+    }
+}
+
+/// Where `sign` puts the new certificate's key.
+#[derive(Clone, Debug, Default)]
+pub enum KeyLocation {
+    /// generated in software, sealed in the store
+    #[default]
+    Software,
+    /// `on-smart-card=PROFILE` / `ca-on-smart-card=PROFILE`
+    Profile(String),
+    /// `key=URI`
+    Uri(KeyUri),
+}
+
+/// `sign TEMPLATE …`.
+#[derive(Clone, Debug, Default)]
+pub struct SignRequest {
+    /// the template to consume
+    pub template: String,
+    /// the certificate's name (default: the template's)
+    pub name: Option<String>,
+    /// the issuing CA (absent: self-signed)
+    pub ca: Option<String>,
+    /// `ca-crl-host=HOST[:PORT]` for a CA
+    pub ca_crl_host: Option<String>,
+    /// where the key goes
+    pub key_location: KeyLocation,
+}
+
+/// The file type of `export-certificate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportType {
+    /// PEM certificate (+ encrypted PKCS#8 key with a passphrase)
+    Pem,
+}
+
+/// `export-certificate NAME …`.
+#[derive(Debug)]
+pub struct ExportRequest {
+    /// the certificate
+    pub name: String,
+    /// file type
+    pub kind: ExportType,
+    /// with a passphrase, the private key is exported too, encrypted
+    pub passphrase: Option<Passphrase>,
+    /// base file name (default `cert_export_NAME`)
+    pub file_name: Option<String>,
+    /// the directory relative names are written in
+    pub dir: PathBuf,
+}
+
+/// What `remove` removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemoveReport {
+    /// names of removed templates
+    pub templates: Vec<String>,
+    /// names of removed certificates, the asked-for ones and the chains they took with them
+    pub certificates: Vec<String>,
+}
+
+/// Changes for `set NAME …`.
+#[derive(Clone, Debug, Default)]
+pub struct SetRequest {
+    /// the template or certificate
+    pub name: String,
+    /// (property, value) in the order given; `name` and `trusted` included
+    pub changes: Vec<(String, String)>,
+}
+
+/// The certificate manager.
+pub struct Manager {
+    store: Box<dyn Store>,
+    keys: KeyRouter,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Manager")
+    }
+}
+
+/// A prepared certificate ready to be stored.
+struct Issued {
+    record: NewCertificate,
+    key: Option<GeneratedKey>,
+}
+
+fn not_found(kind: &'static str, name: &str) -> ManagerError {
+    ManagerError::NotFound {
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(ManagerError::InvalidValue(format!(
+            "name '{name}' is not valid (1-255 characters, no '/' or control characters)"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_crl_host(host: &str) -> Result<()> {
+    let ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    if !ok {
+        return Err(ManagerError::InvalidValue(format!(
+            "ca-crl-host={host}: expected HOST or HOST:PORT"
+        )));
+    }
+    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']')) {
+        if !host.contains('[') && port.parse::<u16>().is_err() {
+            return Err(ManagerError::InvalidValue(format!(
+                "ca-crl-host={host}: the port must be a number 1-65535"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The CRL distribution point `serve` answers for a CA: `http://HOST[:PORT]/crl/<CA>.crl`.
+pub fn crl_url(host: &str, ca_name: &str) -> String {
+    let name = percent_encoding::utf8_percent_encode(ca_name, percent_encoding::NON_ALPHANUMERIC);
+    format!("http://{host}/crl/{name}.crl")
+}
+
+impl Manager {
+    /// Opens the store and the key providers.
+    pub fn open(options: &OpenOptions) -> Result<Self> {
+        let store = SqliteStore::open(&options.store_dir)?;
+        let machine_id = seal::read_machine_id(&options.machine_id_file)?;
+        let sealer = Sealer::new(&machine_id, store.salt())?;
+        let keys = KeyRouter::new(Arc::new(SoftProvider::new(sealer)));
+        Ok(Manager::with_parts(Box::new(store), keys))
+    }
+
+    /// A manager over any store and key router (tests, other backends).
+    pub fn with_parts(store: Box<dyn Store>, keys: KeyRouter) -> Self {
+        Manager { store, keys }
+    }
+
+    /// The key router.
+    pub fn keys(&self) -> &KeyRouter {
+        &self.keys
+    }
+
+    // ---------------------------------------------------------------- add
+
+    /// `add name=… [copy-from=…] props…`: adds a template.
+    pub fn add_template(
+        &self,
+        name: &str,
+        copy_from: Option<&str>,
+        changes: &[(String, String)],
+    ) -> Result<()> {
+        validate_name(name)?;
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut props = match copy_from {
+            Some(src) => copy_properties(txn.as_ref(), src)?,
+            None => TemplateProperties::default(),
+        };
+        for (k, v) in changes {
+            props.set(k, v)?;
+        }
+        props.resolve()?;
+        if txn.name_in_use(name)? {
+            return Err(ManagerError::refused(
+                format!("name \"{name}\" is already in use"),
+                Some("pick another name, or `remove` the existing item first"),
+            ));
+        }
+        txn.insert_template(name, &props.to_json())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- sign
+
+    /// `sign TEMPLATE [name=] [ca=] [ca-crl-host=] …`: makes a self-signed certificate (no `ca`)
+    /// or issues one from a local CA. The template is consumed in the same transaction.
+    pub fn sign(&self, req: &SignRequest) -> Result<Entry> {
+        let (template_id, props, name, issuer) = {
+            let txn = self.store.begin(TxnMode::Read)?;
+            let t = txn
+                .template(&req.template)?
+                .ok_or_else(|| not_found("template", &req.template))?;
+            let name = req.name.clone().unwrap_or_else(|| t.name.clone());
+            validate_name(&name)?;
+            if name != t.name && txn.name_in_use(&name)? {
+                return Err(ManagerError::refused(
+                    format!("name \"{name}\" is already in use"),
+                    Some("choose another name= for the certificate"),
+                ));
+            }
+            let issuer = match &req.ca {
+                Some(ca) => Some(self.load_issuer(txn.as_ref(), ca)?),
+                None => None,
+            };
+            (
+                t.id,
+                TemplateProperties::from_json(&t.properties)?,
+                name,
+                issuer,
+            )
+        };
+        if let Some(h) = &req.ca_crl_host {
+            validate_crl_host(h)?;
+        }
+        let resolved = props.resolve()?;
+        let provider = self.provider_for(&req.key_location)?;
+        let issued = self.prepare(
+            &props,
+            &resolved,
+            &name,
+            issuer.as_ref(),
+            req.ca_crl_host.as_deref(),
+            provider,
+            &req.key_location,
+        )?;
+        let result = (|| {
+            let mut txn = self.store.begin(TxnMode::Write)?;
+            match txn.template(&req.template)? {
+                Some(t) if t.id == template_id => txn.delete_template(t.id)?,
+                _ => return Err(not_found("template", &req.template)),
+            }
+            if txn.name_in_use(&name)? {
+                return Err(ManagerError::refused(
+                    format!("name \"{name}\" is already in use"),
+                    None,
+                ));
+            }
+            Self::insert_issued(txn.as_mut(), &issued)?;
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.discard_key(provider, issued.key.as_ref());
+            return Err(e);
+        }
+        self.entry(&name)
+    }
+
+    /// Issues one certificate per name from `template` by `ca`, all in one transaction, so
+    /// that each is durable (fsync'd) when this returns — the batch form of `sign` for bulk
+    /// issuance (`benches/issue.rs`, scripts). Keys are generated in software. `threads` > 1
+    /// signs in parallel.
+    pub fn issue_batch(
+        &self,
+        ca: &str,
+        template: &TemplateProperties,
+        names: &[String],
+        threads: usize,
+    ) -> Result<usize> {
+        let resolved = template.resolve()?;
+        let issuer = {
+            let txn = self.store.begin(TxnMode::Read)?;
+            let mut seen = HashSet::new();
+            for n in names {
+                validate_name(n)?;
+                if !seen.insert(n) || txn.name_in_use(n)? {
+                    return Err(ManagerError::refused(
+                        format!("name \"{n}\" is already in use"),
+                        None,
+                    ));
+                }
+            }
+            self.load_issuer(txn.as_ref(), ca)?
+        };
+        let soft = self.keys.soft();
+        let threads = threads.clamp(1, 64);
+        let chunk = names.len().div_ceil(threads).max(1);
+        let prepared: Vec<Result<Vec<Issued>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| {
+                    let issuer = &issuer;
+                    let resolved = &resolved;
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|n| {
+                                self.prepare(
+                                    template,
+                                    resolved,
+                                    n,
+                                    Some(issuer),
+                                    None,
+                                    soft,
+                                    &KeyLocation::Software,
+                                )
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ManagerError::X509(crate::error::X509Error::Invalid(
+                            "a signing thread panicked".into(),
+                        )))
+                    })
+                })
+                .collect()
+        });
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut n = 0;
+        for part in prepared {
+            for issued in part? {
+                Self::insert_issued(txn.as_mut(), &issued)?;
+                n += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(n)
+    }
+
+    fn provider_for(&self, loc: &KeyLocation) -> Result<&dyn KeyProvider> {
+        match loc {
+            KeyLocation::Software => Ok(self.keys.soft()),
+            KeyLocation::Uri(uri) => Ok(self.keys.provider(uri)?),
+            KeyLocation::Profile(p) => Err(ManagerError::Key(KeyError::NoProvider(format!(
+                "no token profile \"{p}\": this certman has no PKCS#11 or PIV provider configured"
+            )))),
+        }
+    }
+
+    fn discard_key(&self, provider: &dyn KeyProvider, key: Option<&GeneratedKey>) {
+        if let Some(k) = key {
+            let _ = provider.delete(&KeyHandle {
+                uri: k.uri.clone(),
+                sealed: k.sealed.clone(),
+            });
+        }
+    }
+
+    fn load_issuer(&self, txn: &dyn Transaction, ca: &str) -> Result<LoadedIssuer> {
+        let rec = txn.certificate(ca)?.ok_or_else(|| not_found("CA certificate", ca))?;
+        let info = x509::inspect_certificate(&rec.cert.der)?;
+        if !info.is_ca {
+            return Err(ManagerError::refused(
+                format!("\"{ca}\" is not a certificate authority"),
+                Some("sign a template with key-usage=key-cert-sign,crl-sign to make a CA"),
+            ));
+        }
+        if rec.revoked_at.is_some() {
+            return Err(ManagerError::refused(format!("CA \"{ca}\" is revoked"), None));
+        }
+        if info.not_after < SystemTime::now() {
+            return Err(ManagerError::refused(format!("CA \"{ca}\" has expired"), None));
+        }
+        let key_id = rec.cert.key_id.clone().ok_or_else(|| {
+            ManagerError::refused(
+                format!("CA \"{ca}\" has no private key here, so it cannot sign"),
+                Some("import the CA's private key, or sign with a CA whose print flags show K"),
+            )
+        })?;
+        let key = txn.key(&key_id)?.ok_or_else(|| {
+            ManagerError::Store(crate::error::StoreError::Corrupt(format!(
+                "key {key_id} of \"{ca}\" is missing"
+            )))
+        })?;
+        let handle = KeyHandle {
+            uri: key.uri.parse()?,
+            sealed: key.sealed.clone(),
+        };
+        let signer = self.keys.provider(&handle.uri)?.signer(&handle)?;
+        if signer.public_key() != &info.public_key {
+            return Err(ManagerError::Key(KeyError::Verification(format!(
+                "the key of CA \"{ca}\" does not match its certificate"
+            ))));
+        }
+        let key_identifier = info
+            .subject_key_identifier
+            .clone()
+            .unwrap_or_else(|| x509::key_identifier(info.public_key.owned_to_ref()));
+        Ok(LoadedIssuer {
+            id: rec.id,
+            name: rec.cert.name.clone(),
+            subject: info.subject_name,
+            key_identifier,
+            crl_host: rec.cert.ca_crl_host.clone(),
+            signer,
+        })
+    }
+
+    /// Generates the key and builds the signed certificate (no store writes).
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
+        &self,
+        props: &TemplateProperties,
+        resolved: &template::ResolvedTemplate,
+        name: &str,
+        issuer: Option<&LoadedIssuer>,
+        ca_crl_host: Option<&str>,
+        provider: &dyn KeyProvider,
+        location: &KeyLocation,
+    ) -> Result<Issued> {
+        let self_signed = issuer.is_none();
+        let is_ca = resolved.is_ca(self_signed);
+        if ca_crl_host.is_some() && !is_ca {
+            return Err(ManagerError::InvalidValue(
+                "ca-crl-host applies only to CA certificates (key-usage with key-cert-sign)".into(),
+            ));
+        }
+        let generated = provider.generate(&GenerateRequest {
+            algorithm: resolved.algorithm,
+            label: name.to_owned(),
+            location: match location {
+                KeyLocation::Uri(u) => Some(u.clone()),
+                _ => None,
+            },
+        })?;
+        let result = (|| {
+            let signer: Arc<dyn KeySigner> = match issuer {
+                Some(i) => i.signer.clone(),
+                None => provider.signer(&KeyHandle {
+                    uri: generated.uri.clone(),
+                    sealed: generated.sealed.clone(),
+                })?,
+            };
+            let scheme = signer.algorithm().signature_scheme(resolved.digest)?;
+            let x509_signer = X509Signer::new(signer, scheme)?;
+            let (not_before, not_after) = CertificateSpec::validity_from_now(resolved.days_valid)?;
+            let spec = CertificateSpec {
+                subject: resolved.subject.to_name()?,
+                public_key: generated.public_key.clone(),
+                serial: x509::random_serial()?,
+                not_before,
+                not_after,
+                is_ca,
+                key_usage: resolved.effective_key_usage(is_ca),
+                subject_alt_names: resolved.subject_alt_names.clone(),
+                crl_distribution_point: issuer
+                    .and_then(|i| i.crl_host.as_deref().map(|h| crl_url(h, &i.name))),
+                issuer: issuer.map(|i| IssuerInfo {
+                    name: i.subject.clone(),
+                    key_identifier: i.key_identifier.clone(),
+                }),
+            };
+            let der = x509::build_certificate(&spec, &x509_signer)?;
+            let fingerprint = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der));
+            let trusted = resolved.trusted.unwrap_or(self_signed && is_ca);
+            Ok(NewCertificate {
+                name: name.to_owned(),
+                serial: hex::encode_upper(spec.serial.as_bytes()),
+                fingerprint,
+                der,
+                key_id: Some(key_store_id(&generated)),
+                issuer_id: issuer.map(|i| i.id),
+                trusted,
+                ca_crl_host: if is_ca { ca_crl_host.map(str::to_owned) } else { None },
+                properties: props.to_json(),
+                not_after: unix_secs(not_after),
+            })
+        })();
+        match result {
+            Ok(record) => Ok(Issued {
+                record,
+                key: Some(generated),
+            }),
+            Err(e) => {
+                self.discard_key(provider, Some(&generated));
+                Err(e)
+            }
+        }
+    }
+
+    fn insert_issued(txn: &mut dyn Transaction, issued: &Issued) -> Result<i64> {
+        if let Some(k) = &issued.key {
+            txn.insert_key(&KeyRecord {
+                id: key_store_id(k),
+                uri: k.uri.without_secrets().to_string(),
+                algorithm: format!("{}/{}", k.algorithm.key_type(), k.algorithm.key_size()),
+                sealed: k.sealed.clone(),
+                token_serial: k.token_serial.clone(),
+                slot: k.slot.clone(),
+                created_at: now_micros(),
+            })?;
+        }
+        Ok(txn.insert_certificate(&issued.record)?)
+    }
+
+    // ---------------------------------------------------------------- print
+
+    /// All templates and certificates in creation order, or those named (in the order asked).
+    pub fn entries(&self, names: &[String]) -> Result<Vec<Entry>> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        let mut all = view::collect(txn.as_ref())?;
+        if names.is_empty() {
+            return Ok(all);
+        }
+        let mut out = Vec::new();
+        for n in names {
+            let i = all
+                .iter()
+                .position(|e| &e.name == n)
+                .ok_or_else(|| not_found("certificate or template", n))?;
+            out.push(all.remove(i));
+        }
+        Ok(out)
+    }
+
+    /// One entry by name.
+    pub fn entry(&self, name: &str) -> Result<Entry> {
+        self.entries(&[name.to_owned()])
+            .map(|mut v| v.remove(0))
+    }
+
+    // ---------------------------------------------------------------- set
+
+    /// `set NAME prop=value…`: any property of a template; only `name` and `trusted` of a
+    /// certificate (the rest is read-only once signed).
+    pub fn set(&self, req: &SetRequest) -> Result<()> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let new_name = req
+            .changes
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "name")
+            .map(|(_, v)| v.clone());
+        if let Some(n) = &new_name {
+            validate_name(n)?;
+            if n != &req.name && txn.name_in_use(n)? {
+                return Err(ManagerError::refused(
+                    format!("name \"{n}\" is already in use"),
+                    None,
+                ));
+            }
+        }
+        if let Some(t) = txn.template(&req.name)? {
+            let mut props = TemplateProperties::from_json(&t.properties)?;
+            for (k, v) in req.changes.iter().filter(|(k, _)| k != "name") {
+                props.set(k, v)?;
+            }
+            props.resolve()?;
+            txn.update_template(t.id, new_name.as_deref().unwrap_or(&t.name), &props.to_json())?;
+        } else if let Some(c) = txn.certificate(&req.name)? {
+            let mut trusted = c.cert.trusted;
+            for (k, v) in &req.changes {
+                match k.as_str() {
+                    "name" => {}
+                    "trusted" => trusted = template::parse_yes_no("trusted", v)?,
+                    other => {
+                        if !TEMPLATE_PROPERTIES.contains(&other) {
+                            return Err(ManagerError::InvalidValue(format!(
+                                "unknown property '{other}'"
+                            )));
+                        }
+                        return Err(ManagerError::refused(
+                            format!("{other} of certificate \"{}\" is read-only after signing", req.name),
+                            Some("only name and trusted can change; make a new template to change the rest"),
+                        ));
+                    }
+                }
+            }
+            txn.update_certificate(c.id, new_name.as_deref().unwrap_or(&c.cert.name), trusted)?;
+        } else {
+            return Err(not_found("certificate or template", &req.name));
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- remove
+
+    /// `remove NAME…`: templates and self-signed/imported certificates go; a CA takes every
+    /// certificate it issued with it (recursively); an issued certificate is refused. All or
+    /// nothing.
+    pub fn remove(&self, names: &[String]) -> Result<RemoveReport> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut report = RemoveReport::default();
+        for name in names {
+            if let Some(t) = txn.template(name)? {
+                txn.delete_template(t.id)?;
+                report.templates.push(t.name);
+                continue;
+            }
+            let Some(c) = txn.certificate(name)? else {
+                if report.certificates.contains(name) {
+                    continue; // already removed with its CA
+                }
+                return Err(not_found("certificate or template", name));
+            };
+            if let Some(issuer_id) = c.cert.issuer_id {
+                let ca = txn
+                    .certificate_by_id(issuer_id)?
+                    .map(|r| r.cert.name)
+                    .unwrap_or_default();
+                return Err(ManagerError::refused(
+                    format!("\"{name}\" was issued by CA \"{ca}\" and cannot be removed"),
+                    Some(&format!(
+                        "revoke it with `certman issued-revoke {name}`; issued certificates go when their CA is removed"
+                    )),
+                ));
+            }
+            // Depth-first: every descendant before its issuer (foreign keys).
+            let mut order = Vec::new();
+            let mut stack = vec![(c.id, false)];
+            while let Some((id, expanded)) = stack.pop() {
+                if expanded {
+                    order.push(id);
+                } else {
+                    stack.push((id, true));
+                    for child in txn.issued_by(id)? {
+                        stack.push((child, false));
+                    }
+                }
+            }
+            for id in order {
+                let rec = txn
+                    .certificate_by_id(id)?
+                    .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+                txn.delete_certificate(id)?;
+                if let Some(key_id) = &rec.cert.key_id {
+                    if txn.key_users(key_id)? == 0 {
+                        txn.delete_key(key_id)?;
+                    }
+                }
+                report.certificates.push(rec.cert.name);
+            }
+        }
+        txn.commit()?;
+        Ok(report)
+    }
+
+    // ---------------------------------------------------------------- export
+
+    /// `export-certificate NAME [type=pem] [export-passphrase=…] [file-name=…]`: writes
+    /// `<base>.crt`, and with a passphrase `<base>.key` (encrypted PKCS#8, mode 0600).
+    /// Returns the files written.
+    pub fn export_certificate(&self, req: &ExportRequest) -> Result<Vec<PathBuf>> {
+        let (rec, key) = {
+            let txn = self.store.begin(TxnMode::Read)?;
+            let rec = txn
+                .certificate(&req.name)?
+                .ok_or_else(|| not_found("certificate", &req.name))?;
+            let key = match &rec.cert.key_id {
+                Some(id) => txn.key(id)?,
+                None => None,
+            };
+            (rec, key)
+        };
+        let ExportType::Pem = req.kind;
+        let base = req
+            .file_name
+            .clone()
+            .unwrap_or_else(|| format!("cert_export_{}", req.name));
+        let base = req.dir.join(base);
+        let crt = with_extension(&base, "crt");
+        let key_pem = match &req.passphrase {
+            None => None,
+            Some(pass) => {
+                let key = key.ok_or_else(|| {
+                    ManagerError::refused(
+                        format!("certificate \"{}\" has no private key to export", req.name),
+                        Some("export without export-passphrase to write the certificate alone"),
+                    )
+                })?;
+                let handle = KeyHandle {
+                    uri: key.uri.parse()?,
+                    sealed: key.sealed,
+                };
+                let provider = self.keys.provider(&handle.uri)?;
+                let exporter = provider.exporter().ok_or_else(|| {
+                    ManagerError::refused(
+                        format!(
+                            "the private key of \"{}\" is on a {} token and cannot be exported",
+                            req.name,
+                            provider.name()
+                        ),
+                        None,
+                    )
+                })?;
+                let pkcs8 = exporter.export_pkcs8(&handle)?;
+                Some(x509::encrypted_private_key_pem(pkcs8.secret_bytes(), pass.secret_str())?)
+            }
+        };
+        let pem = x509::certificate_pem(&rec.cert.der)?;
+        let write = |path: &Path, data: &[u8], mode: u32| {
+            crate::fsutil::write_atomic(path, data, mode).map_err(|source| ManagerError::File {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let mut written = Vec::new();
+        if let Some(k) = key_pem {
+            let path = with_extension(&base, "key");
+            write(&path, k.as_bytes(), 0o600)?;
+            written.push(path);
+        }
+        write(&crt, pem.as_bytes(), 0o644)?;
+        written.insert(0, crt);
+        Ok(written)
+    }
+
+    /// The key handle of a stored certificate (for card-verify and the like).
+    pub fn key_handle(&self, name: &str) -> Result<Option<KeyHandle>> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        let rec = txn
+            .certificate(name)?
+            .ok_or_else(|| not_found("certificate", name))?;
+        let Some(id) = rec.cert.key_id else {
+            return Ok(None);
+        };
+        let key = txn.key(&id)?.ok_or_else(|| {
+            ManagerError::Store(crate::error::StoreError::Corrupt(format!("key {id} missing")))
+        })?;
+        Ok(Some(KeyHandle {
+            uri: key.uri.parse()?,
+            sealed: key.sealed,
+        }))
+    }
+
+    /// A stored certificate's record.
+    pub fn certificate_record(&self, name: &str) -> Result<CertificateRecord> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        txn.certificate(name)?
+            .ok_or_else(|| not_found("certificate", name))
+    }
+}
+
+fn with_extension(base: &Path, ext: &str) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+fn key_store_id(k: &GeneratedKey) -> String {
+    match k.uri.soft_id() {
+        Some(id) => id.to_owned(),
+        None => hex::encode(
+            aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                k.uri.without_secrets().to_string().as_bytes(),
+            )
+            .as_ref(),
+        ),
+    }
+}
+
+fn copy_properties(txn: &dyn Transaction, src: &str) -> Result<TemplateProperties> {
+    if let Some(t) = txn.template(src)? {
+        return TemplateProperties::from_json(&t.properties);
+    }
+    // copy-from a certificate: take what it was made of, as RouterOS does.
+    let c = txn
+        .certificate(src)?
+        .ok_or_else(|| not_found("template or certificate", src))?;
+    let info = x509::inspect_certificate(&c.cert.der)?;
+    let mut p = TemplateProperties::from_json(&c.cert.properties).unwrap_or_default();
+    let f = info.subject_fields;
+    p.common_name = f.common_name;
+    p.country = f.country;
+    p.state = f.state;
+    p.locality = f.locality;
+    p.organization = f.organization;
+    p.unit = f.unit;
+    p.subject_alt_name = (!info.subject_alt_name.is_empty()).then_some(info.subject_alt_name);
+    if let Some(a) = info.key_algorithm {
+        p.key_type = Some(a.key_type().to_owned());
+        p.key_size = match a {
+            crate::keys::KeyAlgorithm::Ed25519 => None,
+            _ => Some(a.key_size()),
+        };
+    }
+    p.key_usage = (!info.key_usage.is_empty()).then(|| info.key_usage.to_string());
+    Ok(p)
+}
+
+struct LoadedIssuer {
+    id: i64,
+    name: String,
+    subject: x509_cert::name::Name,
+    key_identifier: Vec<u8>,
+    crl_host: Option<String>,
+    signer: Arc<dyn KeySigner>,
+}

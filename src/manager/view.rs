@@ -1,0 +1,299 @@
+//! What `print` shows: one [`Entry`] per template or certificate, with RouterOS flags and
+//! properties. Formatting (tables, local time, JSON) is the CLI's business.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use super::template::TemplateProperties;
+use crate::error::Result;
+use crate::store::Transaction;
+use crate::x509;
+
+/// RouterOS certificate flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// K — private key present
+    pub private_key: bool,
+    /// D — DSA key (never made here)
+    pub dsa: bool,
+    /// L — a CRL is held for this CA
+    pub crl: bool,
+    /// C — the key is on a smart card / token
+    pub smart_card_key: bool,
+    /// A — certificate authority
+    pub authority: bool,
+    /// I — issued by a local CA
+    pub issued: bool,
+    /// R — revoked
+    pub revoked: bool,
+    /// E — expired
+    pub expired: bool,
+    /// T — trusted
+    pub trusted: bool,
+}
+
+impl Flags {
+    /// The flag letters in RouterOS order, one column each (`' '` where unset).
+    pub fn columns(&self) -> [char; 9] {
+        let f = |b: bool, c: char| if b { c } else { ' ' };
+        [
+            f(self.private_key, 'K'),
+            f(self.dsa, 'D'),
+            f(self.crl, 'L'),
+            f(self.smart_card_key, 'C'),
+            f(self.authority, 'A'),
+            f(self.issued, 'I'),
+            f(self.revoked, 'R'),
+            f(self.expired, 'E'),
+            f(self.trusted, 'T'),
+        ]
+    }
+}
+
+impl std::fmt::Display for Flags {
+    /// The set flags, e.g. `KAT`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.columns().into_iter().filter(|c| *c != ' ') {
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The legend printed above tables.
+pub const FLAGS_LEGEND: &str = "Flags: K - private-key, D - dsa, L - crl, C - smart-card-key, A - authority, I - issued, R - revoked, E - expired, T - trusted";
+
+/// A property value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// text
+    Text(String),
+    /// yes/no
+    Bool(bool),
+    /// a number
+    Int(i64),
+    /// a point in time (printed in the local time zone)
+    Time(SystemTime),
+}
+
+/// One line of `print`.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// `name`
+    pub name: String,
+    /// a template (not yet signed)
+    pub template: bool,
+    /// flags (all unset for templates)
+    pub flags: Flags,
+    /// RouterOS properties in print order
+    pub properties: Vec<(&'static str, Value)>,
+}
+
+impl Entry {
+    /// A property by name.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.properties.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// A text property.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        match self.get(key) {
+            Some(Value::Text(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// RouterOS duration text, e.g. `51w6d23h59m12s`.
+pub fn routeros_duration(mut secs: u64) -> String {
+    let mut out = String::new();
+    for (unit, len) in [('w', 604_800), ('d', 86_400), ('h', 3_600), ('m', 60)] {
+        if secs >= len {
+            out.push_str(&format!("{}{unit}", secs / len));
+            secs %= len;
+        }
+    }
+    if secs > 0 || out.is_empty() {
+        out.push_str(&format!("{secs}s"));
+    }
+    out
+}
+
+/// Builds every entry: certificates and templates in creation order.
+pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
+    let certs = txn.certificates()?;
+    let names: HashMap<i64, String> = certs.iter().map(|c| (c.id, c.cert.name.clone())).collect();
+    let now = SystemTime::now();
+    let mut rows: Vec<(i64, Entry)> = Vec::with_capacity(certs.len());
+    for c in &certs {
+        let info = x509::inspect_certificate(&c.cert.der)?;
+        let key = match &c.cert.key_id {
+            Some(id) => txn.key(id)?,
+            None => None,
+        };
+        let smart_card_uri = key
+            .as_ref()
+            .filter(|k| !k.uri.starts_with("soft:"))
+            .map(|k| k.uri.clone());
+        let expired = info.not_after < now;
+        let flags = Flags {
+            private_key: key.is_some(),
+            dsa: false,
+            crl: false,
+            smart_card_key: smart_card_uri.is_some(),
+            authority: info.is_ca,
+            issued: c.cert.issuer_id.is_some(),
+            revoked: c.revoked_at.is_some(),
+            expired,
+            trusted: c.cert.trusted,
+        };
+        let props = TemplateProperties::from_json(&c.cert.properties).unwrap_or_default();
+        let mut p: Vec<(&'static str, Value)> = Vec::new();
+        let text = |s: &str| Value::Text(s.to_owned());
+        let opt = |s: &Option<String>| Value::Text(s.clone().unwrap_or_default());
+        p.push(("common-name", opt(&info.common_name)));
+        p.push(("country", opt(&info.subject_fields.country)));
+        p.push(("state", opt(&info.subject_fields.state)));
+        p.push(("locality", opt(&info.subject_fields.locality)));
+        p.push(("organization", opt(&info.subject_fields.organization)));
+        p.push(("unit", opt(&info.subject_fields.unit)));
+        p.push(("subject-alt-name", text(&info.subject_alt_name)));
+        p.push(("subject", text(&info.subject)));
+        p.push(("issuer", text(&info.issuer)));
+        p.push(("serial-number", text(&info.serial_hex)));
+        p.push(("fingerprint", text(&info.fingerprint)));
+        p.push(("invalid-before", Value::Time(info.not_before)));
+        p.push(("invalid-after", Value::Time(info.not_after)));
+        let left = info
+            .not_after
+            .duration_since(now)
+            .map(|d| routeros_duration(d.as_secs()))
+            .unwrap_or_else(|_| "expired".into());
+        p.push(("expires-after", Value::Text(left)));
+        p.push((
+            "key-type",
+            text(info.key_algorithm.map_or("unknown", |a| a.key_type())),
+        ));
+        p.push((
+            "key-size",
+            Value::Text(info.key_algorithm.map(|a| a.key_size()).unwrap_or_default()),
+        ));
+        p.push((
+            "days-valid",
+            Value::Int(
+                info.not_after
+                    .duration_since(info.not_before)
+                    .map(|d| (d.as_secs() / 86_400) as i64)
+                    .unwrap_or(0),
+            ),
+        ));
+        p.push(("key-usage", text(&info.key_usage.to_string())));
+        p.push((
+            "digest-algorithm",
+            Value::Text(props.digest_algorithm.clone().unwrap_or_default()),
+        ));
+        p.push((
+            "ca",
+            Value::Text(
+                c.cert
+                    .issuer_id
+                    .and_then(|i| names.get(&i).cloned())
+                    .unwrap_or_default(),
+            ),
+        ));
+        p.push((
+            "ca-crl-host",
+            Value::Text(c.cert.ca_crl_host.clone().unwrap_or_default()),
+        ));
+        p.push((
+            "crl-distribution-point",
+            Value::Text(info.crl_distribution_points.join(",")),
+        ));
+        p.push(("trusted", Value::Bool(flags.trusted)));
+        p.push(("private-key", Value::Bool(flags.private_key)));
+        p.push((
+            "smart-card-key",
+            Value::Text(smart_card_uri.unwrap_or_default()),
+        ));
+        p.push(("authority", Value::Bool(flags.authority)));
+        p.push(("issued", Value::Bool(flags.issued)));
+        p.push(("revoked", Value::Bool(flags.revoked)));
+        p.push(("expired", Value::Bool(flags.expired)));
+        p.push(("crl", Value::Bool(flags.crl)));
+        p.push(("dsa", Value::Bool(flags.dsa)));
+        rows.push((
+            c.created_at,
+            Entry {
+                name: c.cert.name.clone(),
+                template: false,
+                flags,
+                properties: p,
+            },
+        ));
+    }
+    for t in txn.templates()? {
+        let props = TemplateProperties::from_json(&t.properties)?;
+        let properties = props
+            .pairs()
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match (k, &v) {
+                    ("trusted", _) => Value::Bool(v == "yes"),
+                    ("days-valid", _) => Value::Int(v.parse().unwrap_or(0)),
+                    _ => Value::Text(v),
+                };
+                (k, v)
+            })
+            .collect();
+        rows.push((
+            t.created_at,
+            Entry {
+                name: t.name,
+                template: true,
+                flags: Flags::default(),
+                properties,
+            },
+        ));
+    }
+    rows.sort_by_key(|(created, _)| *created);
+    Ok(rows.into_iter().map(|(_, e)| e).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_render_in_routeros_order() {
+        let f = Flags {
+            private_key: true,
+            authority: true,
+            trusted: true,
+            ..Default::default()
+        };
+        assert_eq!(f.to_string(), "KAT");
+        assert_eq!(f.columns().iter().collect::<String>(), "K   A   T");
+        let all = Flags {
+            private_key: true,
+            dsa: true,
+            crl: true,
+            smart_card_key: true,
+            authority: true,
+            issued: true,
+            revoked: true,
+            expired: true,
+            trusted: true,
+        };
+        assert_eq!(all.to_string(), "KDLCAIRET");
+        assert_eq!(Flags::default().to_string(), "");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(routeros_duration(0), "0s");
+        assert_eq!(routeros_duration(59), "59s");
+        assert_eq!(routeros_duration(3600), "1h");
+        assert_eq!(routeros_duration(365 * 86_400), "52w1d");
+        assert_eq!(routeros_duration(604_800 + 86_400 + 3_661), "1w1d1h1m1s");
+    }
+}

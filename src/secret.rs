@@ -1,0 +1,244 @@
+//! Secrets: PINs, passphrases and key bytes, held in zeroizing buffers from the moment they are
+//! read, with a redacted `Debug` and no `Display`; and the `*-source` syntax that says where a
+//! secret comes from (`file:PATH`, `env:VAR`, `fd:N`, `prompt`).
+
+use std::fmt;
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+use crate::error::SecretError;
+
+/// A secret text (PIN or passphrase). `Debug` prints `[redacted]`; there is no `Display`.
+#[derive(Clone)]
+pub struct SecretString(Zeroizing<String>);
+
+impl SecretString {
+    /// Wraps a string that is already in memory.
+    pub fn new(s: String) -> Self {
+        SecretString(Zeroizing::new(s))
+    }
+
+    /// The secret itself. Callers must not log or store it.
+    pub fn secret_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A PIN for a token or card.
+pub type Pin = SecretString;
+/// A passphrase protecting an exported or imported key.
+pub type Passphrase = SecretString;
+
+/// Secret bytes (private key material). `Debug` prints only the length.
+#[derive(Clone)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Takes ownership of the bytes.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(Zeroizing::new(bytes))
+    }
+
+    /// The secret bytes. Callers must not log or store them in clear.
+    pub fn secret_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Zeroizing<Vec<u8>>> for SecretBytes {
+    fn from(z: Zeroizing<Vec<u8>>) -> Self {
+        SecretBytes(z)
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([redacted; {} bytes])", self.0.len())
+    }
+}
+
+/// Where a secret comes from: the value of an `X-source=` option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `file:PATH` — the file's content, one trailing newline removed.
+    File(PathBuf),
+    /// `env:VAR` — an environment variable.
+    Env(String),
+    /// `fd:N` — read an inherited file descriptor to its end.
+    Fd(u32),
+    /// `prompt` — ask on the terminal without echo.
+    Prompt,
+}
+
+impl std::str::FromStr for SecretSource {
+    type Err = SecretError;
+
+    fn from_str(s: &str) -> Result<Self, SecretError> {
+        let invalid = || SecretError::InvalidSource(s.to_owned());
+        if s == "prompt" {
+            return Ok(SecretSource::Prompt);
+        }
+        let (kind, rest) = s.split_once(':').ok_or_else(invalid)?;
+        if rest.is_empty() {
+            return Err(invalid());
+        }
+        match kind {
+            "file" => Ok(SecretSource::File(PathBuf::from(rest))),
+            "env" => Ok(SecretSource::Env(rest.to_owned())),
+            "fd" => rest.parse().map(SecretSource::Fd).map_err(|_| invalid()),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::File(p) => write!(f, "file:{}", p.display()),
+            SecretSource::Env(v) => write!(f, "env:{v}"),
+            SecretSource::Fd(n) => write!(f, "fd:{n}"),
+            SecretSource::Prompt => f.write_str("prompt"),
+        }
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret. `what` names it in the prompt and in errors ("export passphrase").
+    /// An empty result is an error: a failed read never silently becomes "".
+    pub fn read(&self, what: &str) -> Result<SecretString, SecretError> {
+        let unreadable = |reason: String| SecretError::Unreadable {
+            source_desc: self.to_string(),
+            reason,
+        };
+        let value = match self {
+            SecretSource::File(path) => {
+                let mut buf = Zeroizing::new(String::new());
+                std::fs::File::open(path)
+                    .and_then(|mut f| f.read_to_string(&mut buf))
+                    .map_err(|e| unreadable(e.to_string()))?;
+                strip_one_newline(buf)
+            }
+            SecretSource::Env(var) => {
+                let v = std::env::var(var).map_err(|e| unreadable(e.to_string()))?;
+                Zeroizing::new(v)
+            }
+            SecretSource::Fd(n) => {
+                let mut buf = Zeroizing::new(String::new());
+                std::fs::File::open(format!("/dev/fd/{n}"))
+                    .and_then(|mut f| f.read_to_string(&mut buf))
+                    .map_err(|e| unreadable(e.to_string()))?;
+                strip_one_newline(buf)
+            }
+            SecretSource::Prompt => {
+                if !std::io::stdin().is_terminal() {
+                    return Err(unreadable("stdin is not a terminal".into()));
+                }
+                let v = rpassword::prompt_password(format!("{what}: "))
+                    .map_err(|e| unreadable(e.to_string()))?;
+                Zeroizing::new(v)
+            }
+        };
+        if value.is_empty() {
+            return Err(SecretError::Empty(self.to_string()));
+        }
+        Ok(SecretString(value))
+    }
+}
+
+fn strip_one_newline(mut s: Zeroizing<String>) -> Zeroizing<String> {
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    s
+}
+
+/// Resolves a secret option given as `X=value` and/or `X-source=…`.
+///
+/// With neither: prompts when stdin is a terminal and `required`, fails when it is not a
+/// terminal and `required`, and gives `None` when not required.
+pub fn resolve_secret(
+    value: Option<SecretString>,
+    source: Option<&SecretSource>,
+    what: &str,
+    option: &str,
+    required: bool,
+) -> Result<Option<SecretString>, SecretError> {
+    match (value, source) {
+        (Some(v), _) if !v.is_empty() => Ok(Some(v)),
+        (Some(_), None) => Err(SecretError::Empty(format!("{option}="))),
+        (_, Some(src)) => src.read(what).map(Some),
+        (None, None) if required => {
+            if std::io::stdin().is_terminal() {
+                SecretSource::Prompt.read(what).map(Some)
+            } else {
+                Err(SecretError::NoTerminal(what.to_owned(), option.to_owned()))
+            }
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted() {
+        let s = SecretString::new("hunter2".into());
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        let b = SecretBytes::new(vec![1, 2, 3]);
+        assert!(!format!("{b:?}").contains("1, 2"));
+    }
+
+    #[test]
+    fn sources_parse_and_print() {
+        for s in ["file:/etc/x.pin", "env:PIN", "fd:3", "prompt"] {
+            let src: SecretSource = s.parse().unwrap();
+            assert_eq!(src.to_string(), s);
+        }
+        for bad in ["", "file:", "pin:1234", "fd:x", "1234"] {
+            assert!(bad.parse::<SecretSource>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_source_strips_one_newline_and_rejects_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pin");
+        std::fs::write(&p, "1234\n\n").unwrap();
+        let src = SecretSource::File(p.clone());
+        assert_eq!(src.read("PIN").unwrap().secret_str(), "1234\n");
+        std::fs::write(&p, "\n").unwrap();
+        assert!(matches!(src.read("PIN"), Err(SecretError::Empty(_))));
+        let missing = SecretSource::File(dir.path().join("nope"));
+        assert!(matches!(
+            missing.read("PIN"),
+            Err(SecretError::Unreadable { .. })
+        ));
+    }
+
+    #[test]
+    fn env_source() {
+        std::env::set_var("CERTMAN_TEST_SECRET_ENV", "s3cret");
+        let src: SecretSource = "env:CERTMAN_TEST_SECRET_ENV".parse().unwrap();
+        assert_eq!(src.read("x").unwrap().secret_str(), "s3cret");
+        let src: SecretSource = "env:CERTMAN_TEST_SECRET_UNSET_VAR".parse().unwrap();
+        assert!(src.read("x").is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! Persistence: templates, certificates, sealed software keys and the key inventory.
+//!
+//! [`Store`] is a trait so that a second backend (PostgreSQL for several `serve` nodes) is an
+//! addition, not a rewrite; the embedded default is [`sqlite::SqliteStore`]. Every operation
+//! of the manager runs in one [`Transaction`]; dropping it uncommitted rolls back.
+
+pub mod sqlite;
+
+use crate::error::StoreError;
+
+/// Store result.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A certificate template (`add`), its properties as JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateRecord {
+    /// row id
+    pub id: i64,
+    /// unique name (shared namespace with certificates)
+    pub name: String,
+    /// the template's properties, JSON
+    pub properties: String,
+    /// creation time, Unix microseconds (orders `print`)
+    pub created_at: i64,
+}
+
+/// A key the store knows: a sealed software key, or the inventory entry of a token key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// store id (for software keys, the `soft:id=`)
+    pub id: String,
+    /// the key URI, without secrets
+    pub uri: String,
+    /// `key-type`/`key-size`, e.g. `ec/prime256v1`
+    pub algorithm: String,
+    /// software keys: the sealed PKCS#8
+    pub sealed: Option<Vec<u8>>,
+    /// token keys: the token's serial
+    pub token_serial: Option<String>,
+    /// token keys: slot or object
+    pub slot: Option<String>,
+    /// creation time, Unix microseconds
+    pub created_at: i64,
+}
+
+/// A certificate to insert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCertificate {
+    /// unique name
+    pub name: String,
+    /// DER
+    pub der: Vec<u8>,
+    /// serial, upper-case hex
+    pub serial: String,
+    /// SHA-256 fingerprint, hex
+    pub fingerprint: String,
+    /// its private key, if certman has one
+    pub key_id: Option<String>,
+    /// the local CA that issued it
+    pub issuer_id: Option<i64>,
+    /// `trusted`
+    pub trusted: bool,
+    /// `ca-crl-host` (CAs)
+    pub ca_crl_host: Option<String>,
+    /// template properties it was made from, JSON (for `print detail`)
+    pub properties: String,
+    /// notAfter, Unix seconds
+    pub not_after: i64,
+}
+
+/// A stored certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// row id
+    pub id: i64,
+    /// creation time, Unix microseconds
+    pub created_at: i64,
+    /// revocation time, Unix seconds
+    pub revoked_at: Option<i64>,
+    /// the rest
+    pub cert: NewCertificate,
+}
+
+/// Read-only or read-write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnMode {
+    /// a consistent snapshot for reading
+    Read,
+    /// takes the write lock at once (no upgrade deadlocks between processes)
+    Write,
+}
+
+/// A place certman's state lives.
+pub trait Store: Send + Sync {
+    /// Starts a transaction.
+    fn begin(&self, mode: TxnMode) -> Result<Box<dyn Transaction + '_>>;
+    /// The store's random salt (for deriving the software-key sealing key).
+    fn salt(&self) -> &[u8];
+}
+
+/// One transaction. Dropped without [`Transaction::commit`] = rolled back.
+pub trait Transaction {
+    /// Makes the changes durable.
+    fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Whether a template or certificate has this name.
+    fn name_in_use(&self, name: &str) -> Result<bool>;
+
+    /// A template by name.
+    fn template(&self, name: &str) -> Result<Option<TemplateRecord>>;
+    /// All templates.
+    fn templates(&self) -> Result<Vec<TemplateRecord>>;
+    /// Adds a template.
+    fn insert_template(&mut self, name: &str, properties: &str) -> Result<i64>;
+    /// Changes a template.
+    fn update_template(&mut self, id: i64, name: &str, properties: &str) -> Result<()>;
+    /// Deletes a template.
+    fn delete_template(&mut self, id: i64) -> Result<()>;
+
+    /// A certificate by name.
+    fn certificate(&self, name: &str) -> Result<Option<CertificateRecord>>;
+    /// A certificate by id.
+    fn certificate_by_id(&self, id: i64) -> Result<Option<CertificateRecord>>;
+    /// All certificates.
+    fn certificates(&self) -> Result<Vec<CertificateRecord>>;
+    /// Ids of the certificates a local CA issued directly.
+    fn issued_by(&self, issuer_id: i64) -> Result<Vec<i64>>;
+    /// Adds a certificate.
+    fn insert_certificate(&mut self, cert: &NewCertificate) -> Result<i64>;
+    /// Renames a certificate and sets `trusted`.
+    fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()>;
+    /// Deletes a certificate.
+    fn delete_certificate(&mut self, id: i64) -> Result<()>;
+
+    /// A key by store id.
+    fn key(&self, id: &str) -> Result<Option<KeyRecord>>;
+    /// Adds a key.
+    fn insert_key(&mut self, key: &KeyRecord) -> Result<()>;
+    /// Deletes a key.
+    fn delete_key(&mut self, id: &str) -> Result<()>;
+    /// How many certificates use a key.
+    fn key_users(&self, id: &str) -> Result<i64>;
+}
+
+/// Now, in Unix microseconds.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

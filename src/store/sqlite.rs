@@ -1,0 +1,454 @@
+//! The embedded store: one SQLite file (WAL, `synchronous=FULL`) in a private directory.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{
+    now_micros, CertificateRecord, KeyRecord, NewCertificate, Result, Store, TemplateRecord,
+    Transaction, TxnMode,
+};
+use crate::error::StoreError;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+/// The database file's name inside the store directory.
+pub const DB_FILE: &str = "certman.db";
+
+const SCHEMA_V1: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE keys (
+    id           TEXT PRIMARY KEY,
+    uri          TEXT NOT NULL,
+    algorithm    TEXT NOT NULL,
+    sealed       BLOB,
+    token_serial TEXT,
+    slot         TEXT,
+    created_at   INTEGER NOT NULL
+);
+CREATE TABLE templates (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    properties TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE certificates (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    der         BLOB NOT NULL,
+    serial      TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    key_id      TEXT REFERENCES keys(id),
+    issuer_id   INTEGER REFERENCES certificates(id),
+    trusted     INTEGER NOT NULL,
+    ca_crl_host TEXT,
+    properties  TEXT NOT NULL,
+    not_after   INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    created_at  INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX certificates_issuer_serial ON certificates(issuer_id, serial);
+CREATE INDEX certificates_issuer ON certificates(issuer_id);
+CREATE INDEX certificates_key ON certificates(key_id);
+";
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    salt: Vec<u8>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqliteStore({})", self.path.display())
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`: directory 0700, database 0600.
+    pub fn open(dir: &Path) -> Result<Self> {
+        crate::fsutil::ensure_private_dir(dir).map_err(io_err(dir))?;
+        let path = dir.join(DB_FILE);
+        // Create the file with 0600 before SQLite does (SQLite gives its -wal/-shm files the
+        // database file's mode).
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(&path))?;
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let salt = migrate(&conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            salt,
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the open transaction is
+        // rolled back by the guard's drop), so a poisoned mutex is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<Vec<u8>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < 1 {
+            conn.execute_batch(SCHEMA_V1)?;
+            let mut salt = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut salt)
+                .map_err(|_| StoreError::Corrupt("random generator failed".into()))?;
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('salt', ?1)",
+                params![salt.to_vec()],
+            )?;
+        }
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        let salt: Vec<u8> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'salt'", [], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt("no salt in meta".into()))?;
+        Ok(salt)
+    })();
+    match result {
+        Ok(salt) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(salt)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn begin(&self, mode: TxnMode) -> Result<Box<dyn Transaction + '_>> {
+        let conn = self.lock();
+        let sql = match mode {
+            TxnMode::Read => "BEGIN DEFERRED",
+            TxnMode::Write => "BEGIN IMMEDIATE",
+        };
+        conn.execute_batch(sql).map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                StoreError::Busy
+            }
+            e => StoreError::Sqlite(e),
+        })?;
+        Ok(Box::new(SqliteTxn { conn, done: false }))
+    }
+
+    fn salt(&self) -> &[u8] {
+        &self.salt
+    }
+}
+
+struct SqliteTxn<'a> {
+    conn: MutexGuard<'a, Connection>,
+    done: bool,
+}
+
+impl Drop for SqliteTxn<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+const CERT_COLUMNS: &str = "id, name, der, serial, fingerprint, key_id, issuer_id, trusted, \
+                            ca_crl_host, properties, not_after, revoked_at, created_at";
+
+fn cert_from_row(r: &Row<'_>) -> rusqlite::Result<CertificateRecord> {
+    Ok(CertificateRecord {
+        id: r.get(0)?,
+        cert: NewCertificate {
+            name: r.get(1)?,
+            der: r.get(2)?,
+            serial: r.get(3)?,
+            fingerprint: r.get(4)?,
+            key_id: r.get(5)?,
+            issuer_id: r.get(6)?,
+            trusted: r.get(7)?,
+            ca_crl_host: r.get(8)?,
+            properties: r.get(9)?,
+            not_after: r.get(10)?,
+        },
+        revoked_at: r.get(11)?,
+        created_at: r.get(12)?,
+    })
+}
+
+fn template_from_row(r: &Row<'_>) -> rusqlite::Result<TemplateRecord> {
+    Ok(TemplateRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        properties: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
+impl Transaction for SqliteTxn<'_> {
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        self.done = true;
+        Ok(())
+    }
+
+    fn name_in_use(&self, name: &str) -> Result<bool> {
+        let n: i64 = self.conn.prepare_cached(
+            "SELECT (SELECT COUNT(*) FROM templates WHERE name = ?1) + \
+                    (SELECT COUNT(*) FROM certificates WHERE name = ?1)",
+        )?
+        .query_row(params![name], |r| r.get(0))?;
+        Ok(n > 0)
+    }
+
+    fn template(&self, name: &str) -> Result<Option<TemplateRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id, name, properties, created_at FROM templates WHERE name = ?1")?
+            .query_row(params![name], template_from_row)
+            .optional()?)
+    }
+
+    fn templates(&self) -> Result<Vec<TemplateRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, name, properties, created_at FROM templates ORDER BY created_at, id")?;
+        let rows = st.query_map([], template_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn insert_template(&mut self, name: &str, properties: &str) -> Result<i64> {
+        self.conn
+            .prepare_cached("INSERT INTO templates(name, properties, created_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![name, properties, now_micros()])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn update_template(&mut self, id: i64, name: &str, properties: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE templates SET name = ?2, properties = ?3 WHERE id = ?1")?
+            .execute(params![id, name, properties])?;
+        Ok(())
+    }
+
+    fn delete_template(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM templates WHERE id = ?1")?
+            .execute(params![id])?;
+        Ok(())
+    }
+
+    fn certificate(&self, name: &str) -> Result<Option<CertificateRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE name = ?1"))?
+            .query_row(params![name], cert_from_row)
+            .optional()?)
+    }
+
+    fn certificate_by_id(&self, id: i64) -> Result<Option<CertificateRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = ?1"))?
+            .query_row(params![id], cert_from_row)
+            .optional()?)
+    }
+
+    fn certificates(&self) -> Result<Vec<CertificateRecord>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {CERT_COLUMNS} FROM certificates ORDER BY created_at, id"
+        ))?;
+        let rows = st.query_map([], cert_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn issued_by(&self, issuer_id: i64) -> Result<Vec<i64>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id FROM certificates WHERE issuer_id = ?1 AND id != ?1")?;
+        let rows = st.query_map(params![issuer_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn insert_certificate(&mut self, c: &NewCertificate) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO certificates(name, der, serial, fingerprint, key_id, issuer_id, \
+                 trusted, ca_crl_host, properties, not_after, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                c.name,
+                c.der,
+                c.serial,
+                c.fingerprint,
+                c.key_id,
+                c.issuer_id,
+                c.trusted,
+                c.ca_crl_host,
+                c.properties,
+                c.not_after,
+                now_micros()
+            ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE certificates SET name = ?2, trusted = ?3 WHERE id = ?1")?
+            .execute(params![id, name, trusted])?;
+        Ok(())
+    }
+
+    fn delete_certificate(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM certificates WHERE id = ?1")?
+            .execute(params![id])?;
+        Ok(())
+    }
+
+    fn key(&self, id: &str) -> Result<Option<KeyRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, uri, algorithm, sealed, token_serial, slot, created_at FROM keys WHERE id = ?1",
+            )?
+            .query_row(params![id], |r| {
+                Ok(KeyRecord {
+                    id: r.get(0)?,
+                    uri: r.get(1)?,
+                    algorithm: r.get(2)?,
+                    sealed: r.get(3)?,
+                    token_serial: r.get(4)?,
+                    slot: r.get(5)?,
+                    created_at: r.get(6)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn insert_key(&mut self, k: &KeyRecord) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO keys(id, uri, algorithm, sealed, token_serial, slot, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                k.id,
+                k.uri,
+                k.algorithm,
+                k.sealed,
+                k.token_serial,
+                k.slot,
+                k.created_at
+            ])?;
+        Ok(())
+    }
+
+    fn delete_key(&mut self, id: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM keys WHERE id = ?1")?
+            .execute(params![id])?;
+        Ok(())
+    }
+
+    fn key_users(&self, id: &str) -> Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM certificates WHERE key_id = ?1")?
+            .query_row(params![id], |r| r.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_creates_private_files_and_keeps_salt() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("store");
+        let s = SqliteStore::open(&dir).unwrap();
+        let salt = s.salt().to_vec();
+        assert_eq!(salt.len(), 32);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
+        drop(s);
+        let s2 = SqliteStore::open(&dir).unwrap();
+        assert_eq!(s2.salt(), &salt[..]);
+    }
+
+    #[test]
+    fn uncommitted_transactions_roll_back() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(d.path()).unwrap();
+        {
+            let mut t = s.begin(TxnMode::Write).unwrap();
+            t.insert_template("a", "{}").unwrap();
+            assert!(t.name_in_use("a").unwrap());
+        }
+        let t = s.begin(TxnMode::Read).unwrap();
+        assert!(!t.name_in_use("a").unwrap());
+        drop(t);
+        let mut t = s.begin(TxnMode::Write).unwrap();
+        t.insert_template("a", "{}").unwrap();
+        t.commit().unwrap();
+        let t = s.begin(TxnMode::Read).unwrap();
+        assert_eq!(t.templates().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(d.path()).unwrap());
+        let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        assert!(matches!(
+            SqliteStore::open(d.path()),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,587 @@
+//! Building and reading X.509 artefacts with the RustCrypto format crates: certificates,
+//! names, subjectAltName, key usages, PEM, encrypted PKCS#8. Signs only through
+//! [`X509Signer`]; does no I/O and knows no backend.
+
+pub mod usage;
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use const_oid::db::rfc4519;
+use const_oid::AssociatedOid;
+use der::asn1::{Any, Ia5String, OctetString};
+use der::pem::LineEnding;
+use der::referenced::OwnedToRef;
+use der::{Decode, Encode, Tag};
+use spki::{ObjectIdentifier, SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef};
+use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder};
+use x509_cert::certificate::TbsCertificate;
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    AuthorityKeyIdentifier, BasicConstraints, CrlDistributionPoints, ExtendedKeyUsage, KeyUsage,
+    SubjectAltName, SubjectKeyIdentifier,
+};
+use x509_cert::ext::Extension;
+use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::{Time, Validity};
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+pub use self::usage::{KeyUsageName, KeyUsageSet};
+use crate::error::X509Error;
+use crate::keys::{KeyAlgorithm, X509Signer};
+
+/// The subject fields a template can set (RouterOS property names in comments).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubjectFields {
+    /// `country` (C), two letters
+    pub country: Option<String>,
+    /// `state` (ST)
+    pub state: Option<String>,
+    /// `locality` (L)
+    pub locality: Option<String>,
+    /// `organization` (O)
+    pub organization: Option<String>,
+    /// `unit` (OU)
+    pub unit: Option<String>,
+    /// `common-name` (CN)
+    pub common_name: Option<String>,
+}
+
+impl SubjectFields {
+    /// The X.501 Name, in the conventional order C, ST, L, O, OU, CN.
+    pub fn to_name(&self) -> Result<Name, X509Error> {
+        let mut seq = RdnSequence::default();
+        let fields = [
+            (rfc4519::COUNTRY_NAME, &self.country),
+            (rfc4519::ST, &self.state),
+            (rfc4519::LOCALITY_NAME, &self.locality),
+            (rfc4519::ORGANIZATION_NAME, &self.organization),
+            (rfc4519::ORGANIZATIONAL_UNIT_NAME, &self.unit),
+            (rfc4519::COMMON_NAME, &self.common_name),
+        ];
+        for (oid, value) in fields {
+            let Some(v) = value.as_deref().filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let value = if oid == rfc4519::COUNTRY_NAME {
+                if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err(X509Error::Invalid(format!(
+                        "country '{v}' must be a two-letter ISO 3166 code"
+                    )));
+                }
+                Any::new(Tag::PrintableString, v.to_ascii_uppercase().as_bytes())?
+            } else {
+                if v.chars().count() > 64 {
+                    return Err(X509Error::Invalid(format!(
+                        "'{v}' is longer than the 64 characters X.520 allows"
+                    )));
+                }
+                Any::new(Tag::Utf8String, v.as_bytes())?
+            };
+            let atv = AttributeTypeAndValue { oid, value };
+            seq.push(RelativeDistinguishedName::try_from(vec![atv])?);
+        }
+        Ok(Name::hazmat_from_rdn_sequence(seq))
+    }
+}
+
+/// A Name as text in the order it is encoded, `C=LV,O=MikroTik,CN=ca` (as RouterOS prints it).
+pub fn name_to_string(name: &Name) -> String {
+    name.iter_rdn()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|atv| atv.to_string())
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn name_attribute(name: &Name, oid: ObjectIdentifier) -> Option<String> {
+    name.iter().find(|atv| atv.oid == oid).and_then(|atv| {
+        let v = &atv.value;
+        match der::Tagged::tag(v) {
+            Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::TeletexString => {
+                std::str::from_utf8(v.value()).ok().map(str::to_owned)
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Parses RouterOS `subject-alt-name`: `DNS:a.example,IP:192.0.2.1,email:x@y,URI:https://…`.
+pub fn parse_subject_alt_names(s: &str) -> Result<Vec<GeneralName>, X509Error> {
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (kind, value) = item.split_once(':').ok_or_else(|| {
+            X509Error::Invalid(format!(
+                "subject-alt-name item '{item}' needs a type prefix: DNS:, IP:, email: or URI:"
+            ))
+        })?;
+        let ia5 = |v: &str| {
+            Ia5String::new(v).map_err(|_| {
+                X509Error::Invalid(format!("subject-alt-name '{item}' must be ASCII"))
+            })
+        };
+        let gn = match kind.to_ascii_lowercase().as_str() {
+            "dns" => {
+                let ok = !value.is_empty()
+                    && value.len() <= 253
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._*".contains(&b));
+                if !ok {
+                    return Err(X509Error::Invalid(format!("'{value}' is not a DNS name")));
+                }
+                GeneralName::DnsName(ia5(value)?)
+            }
+            "ip" => {
+                let ip = IpAddr::from_str(value).map_err(|_| {
+                    X509Error::Invalid(format!("'{value}' is not an IPv4 or IPv6 address"))
+                })?;
+                GeneralName::from(ip)
+            }
+            "email" => {
+                if !value.contains('@') {
+                    return Err(X509Error::Invalid(format!("'{value}' is not an email address")));
+                }
+                GeneralName::Rfc822Name(ia5(value)?)
+            }
+            "uri" => {
+                if !value.contains(':') {
+                    return Err(X509Error::Invalid(format!("'{value}' is not an absolute URI")));
+                }
+                GeneralName::UniformResourceIdentifier(ia5(value)?)
+            }
+            other => {
+                return Err(X509Error::Invalid(format!(
+                    "subject-alt-name type '{other}' (use DNS, IP, email or URI)"
+                )))
+            }
+        };
+        out.push(gn);
+    }
+    Ok(out)
+}
+
+/// Prints general names the way `subject-alt-name` takes them.
+pub fn general_names_to_string(names: &[GeneralName]) -> String {
+    names
+        .iter()
+        .map(|gn| match gn {
+            GeneralName::DnsName(s) => format!("DNS:{s}"),
+            GeneralName::Rfc822Name(s) => format!("email:{s}"),
+            GeneralName::UniformResourceIdentifier(s) => format!("URI:{s}"),
+            GeneralName::IpAddress(o) => match o.as_bytes().len() {
+                4 => {
+                    let b: [u8; 4] = o.as_bytes().try_into().unwrap_or_default();
+                    format!("IP:{}", IpAddr::from(b))
+                }
+                16 => {
+                    let b: [u8; 16] = o.as_bytes().try_into().unwrap_or_default();
+                    format!("IP:{}", IpAddr::from(b))
+                }
+                _ => format!("IP:#{}", hex::encode(o.as_bytes())),
+            },
+            GeneralName::DirectoryName(n) => format!("dirName:{}", name_to_string(n)),
+            other => format!("{other:?}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A random positive serial number of 127 bits: 16 octets, top bit clear, second bit set so
+/// it never shrinks below 64 bits of entropy-bearing length (RFC 5280 §4.1.2.2: ≤ 20 octets).
+pub fn random_serial() -> Result<SerialNumber, X509Error> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| X509Error::Invalid("random generator failed".into()))?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    Ok(SerialNumber::new(&bytes)?)
+}
+
+/// RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's bytes.
+pub fn key_identifier(spki: SubjectPublicKeyInfoRef<'_>) -> Vec<u8> {
+    let d = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        spki.subject_public_key.raw_bytes(),
+    );
+    d.as_ref().to_vec()
+}
+
+/// The issuer of a certificate being built.
+#[derive(Clone, Debug)]
+pub struct IssuerInfo {
+    /// the issuing CA's subject
+    pub name: Name,
+    /// the issuing CA's subject key identifier (goes into AKI)
+    pub key_identifier: Vec<u8>,
+}
+
+/// Everything that goes into one certificate.
+#[derive(Clone, Debug)]
+pub struct CertificateSpec {
+    /// subject name
+    pub subject: Name,
+    /// subject public key
+    pub public_key: SubjectPublicKeyInfoOwned,
+    /// serial number
+    pub serial: SerialNumber,
+    /// notBefore
+    pub not_before: SystemTime,
+    /// notAfter
+    pub not_after: SystemTime,
+    /// basicConstraints cA
+    pub is_ca: bool,
+    /// keyUsage bits and EKUs
+    pub key_usage: KeyUsageSet,
+    /// subjectAltName
+    pub subject_alt_names: Vec<GeneralName>,
+    /// a CRL distribution point URL
+    pub crl_distribution_point: Option<String>,
+    /// the issuer; `None` = self-signed
+    pub issuer: Option<IssuerInfo>,
+}
+
+impl CertificateSpec {
+    /// Validity from now for `days`, refusing dates past 9999-12-31 (GeneralizedTime's end).
+    pub fn validity_from_now(days: u32) -> Result<(SystemTime, SystemTime), X509Error> {
+        let now_secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_err(|_| X509Error::Invalid("the system clock is before 1970".into()))?
+            .as_secs();
+        let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs);
+        let not_after = not_before + Duration::from_secs(u64::from(days) * 86_400);
+        // 9999-12-31T23:59:59Z
+        if not_after > SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799) {
+            return Err(X509Error::Invalid(format!(
+                "days-valid={days} ends after the year 9999"
+            )));
+        }
+        Ok((not_before, not_after))
+    }
+}
+
+struct Profile<'a>(&'a CertificateSpec);
+
+fn ext<T: Encode + AssociatedOid>(value: &T, critical: bool) -> x509_cert::builder::Result<Extension> {
+    Ok(Extension {
+        extn_id: T::OID,
+        critical,
+        extn_value: OctetString::new(value.to_der()?)?,
+    })
+}
+
+impl BuilderProfile for Profile<'_> {
+    fn get_issuer(&self, subject: &Name) -> Name {
+        match &self.0.issuer {
+            Some(i) => i.name.clone(),
+            None => subject.clone(),
+        }
+    }
+
+    fn get_subject(&self) -> Name {
+        self.0.subject.clone()
+    }
+
+    fn build_extensions(
+        &self,
+        spk: SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: SubjectPublicKeyInfoRef<'_>,
+        _tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        let spec = self.0;
+        let ski = key_identifier(spk);
+        let aki = match &spec.issuer {
+            Some(i) => i.key_identifier.clone(),
+            None => ski.clone(),
+        };
+        let mut exts = vec![
+            ext(
+                &BasicConstraints {
+                    ca: spec.is_ca,
+                    path_len_constraint: None,
+                },
+                true,
+            )?,
+        ];
+        let flags = spec.key_usage.key_usage_flags();
+        if !flags.is_empty() {
+            exts.push(ext(&KeyUsage(flags), true)?);
+        }
+        let ekus = spec.key_usage.eku_oids();
+        if !ekus.is_empty() {
+            exts.push(ext(&ExtendedKeyUsage(ekus), false)?);
+        }
+        exts.push(ext(&SubjectKeyIdentifier(OctetString::new(ski)?), false)?);
+        exts.push(ext(
+            &AuthorityKeyIdentifier {
+                key_identifier: Some(OctetString::new(aki)?),
+                ..Default::default()
+            },
+            false,
+        )?);
+        if !spec.subject_alt_names.is_empty() {
+            // RFC 5280 §4.2.1.6: critical when the subject is empty.
+            exts.push(ext(
+                &SubjectAltName(spec.subject_alt_names.clone()),
+                spec.subject.is_empty(),
+            )?);
+        }
+        if let Some(url) = &spec.crl_distribution_point {
+            let dp = DistributionPoint {
+                distribution_point: Some(DistributionPointName::FullName(vec![
+                    GeneralName::UniformResourceIdentifier(Ia5String::new(url)?),
+                ])),
+                reasons: None,
+                crl_issuer: None,
+            };
+            exts.push(ext(&CrlDistributionPoints(vec![dp]), false)?);
+        }
+        Ok(exts)
+    }
+}
+
+/// Builds and signs a certificate. For a self-signed certificate, `signer` must hold the key
+/// of `spec.public_key`.
+pub fn build_certificate(spec: &CertificateSpec, signer: &X509Signer) -> Result<Vec<u8>, X509Error> {
+    if spec.issuer.is_none() && signer.public_key() != &spec.public_key {
+        return Err(X509Error::Invalid(
+            "a self-signed certificate must be signed by its own key".into(),
+        ));
+    }
+    let validity = Validity::new(
+        Time::try_from(spec.not_before)?,
+        Time::try_from(spec.not_after)?,
+    );
+    let builder = CertificateBuilder::new(
+        Profile(spec),
+        spec.serial.clone(),
+        validity,
+        spec.public_key.clone(),
+    )
+    .map_err(|e| X509Error::Builder(e.to_string()))?;
+    let cert = builder
+        .build::<_, crate::keys::signer::X509Signature>(signer)
+        .map_err(|e| match e {
+            x509_cert::builder::Error::Signature(s) => X509Error::Builder(format!(
+                "signing failed: {}",
+                std::error::Error::source(&s).map_or_else(|| s.to_string(), |c| c.to_string())
+            )),
+            other => X509Error::Builder(other.to_string()),
+        })?;
+    Ok(cert.to_der()?)
+}
+
+/// What certman shows of a certificate.
+#[derive(Clone, Debug)]
+pub struct CertificateInfo {
+    /// subject as text
+    pub subject: String,
+    /// issuer as text
+    pub issuer: String,
+    /// subject CN
+    pub common_name: Option<String>,
+    /// subject C, ST, L, O, OU
+    pub subject_fields: SubjectFields,
+    /// serial number, upper-case hex
+    pub serial_hex: String,
+    /// SHA-256 of the DER, lower-case hex
+    pub fingerprint: String,
+    /// notBefore
+    pub not_before: SystemTime,
+    /// notAfter
+    pub not_after: SystemTime,
+    /// the subject key's algorithm, if certman knows it
+    pub key_algorithm: Option<KeyAlgorithm>,
+    /// keyUsage + EKU names
+    pub key_usage: KeyUsageSet,
+    /// subjectAltName as RouterOS text
+    pub subject_alt_name: String,
+    /// basicConstraints cA
+    pub is_ca: bool,
+    /// subject == issuer
+    pub self_issued: bool,
+    /// subjectKeyIdentifier
+    pub subject_key_identifier: Option<Vec<u8>>,
+    /// authorityKeyIdentifier keyIdentifier
+    pub authority_key_identifier: Option<Vec<u8>>,
+    /// CRL distribution point URLs
+    pub crl_distribution_points: Vec<String>,
+    /// subject public key
+    pub public_key: SubjectPublicKeyInfoOwned,
+    /// the subject Name
+    pub subject_name: Name,
+}
+
+/// Parses a DER certificate into what certman shows and needs.
+pub fn inspect_certificate(der: &[u8]) -> Result<CertificateInfo, X509Error> {
+    let cert = Certificate::from_der(der)?;
+    let tbs = cert.tbs_certificate();
+    let fingerprint = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der));
+    let mut key_flags = der::flagset::FlagSet::default();
+    let mut ekus = Vec::new();
+    let mut san = String::new();
+    let mut is_ca = false;
+    let mut ski = None;
+    let mut aki = None;
+    let mut cdps = Vec::new();
+    for e in tbs.extensions().map(|e| e.as_slice()).unwrap_or(&[]) {
+        let v = e.extn_value.as_bytes();
+        match e.extn_id {
+            id if id == KeyUsage::OID => key_flags = KeyUsage::from_der(v)?.0,
+            id if id == ExtendedKeyUsage::OID => ekus = ExtendedKeyUsage::from_der(v)?.0,
+            id if id == SubjectAltName::OID => {
+                san = general_names_to_string(&SubjectAltName::from_der(v)?.0)
+            }
+            id if id == BasicConstraints::OID => is_ca = BasicConstraints::from_der(v)?.ca,
+            id if id == SubjectKeyIdentifier::OID => {
+                ski = Some(SubjectKeyIdentifier::from_der(v)?.0.as_bytes().to_vec())
+            }
+            id if id == AuthorityKeyIdentifier::OID => {
+                aki = AuthorityKeyIdentifier::from_der(v)?
+                    .key_identifier
+                    .map(|k| k.as_bytes().to_vec())
+            }
+            id if id == CrlDistributionPoints::OID => {
+                for dp in CrlDistributionPoints::from_der(v)?.0 {
+                    if let Some(DistributionPointName::FullName(names)) = dp.distribution_point {
+                        for n in names {
+                            if let GeneralName::UniformResourceIdentifier(u) = n {
+                                cdps.push(u.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let subject = tbs.subject();
+    Ok(CertificateInfo {
+        subject: name_to_string(subject),
+        issuer: name_to_string(tbs.issuer()),
+        common_name: name_attribute(subject, rfc4519::COMMON_NAME),
+        subject_fields: SubjectFields {
+            country: name_attribute(subject, rfc4519::COUNTRY_NAME),
+            state: name_attribute(subject, rfc4519::ST),
+            locality: name_attribute(subject, rfc4519::LOCALITY_NAME),
+            organization: name_attribute(subject, rfc4519::ORGANIZATION_NAME),
+            unit: name_attribute(subject, rfc4519::ORGANIZATIONAL_UNIT_NAME),
+            common_name: name_attribute(subject, rfc4519::COMMON_NAME),
+        },
+        serial_hex: hex::encode_upper(tbs.serial_number().as_bytes()),
+        fingerprint,
+        not_before: tbs.validity().not_before.to_system_time(),
+        not_after: tbs.validity().not_after.to_system_time(),
+        key_algorithm: KeyAlgorithm::from_spki(tbs.subject_public_key_info().owned_to_ref()).ok(),
+        key_usage: KeyUsageSet::from_extensions(key_flags, &ekus),
+        subject_alt_name: san,
+        is_ca,
+        self_issued: tbs.subject() == tbs.issuer(),
+        subject_key_identifier: ski,
+        authority_key_identifier: aki,
+        crl_distribution_points: cdps,
+        public_key: tbs.subject_public_key_info().clone(),
+        subject_name: subject.clone(),
+    })
+}
+
+/// PEM `CERTIFICATE` block.
+pub fn certificate_pem(der: &[u8]) -> Result<String, X509Error> {
+    der::pem::encode_string("CERTIFICATE", LineEnding::LF, der)
+        .map_err(|e| X509Error::Invalid(format!("PEM encoding: {e}")))
+}
+
+/// PBKDF2 iterations for exported keys (OWASP's figure for PBKDF2-HMAC-SHA256).
+pub const EXPORT_PBKDF2_ITERATIONS: u32 = 600_000;
+
+/// An `ENCRYPTED PRIVATE KEY` PEM block (PKCS#8 + PBES2: PBKDF2-HMAC-SHA256, AES-256-CBC) that
+/// `openssl pkey -passin` opens.
+pub fn encrypted_private_key_pem(
+    pkcs8: &[u8],
+    passphrase: &str,
+) -> Result<Zeroizing<String>, X509Error> {
+    let info = pkcs8::PrivateKeyInfoRef::from_der(pkcs8)
+        .map_err(|e| X509Error::Pkcs8(e.to_string()))?;
+    let mut salt = [0u8; 16];
+    let mut iv = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut salt)
+        .and_then(|_| aws_lc_rs::rand::fill(&mut iv))
+        .map_err(|_| X509Error::Pkcs8("random generator failed".into()))?;
+    let params = pkcs5::pbes2::Parameters::generate_pbkdf2_sha256_aes256cbc(
+        EXPORT_PBKDF2_ITERATIONS,
+        &salt,
+        iv,
+    )
+    .map_err(|e| X509Error::Pkcs8(e.to_string()))?;
+    let doc = info
+        .encrypt_with_params(params, passphrase.as_bytes())
+        .map_err(|e| X509Error::Pkcs8(e.to_string()))?;
+    doc.to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+        .map_err(|e| X509Error::Pkcs8(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn san_parse_and_print_round_trip() {
+        let s = "DNS:srv.example,IP:127.0.0.1,IP:2001:db8::1,email:a@b.example,URI:https://x.example/p";
+        let names = parse_subject_alt_names(s).unwrap();
+        assert_eq!(names.len(), 5);
+        assert_eq!(general_names_to_string(&names), s);
+    }
+
+    #[test]
+    fn san_rejects_bad_items() {
+        for bad in ["srv.example", "DNS:", "IP:300.1.1.1", "email:nobody", "FOO:x", "DNS:a b"] {
+            assert!(parse_subject_alt_names(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_in_routeros_order() {
+        let f = SubjectFields {
+            country: Some("lv".into()),
+            organization: Some("MikroTik".into()),
+            common_name: Some("cert, test".into()),
+            ..Default::default()
+        };
+        let n = f.to_name().unwrap();
+        assert_eq!(name_to_string(&n), "C=LV,O=MikroTik,CN=cert\\, test");
+        assert_eq!(name_attribute(&n, rfc4519::COMMON_NAME).as_deref(), Some("cert, test"));
+        let bad = SubjectFields {
+            country: Some("Latvia".into()),
+            ..Default::default()
+        };
+        assert!(bad.to_name().is_err());
+    }
+
+    #[test]
+    fn serials_are_positive_16_octets_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let s = random_serial().unwrap();
+            let b = s.as_bytes();
+            assert_eq!(b.len(), 16);
+            assert!(b[0] & 0x80 == 0 && b[0] & 0x40 != 0);
+            assert!(seen.insert(b.to_vec()));
+        }
+    }
+
+    #[test]
+    fn validity_limits() {
+        let (nb, na) = CertificateSpec::validity_from_now(365).unwrap();
+        assert_eq!(na.duration_since(nb).unwrap().as_secs(), 365 * 86_400);
+        assert!(CertificateSpec::validity_from_now(u32::MAX).is_err());
+    }
+}
