@@ -40,7 +40,9 @@ pub enum KeyError {
     #[error("{0}")]
     NotCapable(String),
     /// The sealed key could not be opened: wrong machine id, or the store was tampered with.
-    #[error("cannot unseal key {id}: the store's keys were sealed on another machine or were altered")]
+    #[error(
+        "cannot unseal key {id}: the store's keys were sealed on another machine or were altered"
+    )]
     Unseal {
         /// the key's store id
         id: String,
@@ -238,9 +240,7 @@ fn key_exit_code(err: &KeyError) -> ExitCode {
     match err {
         KeyError::Pin(_) | KeyError::NoProvider(_) => ExitCode::Token,
         KeyError::NotFound(_) => ExitCode::Token,
-        KeyError::InvalidUri(_) | KeyError::Unsupported(_) | KeyError::Secret(_) => {
-            ExitCode::Usage
-        }
+        KeyError::InvalidUri(_) | KeyError::Unsupported(_) | KeyError::Secret(_) => ExitCode::Usage,
         KeyError::NotCapable(_) => ExitCode::Refused,
         _ => ExitCode::Failed,
     }

@@ -222,13 +222,39 @@ mod tests {
     #[test]
     fn routeros_assignments_become_long_options() {
         assert_eq!(
-            norm(&["certman", "add", "name=ca", "common-name=My CA", "--days-valid", "10"]),
-            ["certman", "add", "--name=ca", "--common-name=My CA", "--days-valid", "10"]
+            norm(&[
+                "certman",
+                "add",
+                "name=ca",
+                "common-name=My CA",
+                "--days-valid",
+                "10"
+            ]),
+            [
+                "certman",
+                "add",
+                "--name=ca",
+                "--common-name=My CA",
+                "--days-valid",
+                "10"
+            ]
         );
         // values may contain '='; names with upper case or dots are left alone
         assert_eq!(
-            norm(&["certman", "add", "subject-alt-name=URI:https://x/?a=b", "Foo=bar", "a.b=c"]),
-            ["certman", "add", "--subject-alt-name=URI:https://x/?a=b", "Foo=bar", "a.b=c"]
+            norm(&[
+                "certman",
+                "add",
+                "subject-alt-name=URI:https://x/?a=b",
+                "Foo=bar",
+                "a.b=c"
+            ]),
+            [
+                "certman",
+                "add",
+                "--subject-alt-name=URI:https://x/?a=b",
+                "Foo=bar",
+                "a.b=c"
+            ]
         );
         assert_eq!(norm(&["certman", "--", "x=y"]), ["certman", "--", "x=y"]);
     }
@@ -236,12 +262,25 @@ mod tests {
     #[test]
     fn both_spellings_parse_the_same() {
         let a = Cli::try_parse_from(normalize_args(
-            ["certman", "add", "name=t", "key-usage=key-cert-sign,crl-sign"].map(OsString::from),
+            [
+                "certman",
+                "add",
+                "name=t",
+                "key-usage=key-cert-sign,crl-sign",
+            ]
+            .map(OsString::from),
         ))
         .unwrap();
         let b = Cli::try_parse_from(
-            ["certman", "add", "--name", "t", "--key-usage", "key-cert-sign,crl-sign"]
-                .map(OsString::from),
+            [
+                "certman",
+                "add",
+                "--name",
+                "t",
+                "--key-usage",
+                "key-cert-sign,crl-sign",
+            ]
+            .map(OsString::from),
         )
         .unwrap();
         assert_eq!(format!("{a:?}"), format!("{b:?}"));

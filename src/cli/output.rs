@@ -28,9 +28,9 @@ fn json_value(v: &Value) -> Json {
         Value::Text(s) => Json::String(s.clone()),
         Value::Bool(b) => Json::Bool(*b),
         Value::Int(i) => Json::from(*i),
-        Value::Time(t) => Json::String(
-            DateTime::<Local>::from(*t).to_rfc3339_opts(SecondsFormat::Secs, false),
-        ),
+        Value::Time(t) => {
+            Json::String(DateTime::<Local>::from(*t).to_rfc3339_opts(SecondsFormat::Secs, false))
+        }
     }
 }
 
@@ -95,12 +95,7 @@ pub fn table(entries: &[Entry]) -> String {
         out.push_str(parts.join("  ").trim_end());
         out.push('\n');
     };
-    line(
-        &mut out,
-        "#",
-        "         ",
-        &headers.map(str::to_owned),
-    );
+    line(&mut out, "#", "         ", &headers.map(str::to_owned));
     for (i, (e, r)) in entries.iter().zip(&rows).enumerate() {
         let flags: String = e.flags.columns().iter().collect();
         line(&mut out, &i.to_string(), &flags, r);

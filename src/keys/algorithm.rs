@@ -142,7 +142,10 @@ impl KeyAlgorithm {
 
     /// The signature scheme used when nothing else is asked: RSA PKCS#1 v1.5 with `hash`
     /// (default SHA-256), ECDSA with the curve's digest, or Ed25519.
-    pub fn signature_scheme(self, hash: Option<HashAlgorithm>) -> Result<SignatureScheme, KeyError> {
+    pub fn signature_scheme(
+        self,
+        hash: Option<HashAlgorithm>,
+    ) -> Result<SignatureScheme, KeyError> {
         match self {
             KeyAlgorithm::Rsa { .. } => Ok(SignatureScheme::RsaPkcs1(
                 hash.unwrap_or(HashAlgorithm::Sha256),
@@ -323,7 +326,10 @@ mod tests {
     fn weak_digests_are_refused() {
         assert!("sha1".parse::<HashAlgorithm>().is_err());
         assert!("md5".parse::<HashAlgorithm>().is_err());
-        assert_eq!("SHA384".parse::<HashAlgorithm>().unwrap(), HashAlgorithm::Sha384);
+        assert_eq!(
+            "SHA384".parse::<HashAlgorithm>().unwrap(),
+            HashAlgorithm::Sha384
+        );
     }
 
     #[test]
@@ -339,7 +345,9 @@ mod tests {
             assert_eq!(SignatureScheme::from_algorithm_identifier(&id.oid), Some(s));
         }
         assert_eq!(
-            KeyAlgorithm::Ec(EcCurve::P521).signature_scheme(None).unwrap(),
+            KeyAlgorithm::Ec(EcCurve::P521)
+                .signature_scheme(None)
+                .unwrap(),
             SignatureScheme::Ecdsa(HashAlgorithm::Sha512)
         );
         assert!(KeyAlgorithm::Ed25519

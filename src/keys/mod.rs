@@ -216,7 +216,8 @@ pub fn card_verify(
     let sig = signer.sign(scheme, &challenge)?;
     verify::verify_signature(cert_spki, scheme, &challenge, &sig).map_err(|_| {
         KeyError::Verification(
-            "a challenge signed by the key does not verify with the certificate's public key".into(),
+            "a challenge signed by the key does not verify with the certificate's public key"
+                .into(),
         )
     })?;
     Ok(CardVerifyReport {

@@ -263,9 +263,9 @@ impl FromStr for KeyUri {
                 continue;
             }
             for attr in part.split(sep) {
-                let (k, v) = attr
-                    .split_once('=')
-                    .ok_or_else(|| bad(&format!("attribute '{}' has no value", redact_raw(attr))))?;
+                let (k, v) = attr.split_once('=').ok_or_else(|| {
+                    bad(&format!("attribute '{}' has no value", redact_raw(attr)))
+                })?;
                 let k = k.to_ascii_lowercase();
                 if !allowed.contains(&k.as_str()) && !k.starts_with("x-") {
                     return Err(bad(&format!("unknown attribute '{k}'")));
@@ -313,9 +313,7 @@ fn redact_raw(s: &str) -> String {
     match s.find("pin-value=") {
         Some(i) => {
             let start = i + "pin-value=".len();
-            let end = s[start..]
-                .find(['&', ';'])
-                .map_or(s.len(), |e| start + e);
+            let end = s[start..].find(['&', ';']).map_or(s.len(), |e| start + e);
             format!("{}[redacted]{}", &s[..start], &s[end..])
         }
         None => s.to_owned(),
@@ -333,7 +331,10 @@ mod tests {
         assert_eq!(u.scheme(), Scheme::Pkcs11);
         assert_eq!(u.path_str("token"), Some("CA"));
         assert_eq!(u.path_bytes("id"), Some(&[0x01, 0xa0][..]));
-        assert_eq!(u.query_str("module-path"), Some("/usr/lib/softhsm/libsofthsm2.so"));
+        assert_eq!(
+            u.query_str("module-path"),
+            Some("/usr/lib/softhsm/libsofthsm2.so")
+        );
         assert_eq!(u.to_string(), s);
         assert_eq!(u.to_string().parse::<KeyUri>().unwrap(), u);
     }
@@ -345,7 +346,10 @@ mod tests {
             .with_path("object", "a/b&c?d%")
             .with_query("module-path", "/opt/x y/lib.so");
         let printed = u.to_string();
-        assert!(printed.contains("token=My%20Token%3b1%3d2") || printed.contains("token=My%20Token%3B1%3D2"));
+        assert!(
+            printed.contains("token=My%20Token%3b1%3d2")
+                || printed.contains("token=My%20Token%3B1%3D2")
+        );
         assert_eq!(printed.parse::<KeyUri>().unwrap(), u);
     }
 
@@ -356,30 +360,48 @@ mod tests {
         assert!(u.to_string().contains("pin-value=[redacted]"));
         assert!(!format!("{u:?}").contains("1234"));
         assert!(u.secret_uri_string().contains("pin-value=1234"));
-        assert!(!u.without_secrets().secret_uri_string().contains("pin-value"));
-        let err = "pkcs11:bogus=1?pin-value=9876".parse::<KeyUri>().unwrap_err();
+        assert!(!u
+            .without_secrets()
+            .secret_uri_string()
+            .contains("pin-value"));
+        let err = "pkcs11:bogus=1?pin-value=9876"
+            .parse::<KeyUri>()
+            .unwrap_err();
         assert!(!err.to_string().contains("9876"), "{err}");
     }
 
     #[test]
     fn piv_and_yubikey_alias() {
-        let u: KeyUri = "yubikey:slot-id=9c;serial=12345678?pin-source=env:PIN".parse().unwrap();
+        let u: KeyUri = "yubikey:slot-id=9c;serial=12345678?pin-source=env:PIN"
+            .parse()
+            .unwrap();
         assert_eq!(u.scheme(), Scheme::Piv);
-        assert_eq!(u.to_string(), "piv:slot-id=9c;serial=12345678?pin-source=env:PIN");
+        assert_eq!(
+            u.to_string(),
+            "piv:slot-id=9c;serial=12345678?pin-source=env:PIN"
+        );
         let r: KeyUri = "piv:slot-id=9a;reader=Yubico%20YubiKey%20OTP%2BFIDO%2BCCID%2000%2000"
             .parse()
             .unwrap();
-        assert_eq!(r.path_str("reader"), Some("Yubico YubiKey OTP+FIDO+CCID 00 00"));
+        assert_eq!(
+            r.path_str("reader"),
+            Some("Yubico YubiKey OTP+FIDO+CCID 00 00")
+        );
         assert_eq!(r.to_string().parse::<KeyUri>().unwrap(), r);
         assert!("piv:serial=1".parse::<KeyUri>().is_err());
-        assert!("piv:slot-id=9c;serial=1;reader=x".parse::<KeyUri>().is_err());
+        assert!("piv:slot-id=9c;serial=1;reader=x"
+            .parse::<KeyUri>()
+            .is_err());
     }
 
     #[test]
     fn soft_uri() {
         let u = KeyUri::soft("00ff");
         assert_eq!(u.to_string(), "soft:id=00ff");
-        assert_eq!("soft:id=00ff".parse::<KeyUri>().unwrap().soft_id(), Some("00ff"));
+        assert_eq!(
+            "soft:id=00ff".parse::<KeyUri>().unwrap().soft_id(),
+            Some("00ff")
+        );
         assert!("soft:id=xyz".parse::<KeyUri>().is_err());
         assert!("soft:".parse::<KeyUri>().is_err());
     }

@@ -16,8 +16,7 @@ pub use self::view::{Entry, Flags, Value};
 use crate::error::{KeyError, ManagerError, Result};
 use crate::keys::soft::{seal, Sealer, SoftProvider};
 use crate::keys::{
-    GenerateRequest, GeneratedKey, KeyHandle, KeyProvider, KeyRouter, KeySigner, KeyUri,
-    X509Signer,
+    GenerateRequest, GeneratedKey, KeyHandle, KeyProvider, KeyRouter, KeySigner, KeyUri, X509Signer,
 };
 use crate::secret::Passphrase;
 use crate::store::sqlite::SqliteStore;
@@ -390,7 +389,9 @@ impl Manager {
     }
 
     fn load_issuer(&self, txn: &dyn Transaction, ca: &str) -> Result<LoadedIssuer> {
-        let rec = txn.certificate(ca)?.ok_or_else(|| not_found("CA certificate", ca))?;
+        let rec = txn
+            .certificate(ca)?
+            .ok_or_else(|| not_found("CA certificate", ca))?;
         let info = x509::inspect_certificate(&rec.cert.der)?;
         if !info.is_ca {
             return Err(ManagerError::refused(
@@ -399,10 +400,16 @@ impl Manager {
             ));
         }
         if rec.revoked_at.is_some() {
-            return Err(ManagerError::refused(format!("CA \"{ca}\" is revoked"), None));
+            return Err(ManagerError::refused(
+                format!("CA \"{ca}\" is revoked"),
+                None,
+            ));
         }
         if info.not_after < SystemTime::now() {
-            return Err(ManagerError::refused(format!("CA \"{ca}\" has expired"), None));
+            return Err(ManagerError::refused(
+                format!("CA \"{ca}\" has expired"),
+                None,
+            ));
         }
         let key_id = rec.cert.key_id.clone().ok_or_else(|| {
             ManagerError::refused(
@@ -494,7 +501,8 @@ impl Manager {
                 }),
             };
             let der = x509::build_certificate(&spec, &x509_signer)?;
-            let fingerprint = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der));
+            let fingerprint =
+                hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der));
             let trusted = resolved.trusted.unwrap_or(self_signed && is_ca);
             Ok(NewCertificate {
                 name: name.to_owned(),
@@ -504,7 +512,11 @@ impl Manager {
                 key_id: Some(key_store_id(&generated)),
                 issuer_id: issuer.map(|i| i.id),
                 trusted,
-                ca_crl_host: if is_ca { ca_crl_host.map(str::to_owned) } else { None },
+                ca_crl_host: if is_ca {
+                    ca_crl_host.map(str::to_owned)
+                } else {
+                    None
+                },
                 properties: props.to_json(),
                 not_after: unix_secs(not_after),
             })
@@ -558,8 +570,7 @@ impl Manager {
 
     /// One entry by name.
     pub fn entry(&self, name: &str) -> Result<Entry> {
-        self.entries(&[name.to_owned()])
-            .map(|mut v| v.remove(0))
+        self.entries(&[name.to_owned()]).map(|mut v| v.remove(0))
     }
 
     // ---------------------------------------------------------------- set
@@ -589,7 +600,11 @@ impl Manager {
                 props.set(k, v)?;
             }
             props.resolve()?;
-            txn.update_template(t.id, new_name.as_deref().unwrap_or(&t.name), &props.to_json())?;
+            txn.update_template(
+                t.id,
+                new_name.as_deref().unwrap_or(&t.name),
+                &props.to_json(),
+            )?;
         } else if let Some(c) = txn.certificate(&req.name)? {
             let mut trusted = c.cert.trusted;
             for (k, v) in &req.changes {
@@ -728,7 +743,10 @@ impl Manager {
                     )
                 })?;
                 let pkcs8 = exporter.export_pkcs8(&handle)?;
-                Some(x509::encrypted_private_key_pem(pkcs8.secret_bytes(), pass.secret_str())?)
+                Some(x509::encrypted_private_key_pem(
+                    pkcs8.secret_bytes(),
+                    pass.secret_str(),
+                )?)
             }
         };
         let pem = x509::certificate_pem(&rec.cert.der)?;
@@ -759,7 +777,9 @@ impl Manager {
             return Ok(None);
         };
         let key = txn.key(&id)?.ok_or_else(|| {
-            ManagerError::Store(crate::error::StoreError::Corrupt(format!("key {id} missing")))
+            ManagerError::Store(crate::error::StoreError::Corrupt(format!(
+                "key {id} missing"
+            )))
         })?;
         Ok(Some(KeyHandle {
             uri: key.uri.parse()?,

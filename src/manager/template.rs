@@ -135,8 +135,7 @@ impl TemplateProperties {
             .to_name()
             .map_err(|e| ManagerError::InvalidValue(e.to_string()))?;
         let subject_alt_names = match &self.subject_alt_name {
-            Some(s) => parse_subject_alt_names(s)
-                .map_err(|e| invalid("subject-alt-name", s, e))?,
+            Some(s) => parse_subject_alt_names(s).map_err(|e| invalid("subject-alt-name", s, e))?,
             None => Vec::new(),
         };
         let key_usage: KeyUsageSet = match &self.key_usage {
@@ -165,7 +164,11 @@ impl TemplateProperties {
         let size = self.key_size.as_deref();
         let rsa = |s: &str| -> Result<KeyAlgorithm> {
             let bits: u32 = s.parse().map_err(|_| {
-                invalid("key-size", s, "RSA sizes are 1024, 1536, 2048, 3072, 4096, 8192")
+                invalid(
+                    "key-size",
+                    s,
+                    "RSA sizes are 1024, 1536, 2048, 3072, 4096, 8192",
+                )
             })?;
             if !RSA_SIZES.contains(&bits) {
                 return Err(invalid(
@@ -187,9 +190,11 @@ impl TemplateProperties {
             (Some("ec"), None) => Ok(KeyAlgorithm::Ec(EcCurve::P256)),
             (Some("ec"), Some(s)) => ec(s),
             (Some("ed25519"), None | Some("ed25519") | Some("25519")) => Ok(KeyAlgorithm::Ed25519),
-            (Some("ed25519"), Some(s)) => {
-                Err(invalid("key-size", s, "Ed25519 keys have no size to choose"))
-            }
+            (Some("ed25519"), Some(s)) => Err(invalid(
+                "key-size",
+                s,
+                "Ed25519 keys have no size to choose",
+            )),
             (None, Some("ed25519")) => Ok(KeyAlgorithm::Ed25519),
             (None, Some(s)) if s.bytes().all(|b| b.is_ascii_digit()) => rsa(s),
             (None, Some(s)) => ec(s),
@@ -232,7 +237,9 @@ impl TemplateProperties {
         push("key-usage", &self.key_usage);
         push(
             "trusted",
-            &self.trusted.map(|t| if t { "yes" } else { "no" }.to_owned()),
+            &self
+                .trusted
+                .map(|t| if t { "yes" } else { "no" }.to_owned()),
         );
         push("digest-algorithm", &self.digest_algorithm);
         v
@@ -309,8 +316,16 @@ mod tests {
             (Some("rsa"), Some("8192"), KeyAlgorithm::Rsa { bits: 8192 }),
             (None, Some("prime256v1"), KeyAlgorithm::Ec(EcCurve::P256)),
             (Some("ec"), None, KeyAlgorithm::Ec(EcCurve::P256)),
-            (Some("ec"), Some("secp384r1"), KeyAlgorithm::Ec(EcCurve::P384)),
-            (Some("ec"), Some("secp521r1"), KeyAlgorithm::Ec(EcCurve::P521)),
+            (
+                Some("ec"),
+                Some("secp384r1"),
+                KeyAlgorithm::Ec(EcCurve::P384),
+            ),
+            (
+                Some("ec"),
+                Some("secp521r1"),
+                KeyAlgorithm::Ec(EcCurve::P521),
+            ),
             (Some("ed25519"), None, KeyAlgorithm::Ed25519),
         ] {
             let mut p = TemplateProperties::default();
@@ -343,7 +358,10 @@ mod tests {
 
     #[test]
     fn ca_rules() {
-        let ca = t(&[("key-usage", "key-cert-sign")]).unwrap().resolve().unwrap();
+        let ca = t(&[("key-usage", "key-cert-sign")])
+            .unwrap()
+            .resolve()
+            .unwrap();
         assert!(ca.is_ca(false));
         let ku = ca.effective_key_usage(true);
         assert!(ku.contains(KeyUsageName::CrlSign));
@@ -359,7 +377,12 @@ mod tests {
 
     #[test]
     fn json_round_trip_and_clearing() {
-        let mut p = t(&[("common-name", "x"), ("days-valid", "30"), ("trusted", "yes")]).unwrap();
+        let mut p = t(&[
+            ("common-name", "x"),
+            ("days-valid", "30"),
+            ("trusted", "yes"),
+        ])
+        .unwrap();
         let back = TemplateProperties::from_json(&p.to_json()).unwrap();
         assert_eq!(back, p);
         p.set("common-name", "").unwrap();

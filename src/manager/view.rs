@@ -92,7 +92,10 @@ pub struct Entry {
 impl Entry {
     /// A property by name.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.properties.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.properties
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
     }
 
     /// A text property.

@@ -141,7 +141,9 @@ fn migrate(conn: &Connection) -> Result<Vec<u8>> {
         }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         let salt: Vec<u8> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'salt'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'salt'", [], |r| {
+                r.get(0)
+            })
             .optional()?
             .ok_or_else(|| StoreError::Corrupt("no salt in meta".into()))?;
         Ok(salt)
@@ -166,9 +168,7 @@ impl Store for SqliteStore {
             TxnMode::Write => "BEGIN IMMEDIATE",
         };
         conn.execute_batch(sql).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
                 StoreError::Busy
             }
             e => StoreError::Sqlite(e),
@@ -234,33 +234,39 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn name_in_use(&self, name: &str) -> Result<bool> {
-        let n: i64 = self.conn.prepare_cached(
-            "SELECT (SELECT COUNT(*) FROM templates WHERE name = ?1) + \
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT (SELECT COUNT(*) FROM templates WHERE name = ?1) + \
                     (SELECT COUNT(*) FROM certificates WHERE name = ?1)",
-        )?
-        .query_row(params![name], |r| r.get(0))?;
+            )?
+            .query_row(params![name], |r| r.get(0))?;
         Ok(n > 0)
     }
 
     fn template(&self, name: &str) -> Result<Option<TemplateRecord>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id, name, properties, created_at FROM templates WHERE name = ?1")?
+            .prepare_cached(
+                "SELECT id, name, properties, created_at FROM templates WHERE name = ?1",
+            )?
             .query_row(params![name], template_from_row)
             .optional()?)
     }
 
     fn templates(&self) -> Result<Vec<TemplateRecord>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT id, name, properties, created_at FROM templates ORDER BY created_at, id")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, name, properties, created_at FROM templates ORDER BY created_at, id",
+        )?;
         let rows = st.query_map([], template_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn insert_template(&mut self, name: &str, properties: &str) -> Result<i64> {
         self.conn
-            .prepare_cached("INSERT INTO templates(name, properties, created_at) VALUES (?1, ?2, ?3)")?
+            .prepare_cached(
+                "INSERT INTO templates(name, properties, created_at) VALUES (?1, ?2, ?3)",
+            )?
             .execute(params![name, properties, now_micros()])?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -282,7 +288,9 @@ impl Transaction for SqliteTxn<'_> {
     fn certificate(&self, name: &str) -> Result<Option<CertificateRecord>> {
         Ok(self
             .conn
-            .prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE name = ?1"))?
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE name = ?1"
+            ))?
             .query_row(params![name], cert_from_row)
             .optional()?)
     }
@@ -290,7 +298,9 @@ impl Transaction for SqliteTxn<'_> {
     fn certificate_by_id(&self, id: i64) -> Result<Option<CertificateRecord>> {
         Ok(self
             .conn
-            .prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates WHERE id = ?1"))?
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE id = ?1"
+            ))?
             .query_row(params![id], cert_from_row)
             .optional()?)
     }

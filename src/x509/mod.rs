@@ -126,9 +126,8 @@ pub fn parse_subject_alt_names(s: &str) -> Result<Vec<GeneralName>, X509Error> {
             ))
         })?;
         let ia5 = |v: &str| {
-            Ia5String::new(v).map_err(|_| {
-                X509Error::Invalid(format!("subject-alt-name '{item}' must be ASCII"))
-            })
+            Ia5String::new(v)
+                .map_err(|_| X509Error::Invalid(format!("subject-alt-name '{item}' must be ASCII")))
         };
         let gn = match kind.to_ascii_lowercase().as_str() {
             "dns" => {
@@ -150,13 +149,17 @@ pub fn parse_subject_alt_names(s: &str) -> Result<Vec<GeneralName>, X509Error> {
             }
             "email" => {
                 if !value.contains('@') {
-                    return Err(X509Error::Invalid(format!("'{value}' is not an email address")));
+                    return Err(X509Error::Invalid(format!(
+                        "'{value}' is not an email address"
+                    )));
                 }
                 GeneralName::Rfc822Name(ia5(value)?)
             }
             "uri" => {
                 if !value.contains(':') {
-                    return Err(X509Error::Invalid(format!("'{value}' is not an absolute URI")));
+                    return Err(X509Error::Invalid(format!(
+                        "'{value}' is not an absolute URI"
+                    )));
                 }
                 GeneralName::UniformResourceIdentifier(ia5(value)?)
             }
@@ -271,7 +274,10 @@ impl CertificateSpec {
 
 struct Profile<'a>(&'a CertificateSpec);
 
-fn ext<T: Encode + AssociatedOid>(value: &T, critical: bool) -> x509_cert::builder::Result<Extension> {
+fn ext<T: Encode + AssociatedOid>(
+    value: &T,
+    critical: bool,
+) -> x509_cert::builder::Result<Extension> {
     Ok(Extension {
         extn_id: T::OID,
         critical,
@@ -303,15 +309,13 @@ impl BuilderProfile for Profile<'_> {
             Some(i) => i.key_identifier.clone(),
             None => ski.clone(),
         };
-        let mut exts = vec![
-            ext(
-                &BasicConstraints {
-                    ca: spec.is_ca,
-                    path_len_constraint: None,
-                },
-                true,
-            )?,
-        ];
+        let mut exts = vec![ext(
+            &BasicConstraints {
+                ca: spec.is_ca,
+                path_len_constraint: None,
+            },
+            true,
+        )?];
         let flags = spec.key_usage.key_usage_flags();
         if !flags.is_empty() {
             exts.push(ext(&KeyUsage(flags), true)?);
@@ -351,7 +355,10 @@ impl BuilderProfile for Profile<'_> {
 
 /// Builds and signs a certificate. For a self-signed certificate, `signer` must hold the key
 /// of `spec.public_key`.
-pub fn build_certificate(spec: &CertificateSpec, signer: &X509Signer) -> Result<Vec<u8>, X509Error> {
+pub fn build_certificate(
+    spec: &CertificateSpec,
+    signer: &X509Signer,
+) -> Result<Vec<u8>, X509Error> {
     if spec.issuer.is_none() && signer.public_key() != &spec.public_key {
         return Err(X509Error::Invalid(
             "a self-signed certificate must be signed by its own key".into(),
@@ -509,8 +516,8 @@ pub fn encrypted_private_key_pem(
     pkcs8: &[u8],
     passphrase: &str,
 ) -> Result<Zeroizing<String>, X509Error> {
-    let info = pkcs8::PrivateKeyInfoRef::from_der(pkcs8)
-        .map_err(|e| X509Error::Pkcs8(e.to_string()))?;
+    let info =
+        pkcs8::PrivateKeyInfoRef::from_der(pkcs8).map_err(|e| X509Error::Pkcs8(e.to_string()))?;
     let mut salt = [0u8; 16];
     let mut iv = [0u8; 16];
     aws_lc_rs::rand::fill(&mut salt)
@@ -535,7 +542,8 @@ mod tests {
 
     #[test]
     fn san_parse_and_print_round_trip() {
-        let s = "DNS:srv.example,IP:127.0.0.1,IP:2001:db8::1,email:a@b.example,URI:https://x.example/p";
+        let s =
+            "DNS:srv.example,IP:127.0.0.1,IP:2001:db8::1,email:a@b.example,URI:https://x.example/p";
         let names = parse_subject_alt_names(s).unwrap();
         assert_eq!(names.len(), 5);
         assert_eq!(general_names_to_string(&names), s);
@@ -543,7 +551,14 @@ mod tests {
 
     #[test]
     fn san_rejects_bad_items() {
-        for bad in ["srv.example", "DNS:", "IP:300.1.1.1", "email:nobody", "FOO:x", "DNS:a b"] {
+        for bad in [
+            "srv.example",
+            "DNS:",
+            "IP:300.1.1.1",
+            "email:nobody",
+            "FOO:x",
+            "DNS:a b",
+        ] {
             assert!(parse_subject_alt_names(bad).is_err(), "{bad}");
         }
     }
@@ -558,7 +573,10 @@ mod tests {
         };
         let n = f.to_name().unwrap();
         assert_eq!(name_to_string(&n), "C=LV,O=MikroTik,CN=cert\\, test");
-        assert_eq!(name_attribute(&n, rfc4519::COMMON_NAME).as_deref(), Some("cert, test"));
+        assert_eq!(
+            name_attribute(&n, rfc4519::COMMON_NAME).as_deref(),
+            Some("cert, test")
+        );
         let bad = SubjectFields {
             country: Some("Latvia".into()),
             ..Default::default()

@@ -133,7 +133,10 @@ impl FromStr for KeyUsageName {
         ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
             format!(
                 "unknown key-usage '{s}' (one of: {})",
-                ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                ALL.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })
     }

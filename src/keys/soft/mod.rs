@@ -10,7 +10,9 @@ use std::sync::Arc;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair};
+use aws_lc_rs::signature::{
+    self as sig, EcdsaKeyPair, EcdsaSigningAlgorithm, Ed25519KeyPair, KeyPair,
+};
 use const_oid::db::{rfc5912, rfc8410};
 use der::Decode;
 use spki::{ObjectIdentifier, SubjectPublicKeyInfoOwned};
@@ -41,17 +43,17 @@ impl SoftProvider {
             .uri
             .soft_id()
             .ok_or_else(|| KeyError::InvalidUri(format!("not a soft key: {}", key.uri)))?;
-        let sealed = key
-            .sealed
-            .as_deref()
-            .ok_or_else(|| KeyError::NotFound(format!("{}: no key material in the store", key.uri)))?;
+        let sealed = key.sealed.as_deref().ok_or_else(|| {
+            KeyError::NotFound(format!("{}: no key material in the store", key.uri))
+        })?;
         self.sealer.open(id, sealed)
     }
 
     /// Generates a key and returns it with its unsealed PKCS#8 (for callers that hand the key
     /// elsewhere, e.g. a CSR key file) — most callers want [`KeyProvider::generate`].
     pub fn generate_pkcs8(algorithm: KeyAlgorithm) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let failed = |what: &str| KeyError::device(format!("generating {algorithm}"), what.to_owned());
+        let failed =
+            |what: &str| KeyError::device(format!("generating {algorithm}"), what.to_owned());
         let der = match algorithm {
             KeyAlgorithm::Rsa { bits } => match bits {
                 1024 | 1536 => LegacyRsaKey::generate(bits)
@@ -65,7 +67,8 @@ impl SoftProvider {
                         4096 => KeySize::Rsa4096,
                         _ => KeySize::Rsa8192,
                     };
-                    let kp = aws_lc_rs::rsa::KeyPair::generate(size).map_err(|_| failed("AWS-LC"))?;
+                    let kp =
+                        aws_lc_rs::rsa::KeyPair::generate(size).map_err(|_| failed("AWS-LC"))?;
                     let der: Pkcs8V1Der<'static> = kp.as_der().map_err(|_| failed("PKCS#8"))?;
                     Zeroizing::new(der.as_ref().to_vec())
                 }
@@ -138,7 +141,10 @@ impl KeyExport for SoftProvider {
     }
 }
 
-fn ecdsa_alg(curve: EcCurve, hash: HashAlgorithm) -> Result<&'static EcdsaSigningAlgorithm, KeyError> {
+fn ecdsa_alg(
+    curve: EcCurve,
+    hash: HashAlgorithm,
+) -> Result<&'static EcdsaSigningAlgorithm, KeyError> {
     use HashAlgorithm::*;
     Ok(match (curve, hash) {
         (EcCurve::P256, Sha256) => &sig::ECDSA_P256_SHA256_ASN1_SIGNING,
@@ -182,8 +188,7 @@ impl std::fmt::Debug for SoftSigner {
 }
 
 fn spki_from_der(der: &[u8]) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
-    SubjectPublicKeyInfoOwned::from_der(der)
-        .map_err(|e| KeyError::device("public key encoding", e))
+    SubjectPublicKeyInfoOwned::from_der(der).map_err(|e| KeyError::device("public key encoding", e))
 }
 
 impl SoftSigner {
@@ -223,7 +228,9 @@ impl SoftSigner {
                 .parameters
                 .as_ref()
                 .and_then(|p| p.decode_as().ok())
-                .ok_or_else(|| KeyError::Unsupported("EC private key without named curve".into()))?;
+                .ok_or_else(|| {
+                    KeyError::Unsupported("EC private key without named curve".into())
+                })?;
             let curve = EcCurve::from_oid(&curve_oid)
                 .ok_or_else(|| KeyError::Unsupported(format!("EC curve {curve_oid}")))?;
             let kp = EcdsaKeyPair::from_pkcs8(ecdsa_alg(curve, curve.default_hash())?, pkcs8)
@@ -249,7 +256,9 @@ impl SoftSigner {
                 .map_err(|_| KeyError::device("Ed25519 public key", "encoding failed"))?;
             (SoftKey::Ed25519(kp), spki_from_der(spki_der.as_ref())?)
         } else {
-            return Err(KeyError::Unsupported(format!("private key algorithm {oid}")));
+            return Err(KeyError::Unsupported(format!(
+                "private key algorithm {oid}"
+            )));
         };
         let alg = KeyAlgorithm::from_spki(der::referenced::OwnedToRef::owned_to_ref(&spki))?;
         Ok(SoftSigner {
@@ -280,7 +289,8 @@ impl KeySigner for SoftSigner {
                     HashAlgorithm::Sha512 => &sig::RSA_PKCS1_SHA512,
                 };
                 let mut out = vec![0u8; kp.public_modulus_len()];
-                kp.sign(padding, &self.rng, message, &mut out).map_err(failed)?;
+                kp.sign(padding, &self.rng, message, &mut out)
+                    .map_err(failed)?;
                 Ok(out)
             }
             (SoftKey::LegacyRsa(k), SignatureScheme::RsaPkcs1(h)) => {
@@ -292,7 +302,14 @@ impl KeySigner for SoftSigner {
                 k.sign_pkcs1v15(d, message)
                     .map_err(|e| KeyError::device(format!("signing with {}", self.alg), e))
             }
-            (SoftKey::Ec { curve, default, pkcs8 }, SignatureScheme::Ecdsa(h)) => {
+            (
+                SoftKey::Ec {
+                    curve,
+                    default,
+                    pkcs8,
+                },
+                SignatureScheme::Ecdsa(h),
+            ) => {
                 let sig = if h == curve.default_hash() {
                     default.sign(&self.rng, message).map_err(failed)?
                 } else {
@@ -376,7 +393,11 @@ mod tests {
             sealed: g.sealed,
         };
         let s = p.signer(&h).unwrap();
-        for d in [HashAlgorithm::Sha256, HashAlgorithm::Sha384, HashAlgorithm::Sha512] {
+        for d in [
+            HashAlgorithm::Sha256,
+            HashAlgorithm::Sha384,
+            HashAlgorithm::Sha512,
+        ] {
             let sig = s.sign(SignatureScheme::RsaPkcs1(d), b"m").unwrap();
             verify_signature(&g.public_key, SignatureScheme::RsaPkcs1(d), b"m", &sig).unwrap();
         }

@@ -109,7 +109,8 @@ impl Sealer {
         if sealed.len() < 1 + NONCE_LEN + AES_256_GCM.tag_len() || sealed[0] != FORMAT_V1 {
             return Err(fail());
         }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed[1..1 + NONCE_LEN]).map_err(|_| fail())?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(&sealed[1..1 + NONCE_LEN]).map_err(|_| fail())?;
         let mut buf = Zeroizing::new(sealed[1 + NONCE_LEN..].to_vec());
         let len = self
             .key
