@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what certman's build, demo and tests need on Debian 12, idempotently.
+# Usage: scripts/setup.sh            (run as root, or with sudo available)
+set -euo pipefail
+
+# Debian packages: OpenSSL is the independent verifier of everything certman writes;
+# pkg-config + a C compiler build AWS-LC and SQLite (bundled) from source.
+PACKAGES=(openssl ca-certificates pkg-config gcc g++ make)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    echo "setup: system packages present" >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
+        if [ -x "$d/cargo" ]; then export PATH="$d:$PATH"; break; fi
+    done
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found: install a Rust toolchain >= 1.85 with rustup (https://rustup.rs)" >&2
+    exit 1
+fi
