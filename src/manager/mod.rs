@@ -852,3 +852,6 @@ struct LoadedIssuer {
     crl_host: Option<String>,
     signer: Arc<dyn KeySigner>,
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! Manager rules against a fake token provider (a token is not the point here: the
+//! manager's routing, clean-up and transactions are).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use spki::SubjectPublicKeyInfoOwned;
+
+use super::*;
+use crate::keys::{KeyAlgorithm, Scheme, SignatureScheme};
+
+/// Pretends to be a PKCS#11 token: keys are soft keys kept in memory under `pkcs11:` URIs.
+struct FakeToken {
+    soft: SoftProvider,
+    keys: Mutex<HashMap<String, KeyHandle>>,
+    deleted: AtomicUsize,
+    fail_signing: AtomicBool,
+}
+
+struct FailingSigner(Arc<dyn KeySigner>);
+
+impl KeySigner for FailingSigner {
+    fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
+        self.0.public_key()
+    }
+    fn algorithm(&self) -> KeyAlgorithm {
+        self.0.algorithm()
+    }
+    fn sign(&self, _: SignatureScheme, _: &[u8]) -> std::result::Result<Vec<u8>, KeyError> {
+        Err(KeyError::device("fake token", "device removed"))
+    }
+}
+
+impl FakeToken {
+    fn new() -> Self {
+        FakeToken {
+            soft: SoftProvider::new(Sealer::new(b"fake-token-machine-id-0123456789", b"s").unwrap()),
+            keys: Mutex::new(HashMap::new()),
+            deleted: AtomicUsize::new(0),
+            fail_signing: AtomicBool::new(false),
+        }
+    }
+    fn inner(&self, key: &KeyHandle) -> std::result::Result<KeyHandle, KeyError> {
+        self.keys
+            .lock()
+            .unwrap()
+            .get(&key.uri.to_string())
+            .cloned()
+            .ok_or_else(|| KeyError::NotFound(key.uri.to_string()))
+    }
+}
+
+impl KeyProvider for FakeToken {
+    fn name(&self) -> &'static str {
+        "fake token"
+    }
+    fn generate(&self, req: &GenerateRequest) -> std::result::Result<GeneratedKey, KeyError> {
+        let mut g = self.soft.generate(req)?;
+        let n = self.keys.lock().unwrap().len();
+        let uri = KeyUri::new(Scheme::Pkcs11)
+            .with_path("token", "fake")
+            .with_path("object", &req.label)
+            .with_path("id", [n as u8]);
+        self.keys.lock().unwrap().insert(
+            uri.to_string(),
+            KeyHandle {
+                uri: g.uri.clone(),
+                sealed: g.sealed.take(),
+            },
+        );
+        g.uri = uri;
+        g.token_serial = Some("FAKE0001".into());
+        Ok(g)
+    }
+    fn public_key(&self, key: &KeyHandle) -> std::result::Result<SubjectPublicKeyInfoOwned, KeyError> {
+        self.soft.public_key(&self.inner(key)?)
+    }
+    fn signer(&self, key: &KeyHandle) -> std::result::Result<Arc<dyn KeySigner>, KeyError> {
+        let s = self.soft.signer(&self.inner(key)?)?;
+        if self.fail_signing.load(Ordering::SeqCst) {
+            return Ok(Arc::new(FailingSigner(s)));
+        }
+        Ok(s)
+    }
+    fn delete(&self, key: &KeyHandle) -> std::result::Result<(), KeyError> {
+        self.keys.lock().unwrap().remove(&key.uri.to_string());
+        self.deleted.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn manager_with_token() -> (tempfile::TempDir, Manager, Arc<FakeToken>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let sealer = Sealer::new(b"unit-test-machine-id-0123456789ab", store.salt()).unwrap();
+    let mut router = KeyRouter::new(Arc::new(SoftProvider::new(sealer)));
+    let token = Arc::new(FakeToken::new());
+    router.register(Scheme::Pkcs11, token.clone());
+    (dir, Manager::with_parts(Box::new(store), router), token)
+}
+
+fn props(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn token_location() -> KeyLocation {
+    KeyLocation::Uri("pkcs11:token=fake".parse().unwrap())
+}
+
+#[test]
+fn a_ca_on_a_token_issues_and_shows_flag_c() {
+    let (_d, m, token) = manager_with_token();
+    m.add_template(
+        "ca-tpl",
+        None,
+        &props(&[("common-name", "ca"), ("key-usage", "key-cert-sign,crl-sign"), ("key-type", "ec")]),
+    )
+    .unwrap();
+    let ca = m
+        .sign(&SignRequest {
+            template: "ca-tpl".into(),
+            name: Some("ca".into()),
+            key_location: token_location(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(ca.flags.to_string(), "KCAT");
+    assert!(ca.text("smart-card-key").unwrap().starts_with("pkcs11:token=fake"));
+    m.add_template("leaf", None, &props(&[("common-name", "leaf"), ("key-type", "ed25519")]))
+        .unwrap();
+    let leaf = m
+        .sign(&SignRequest {
+            template: "leaf".into(),
+            ca: Some("ca".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(leaf.flags.to_string(), "KI");
+    assert_eq!(token.deleted.load(Ordering::SeqCst), 0);
+    // card_verify through the router finds the token key matching the certificate
+    let handle = m.key_handle("ca").unwrap().unwrap();
+    let info = x509::inspect_certificate(&m.certificate_record("ca").unwrap().cert.der).unwrap();
+    let report =
+        crate::keys::card_verify(m.keys().provider(&handle.uri).unwrap(), &handle, &info.public_key)
+            .unwrap();
+    assert_eq!(report.provider, "fake token");
+}
+
+#[test]
+fn a_failed_sign_deletes_the_token_key_and_keeps_the_template() {
+    let (_d, m, token) = manager_with_token();
+    m.add_template("t", None, &props(&[("common-name", "t"), ("key-type", "ec")]))
+        .unwrap();
+    token.fail_signing.store(true, Ordering::SeqCst);
+    let before = m.entries(&[]).unwrap();
+    let err = m
+        .sign(&SignRequest {
+            template: "t".into(),
+            key_location: token_location(),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("device removed"), "{err}");
+    assert_eq!(token.deleted.load(Ordering::SeqCst), 1, "half-made key cleaned up");
+    assert!(token.keys.lock().unwrap().is_empty());
+    let after = m.entries(&[]).unwrap();
+    assert_eq!(before.len(), after.len());
+    assert!(after[0].template);
+}
+
+#[test]
+fn a_profile_without_a_provider_is_a_token_error() {
+    let (_d, m, _t) = manager_with_token();
+    m.add_template("t", None, &props(&[("common-name", "t")])).unwrap();
+    let err = m
+        .sign(&SignRequest {
+            template: "t".into(),
+            key_location: KeyLocation::Profile("softhsm".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(err.exit_code(), crate::error::ExitCode::Token);
+    let piv = m
+        .sign(&SignRequest {
+            template: "t".into(),
+            key_location: KeyLocation::Uri("piv:slot-id=9c".parse().unwrap()),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(piv.to_string().contains("without PC/SC support"), "{piv}");
+    assert!(m.entries(&[]).unwrap()[0].template);
+}
+
+#[test]
+fn issue_batch_is_all_or_nothing_on_names() {
+    let (_d, m, _t) = manager_with_token();
+    m.add_template(
+        "ca",
+        None,
+        &props(&[("common-name", "ca"), ("key-type", "ec"), ("key-usage", "key-cert-sign")]),
+    )
+    .unwrap();
+    m.sign(&SignRequest {
+        template: "ca".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut leaf = TemplateProperties::default();
+    leaf.set("key-type", "ec").unwrap();
+    leaf.set("common-name", "leaf").unwrap();
+    let names: Vec<String> = (0..20).map(|i| format!("leaf-{i}")).collect();
+    assert_eq!(m.issue_batch("ca", &leaf, &names, 2).unwrap(), 20);
+    assert_eq!(m.entries(&[]).unwrap().len(), 21);
+    // a duplicate inside the batch, or an existing name, refuses the whole batch
+    let dup = vec!["x".to_owned(), "x".to_owned()];
+    assert!(m.issue_batch("ca", &leaf, &dup, 1).is_err());
+    assert!(m.issue_batch("ca", &leaf, &["y".into(), "leaf-3".into()], 1).is_err());
+    assert_eq!(m.entries(&[]).unwrap().len(), 21);
+    // serials are unique per CA
+    let serials: std::collections::HashSet<String> = m
+        .entries(&[])
+        .unwrap()
+        .iter()
+        .map(|e| e.text("serial-number").unwrap().to_owned())
+        .collect();
+    assert_eq!(serials.len(), 21);
+}
