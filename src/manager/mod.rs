@@ -553,24 +553,22 @@ impl Manager {
     /// All templates and certificates in creation order, or those named (in the order asked).
     pub fn entries(&self, names: &[String]) -> Result<Vec<Entry>> {
         let txn = self.store.begin(TxnMode::Read)?;
-        let mut all = view::collect(txn.as_ref())?;
         if names.is_empty() {
-            return Ok(all);
+            return view::collect(txn.as_ref());
         }
-        let mut out = Vec::new();
-        for n in names {
-            let i = all
-                .iter()
-                .position(|e| &e.name == n)
-                .ok_or_else(|| not_found("certificate or template", n))?;
-            out.push(all.remove(i));
-        }
-        Ok(out)
+        names
+            .iter()
+            .map(|n| {
+                view::lookup(txn.as_ref(), n)?
+                    .ok_or_else(|| not_found("certificate or template", n))
+            })
+            .collect()
     }
 
     /// One entry by name.
     pub fn entry(&self, name: &str) -> Result<Entry> {
-        self.entries(&[name.to_owned()]).map(|mut v| v.remove(0))
+        let txn = self.store.begin(TxnMode::Read)?;
+        view::lookup(txn.as_ref(), name)?.ok_or_else(|| not_found("certificate or template", name))
     }
 
     // ---------------------------------------------------------------- set

@@ -35,7 +35,9 @@ impl KeySigner for FailingSigner {
 impl FakeToken {
     fn new() -> Self {
         FakeToken {
-            soft: SoftProvider::new(Sealer::new(b"fake-token-machine-id-0123456789", b"s").unwrap()),
+            soft: SoftProvider::new(
+                Sealer::new(b"fake-token-machine-id-0123456789", b"s").unwrap(),
+            ),
             keys: Mutex::new(HashMap::new()),
             deleted: AtomicUsize::new(0),
             fail_signing: AtomicBool::new(false),
@@ -73,7 +75,10 @@ impl KeyProvider for FakeToken {
         g.token_serial = Some("FAKE0001".into());
         Ok(g)
     }
-    fn public_key(&self, key: &KeyHandle) -> std::result::Result<SubjectPublicKeyInfoOwned, KeyError> {
+    fn public_key(
+        &self,
+        key: &KeyHandle,
+    ) -> std::result::Result<SubjectPublicKeyInfoOwned, KeyError> {
         self.soft.public_key(&self.inner(key)?)
     }
     fn signer(&self, key: &KeyHandle) -> std::result::Result<Arc<dyn KeySigner>, KeyError> {
@@ -117,7 +122,11 @@ fn a_ca_on_a_token_issues_and_shows_flag_c() {
     m.add_template(
         "ca-tpl",
         None,
-        &props(&[("common-name", "ca"), ("key-usage", "key-cert-sign,crl-sign"), ("key-type", "ec")]),
+        &props(&[
+            ("common-name", "ca"),
+            ("key-usage", "key-cert-sign,crl-sign"),
+            ("key-type", "ec"),
+        ]),
     )
     .unwrap();
     let ca = m
@@ -129,9 +138,16 @@ fn a_ca_on_a_token_issues_and_shows_flag_c() {
         })
         .unwrap();
     assert_eq!(ca.flags.to_string(), "KCAT");
-    assert!(ca.text("smart-card-key").unwrap().starts_with("pkcs11:token=fake"));
-    m.add_template("leaf", None, &props(&[("common-name", "leaf"), ("key-type", "ed25519")]))
-        .unwrap();
+    assert!(ca
+        .text("smart-card-key")
+        .unwrap()
+        .starts_with("pkcs11:token=fake"));
+    m.add_template(
+        "leaf",
+        None,
+        &props(&[("common-name", "leaf"), ("key-type", "ed25519")]),
+    )
+    .unwrap();
     let leaf = m
         .sign(&SignRequest {
             template: "leaf".into(),
@@ -144,17 +160,24 @@ fn a_ca_on_a_token_issues_and_shows_flag_c() {
     // card_verify through the router finds the token key matching the certificate
     let handle = m.key_handle("ca").unwrap().unwrap();
     let info = x509::inspect_certificate(&m.certificate_record("ca").unwrap().cert.der).unwrap();
-    let report =
-        crate::keys::card_verify(m.keys().provider(&handle.uri).unwrap(), &handle, &info.public_key)
-            .unwrap();
+    let report = crate::keys::card_verify(
+        m.keys().provider(&handle.uri).unwrap(),
+        &handle,
+        &info.public_key,
+    )
+    .unwrap();
     assert_eq!(report.provider, "fake token");
 }
 
 #[test]
 fn a_failed_sign_deletes_the_token_key_and_keeps_the_template() {
     let (_d, m, token) = manager_with_token();
-    m.add_template("t", None, &props(&[("common-name", "t"), ("key-type", "ec")]))
-        .unwrap();
+    m.add_template(
+        "t",
+        None,
+        &props(&[("common-name", "t"), ("key-type", "ec")]),
+    )
+    .unwrap();
     token.fail_signing.store(true, Ordering::SeqCst);
     let before = m.entries(&[]).unwrap();
     let err = m
@@ -165,7 +188,11 @@ fn a_failed_sign_deletes_the_token_key_and_keeps_the_template() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("device removed"), "{err}");
-    assert_eq!(token.deleted.load(Ordering::SeqCst), 1, "half-made key cleaned up");
+    assert_eq!(
+        token.deleted.load(Ordering::SeqCst),
+        1,
+        "half-made key cleaned up"
+    );
     assert!(token.keys.lock().unwrap().is_empty());
     let after = m.entries(&[]).unwrap();
     assert_eq!(before.len(), after.len());
@@ -175,7 +202,8 @@ fn a_failed_sign_deletes_the_token_key_and_keeps_the_template() {
 #[test]
 fn a_profile_without_a_provider_is_a_token_error() {
     let (_d, m, _t) = manager_with_token();
-    m.add_template("t", None, &props(&[("common-name", "t")])).unwrap();
+    m.add_template("t", None, &props(&[("common-name", "t")]))
+        .unwrap();
     let err = m
         .sign(&SignRequest {
             template: "t".into(),
@@ -201,7 +229,11 @@ fn issue_batch_is_all_or_nothing_on_names() {
     m.add_template(
         "ca",
         None,
-        &props(&[("common-name", "ca"), ("key-type", "ec"), ("key-usage", "key-cert-sign")]),
+        &props(&[
+            ("common-name", "ca"),
+            ("key-type", "ec"),
+            ("key-usage", "key-cert-sign"),
+        ]),
     )
     .unwrap();
     m.sign(&SignRequest {
@@ -218,7 +250,9 @@ fn issue_batch_is_all_or_nothing_on_names() {
     // a duplicate inside the batch, or an existing name, refuses the whole batch
     let dup = vec!["x".to_owned(), "x".to_owned()];
     assert!(m.issue_batch("ca", &leaf, &dup, 1).is_err());
-    assert!(m.issue_batch("ca", &leaf, &["y".into(), "leaf-3".into()], 1).is_err());
+    assert!(m
+        .issue_batch("ca", &leaf, &["y".into(), "leaf-3".into()], 1)
+        .is_err());
     assert_eq!(m.entries(&[]).unwrap().len(), 21);
     // serials are unique per CA
     let serials: std::collections::HashSet<String> = m

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use super::template::TemplateProperties;
 use crate::error::Result;
-use crate::store::Transaction;
+use crate::store::{CertificateRecord, TemplateRecord, Transaction};
 use crate::x509;
 
 /// RouterOS certificate flags.
@@ -129,137 +129,152 @@ pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
     let now = SystemTime::now();
     let mut rows: Vec<(i64, Entry)> = Vec::with_capacity(certs.len());
     for c in &certs {
-        let info = x509::inspect_certificate(&c.cert.der)?;
-        let key = match &c.cert.key_id {
-            Some(id) => txn.key(id)?,
-            None => None,
-        };
-        let smart_card_uri = key
-            .as_ref()
-            .filter(|k| !k.uri.starts_with("soft:"))
-            .map(|k| k.uri.clone());
-        let expired = info.not_after < now;
-        let flags = Flags {
-            private_key: key.is_some(),
-            dsa: false,
-            crl: false,
-            smart_card_key: smart_card_uri.is_some(),
-            authority: info.is_ca,
-            issued: c.cert.issuer_id.is_some(),
-            revoked: c.revoked_at.is_some(),
-            expired,
-            trusted: c.cert.trusted,
-        };
-        let props = TemplateProperties::from_json(&c.cert.properties).unwrap_or_default();
-        let mut p: Vec<(&'static str, Value)> = Vec::new();
-        let text = |s: &str| Value::Text(s.to_owned());
-        let opt = |s: &Option<String>| Value::Text(s.clone().unwrap_or_default());
-        p.push(("common-name", opt(&info.common_name)));
-        p.push(("country", opt(&info.subject_fields.country)));
-        p.push(("state", opt(&info.subject_fields.state)));
-        p.push(("locality", opt(&info.subject_fields.locality)));
-        p.push(("organization", opt(&info.subject_fields.organization)));
-        p.push(("unit", opt(&info.subject_fields.unit)));
-        p.push(("subject-alt-name", text(&info.subject_alt_name)));
-        p.push(("subject", text(&info.subject)));
-        p.push(("issuer", text(&info.issuer)));
-        p.push(("serial-number", text(&info.serial_hex)));
-        p.push(("fingerprint", text(&info.fingerprint)));
-        p.push(("invalid-before", Value::Time(info.not_before)));
-        p.push(("invalid-after", Value::Time(info.not_after)));
-        let left = info
-            .not_after
-            .duration_since(now)
-            .map(|d| routeros_duration(d.as_secs()))
-            .unwrap_or_else(|_| "expired".into());
-        p.push(("expires-after", Value::Text(left)));
-        p.push((
-            "key-type",
-            text(info.key_algorithm.map_or("unknown", |a| a.key_type())),
-        ));
-        p.push((
-            "key-size",
-            Value::Text(info.key_algorithm.map(|a| a.key_size()).unwrap_or_default()),
-        ));
-        p.push((
-            "days-valid",
-            Value::Int(
-                info.not_after
-                    .duration_since(info.not_before)
-                    .map(|d| (d.as_secs() / 86_400) as i64)
-                    .unwrap_or(0),
-            ),
-        ));
-        p.push(("key-usage", text(&info.key_usage.to_string())));
-        p.push((
-            "digest-algorithm",
-            Value::Text(props.digest_algorithm.clone().unwrap_or_default()),
-        ));
-        p.push((
-            "ca",
-            Value::Text(
-                c.cert
-                    .issuer_id
-                    .and_then(|i| names.get(&i).cloned())
-                    .unwrap_or_default(),
-            ),
-        ));
-        p.push((
-            "ca-crl-host",
-            Value::Text(c.cert.ca_crl_host.clone().unwrap_or_default()),
-        ));
-        p.push((
-            "crl-distribution-point",
-            Value::Text(info.crl_distribution_points.join(",")),
-        ));
-        p.push(("trusted", Value::Bool(flags.trusted)));
-        p.push(("private-key", Value::Bool(flags.private_key)));
-        p.push((
-            "smart-card-key",
-            Value::Text(smart_card_uri.unwrap_or_default()),
-        ));
-        p.push(("authority", Value::Bool(flags.authority)));
-        p.push(("issued", Value::Bool(flags.issued)));
-        p.push(("revoked", Value::Bool(flags.revoked)));
-        p.push(("expired", Value::Bool(flags.expired)));
-        p.push(("crl", Value::Bool(flags.crl)));
-        p.push(("dsa", Value::Bool(flags.dsa)));
-        rows.push((
-            c.created_at,
-            Entry {
-                name: c.cert.name.clone(),
-                template: false,
-                flags,
-                properties: p,
-            },
-        ));
+        let issuer = c.cert.issuer_id.and_then(|i| names.get(&i).cloned());
+        rows.push((c.created_at, certificate_entry(txn, c, issuer, now)?));
     }
     for t in txn.templates()? {
-        let props = TemplateProperties::from_json(&t.properties)?;
-        let properties = props
-            .pairs()
-            .into_iter()
-            .map(|(k, v)| {
-                let v = match (k, &v) {
-                    ("trusted", _) => Value::Bool(v == "yes"),
-                    ("days-valid", _) => Value::Int(v.parse().unwrap_or(0)),
-                    _ => Value::Text(v),
-                };
-                (k, v)
-            })
-            .collect();
-        rows.push((
-            t.created_at,
-            Entry {
-                name: t.name,
-                template: true,
-                flags: Flags::default(),
-                properties,
-            },
-        ));
+        rows.push((t.created_at, template_entry(&t)?));
     }
     rows.sort_by_key(|(created, _)| *created);
     Ok(rows.into_iter().map(|(_, e)| e).collect())
+}
+
+/// The entry of one name, without reading the rest of the store.
+pub fn lookup(txn: &dyn Transaction, name: &str) -> Result<Option<Entry>> {
+    if let Some(c) = txn.certificate(name)? {
+        let issuer = match c.cert.issuer_id {
+            Some(id) => txn.certificate_by_id(id)?.map(|r| r.cert.name),
+            None => None,
+        };
+        return certificate_entry(txn, &c, issuer, SystemTime::now()).map(Some);
+    }
+    match txn.template(name)? {
+        Some(t) => template_entry(&t).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn template_entry(t: &TemplateRecord) -> Result<Entry> {
+    let props = TemplateProperties::from_json(&t.properties)?;
+    let properties = props
+        .pairs()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match k {
+                "trusted" => Value::Bool(v == "yes"),
+                "days-valid" => Value::Int(v.parse().unwrap_or(0)),
+                _ => Value::Text(v),
+            };
+            (k, v)
+        })
+        .collect();
+    Ok(Entry {
+        name: t.name.clone(),
+        template: true,
+        flags: Flags::default(),
+        properties,
+    })
+}
+
+fn certificate_entry(
+    txn: &dyn Transaction,
+    c: &CertificateRecord,
+    issuer_name: Option<String>,
+    now: SystemTime,
+) -> Result<Entry> {
+    let info = x509::inspect_certificate(&c.cert.der)?;
+    let key = match &c.cert.key_id {
+        Some(id) => txn.key(id)?,
+        None => None,
+    };
+    let smart_card_uri = key
+        .as_ref()
+        .filter(|k| !k.uri.starts_with("soft:"))
+        .map(|k| k.uri.clone());
+    let expired = info.not_after < now;
+    let flags = Flags {
+        private_key: key.is_some(),
+        dsa: false,
+        crl: false,
+        smart_card_key: smart_card_uri.is_some(),
+        authority: info.is_ca,
+        issued: c.cert.issuer_id.is_some(),
+        revoked: c.revoked_at.is_some(),
+        expired,
+        trusted: c.cert.trusted,
+    };
+    let props = TemplateProperties::from_json(&c.cert.properties).unwrap_or_default();
+    let mut p: Vec<(&'static str, Value)> = Vec::new();
+    let text = |s: &str| Value::Text(s.to_owned());
+    let opt = |s: &Option<String>| Value::Text(s.clone().unwrap_or_default());
+    p.push(("common-name", opt(&info.common_name)));
+    p.push(("country", opt(&info.subject_fields.country)));
+    p.push(("state", opt(&info.subject_fields.state)));
+    p.push(("locality", opt(&info.subject_fields.locality)));
+    p.push(("organization", opt(&info.subject_fields.organization)));
+    p.push(("unit", opt(&info.subject_fields.unit)));
+    p.push(("subject-alt-name", text(&info.subject_alt_name)));
+    p.push(("subject", text(&info.subject)));
+    p.push(("issuer", text(&info.issuer)));
+    p.push(("serial-number", text(&info.serial_hex)));
+    p.push(("fingerprint", text(&info.fingerprint)));
+    p.push(("invalid-before", Value::Time(info.not_before)));
+    p.push(("invalid-after", Value::Time(info.not_after)));
+    let left = info
+        .not_after
+        .duration_since(now)
+        .map(|d| routeros_duration(d.as_secs()))
+        .unwrap_or_else(|_| "expired".into());
+    p.push(("expires-after", Value::Text(left)));
+    p.push((
+        "key-type",
+        text(info.key_algorithm.map_or("unknown", |a| a.key_type())),
+    ));
+    p.push((
+        "key-size",
+        Value::Text(info.key_algorithm.map(|a| a.key_size()).unwrap_or_default()),
+    ));
+    p.push((
+        "days-valid",
+        Value::Int(
+            info.not_after
+                .duration_since(info.not_before)
+                .map(|d| (d.as_secs() / 86_400) as i64)
+                .unwrap_or(0),
+        ),
+    ));
+    p.push(("key-usage", text(&info.key_usage.to_string())));
+    p.push((
+        "digest-algorithm",
+        Value::Text(props.digest_algorithm.clone().unwrap_or_default()),
+    ));
+    p.push(("ca", Value::Text(issuer_name.unwrap_or_default())));
+    p.push((
+        "ca-crl-host",
+        Value::Text(c.cert.ca_crl_host.clone().unwrap_or_default()),
+    ));
+    p.push((
+        "crl-distribution-point",
+        Value::Text(info.crl_distribution_points.join(",")),
+    ));
+    p.push(("trusted", Value::Bool(flags.trusted)));
+    p.push(("private-key", Value::Bool(flags.private_key)));
+    p.push((
+        "smart-card-key",
+        Value::Text(smart_card_uri.unwrap_or_default()),
+    ));
+    p.push(("authority", Value::Bool(flags.authority)));
+    p.push(("issued", Value::Bool(flags.issued)));
+    p.push(("revoked", Value::Bool(flags.revoked)));
+    p.push(("expired", Value::Bool(flags.expired)));
+    p.push(("crl", Value::Bool(flags.crl)));
+    p.push(("dsa", Value::Bool(flags.dsa)));
+    Ok(Entry {
+        name: c.cert.name.clone(),
+        template: false,
+        flags,
+        properties: p,
+    })
 }
 
 #[cfg(test)]
