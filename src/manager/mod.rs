@@ -151,22 +151,40 @@ fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_crl_host(host: &str) -> Result<()> {
-    let ok = !host.is_empty()
-        && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
-    if !ok {
-        return Err(ManagerError::InvalidValue(format!(
-            "ca-crl-host={host}: expected HOST or HOST:PORT"
-        )));
+/// `ca-crl-host`: `HOST`, `HOST:PORT` or `[IPv6]:PORT`.
+fn validate_crl_host(value: &str) -> Result<()> {
+    let bad = |why: &str| ManagerError::InvalidValue(format!("ca-crl-host={value}: {why}"));
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| bad("not an IPv6 address"))?;
+        match after {
+            "" => (None, None),
+            p => (
+                None,
+                Some(p.strip_prefix(':').ok_or_else(|| bad("expected :PORT"))?),
+            ),
+        }
+    } else {
+        match value.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(value), None),
+        }
+    };
+    if let Some(h) = host {
+        let ok = !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !ok {
+            return Err(bad(
+                "expected a host name or IPv4 address, optionally :PORT",
+            ));
+        }
     }
-    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']')) {
-        if !host.contains('[') && port.parse::<u16>().is_err() {
-            return Err(ManagerError::InvalidValue(format!(
-                "ca-crl-host={host}: the port must be a number 1-65535"
-            )));
+    if let Some(p) = port {
+        if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
+            return Err(bad("the port must be a number 1-65535"));
         }
     }
     Ok(())
@@ -853,3 +871,38 @@ struct LoadedIssuer {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod crl_host_tests {
+    use super::*;
+
+    #[test]
+    fn crl_hosts() {
+        for ok in [
+            "127.0.0.1:8080",
+            "crl.example",
+            "crl.example:80",
+            "[::1]:8080",
+            "[2001:db8::1]",
+        ] {
+            validate_crl_host(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "a b",
+            "host:0",
+            "host:x",
+            "host:70000",
+            "[::1",
+            "[zz]:1",
+            "http://x",
+            "a:1:2",
+        ] {
+            assert!(validate_crl_host(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            crl_url("127.0.0.1:8080", "my ca"),
+            "http://127.0.0.1:8080/crl/my%20ca.crl"
+        );
+    }
+}
