@@ -246,5 +246,13 @@ fn key_exit_code(err: &KeyError) -> ExitCode {
     }
 }
 
+/// The message of a key error without its category prefix, for errors about a property value.
+pub fn key_detail(err: &KeyError) -> String {
+    match err {
+        KeyError::Unsupported(m) | KeyError::NotCapable(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Result alias of the manager layer.
 pub type Result<T, E = ManagerError> = std::result::Result<T, E>;

@@ -20,7 +20,7 @@ pub struct ExportArgs {
     /// The certificate to export.
     pub name: String,
     /// File type.
-    #[arg(long = "type", value_enum, default_value = "pem")]
+    #[arg(long = "type", value_enum, default_value = "pem", value_name = "TYPE")]
     pub kind: TypeArg,
     /// Export the private key too, encrypted with this passphrase.
     #[arg(long)]

@@ -131,37 +131,58 @@ pub fn report_error(err: &ManagerError, verbose: bool) {
     }
 }
 
-fn usage_error(e: &clap::Error) -> ExitCode {
-    let sub = match e.get(ContextKind::Usage) {
-        Some(ContextValue::StyledStr(s)) => s
-            .to_string()
-            .split_whitespace()
-            .nth(2)
-            .map(str::to_owned)
-            .filter(|w| !w.starts_with('[') && !w.starts_with('<') && !w.starts_with('-')),
-        _ => None,
+/// The subcommand named in argv, if any (for error messages).
+fn subcommand_in(args: &[OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut it = args.iter().skip(1).filter_map(|a| a.to_str());
+    while let Some(a) = it.next() {
+        if a == "--store" || a == "--tokens" {
+            it.next();
+            continue;
+        }
+        if a.starts_with('-') {
+            continue;
+        }
+        return cmd
+            .get_subcommands()
+            .find(|s| s.get_name() == a)
+            .map(|s| s.get_name().to_owned());
+    }
+    None
+}
+
+fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
+    let invalid: Vec<String> = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        _ => Vec::new(),
     };
-    let invalid = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let line = match (e.kind(), &invalid) {
-        (ErrorKind::UnknownArgument, Some(arg)) => {
-            let prop = arg.trim_start_matches('-');
+    let line = match e.kind() {
+        ErrorKind::UnknownArgument if !invalid.is_empty() => {
+            let prop = invalid[0].trim_start_matches('-');
             let prop = prop.split('=').next().unwrap_or(prop);
             format!("unknown property '{prop}'")
         }
+        ErrorKind::MissingRequiredArgument if !invalid.is_empty() => {
+            format!("missing {}", invalid.join(", "))
+        }
         _ => {
+            // clap's message up to its first blank line, on one line.
             let rendered = e.render().to_string();
             rendered
                 .lines()
-                .next()
-                .unwrap_or("invalid arguments")
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ")
                 .trim_start_matches("error: ")
                 .to_owned()
         }
     };
-    let cmd = sub.map(|s| format!(" {s}")).unwrap_or_default();
+    let cmd = subcommand_in(args)
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
     eprintln!("certman{cmd}: error: {line}");
     eprintln!("  hint: `certman{cmd} --help` lists what it takes");
     ExitCode::from(2)
@@ -170,7 +191,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
 /// The `certman` program.
 pub fn main() -> ExitCode {
     let args = normalize_args(std::env::args_os());
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             return match e.kind() {
@@ -182,7 +203,7 @@ pub fn main() -> ExitCode {
                     let _ = e.print();
                     ExitCode::from(2)
                 }
-                _ => usage_error(&e),
+                _ => usage_error(&e, &args),
             }
         }
     };

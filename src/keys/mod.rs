@@ -67,6 +67,11 @@ pub trait KeySigner: Send + Sync {
     /// Signs the whole unhashed `message`; the backend hashes/pads as its device needs and
     /// returns the signature exactly as X.509 carries it (ECDSA: DER `SEQUENCE { r, s }`).
     fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Whether [`KeySigner::sign`] can make `scheme` (a backend may offer fewer digests than
+    /// the key type allows).
+    fn supports(&self, scheme: SignatureScheme) -> bool {
+        scheme.fits(self.algorithm())
+    }
 }
 
 /// Optional capability: certificate objects stored beside keys (PKCS#11 CKO_CERTIFICATE, PIV

@@ -143,9 +143,13 @@ fn unix_secs(t: SystemTime) -> i64 {
 }
 
 fn validate_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 255 || name.chars().any(|c| c.is_control() || c == '/') {
+    if name.is_empty()
+        || name.len() > 255
+        || name.starts_with('-')
+        || name.chars().any(|c| c.is_control() || c == '/' || c == '=')
+    {
         return Err(ManagerError::InvalidValue(format!(
-            "name '{name}' is not valid (1-255 characters, no '/' or control characters)"
+            "name '{name}' is not valid (1-255 characters, not starting with '-', no '/', '=' or control characters)"
         )));
     }
     Ok(())
@@ -483,6 +487,24 @@ impl Manager {
                 "ca-crl-host applies only to CA certificates (key-usage with key-cert-sign)".into(),
             ));
         }
+        let subject = resolved.subject.to_name()?;
+        if subject.is_empty() && (self_signed || is_ca) {
+            return Err(ManagerError::InvalidValue(format!(
+                "\"{name}\" would be {} with an empty subject: set common-name",
+                if is_ca { "a CA" } else { "self-signed" }
+            )));
+        }
+        if subject.is_empty() && resolved.subject_alt_names.is_empty() {
+            return Err(ManagerError::InvalidValue(format!(
+                "\"{name}\" has neither a subject nor a subject-alt-name: set common-name"
+            )));
+        }
+        let (not_before, not_after) = CertificateSpec::validity_from_now(resolved.days_valid)
+            .map_err(|e| ManagerError::InvalidValue(e.to_string()))?;
+        // The issuer's signature scheme is known before any key is made: check it first.
+        if let Some(i) = issuer {
+            signature_scheme_for(i.signer.as_ref(), resolved.digest, &i.name)?;
+        }
         let generated = provider.generate(&GenerateRequest {
             algorithm: resolved.algorithm,
             label: name.to_owned(),
@@ -499,11 +521,14 @@ impl Manager {
                     sealed: generated.sealed.clone(),
                 })?,
             };
-            let scheme = signer.algorithm().signature_scheme(resolved.digest)?;
+            let scheme = signature_scheme_for(
+                signer.as_ref(),
+                resolved.digest,
+                issuer.map_or(name, |i| i.name.as_str()),
+            )?;
             let x509_signer = X509Signer::new(signer, scheme)?;
-            let (not_before, not_after) = CertificateSpec::validity_from_now(resolved.days_valid)?;
             let spec = CertificateSpec {
-                subject: resolved.subject.to_name()?,
+                subject,
                 public_key: generated.public_key.clone(),
                 serial: x509::random_serial()?,
                 not_before,
@@ -656,7 +681,18 @@ impl Manager {
     pub fn remove(&self, names: &[String]) -> Result<RemoveReport> {
         let mut txn = self.store.begin(TxnMode::Write)?;
         let mut report = RemoveReport::default();
+        // Issued certificates last, so that `remove leaf ca` works like `remove ca leaf`: the
+        // leaf goes with its CA; asked for alone it is refused.
+        let mut ordered: Vec<&String> = Vec::with_capacity(names.len());
+        let mut issued = Vec::new();
         for name in names {
+            match txn.certificate(name)? {
+                Some(c) if c.cert.issuer_id.is_some() => issued.push(name),
+                _ => ordered.push(name),
+            }
+        }
+        ordered.extend(issued);
+        for name in ordered {
             if let Some(t) = txn.template(name)? {
                 txn.delete_template(t.id)?;
                 report.templates.push(t.name);
@@ -809,6 +845,28 @@ impl Manager {
         txn.certificate(name)?
             .ok_or_else(|| not_found("certificate", name))
     }
+}
+
+/// The scheme `signer` signs with for `digest-algorithm` (or its default), refused as a
+/// usage error when the key or its provider cannot make it.
+fn signature_scheme_for(
+    signer: &dyn KeySigner,
+    digest: Option<crate::keys::HashAlgorithm>,
+    signer_name: &str,
+) -> Result<crate::keys::SignatureScheme> {
+    let alg = signer.algorithm();
+    let refuse = |why: String| {
+        ManagerError::InvalidValue(format!(
+            "digest-algorithm: the {alg} key of \"{signer_name}\" {why}"
+        ))
+    };
+    let scheme = alg
+        .signature_scheme(digest)
+        .map_err(|e| refuse(format!("cannot use it ({})", crate::error::key_detail(&e))))?;
+    if !signer.supports(scheme) {
+        return Err(refuse(format!("cannot sign with {scheme}")));
+    }
+    Ok(scheme)
 }
 
 fn with_extension(base: &Path, ext: &str) -> PathBuf {

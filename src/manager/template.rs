@@ -99,6 +99,8 @@ impl TemplateProperties {
                     if d == 0 {
                         return Err(invalid(property, value, "must be at least 1"));
                     }
+                    crate::x509::CertificateSpec::validity_from_now(d)
+                        .map_err(|_| invalid(property, value, "ends after the year 9999"))?;
                     Some(d)
                 }
             }
@@ -145,7 +147,7 @@ impl TemplateProperties {
         let digest = match &self.digest_algorithm {
             Some(d) => Some(
                 d.parse::<HashAlgorithm>()
-                    .map_err(|e| ManagerError::InvalidValue(e.to_string()))?,
+                    .map_err(|e| ManagerError::InvalidValue(crate::error::key_detail(&e)))?,
             ),
             None => None,
         };
@@ -182,7 +184,7 @@ impl TemplateProperties {
         let ec = |s: &str| -> Result<KeyAlgorithm> {
             s.parse::<EcCurve>()
                 .map(KeyAlgorithm::Ec)
-                .map_err(|e| invalid("key-size", s, e))
+                .map_err(|e| invalid("key-size", s, crate::error::key_detail(&e)))
         };
         match (self.key_type.as_deref(), size) {
             (None | Some("rsa"), None) => Ok(KeyAlgorithm::Rsa { bits: 2048 }),

@@ -271,6 +271,13 @@ impl SoftSigner {
 }
 
 impl KeySigner for SoftSigner {
+    fn supports(&self, scheme: SignatureScheme) -> bool {
+        match (&self.key, scheme) {
+            (SoftKey::Ec { curve, .. }, SignatureScheme::Ecdsa(h)) => ecdsa_alg(*curve, h).is_ok(),
+            _ => scheme.fits(self.alg),
+        }
+    }
+
     fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
         &self.spki
     }

@@ -37,10 +37,10 @@ pub fn read_machine_id(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let raw = Zeroizing::new(raw);
     let trimmed: Vec<u8> = raw.trim_ascii().to_vec();
     if trimmed.len() < 16 {
-        return Err(KeyError::NotCapable(format!(
-            "machine id in {} is missing or shorter than 16 characters",
-            path.display()
-        )));
+        return Err(KeyError::device(
+            format!("machine id in {}", path.display()),
+            "missing or shorter than 16 characters",
+        ));
     }
     Ok(Zeroizing::new(trimmed))
 }
