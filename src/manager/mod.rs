@@ -284,15 +284,13 @@ impl Manager {
         }
         let resolved = props.resolve()?;
         let provider = self.provider_for(&req.key_location)?;
-        let issued = self.prepare(
+        let plan = self.plan(
             &props,
             &resolved,
-            &name,
             issuer.as_ref(),
             req.ca_crl_host.as_deref(),
-            provider,
-            &req.key_location,
         )?;
+        let issued = self.prepare(&plan, &name, provider, &req.key_location)?;
         let result = (|| {
             let mut txn = self.store.begin(TxnMode::Write)?;
             match txn.template(&req.template)? {
@@ -342,6 +340,7 @@ impl Manager {
             }
             self.load_issuer(txn.as_ref(), ca)?
         };
+        let plan = self.plan(template, &resolved, Some(&issuer), None)?;
         let soft = self.keys.soft();
         let threads = threads.clamp(1, 64);
         let chunk = names.len().div_ceil(threads).max(1);
@@ -349,21 +348,10 @@ impl Manager {
             let handles: Vec<_> = names
                 .chunks(chunk)
                 .map(|part| {
-                    let issuer = &issuer;
-                    let resolved = &resolved;
+                    let plan = &plan;
                     s.spawn(move || {
                         part.iter()
-                            .map(|n| {
-                                self.prepare(
-                                    template,
-                                    resolved,
-                                    n,
-                                    Some(issuer),
-                                    None,
-                                    soft,
-                                    &KeyLocation::Software,
-                                )
-                            })
+                            .map(|n| self.prepare(plan, n, soft, &KeyLocation::Software))
                             .collect::<Result<Vec<_>>>()
                     })
                 })
@@ -468,18 +456,15 @@ impl Manager {
         })
     }
 
-    /// Generates the key and builds the signed certificate (no store writes).
-    #[allow(clippy::too_many_arguments)]
-    fn prepare(
+    /// Checks a template against its issuer and works out everything the certificates made
+    /// from it share, once (a batch issues many certificates from one plan).
+    fn plan(
         &self,
         props: &TemplateProperties,
         resolved: &template::ResolvedTemplate,
-        name: &str,
         issuer: Option<&LoadedIssuer>,
         ca_crl_host: Option<&str>,
-        provider: &dyn KeyProvider,
-        location: &KeyLocation,
-    ) -> Result<Issued> {
+    ) -> Result<Plan> {
         let self_signed = issuer.is_none();
         let is_ca = resolved.is_ca(self_signed);
         if ca_crl_host.is_some() && !is_ca {
@@ -490,23 +475,64 @@ impl Manager {
         let subject = resolved.subject.to_name()?;
         if subject.is_empty() && (self_signed || is_ca) {
             return Err(ManagerError::InvalidValue(format!(
-                "\"{name}\" would be {} with an empty subject: set common-name",
-                if is_ca { "a CA" } else { "self-signed" }
+                "a {} certificate needs a subject: set common-name",
+                if is_ca { "CA" } else { "self-signed" }
             )));
         }
         if subject.is_empty() && resolved.subject_alt_names.is_empty() {
-            return Err(ManagerError::InvalidValue(format!(
-                "\"{name}\" has neither a subject nor a subject-alt-name: set common-name"
-            )));
+            return Err(ManagerError::InvalidValue(
+                "the certificate would have neither a subject nor a subject-alt-name: set common-name"
+                    .into(),
+            ));
         }
-        let (not_before, not_after) = CertificateSpec::validity_from_now(resolved.days_valid)
+        // Fails now, not after a key was made, if days-valid overflows.
+        CertificateSpec::validity_from_now(resolved.days_valid)
             .map_err(|e| ManagerError::InvalidValue(e.to_string()))?;
-        // The issuer's signature scheme is known before any key is made: check it first.
-        if let Some(i) = issuer {
-            signature_scheme_for(i.signer.as_ref(), resolved.digest, &i.name)?;
-        }
-        let generated = provider.generate(&GenerateRequest {
+        // An issuer's signature scheme is known before any key is made: check it first.
+        let issuer_signer = match issuer {
+            Some(i) => Some(X509Signer::new(
+                i.signer.clone(),
+                signature_scheme_for(i.signer.as_ref(), resolved.digest, &i.name)?,
+            )?),
+            None => None,
+        };
+        Ok(Plan {
             algorithm: resolved.algorithm,
+            digest: resolved.digest,
+            days_valid: resolved.days_valid,
+            subject,
+            subject_alt_names: resolved.subject_alt_names.clone(),
+            is_ca,
+            key_usage: resolved.effective_key_usage(is_ca),
+            trusted: resolved.trusted.unwrap_or(self_signed && is_ca),
+            ca_crl_host: if is_ca {
+                ca_crl_host.map(str::to_owned)
+            } else {
+                None
+            },
+            crl_distribution_point: issuer
+                .and_then(|i| i.crl_host.as_deref().map(|h| crl_url(h, &i.name))),
+            issuer: issuer.map(|i| IssuerInfo {
+                name: i.subject.clone(),
+                key_identifier: i.key_identifier.clone(),
+            }),
+            issuer_id: issuer.map(|i| i.id),
+            issuer_signer,
+            properties: props.to_json(),
+        })
+    }
+
+    /// Generates the key and builds the signed certificate (no store writes). A key made
+    /// here is destroyed again if anything after its generation fails.
+    fn prepare(
+        &self,
+        plan: &Plan,
+        name: &str,
+        provider: &dyn KeyProvider,
+        location: &KeyLocation,
+    ) -> Result<Issued> {
+        let generated = provider.generate(&GenerateRequest {
+            algorithm: plan.algorithm,
             label: name.to_owned(),
             location: match location {
                 KeyLocation::Uri(u) => Some(u.clone()),
@@ -514,53 +540,45 @@ impl Manager {
             },
         })?;
         let result = (|| {
-            let signer: Arc<dyn KeySigner> = match issuer {
-                Some(i) => i.signer.clone(),
-                None => provider.signer(&KeyHandle {
-                    uri: generated.uri.clone(),
-                    sealed: generated.sealed.clone(),
-                })?,
+            let self_signer;
+            let signer = match &plan.issuer_signer {
+                Some(s) => s,
+                None => {
+                    let key = provider.signer(&KeyHandle {
+                        uri: generated.uri.clone(),
+                        sealed: generated.sealed.clone(),
+                    })?;
+                    let scheme = signature_scheme_for(key.as_ref(), plan.digest, name)?;
+                    self_signer = X509Signer::new(key, scheme)?;
+                    &self_signer
+                }
             };
-            let scheme = signature_scheme_for(
-                signer.as_ref(),
-                resolved.digest,
-                issuer.map_or(name, |i| i.name.as_str()),
-            )?;
-            let x509_signer = X509Signer::new(signer, scheme)?;
+            let (not_before, not_after) = CertificateSpec::validity_from_now(plan.days_valid)?;
             let spec = CertificateSpec {
-                subject,
+                subject: plan.subject.clone(),
                 public_key: generated.public_key.clone(),
                 serial: x509::random_serial()?,
                 not_before,
                 not_after,
-                is_ca,
-                key_usage: resolved.effective_key_usage(is_ca),
-                subject_alt_names: resolved.subject_alt_names.clone(),
-                crl_distribution_point: issuer
-                    .and_then(|i| i.crl_host.as_deref().map(|h| crl_url(h, &i.name))),
-                issuer: issuer.map(|i| IssuerInfo {
-                    name: i.subject.clone(),
-                    key_identifier: i.key_identifier.clone(),
-                }),
+                is_ca: plan.is_ca,
+                key_usage: plan.key_usage.clone(),
+                subject_alt_names: plan.subject_alt_names.clone(),
+                crl_distribution_point: plan.crl_distribution_point.clone(),
+                issuer: plan.issuer.clone(),
             };
-            let der = x509::build_certificate(&spec, &x509_signer)?;
+            let der = x509::build_certificate(&spec, signer)?;
             let fingerprint =
                 hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der));
-            let trusted = resolved.trusted.unwrap_or(self_signed && is_ca);
             Ok(NewCertificate {
                 name: name.to_owned(),
                 serial: hex::encode_upper(spec.serial.as_bytes()),
                 fingerprint,
                 der,
                 key_id: Some(key_store_id(&generated)),
-                issuer_id: issuer.map(|i| i.id),
-                trusted,
-                ca_crl_host: if is_ca {
-                    ca_crl_host.map(str::to_owned)
-                } else {
-                    None
-                },
-                properties: props.to_json(),
+                issuer_id: plan.issuer_id,
+                trusted: plan.trusted,
+                ca_crl_host: plan.ca_crl_host.clone(),
+                properties: plan.properties.clone(),
                 not_after: unix_secs(not_after),
             })
         })();
@@ -916,6 +934,25 @@ fn copy_properties(txn: &dyn Transaction, src: &str) -> Result<TemplatePropertie
     }
     p.key_usage = (!info.key_usage.is_empty()).then(|| info.key_usage.to_string());
     Ok(p)
+}
+
+/// What every certificate made from one template by one issuer shares.
+struct Plan {
+    algorithm: crate::keys::KeyAlgorithm,
+    digest: Option<crate::keys::HashAlgorithm>,
+    days_valid: u32,
+    subject: x509_cert::name::Name,
+    subject_alt_names: Vec<x509_cert::ext::pkix::name::GeneralName>,
+    is_ca: bool,
+    key_usage: x509::KeyUsageSet,
+    trusted: bool,
+    ca_crl_host: Option<String>,
+    crl_distribution_point: Option<String>,
+    issuer: Option<IssuerInfo>,
+    issuer_id: Option<i64>,
+    /// the issuer's key with its scheme; `None` = self-signed by the new key
+    issuer_signer: Option<X509Signer>,
+    properties: String,
 }
 
 struct LoadedIssuer {

@@ -55,7 +55,6 @@ CREATE TABLE certificates (
     created_at  INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX certificates_issuer_serial ON certificates(issuer_id, serial);
-CREATE INDEX certificates_issuer ON certificates(issuer_id);
 CREATE INDEX certificates_key ON certificates(key_id);
 ";
 

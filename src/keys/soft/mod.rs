@@ -49,17 +49,31 @@ impl SoftProvider {
         self.sealer.open(id, sealed)
     }
 
-    /// Generates a key and returns it with its unsealed PKCS#8 (for callers that hand the key
-    /// elsewhere, e.g. a CSR key file) — most callers want [`KeyProvider::generate`].
-    pub fn generate_pkcs8(algorithm: KeyAlgorithm) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    /// Generates a key: its unsealed PKCS#8 and its public key (taken from the key pair just
+    /// made, not by parsing the PKCS#8 again).
+    pub fn generate_key(
+        algorithm: KeyAlgorithm,
+    ) -> Result<(Zeroizing<Vec<u8>>, SubjectPublicKeyInfoOwned), KeyError> {
         let failed =
             |what: &str| KeyError::device(format!("generating {algorithm}"), what.to_owned());
-        let der = match algorithm {
+        let pk = |der: Result<aws_lc_rs::encoding::PublicKeyX509Der<'static>, _>| {
+            der.map_err(|_: aws_lc_rs::error::Unspecified| failed("public key encoding"))
+                .and_then(|d| spki_from_der(d.as_ref()))
+        };
+        match algorithm {
             KeyAlgorithm::Rsa { bits } => match bits {
-                1024 | 1536 => LegacyRsaKey::generate(bits)
-                    .map_err(|e| KeyError::device(format!("generating {algorithm}"), e))?
-                    .to_pkcs8_der()
-                    .map_err(|e| KeyError::device(format!("encoding {algorithm}"), e))?,
+                1024 | 1536 => {
+                    let k = LegacyRsaKey::generate(bits)
+                        .map_err(|e| KeyError::device(format!("generating {algorithm}"), e))?;
+                    let der = k
+                        .to_pkcs8_der()
+                        .map_err(|e| KeyError::device(format!("encoding {algorithm}"), e))?;
+                    let spki = spki_from_der(
+                        &k.public_key_spki_der()
+                            .map_err(|e| KeyError::device("RSA public key", e))?,
+                    )?;
+                    Ok((der, spki))
+                }
                 2048 | 3072 | 4096 | 8192 => {
                     let size = match bits {
                         2048 => KeySize::Rsa2048,
@@ -70,27 +84,27 @@ impl SoftProvider {
                     let kp =
                         aws_lc_rs::rsa::KeyPair::generate(size).map_err(|_| failed("AWS-LC"))?;
                     let der: Pkcs8V1Der<'static> = kp.as_der().map_err(|_| failed("PKCS#8"))?;
-                    Zeroizing::new(der.as_ref().to_vec())
+                    let spki = pk(kp.public_key().as_der())?;
+                    Ok((Zeroizing::new(der.as_ref().to_vec()), spki))
                 }
-                _ => {
-                    return Err(KeyError::Unsupported(format!(
-                        "RSA key size {bits} (use 1024, 1536, 2048, 3072, 4096 or 8192)"
-                    )))
-                }
+                _ => Err(KeyError::Unsupported(format!(
+                    "RSA key size {bits} (use 1024, 1536, 2048, 3072, 4096 or 8192)"
+                ))),
             },
             KeyAlgorithm::Ec(curve) => {
                 let kp = EcdsaKeyPair::generate(ecdsa_alg(curve, curve.default_hash())?)
                     .map_err(|_| failed("AWS-LC"))?;
                 let doc = kp.to_pkcs8v1().map_err(|_| failed("PKCS#8"))?;
-                Zeroizing::new(doc.as_ref().to_vec())
+                let spki = pk(kp.public_key().as_der())?;
+                Ok((Zeroizing::new(doc.as_ref().to_vec()), spki))
             }
             KeyAlgorithm::Ed25519 => {
                 let kp = Ed25519KeyPair::generate().map_err(|_| failed("AWS-LC"))?;
                 let doc = kp.to_pkcs8v1().map_err(|_| failed("PKCS#8"))?;
-                Zeroizing::new(doc.as_ref().to_vec())
+                let spki = pk(kp.public_key().as_der())?;
+                Ok((Zeroizing::new(doc.as_ref().to_vec()), spki))
             }
-        };
-        Ok(der)
+        }
     }
 }
 
@@ -100,8 +114,7 @@ impl KeyProvider for SoftProvider {
     }
 
     fn generate(&self, request: &GenerateRequest) -> Result<GeneratedKey, KeyError> {
-        let pkcs8 = Self::generate_pkcs8(request.algorithm)?;
-        let signer = SoftSigner::from_pkcs8(&pkcs8)?;
+        let (pkcs8, public_key) = Self::generate_key(request.algorithm)?;
         let mut id_bytes = [0u8; 16];
         aws_lc_rs::rand::fill(&mut id_bytes)
             .map_err(|_| KeyError::device("key id", "random generator failed"))?;
@@ -109,8 +122,8 @@ impl KeyProvider for SoftProvider {
         let sealed = self.sealer.seal(&id, &pkcs8)?;
         Ok(GeneratedKey {
             uri: KeyUri::soft(&id),
-            public_key: signer.spki.clone(),
-            algorithm: signer.alg,
+            public_key,
+            algorithm: request.algorithm,
             sealed: Some(sealed),
             token_serial: None,
             slot: None,
@@ -409,7 +422,7 @@ mod tests {
             verify_signature(&g.public_key, SignatureScheme::RsaPkcs1(d), b"m", &sig).unwrap();
         }
         assert!(s.sign(SignatureScheme::Ed25519, b"m").is_err());
-        assert!(SoftProvider::generate_pkcs8(KeyAlgorithm::Rsa { bits: 1000 }).is_err());
+        assert!(SoftProvider::generate_key(KeyAlgorithm::Rsa { bits: 1000 }).is_err());
     }
 
     #[test]
