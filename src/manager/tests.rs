@@ -263,3 +263,66 @@ fn issue_batch_is_all_or_nothing_on_names() {
         .collect();
     assert_eq!(serials.len(), 21);
 }
+
+#[test]
+fn signing_with_a_ca_without_private_key_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let sealer = Sealer::new(b"unit-test-machine-id-0123456789ab", store.salt()).unwrap();
+    let m = Manager::with_parts(
+        Box::new(store),
+        KeyRouter::new(Arc::new(SoftProvider::new(sealer))),
+    );
+    m.add_template(
+        "ca",
+        None,
+        &props(&[
+            ("common-name", "ca"),
+            ("key-type", "ec"),
+            ("key-usage", "key-cert-sign"),
+        ]),
+    )
+    .unwrap();
+    m.sign(&SignRequest {
+        template: "ca".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    // The same CA certificate without its key, as an import of a public CA would leave it.
+    let raw = SqliteStore::open(dir.path()).unwrap();
+    let mut rec = m.certificate_record("ca").unwrap().cert;
+    rec.name = "public-ca".into();
+    rec.key_id = None;
+    let mut txn = raw.begin(TxnMode::Write).unwrap();
+    txn.insert_certificate(&rec).unwrap();
+    txn.commit().unwrap();
+
+    m.add_template(
+        "leaf",
+        None,
+        &props(&[("common-name", "leaf"), ("key-type", "ec")]),
+    )
+    .unwrap();
+    let before = m.entries(&[]).unwrap().len();
+    let err = m
+        .sign(&SignRequest {
+            template: "leaf".into(),
+            ca: Some("public-ca".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(err.exit_code(), crate::error::ExitCode::Refused);
+    assert!(err.to_string().contains("no private key"), "{err}");
+    let after = m.entries(&[]).unwrap();
+    assert_eq!(after.len(), before);
+    assert!(after.iter().any(|e| e.name == "leaf" && e.template));
+    assert_eq!(
+        after
+            .iter()
+            .find(|e| e.name == "public-ca")
+            .unwrap()
+            .flags
+            .to_string(),
+        "AT"
+    );
+}
