@@ -342,31 +342,34 @@ impl Manager {
         };
         let plan = self.plan(template, &resolved, Some(&issuer), None)?;
         let soft = self.keys.soft();
-        let threads = threads.clamp(1, 64);
+        let threads = threads.clamp(1, 64).min(names.len().max(1));
         let chunk = names.len().div_ceil(threads).max(1);
-        let prepared: Vec<Result<Vec<Issued>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = names
-                .chunks(chunk)
-                .map(|part| {
-                    let plan = &plan;
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|n| self.prepare(plan, n, soft, &KeyLocation::Software))
-                            .collect::<Result<Vec<_>>>()
+        let sign_part = |part: &[String]| {
+            part.iter()
+                .map(|n| self.prepare(&plan, n, soft, &KeyLocation::Software))
+                .collect::<Result<Vec<_>>>()
+        };
+        // One thread: sign right here (a new thread would also seed a new RNG state).
+        let prepared: Vec<Result<Vec<Issued>>> = if threads == 1 {
+            vec![sign_part(names)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = names
+                    .chunks(chunk)
+                    .map(|part| s.spawn(|| sign_part(part)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(ManagerError::X509(crate::error::X509Error::Invalid(
+                                "a signing thread panicked".into(),
+                            )))
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(ManagerError::X509(crate::error::X509Error::Invalid(
-                            "a signing thread panicked".into(),
-                        )))
-                    })
-                })
-                .collect()
-        });
+                    .collect()
+            })
+        };
         let mut txn = self.store.begin(TxnMode::Write)?;
         let mut n = 0;
         for part in prepared {
