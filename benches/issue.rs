@@ -553,11 +553,9 @@ fn certman_run(
 ) -> CertmanRun {
     let dir = work.join(format!("certman-{}-{threads}t", kind.slug()));
     let store_dir = dir.join("store");
-    let manager = Manager::open(&OpenOptions {
-        store_dir: store_dir.clone(),
-        machine_id_file: machine_id.to_owned(),
-    })
-    .expect("cannot open the certman store");
+    let mut options = OpenOptions::new(&store_dir);
+    options.machine_id_file = machine_id.to_owned();
+    let manager = Manager::open(&options).expect("cannot open the certman store");
 
     let mut ca_props = props(&[
         ("common-name", "certman bench CA"),

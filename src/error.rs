@@ -33,6 +33,9 @@ pub enum KeyError {
     /// The key does not exist where the URI points.
     #[error("key not found: {0}")]
     NotFound(String),
+    /// The token (or card) is not there.
+    #[error("{0}")]
+    TokenAbsent(String),
     /// The key type or size is not supported by this backend.
     #[error("unsupported key: {0}")]
     Unsupported(String),
@@ -238,7 +241,7 @@ impl ManagerError {
 
 fn key_exit_code(err: &KeyError) -> ExitCode {
     match err {
-        KeyError::Pin(_) | KeyError::NoProvider(_) => ExitCode::Token,
+        KeyError::Pin(_) | KeyError::NoProvider(_) | KeyError::TokenAbsent(_) => ExitCode::Token,
         KeyError::NotFound(_) => ExitCode::Token,
         KeyError::InvalidUri(_) | KeyError::Unsupported(_) | KeyError::Secret(_) => ExitCode::Usage,
         KeyError::NotCapable(_) => ExitCode::Refused,

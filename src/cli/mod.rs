@@ -3,12 +3,14 @@
 //! calling the manager.
 
 mod add;
+mod card;
 mod export;
 pub mod output;
 mod print;
 mod remove;
 mod set;
 mod sign;
+mod token;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -27,7 +29,7 @@ pub struct Cli {
     /// The store directory [default: $XDG_DATA_HOME/certman].
     #[arg(long, global = true, env = "CERTMAN_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
-    /// Token profiles directory.
+    /// Token profiles directory [default: $XDG_CONFIG_HOME/certman/tokens].
     #[arg(long, global = true, env = "CERTMAN_TOKENS", value_name = "DIR")]
     pub tokens: Option<PathBuf>,
     /// Machine-readable output.
@@ -39,6 +41,9 @@ pub struct Cli {
     /// More detail on errors.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Spend a PIN try that the token reports as its last one.
+    #[arg(long, global = true)]
+    pub force_last_pin_try: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -59,6 +64,12 @@ pub enum Command {
     Remove(remove::RemoveArgs),
     /// Write a certificate (and, with export-passphrase, its encrypted key) to files.
     ExportCertificate(export::ExportArgs),
+    /// Prove a certificate's key is on its token and matches (public key + signed challenge).
+    CardVerify(card::CardVerifyArgs),
+    /// Write a certificate back onto its token beside its key (after card-verify).
+    CardReinstall(card::CardReinstallArgs),
+    /// Token profiles and what the tokens hold.
+    Token(token::TokenArgs),
 }
 
 /// What every command gets.
@@ -68,12 +79,36 @@ pub struct Ctx {
     /// -q
     pub quiet: bool,
     store_dir: PathBuf,
+    tokens_dir: PathBuf,
+    force_last_pin_try: bool,
 }
 
 impl Ctx {
     /// Opens the manager on the store.
     pub fn manager(&self) -> Result<Manager, ManagerError> {
-        Manager::open(&OpenOptions::new(&self.store_dir))
+        let mut options = OpenOptions::new(&self.store_dir);
+        options.tokens_dir = Some(self.tokens_dir.clone());
+        options.force_last_pin_try = self.force_last_pin_try;
+        Manager::open(&options)
+    }
+}
+
+/// RouterOS `yes`/`no` for flags that also take a value (`--force`, `delete-key=yes`).
+pub fn yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(format!("expected yes or no, not '{s}'")),
+    }
+}
+
+fn default_tokens_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("certman/tokens");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".config/certman/tokens"),
+        None => PathBuf::from("tokens"),
     }
 }
 
@@ -211,6 +246,8 @@ pub fn main() -> ExitCode {
         json: cli.json,
         quiet: cli.quiet,
         store_dir: cli.store.clone().unwrap_or_else(default_store_dir),
+        tokens_dir: cli.tokens.clone().unwrap_or_else(default_tokens_dir),
+        force_last_pin_try: cli.force_last_pin_try,
     };
     let result = match &cli.command {
         Command::Add(a) => a.run(&ctx),
@@ -219,6 +256,9 @@ pub fn main() -> ExitCode {
         Command::Set(a) => a.run(&ctx),
         Command::Remove(a) => a.run(&ctx),
         Command::ExportCertificate(a) => a.run(&ctx),
+        Command::CardVerify(a) => a.run(&ctx),
+        Command::CardReinstall(a) => a.run(&ctx),
+        Command::Token(a) => a.run(&ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

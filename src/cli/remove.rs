@@ -11,18 +11,26 @@ pub struct RemoveArgs {
     /// Templates or certificates to remove.
     #[arg(required = true, value_name = "NAME")]
     pub names: Vec<String>,
+    /// Also destroy keys on tokens (by default they stay on the token).
+    #[arg(long, num_args = 0..=1, default_missing_value = "yes", value_parser = super::yes_no)]
+    pub delete_key: Option<bool>,
 }
 
 impl RemoveArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
-        let report = ctx.manager()?.remove(&self.names)?;
+        let report = ctx
+            .manager()?
+            .remove(&self.names, self.delete_key.unwrap_or(false))?;
         if ctx.json {
             println!(
                 "{}",
                 serde_json::json!({
                     "templates-removed": report.templates,
                     "certificates-removed": report.certificates,
+                    "token-keys-kept": report.token_keys_kept.iter().map(|(_, u)| u).collect::<Vec<_>>(),
+                    "token-keys-deleted": report.token_keys_deleted.iter().map(|(_, u)| u).collect::<Vec<_>>(),
+                    "token-key-errors": report.token_key_errors.iter().map(|(_, e)| e).collect::<Vec<_>>(),
                 })
             );
         } else if !ctx.quiet {
@@ -32,6 +40,18 @@ impl RemoveArgs {
             for c in &report.certificates {
                 println!("removed certificate {c}");
             }
+            for (c, uri) in &report.token_keys_kept {
+                println!("kept the token key of {c}: {uri} (remove --delete-key destroys it)");
+            }
+            for (c, uri) in &report.token_keys_deleted {
+                println!("deleted the token key of {c}: {uri}");
+            }
+        }
+        if let Some((c, e)) = report.token_key_errors.first() {
+            return Err(ManagerError::Key(crate::error::KeyError::device(
+                format!("removed \"{c}\" from the store, but its token key could not be deleted"),
+                e.clone(),
+            )));
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 //! `keys/pkcs11`, `keys/piv`) and never import anything above `keys`.
 
 pub mod algorithm;
+pub mod pkcs11;
+pub mod profile;
 pub mod signer;
 pub mod soft;
 pub mod uri;
@@ -120,6 +122,10 @@ pub trait KeyProvider: Send + Sync {
     fn exporter(&self) -> Option<&dyn KeyExport> {
         None
     }
+    /// The state of the token holding `key` (PIN tries, presence), for card-verify's report.
+    fn token_status(&self, _key: &KeyHandle) -> Option<String> {
+        None
+    }
     /// The optional capabilities, for `token print` and error messages.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
@@ -133,6 +139,34 @@ pub trait KeyProvider: Send + Sync {
 pub struct KeyRouter {
     soft: Arc<dyn KeyProvider>,
     providers: Vec<(Scheme, Arc<dyn KeyProvider>)>,
+    profiles: profile::Profiles,
+    pkcs11: Option<Arc<pkcs11::Pkcs11Provider>>,
+}
+
+/// What the key layer is built from.
+#[derive(Debug)]
+pub struct KeysConfig {
+    /// seals software keys
+    pub sealer: soft::Sealer,
+    /// token profiles directory
+    pub tokens_dir: Option<std::path::PathBuf>,
+    /// spend a PIN try a token reports as the last one
+    pub force_last_pin_try: bool,
+}
+
+/// One profile in `token print`.
+#[derive(Debug)]
+pub struct ProfileListing {
+    /// profile name
+    pub name: String,
+    /// `pkcs11` or `piv`
+    pub kind: &'static str,
+    /// the profile's location URI
+    pub location: String,
+    /// whether `on-smart-card=yes` means it
+    pub default: bool,
+    /// the tokens found through it, or why none could be listed
+    pub tokens: Result<Vec<pkcs11::TokenInventory>, String>,
 }
 
 impl KeyRouter {
@@ -141,7 +175,90 @@ impl KeyRouter {
         KeyRouter {
             soft,
             providers: Vec::new(),
+            profiles: profile::Profiles::default(),
+            pkcs11: None,
         }
+    }
+
+    /// The router with every provider this build has, configured from the token profiles.
+    pub fn from_config(config: KeysConfig) -> Result<Self, KeyError> {
+        let profiles = match &config.tokens_dir {
+            Some(d) => profile::Profiles::load(d)?,
+            None => profile::Profiles::default(),
+        };
+        let mut options = pkcs11::Pkcs11Options {
+            force_last_pin_try: config.force_last_pin_try,
+            ..Default::default()
+        };
+        for (_, p) in profiles.iter() {
+            if let (profile::ProfileKind::Pkcs11, Some(m), Some(n)) =
+                (p.kind, &p.module_path, p.max_sessions)
+            {
+                let sel = pkcs11::token::TokenSelector {
+                    label: p.token_label.clone(),
+                    serial: p.token_serial.clone(),
+                };
+                options.max_sessions.insert((m.clone(), sel), n);
+            }
+        }
+        let pkcs11 = Arc::new(pkcs11::Pkcs11Provider::new(options));
+        let mut router = KeyRouter::new(Arc::new(soft::SoftProvider::new(config.sealer)));
+        router.register(Scheme::Pkcs11, pkcs11.clone());
+        router.pkcs11 = Some(pkcs11);
+        router.profiles = profiles;
+        Ok(router)
+    }
+
+    /// Where `on-smart-card=PROFILE` puts a key.
+    pub fn profile_location(&self, profile: &str) -> Result<KeyUri, KeyError> {
+        self.profiles.location(profile)
+    }
+
+    /// `token print`: the profiles (all, or one) and what their tokens hold.
+    pub fn token_listing(&self, only: Option<&str>) -> Result<Vec<ProfileListing>, KeyError> {
+        let names: Vec<String> = match only {
+            Some(n) => vec![self.profiles.get(n)?.0.to_owned()],
+            None => self.profiles.iter().map(|(n, _)| n.to_owned()).collect(),
+        };
+        let mut out = Vec::new();
+        for name in names {
+            let (_, p) = self.profiles.get(&name)?;
+            let location = p.location()?;
+            let tokens = match (p.kind, &self.pkcs11, &p.module_path) {
+                (profile::ProfileKind::Pkcs11, Some(provider), Some(module)) => {
+                    let pin = pkcs11::token::PinSpec {
+                        value: None,
+                        source: p.pin_source.as_deref().map(str::parse).transpose()?,
+                    };
+                    provider
+                        .inventory(module, &pin)
+                        .map(|all| {
+                            all.into_iter()
+                                .filter(|t| {
+                                    p.token_label.as_deref().is_none_or(|l| t.label == l)
+                                        && p.token_serial.as_deref().is_none_or(|s| t.serial == s)
+                                })
+                                .collect()
+                        })
+                        .map_err(|e| e.to_string())
+                }
+                (profile::ProfileKind::Piv, _, _) => {
+                    Err("this certman was built without PC/SC support".to_owned())
+                }
+                _ => Err("no PKCS#11 provider".to_owned()),
+            };
+            out.push(ProfileListing {
+                name,
+                kind: match p.kind {
+                    profile::ProfileKind::Pkcs11 => "pkcs11",
+                    profile::ProfileKind::Piv => "piv",
+                },
+                location: location.to_string(),
+                default: p.default,
+                tokens,
+            });
+        }
+        Ok(out)
     }
 
     /// Registers the provider for a token scheme.
@@ -233,3 +350,10 @@ pub fn card_verify(
 }
 
 use der::referenced::OwnedToRef;
+
+/// The subject of a DER certificate as text (for listings of token objects).
+pub(crate) fn cert_subject(der: &[u8]) -> Result<String, der::Error> {
+    use der::Decode;
+    let c = x509_cert::Certificate::from_der(der)?;
+    Ok(c.tbs_certificate().subject().to_string())
+}

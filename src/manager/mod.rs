@@ -14,7 +14,7 @@ use der::referenced::OwnedToRef;
 pub use self::template::{TemplateProperties, TEMPLATE_PROPERTIES};
 pub use self::view::{Entry, Flags, Value};
 use crate::error::{KeyError, ManagerError, Result};
-use crate::keys::soft::{seal, Sealer, SoftProvider};
+use crate::keys::soft::{seal, Sealer};
 use crate::keys::{
     GenerateRequest, GeneratedKey, KeyHandle, KeyProvider, KeyRouter, KeySigner, KeyUri, X509Signer,
 };
@@ -32,6 +32,10 @@ pub struct OpenOptions {
     pub store_dir: PathBuf,
     /// the machine-id file (default `/etc/machine-id`, or `$CERTMAN_MACHINE_ID_FILE`)
     pub machine_id_file: PathBuf,
+    /// token profiles (`--tokens DIR`)
+    pub tokens_dir: Option<PathBuf>,
+    /// spend a PIN try that a token reports as its last (`--force-last-pin-try`)
+    pub force_last_pin_try: bool,
 }
 
 impl OpenOptions {
@@ -40,6 +44,8 @@ impl OpenOptions {
         OpenOptions {
             store_dir: store_dir.into(),
             machine_id_file: seal::machine_id_path(),
+            tokens_dir: None,
+            force_last_pin_try: false,
         }
     }
 }
@@ -100,6 +106,26 @@ pub struct RemoveReport {
     pub templates: Vec<String>,
     /// names of removed certificates, the asked-for ones and the chains they took with them
     pub certificates: Vec<String>,
+    /// (certificate, key URI) of token keys left on their tokens
+    pub token_keys_kept: Vec<(String, String)>,
+    /// (certificate, key URI) of token keys destroyed (`--delete-key`)
+    pub token_keys_deleted: Vec<(String, String)>,
+    /// (certificate, error) of token keys that could not be destroyed
+    pub token_key_errors: Vec<(String, String)>,
+}
+
+/// What `card-verify` found.
+#[derive(Clone, Debug)]
+pub struct CardVerifyResult {
+    /// the key's URI (no secrets)
+    pub key_uri: String,
+    /// what was checked
+    pub report: crate::keys::CardVerifyReport,
+    /// the token's state (PIN tries), where the provider can tell
+    pub token_status: Option<String>,
+    /// `Some(Some(true))`: the token's certificate object equals the stored certificate;
+    /// `Some(Some(false))`: it differs; `Some(None)`: there is none; `None`: no such objects
+    pub certificate_object: Option<Option<bool>>,
 }
 
 /// Changes for `set NAME …`.
@@ -206,7 +232,11 @@ impl Manager {
         let store = SqliteStore::open(&options.store_dir)?;
         let machine_id = seal::read_machine_id(&options.machine_id_file)?;
         let sealer = Sealer::new(&machine_id, store.salt())?;
-        let keys = KeyRouter::new(Arc::new(SoftProvider::new(sealer)));
+        let keys = KeyRouter::from_config(crate::keys::KeysConfig {
+            sealer,
+            tokens_dir: options.tokens_dir.clone(),
+            force_last_pin_try: options.force_last_pin_try,
+        })?;
         Ok(Manager::with_parts(Box::new(store), keys))
     }
 
@@ -283,14 +313,30 @@ impl Manager {
             validate_crl_host(h)?;
         }
         let resolved = props.resolve()?;
-        let provider = self.provider_for(&req.key_location)?;
+        let location = self.resolve_location(&req.key_location)?;
+        let provider = self.provider_for(&location)?;
         let plan = self.plan(
             &props,
             &resolved,
             issuer.as_ref(),
             req.ca_crl_host.as_deref(),
         )?;
-        let issued = self.prepare(&plan, &name, provider, &req.key_location)?;
+        let issued = self.prepare(&plan, &name, provider, &location)?;
+        // RouterOS writes the certificate onto the card beside its key.
+        let on_token = match (&issued.key, provider.certificate_objects()) {
+            (Some(k), Some(objects)) if k.sealed.is_none() => {
+                let handle = KeyHandle {
+                    uri: k.uri.clone(),
+                    sealed: None,
+                };
+                if let Err(e) = objects.store_certificate(&handle, &issued.record.der) {
+                    self.discard_key(provider, issued.key.as_ref());
+                    return Err(e.into());
+                }
+                Some((objects, handle))
+            }
+            _ => None,
+        };
         let result = (|| {
             let mut txn = self.store.begin(TxnMode::Write)?;
             match txn.template(&req.template)? {
@@ -308,10 +354,21 @@ impl Manager {
             Ok(())
         })();
         if let Err(e) = result {
+            if let Some((objects, handle)) = &on_token {
+                let _ = objects.delete_certificate(handle);
+            }
             self.discard_key(provider, issued.key.as_ref());
             return Err(e);
         }
         self.entry(&name)
+    }
+
+    /// A token profile becomes the URI of the token it names.
+    fn resolve_location(&self, loc: &KeyLocation) -> Result<KeyLocation> {
+        Ok(match loc {
+            KeyLocation::Profile(p) => KeyLocation::Uri(self.keys.profile_location(p)?),
+            other => other.clone(),
+        })
     }
 
     /// Issues one certificate per name from `template` by `ca`, all in one transaction, so
@@ -386,9 +443,7 @@ impl Manager {
         match loc {
             KeyLocation::Software => Ok(self.keys.soft()),
             KeyLocation::Uri(uri) => Ok(self.keys.provider(uri)?),
-            KeyLocation::Profile(p) => Err(ManagerError::Key(KeyError::NoProvider(format!(
-                "no token profile \"{p}\": this certman has no PKCS#11 or PIV provider configured"
-            )))),
+            KeyLocation::Profile(p) => Ok(self.keys.provider(&self.keys.profile_location(p)?)?),
         }
     }
 
@@ -699,8 +754,9 @@ impl Manager {
     /// `remove NAME…`: templates and self-signed/imported certificates go; a CA takes every
     /// certificate it issued with it (recursively); an issued certificate is refused. All or
     /// nothing.
-    pub fn remove(&self, names: &[String]) -> Result<RemoveReport> {
+    pub fn remove(&self, names: &[String], delete_token_keys: bool) -> Result<RemoveReport> {
         let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut token_keys: Vec<(String, KeyHandle)> = Vec::new();
         let mut report = RemoveReport::default();
         // Issued certificates last, so that `remove leaf ca` works like `remove ca leaf`: the
         // leaf goes with its CA; asked for alone it is refused.
@@ -757,6 +813,17 @@ impl Manager {
                 txn.delete_certificate(id)?;
                 if let Some(key_id) = &rec.cert.key_id {
                     if txn.key_users(key_id)? == 0 {
+                        if let Some(k) = txn.key(key_id)? {
+                            if k.sealed.is_none() {
+                                token_keys.push((
+                                    rec.cert.name.clone(),
+                                    KeyHandle {
+                                        uri: k.uri.parse()?,
+                                        sealed: None,
+                                    },
+                                ));
+                            }
+                        }
                         txn.delete_key(key_id)?;
                     }
                 }
@@ -764,6 +831,27 @@ impl Manager {
             }
         }
         txn.commit()?;
+        // Token keys outlive their certificates unless asked: a token is the operator's.
+        for (name, handle) in token_keys {
+            if !delete_token_keys {
+                report.token_keys_kept.push((name, handle.uri.to_string()));
+                continue;
+            }
+            let result = self.keys.provider(&handle.uri).and_then(|p| {
+                if let Some(objects) = p.certificate_objects() {
+                    objects.delete_certificate(&handle)?;
+                }
+                p.delete(&handle)
+            });
+            match result {
+                Ok(()) => report
+                    .token_keys_deleted
+                    .push((name, handle.uri.to_string())),
+                Err(e) => report
+                    .token_key_errors
+                    .push((name, format!("{}: {e}", handle.uri))),
+            }
+        }
         Ok(report)
     }
 
@@ -838,6 +926,72 @@ impl Manager {
         write(&crt, pem.as_bytes(), 0o644)?;
         written.insert(0, crt);
         Ok(written)
+    }
+
+    // ---------------------------------------------------------------- tokens
+
+    /// `card-verify NAME`: proves the certificate's key is present where its URI says and
+    /// belongs to the certificate (public key compared where readable, and a fresh challenge
+    /// signed and verified); reports what was checked and the token's state.
+    pub fn card_verify(&self, name: &str) -> Result<CardVerifyResult> {
+        let (rec, handle) = self.certificate_and_key(name)?;
+        let provider = self.keys.provider(&handle.uri)?;
+        let info = x509::inspect_certificate(&rec.cert.der)?;
+        let token_status = provider.token_status(&handle);
+        let report = crate::keys::card_verify(provider, &handle, &info.public_key)?;
+        let certificate_object = match provider.certificate_objects() {
+            Some(objects) => Some(
+                objects
+                    .load_certificate(&handle)?
+                    .map(|der| der == rec.cert.der),
+            ),
+            None => None,
+        };
+        Ok(CardVerifyResult {
+            key_uri: handle.uri.to_string(),
+            report,
+            token_status,
+            certificate_object,
+        })
+    }
+
+    /// `card-reinstall NAME [--force]`: writes the certificate object back onto the token
+    /// beside its key, after card-verify (unless forced).
+    pub fn card_reinstall(&self, name: &str, force: bool) -> Result<Option<CardVerifyResult>> {
+        let (rec, handle) = self.certificate_and_key(name)?;
+        let provider = self.keys.provider(&handle.uri)?;
+        let objects = provider.certificate_objects().ok_or_else(|| {
+            ManagerError::refused(
+                format!(
+                    "the key of \"{name}\" is in {} storage, not on a token",
+                    provider.name()
+                ),
+                Some("card-reinstall applies to certificates whose print flags show C"),
+            )
+        })?;
+        let verified = if force {
+            None
+        } else {
+            Some(self.card_verify(name)?)
+        };
+        objects.store_certificate(&handle, &rec.cert.der)?;
+        Ok(verified)
+    }
+
+    /// `token print [PROFILE]`.
+    pub fn token_listing(&self, profile: Option<&str>) -> Result<Vec<crate::keys::ProfileListing>> {
+        Ok(self.keys.token_listing(profile)?)
+    }
+
+    fn certificate_and_key(&self, name: &str) -> Result<(CertificateRecord, KeyHandle)> {
+        let rec = self.certificate_record(name)?;
+        let handle = self.key_handle(name)?.ok_or_else(|| {
+            ManagerError::refused(
+                format!("certificate \"{name}\" has no private key here"),
+                None,
+            )
+        })?;
+        Ok((rec, handle))
     }
 
     /// The key handle of a stored certificate (for card-verify and the like).

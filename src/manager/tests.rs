@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use spki::SubjectPublicKeyInfoOwned;
 
 use super::*;
+use crate::keys::soft::SoftProvider;
 use crate::keys::{KeyAlgorithm, Scheme, SignatureScheme};
 
 /// Pretends to be a PKCS#11 token: keys are soft keys kept in memory under `pkcs11:` URIs.

@@ -1,0 +1,92 @@
+//! `certman token print [PROFILE]`.
+
+use clap::{Args, Subcommand};
+
+use super::Ctx;
+use crate::error::ManagerError;
+
+/// `token …`
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+/// Token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Token profiles, the tokens present, their PIN state, keys and certificate objects.
+    Print {
+        /// Only this profile.
+        profile: Option<String>,
+    },
+}
+
+impl TokenArgs {
+    /// Runs the command.
+    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+        let TokenCommand::Print { profile } = &self.command;
+        let listing = ctx.manager()?.token_listing(profile.as_deref())?;
+        if ctx.json {
+            let v: Vec<_> = listing
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "profile": p.name,
+                        "kind": p.kind,
+                        "default": p.default,
+                        "location": p.location,
+                        "error": p.tokens.as_ref().err(),
+                        "tokens": p.tokens.as_ref().map(|ts| ts.iter().map(|t| serde_json::json!({
+                            "label": t.label,
+                            "serial": t.serial,
+                            "model": t.model,
+                            "manufacturer": t.manufacturer,
+                            "pin": t.pin_state.to_string(),
+                            "note": t.note,
+                            "objects": t.objects.iter().map(|o| serde_json::json!({
+                                "class": o.class, "label": o.label, "id": o.id, "detail": o.detail,
+                            })).collect::<Vec<_>>(),
+                        })).collect::<Vec<_>>()).unwrap_or_default(),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            return Ok(());
+        }
+        if listing.is_empty() {
+            println!("no token profiles (give --tokens DIR, or put *.toml profiles in the default directory)");
+        }
+        for p in &listing {
+            println!(
+                "profile {}{} ({}) {}",
+                p.name,
+                if p.default { " [default]" } else { "" },
+                p.kind,
+                p.location
+            );
+            match &p.tokens {
+                Err(e) => println!("  unavailable: {e}"),
+                Ok(ts) if ts.is_empty() => println!("  no matching token present"),
+                Ok(ts) => {
+                    for t in ts {
+                        println!(
+                            "  token \"{}\" serial {} model {} ({}) — {}",
+                            t.label, t.serial, t.model, t.manufacturer, t.pin_state
+                        );
+                        if let Some(n) = &t.note {
+                            println!("    {n}");
+                        }
+                        for o in &t.objects {
+                            println!(
+                                "    {:<12} label={:<20} id={} {}",
+                                o.class, o.label, o.id, o.detail
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
