@@ -1,0 +1,338 @@
+//! The backend conformance suite: one list of checks every key provider must pass, run
+//! against the software provider and against SoftHSM2 through the PKCS#11 provider
+//! (and, when it lands, the virtual PIV card).
+//!
+//! SoftHSM is required when `CERTMAN_REQUIRE_TOKENS=1` (CI); elsewhere its runs are skipped
+//! with a printed reason when it is not installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use certman::keys::pkcs11::{Pkcs11Options, Pkcs11Provider};
+use certman::keys::soft::{Sealer, SoftProvider};
+use certman::keys::{
+    card_verify, verify::verify_signature, EcCurve, GenerateRequest, KeyAlgorithm, KeyHandle,
+    KeyProvider, KeyUri, X509Signer,
+};
+use certman::x509::{self, CertificateSpec, SubjectFields};
+use der::referenced::OwnedToRef;
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+struct Backend {
+    name: &'static str,
+    provider: Arc<dyn KeyProvider>,
+    location: Option<KeyUri>,
+    algorithms: Vec<KeyAlgorithm>,
+}
+
+fn soft() -> Backend {
+    Backend {
+        name: "software",
+        provider: Arc::new(SoftProvider::new(
+            Sealer::new(b"conformance-machine-id-0123456789", b"salt").unwrap(),
+        )),
+        location: None,
+        algorithms: vec![
+            KeyAlgorithm::Rsa { bits: 2048 },
+            KeyAlgorithm::Ec(EcCurve::P256),
+            KeyAlgorithm::Ec(EcCurve::P384),
+            KeyAlgorithm::Ed25519,
+        ],
+    }
+}
+
+/// One SoftHSM token for the whole test process: SoftHSM reads SOFTHSM2_CONF once, when the
+/// module is initialised.
+fn softhsm_token() -> Option<&'static (tempfile::TempDir, PathBuf)> {
+    static TOKEN: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let required = std::env::var("CERTMAN_REQUIRE_TOKENS").as_deref() == Ok("1");
+            let have = Path::new(MODULE).exists()
+                && Command::new("softhsm2-util").arg("--version").output().is_ok();
+            if !have {
+                assert!(
+                    !required,
+                    "CERTMAN_REQUIRE_TOKENS=1 but SoftHSM2 is missing ({MODULE}, softhsm2-util): run scripts/setup.sh"
+                );
+                eprintln!("skipping SoftHSM conformance: SoftHSM2 is not installed ({MODULE})");
+                return None;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-config/init-token.sh");
+            let out = Command::new(script)
+                .arg(dir.path())
+                .arg("conformance")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "init-token.sh: {}", String::from_utf8_lossy(&out.stderr));
+            std::env::set_var("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"));
+            let pin = dir.path().join("user.pin");
+            Some((dir, pin))
+        })
+        .as_ref()
+}
+
+fn softhsm() -> Option<Backend> {
+    let (_, pin) = softhsm_token()?;
+    let location: KeyUri = format!(
+        "pkcs11:token=conformance?module-path={MODULE}&pin-source=file:{}",
+        pin.display()
+    )
+    .parse()
+    .unwrap();
+    Some(Backend {
+        name: "SoftHSM2 (PKCS#11)",
+        provider: Arc::new(Pkcs11Provider::new(Pkcs11Options::default())),
+        location: Some(location),
+        algorithms: vec![
+            KeyAlgorithm::Rsa { bits: 2048 },
+            KeyAlgorithm::Ec(EcCurve::P256),
+            KeyAlgorithm::Ec(EcCurve::P384),
+        ],
+    })
+}
+
+/// The suite. Every step names the backend and the algorithm in its failure message.
+fn conformance(b: &Backend) {
+    for alg in &b.algorithms {
+        let ctx = format!("{} {alg}", b.name);
+        // generate
+        let g = b
+            .provider
+            .generate(&GenerateRequest {
+                algorithm: *alg,
+                label: format!("conf-{}", alg.key_size()),
+                location: b.location.clone(),
+            })
+            .unwrap_or_else(|e| panic!("{ctx}: generate: {e}"));
+        assert_eq!(g.algorithm, *alg, "{ctx}");
+        assert!(
+            !g.uri.to_string().contains("pin-value"),
+            "{ctx}: URI holds a PIN"
+        );
+        let key = KeyHandle {
+            uri: g.uri.clone(),
+            sealed: g.sealed.clone(),
+        };
+        // public key read back
+        let pk = b
+            .provider
+            .public_key(&key)
+            .unwrap_or_else(|e| panic!("{ctx}: public_key: {e}"));
+        assert_eq!(pk, g.public_key, "{ctx}: public key read back differs");
+        assert_eq!(
+            KeyAlgorithm::from_spki(pk.owned_to_ref()).unwrap(),
+            *alg,
+            "{ctx}"
+        );
+        // sign / verify, every digest the key offers
+        let signer = b
+            .provider
+            .signer(&key)
+            .unwrap_or_else(|e| panic!("{ctx}: signer: {e}"));
+        let scheme = alg.signature_scheme(None).unwrap();
+        let msg = b"conformance message";
+        let sig = signer
+            .sign(scheme, msg)
+            .unwrap_or_else(|e| panic!("{ctx}: sign: {e}"));
+        verify_signature(&pk, scheme, msg, &sig).unwrap_or_else(|e| panic!("{ctx}: verify: {e}"));
+        assert!(
+            verify_signature(&pk, scheme, b"other", &sig).is_err(),
+            "{ctx}"
+        );
+        // self-signed CA through the X509Signer adapter, checked by OpenSSL
+        let x = X509Signer::new(signer.clone(), scheme).unwrap();
+        let (nb, na) = CertificateSpec::validity_from_now(30).unwrap();
+        let spec = CertificateSpec {
+            subject: SubjectFields {
+                common_name: Some(ctx.clone()),
+                ..Default::default()
+            }
+            .to_name()
+            .unwrap(),
+            public_key: pk.clone(),
+            serial: x509::random_serial().unwrap(),
+            not_before: nb,
+            not_after: na,
+            is_ca: true,
+            key_usage: "key-cert-sign,crl-sign".parse().unwrap(),
+            subject_alt_names: vec![],
+            crl_distribution_point: None,
+            issuer: None,
+        };
+        let der =
+            x509::build_certificate(&spec, &x).unwrap_or_else(|e| panic!("{ctx}: build: {e}"));
+        openssl_self_verify(&der, &ctx);
+        let info = x509::inspect_certificate(&der).unwrap();
+        assert!(info.is_ca && info.not_after > SystemTime::now() + Duration::from_secs(86_400));
+        // card-verify
+        let report = card_verify(b.provider.as_ref(), &key, &info.public_key)
+            .unwrap_or_else(|e| panic!("{ctx}: card_verify: {e}"));
+        assert_eq!(report.public_key_matches, Some(true), "{ctx}");
+        // certificate objects, where the backend keeps them
+        if let Some(objects) = b.provider.certificate_objects() {
+            assert_eq!(
+                objects.load_certificate(&key).unwrap(),
+                None,
+                "{ctx}: fresh key has a cert"
+            );
+            objects
+                .store_certificate(&key, &der)
+                .unwrap_or_else(|e| panic!("{ctx}: store cert: {e}"));
+            assert_eq!(
+                objects.load_certificate(&key).unwrap().as_deref(),
+                Some(&der[..]),
+                "{ctx}"
+            );
+            // replacing keeps exactly one object
+            objects.store_certificate(&key, &der).unwrap();
+            assert_eq!(
+                objects.load_certificate(&key).unwrap().as_deref(),
+                Some(&der[..]),
+                "{ctx}"
+            );
+            objects.delete_certificate(&key).unwrap();
+            assert_eq!(
+                objects.load_certificate(&key).unwrap(),
+                None,
+                "{ctx}: cert not deleted"
+            );
+        }
+        // a different key's certificate fails card-verify
+        let other = b
+            .provider
+            .generate(&GenerateRequest {
+                algorithm: *alg,
+                label: "conf-other".into(),
+                location: b.location.clone(),
+            })
+            .unwrap();
+        assert!(
+            card_verify(b.provider.as_ref(), &key, &other.public_key).is_err(),
+            "{ctx}"
+        );
+        // delete: the key is gone for good (software keys live only in their store row)
+        let other_key = KeyHandle {
+            uri: other.uri,
+            sealed: other.sealed,
+        };
+        b.provider.delete(&other_key).unwrap();
+        b.provider
+            .delete(&key)
+            .unwrap_or_else(|e| panic!("{ctx}: delete: {e}"));
+        if b.location.is_some() {
+            assert!(
+                b.provider.signer(&key).is_err(),
+                "{ctx}: key still there after delete"
+            );
+            assert!(b.provider.public_key(&key).is_err(), "{ctx}");
+        }
+    }
+}
+
+fn openssl_self_verify(der: &[u8], ctx: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("c.pem");
+    std::fs::write(&pem, x509::certificate_pem(der).unwrap()).unwrap();
+    let out = Command::new("openssl")
+        .args(["verify", "-x509_strict", "-CAfile"])
+        .arg(&pem)
+        .arg(&pem)
+        .output()
+        .expect("openssl is needed (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{ctx}: openssl verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn software_backend_conforms() {
+    conformance(&soft());
+}
+
+#[test]
+fn softhsm_backend_conforms() {
+    if let Some(b) = softhsm() {
+        conformance(&b);
+    }
+}
+
+#[test]
+fn softhsm_inventory_lists_keys_and_certificates() {
+    let Some((_, pin)) = softhsm_token() else {
+        return;
+    };
+    let b = softhsm().unwrap();
+    let g = b
+        .provider
+        .generate(&GenerateRequest {
+            algorithm: KeyAlgorithm::Ec(EcCurve::P256),
+            label: "listed".into(),
+            location: b.location.clone(),
+        })
+        .unwrap();
+    let p11 = Pkcs11Provider::new(Pkcs11Options::default());
+    let inv = p11
+        .inventory(
+            Path::new(MODULE),
+            &certman::keys::pkcs11::token::PinSpec {
+                value: None,
+                source: Some(format!("file:{}", pin.display()).parse().unwrap()),
+            },
+        )
+        .unwrap();
+    let t = inv
+        .iter()
+        .find(|t| t.label == "conformance")
+        .expect("token listed");
+    let id = hex::encode(g.uri.path_bytes("id").unwrap());
+    assert!(
+        t.objects
+            .iter()
+            .any(|o| o.class == "private-key" && o.id == id && o.label == "listed"),
+        "{:?}",
+        t.objects
+    );
+    b.provider
+        .delete(&KeyHandle {
+            uri: g.uri,
+            sealed: None,
+        })
+        .unwrap();
+}
+
+#[test]
+fn softhsm_refuses_what_tokens_cannot_do() {
+    let Some(b) = softhsm() else {
+        return;
+    };
+    let err = b
+        .provider
+        .generate(&GenerateRequest {
+            algorithm: KeyAlgorithm::Ed25519,
+            label: "x".into(),
+            location: b.location.clone(),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("Ed25519"), "{err}");
+    let nosuch: KeyUri =
+        format!("pkcs11:token=nosuch?module-path={MODULE}&pin-source=file:/dev/null")
+            .parse()
+            .unwrap();
+    let err = b
+        .provider
+        .generate(&GenerateRequest {
+            algorithm: KeyAlgorithm::Ec(EcCurve::P256),
+            label: "x".into(),
+            location: Some(nosuch),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("not present"), "{err}");
+}
