@@ -4,8 +4,10 @@
 
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+pub mod softhsm;
+
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,10 @@ pub struct Env {
     pub work: PathBuf,
     /// the machine-id file (passed as `CERTMAN_MACHINE_ID_FILE`)
     pub machine_id: PathBuf,
+    /// extra environment of every command (see [`Env::with_env`])
+    extra_env: Vec<(OsString, OsString)>,
+    /// options put before the arguments of every command (see [`Env::with_global_args`])
+    global_args: Vec<OsString>,
 }
 
 impl Default for Env {
@@ -61,7 +67,24 @@ impl Env {
             store,
             work,
             machine_id,
+            extra_env: Vec::new(),
+            global_args: Vec::new(),
         }
+    }
+
+    /// Sets `key=value` in the environment of every command of this env (applied last, so it
+    /// also overrides what [`Env::command`] sets or removes).
+    pub fn with_env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Env {
+        self.extra_env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Puts `args` (global options such as `--tokens DIR`) before the arguments of every command.
+    pub fn with_global_args<S: AsRef<OsStr>>(mut self, args: &[S]) -> Env {
+        self.global_args
+            .extend(args.iter().map(|a| a.as_ref().to_owned()));
+        self
     }
 
     /// The temporary root (for extra files that must not land in `work/`).
@@ -72,12 +95,14 @@ impl Env {
     /// A `certman` command with this env's store, machine id and working directory.
     pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         let mut c = Command::new(CERTMAN);
-        c.args(args)
+        c.args(&self.global_args)
+            .args(args)
             .current_dir(&self.work)
             .env("CERTMAN_STORE", &self.store)
             .env("CERTMAN_MACHINE_ID_FILE", &self.machine_id)
             .env_remove("CERTMAN_TOKENS")
             .env("TZ", "UTC")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c
     }

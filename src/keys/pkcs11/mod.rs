@@ -111,6 +111,15 @@ impl Pkcs11Provider {
             t.offer_pin(&pin);
             return Ok(t.clone());
         }
+        // The same token asked for another way (label alone vs label + serial) is the same
+        // token: one pool, one login.
+        let (_, info) = token::find_slot(&module.ctx, &sel)?;
+        let serial = info.serial_number().trim().to_owned();
+        if let Some(t) = tokens.values().find(|t| t.serial == serial).cloned() {
+            t.offer_pin(&pin);
+            tokens.insert(sel, t.clone());
+            return Ok(t);
+        }
         let max = self
             .options
             .max_sessions
