@@ -169,6 +169,23 @@ fn conformance(b: &Backend) {
         openssl_self_verify(&der, &ctx);
         let info = x509::inspect_certificate(&der).unwrap();
         assert!(info.is_ca && info.not_after > SystemTime::now() + Duration::from_secs(86_400));
+        // RSA decryption, where offered (SCEP)
+        if let (KeyAlgorithm::Rsa { .. }, Some(d)) = (alg, b.provider.decrypter()) {
+            use aws_lc_rs::rsa::{Pkcs1PublicEncryptingKey, PublicEncryptingKey};
+            use der::Encode;
+            let public = PublicEncryptingKey::from_der(&pk.to_der().unwrap()).unwrap();
+            let enc = Pkcs1PublicEncryptingKey::new(public).unwrap();
+            let mut ct = vec![0u8; enc.ciphertext_size()];
+            let ct = enc.encrypt(b"content-encryption key", &mut ct).unwrap();
+            let plain = d
+                .decrypt_pkcs1v15(&key, ct)
+                .unwrap_or_else(|e| panic!("{ctx}: decrypt: {e}"));
+            assert_eq!(plain.secret_bytes(), b"content-encryption key", "{ctx}");
+            assert!(
+                d.decrypt_pkcs1v15(&key, &[0u8; 256]).is_err(),
+                "{ctx}: garbage decrypts"
+            );
+        }
         // card-verify
         let report = card_verify(b.provider.as_ref(), &key, &info.public_key)
             .unwrap_or_else(|e| panic!("{ctx}: card_verify: {e}"));

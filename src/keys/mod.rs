@@ -93,6 +93,14 @@ pub trait KeyExport: Send + Sync {
     fn export_pkcs8(&self, key: &KeyHandle) -> Result<SecretBytes, KeyError>;
 }
 
+/// Optional capability: RSA decryption with the private key (SCEP's CA/RA decrypts the
+/// request's content-encryption key).
+pub trait KeyDecrypt: Send + Sync {
+    /// RSAES-PKCS1-v1_5 decryption (RFC 8017 §7.2) of `ciphertext`.
+    fn decrypt_pkcs1v15(&self, key: &KeyHandle, ciphertext: &[u8])
+        -> Result<SecretBytes, KeyError>;
+}
+
 /// Which optional capabilities a provider has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
@@ -100,6 +108,8 @@ pub struct Capabilities {
     pub certificate_objects: bool,
     /// private keys can be exported
     pub export: bool,
+    /// RSA keys can decrypt
+    pub decrypt: bool,
 }
 
 /// A place keys live: software, a PKCS#11 token, a PIV card.
@@ -122,6 +132,10 @@ pub trait KeyProvider: Send + Sync {
     fn exporter(&self) -> Option<&dyn KeyExport> {
         None
     }
+    /// RSA decryption, if the provider offers it.
+    fn decrypter(&self) -> Option<&dyn KeyDecrypt> {
+        None
+    }
     /// The state of the token holding `key` (PIN tries, presence), for card-verify's report.
     fn token_status(&self, _key: &KeyHandle) -> Option<String> {
         None
@@ -131,6 +145,7 @@ pub trait KeyProvider: Send + Sync {
         Capabilities {
             certificate_objects: self.certificate_objects().is_some(),
             export: self.exporter().is_some(),
+            decrypt: self.decrypter().is_some(),
         }
     }
 }

@@ -24,10 +24,10 @@ use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use self::token::{ck_err, PinSpec, PinState, Token, TokenSelector};
 use super::{
     CertificateObjects, EcCurve, GenerateRequest, GeneratedKey, HashAlgorithm, KeyAlgorithm,
-    KeyHandle, KeyProvider, KeySigner, KeyUri, Scheme, SignatureScheme,
+    KeyDecrypt, KeyHandle, KeyProvider, KeySigner, KeyUri, Scheme, SignatureScheme,
 };
 use crate::error::KeyError;
-use crate::secret::SecretString;
+use crate::secret::{SecretBytes, SecretString};
 
 /// Default number of sessions per token when no profile says otherwise.
 pub const DEFAULT_MAX_SESSIONS: usize = 4;
@@ -48,21 +48,26 @@ struct Module {
 
 /// Keys on PKCS#11 tokens.
 pub struct Pkcs11Provider {
-    modules: Mutex<HashMap<PathBuf, Arc<Module>>>,
     options: Pkcs11Options,
+}
+
+/// One context per module per process. A module is initialised once and never finalised
+/// while the process runs: cryptoki finalises on drop, and C_Finalize is global to the
+/// module, so a second context dropped would pull the tokens from under the first.
+fn modules() -> &'static Mutex<HashMap<PathBuf, Arc<Module>>> {
+    static MODULES: std::sync::OnceLock<Mutex<HashMap<PathBuf, Arc<Module>>>> =
+        std::sync::OnceLock::new();
+    MODULES.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 impl Pkcs11Provider {
     /// A provider; modules are loaded when a key first needs them.
     pub fn new(options: Pkcs11Options) -> Self {
-        Pkcs11Provider {
-            modules: Mutex::new(HashMap::new()),
-            options,
-        }
+        Pkcs11Provider { options }
     }
 
     fn module(&self, path: &Path) -> Result<Arc<Module>, KeyError> {
-        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        let mut modules = modules().lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = modules.get(path) {
             return Ok(m.clone());
         }
@@ -562,6 +567,10 @@ impl KeyProvider for Pkcs11Provider {
         Some(self)
     }
 
+    fn decrypter(&self) -> Option<&dyn KeyDecrypt> {
+        Some(self)
+    }
+
     fn token_status(&self, key: &KeyHandle) -> Option<String> {
         let token = self.token(&key.uri).ok()?;
         Some(match token.pin_state() {
@@ -571,6 +580,26 @@ impl KeyProvider for Pkcs11Provider {
             ),
             Err(e) => e.to_string(),
         })
+    }
+}
+
+impl KeyDecrypt for Pkcs11Provider {
+    fn decrypt_pkcs1v15(
+        &self,
+        key: &KeyHandle,
+        ciphertext: &[u8],
+    ) -> Result<SecretBytes, KeyError> {
+        let token = self.token(&key.uri)?;
+        let id = key_id(key)?;
+        let plain = token.run("decrypting", |s| {
+            let h =
+                find_one(s.session(), ObjectClass::PRIVATE_KEY, &id)?.ok_or(CkError::Pkcs11(
+                    RvError::KeyHandleInvalid,
+                    cryptoki::context::Function::FindObjects,
+                ))?;
+            s.session().decrypt(&Mechanism::RsaPkcs, h, ciphertext)
+        })?;
+        Ok(SecretBytes::new(plain))
     }
 }
 

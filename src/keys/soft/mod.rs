@@ -21,8 +21,8 @@ use zeroize::Zeroizing;
 use self::legacy_rsa::{LegacyRsaDigest, LegacyRsaKey};
 pub use self::seal::Sealer;
 use super::{
-    EcCurve, GenerateRequest, GeneratedKey, HashAlgorithm, KeyAlgorithm, KeyExport, KeyHandle,
-    KeyProvider, KeySigner, KeyUri, SignatureScheme,
+    EcCurve, GenerateRequest, GeneratedKey, HashAlgorithm, KeyAlgorithm, KeyDecrypt, KeyExport,
+    KeyHandle, KeyProvider, KeySigner, KeyUri, SignatureScheme,
 };
 use crate::error::KeyError;
 use crate::secret::SecretBytes;
@@ -145,6 +145,32 @@ impl KeyProvider for SoftProvider {
 
     fn exporter(&self) -> Option<&dyn KeyExport> {
         Some(self)
+    }
+
+    fn decrypter(&self) -> Option<&dyn KeyDecrypt> {
+        Some(self)
+    }
+}
+
+impl KeyDecrypt for SoftProvider {
+    fn decrypt_pkcs1v15(
+        &self,
+        key: &KeyHandle,
+        ciphertext: &[u8],
+    ) -> Result<SecretBytes, KeyError> {
+        let pkcs8 = self.unseal(key)?;
+        let private = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(&pkcs8).map_err(|_| {
+            KeyError::Unsupported("decryption needs an RSA key of 2048 bits or more".into())
+        })?;
+        let k = aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey::new(private)
+            .map_err(|_| KeyError::device("RSA decryption", "key rejected"))?;
+        let mut out = Zeroizing::new(vec![0u8; k.min_output_size()]);
+        let n = k
+            .decrypt(ciphertext, &mut out)
+            .map_err(|_| KeyError::Verification("RSA decryption failed".into()))?
+            .len();
+        out.truncate(n);
+        Ok(SecretBytes::from(out))
     }
 }
 
