@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use certman::keys::pkcs11::{Pkcs11Options, Pkcs11Provider};
 use certman::keys::soft::{Sealer, SoftProvider};
 use certman::keys::{
-    card_verify, verify::verify_signature, EcCurve, GenerateRequest, KeyAlgorithm, KeyHandle,
-    KeyProvider, KeyUri, X509Signer,
+    card_verify, verify::verify_signature, EcCurve, GenerateRequest, HashAlgorithm, KeyAlgorithm,
+    KeyHandle, KeyProvider, KeyUri, SignatureScheme, X509Signer,
 };
 use certman::x509::{self, CertificateSpec, SubjectFields};
 use der::referenced::OwnedToRef;
@@ -144,6 +144,26 @@ fn conformance(b: &Backend) {
             verify_signature(&pk, scheme, b"other", &sig).is_err(),
             "{ctx}"
         );
+        // RSA-PSS too, where the key is RSA and the backend offers it
+        if let KeyAlgorithm::Rsa { .. } = alg {
+            for h in [HashAlgorithm::Sha256, HashAlgorithm::Sha512] {
+                let pss = SignatureScheme::RsaPss(h);
+                let sig = signer
+                    .sign(pss, msg)
+                    .unwrap_or_else(|e| panic!("{ctx}: {pss}: {e}"));
+                verify_signature(&pk, pss, msg, &sig)
+                    .unwrap_or_else(|e| panic!("{ctx}: {pss}: {e}"));
+                assert!(verify_signature(&pk, pss, b"other", &sig).is_err(), "{ctx}");
+            }
+            // …and a PSS-signed self-signed certificate OpenSSL accepts
+            let x = X509Signer::new(
+                signer.clone(),
+                SignatureScheme::RsaPss(HashAlgorithm::Sha256),
+            )
+            .unwrap();
+            let der = self_signed(&pk, &x, &ctx);
+            openssl_self_verify(&der, &format!("{ctx} PSS"));
+        }
         // self-signed CA through the X509Signer adapter, checked by OpenSSL
         let x = X509Signer::new(signer.clone(), scheme).unwrap();
         let (nb, na) = CertificateSpec::validity_from_now(30).unwrap();
@@ -249,6 +269,28 @@ fn conformance(b: &Backend) {
             assert!(b.provider.public_key(&key).is_err(), "{ctx}");
         }
     }
+}
+
+fn self_signed(pk: &spki::SubjectPublicKeyInfoOwned, x: &X509Signer, ctx: &str) -> Vec<u8> {
+    let (nb, na) = CertificateSpec::validity_from_now(30).unwrap();
+    let spec = CertificateSpec {
+        subject: SubjectFields {
+            common_name: Some(ctx.to_owned()),
+            ..Default::default()
+        }
+        .to_name()
+        .unwrap(),
+        public_key: pk.clone(),
+        serial: x509::random_serial().unwrap(),
+        not_before: nb,
+        not_after: na,
+        is_ca: true,
+        key_usage: "key-cert-sign,crl-sign".parse().unwrap(),
+        subject_alt_names: vec![],
+        crl_distribution_point: None,
+        issuer: None,
+    };
+    x509::build_certificate(&spec, x).unwrap_or_else(|e| panic!("{ctx}: build: {e}"))
 }
 
 fn openssl_self_verify(der: &[u8], ctx: &str) {

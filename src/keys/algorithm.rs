@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use const_oid::db::{rfc5912, rfc8410};
 use der::asn1::Null;
-use der::{Any, Encode};
+use der::{Any, Decode, Encode};
 use spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoRef};
 
 use crate::error::KeyError;
@@ -230,6 +230,9 @@ impl FromStr for HashAlgorithm {
 pub enum SignatureScheme {
     /// RSASSA-PKCS1-v1_5 (RFC 8017) with the digest.
     RsaPkcs1(HashAlgorithm),
+    /// RSASSA-PSS (RFC 8017 §8.1) with the digest, MGF1 with the same digest, and a salt as
+    /// long as the digest (the RFC 4055 §3.1 parameters X.509 carries).
+    RsaPss(HashAlgorithm),
     /// ECDSA with the digest; the signature is DER `SEQUENCE { r, s }`.
     Ecdsa(HashAlgorithm),
     /// Ed25519 (RFC 8410), over the whole message.
@@ -240,7 +243,17 @@ impl SignatureScheme {
     /// The X.509 AlgorithmIdentifier (RFC 4055 / RFC 5758 / RFC 8410).
     pub fn algorithm_identifier(self) -> AlgorithmIdentifierOwned {
         use HashAlgorithm::*;
+        if let SignatureScheme::RsaPss(h) = self {
+            return AlgorithmIdentifierOwned {
+                oid: rfc5912::ID_RSASSA_PSS,
+                parameters: pss_params(h)
+                    .to_der()
+                    .ok()
+                    .and_then(|d| Any::from_der(&d).ok()),
+            };
+        }
         let (oid, null_params) = match self {
+            SignatureScheme::RsaPss(_) => unreachable!("handled above"),
             SignatureScheme::RsaPkcs1(Sha256) => (rfc5912::SHA_256_WITH_RSA_ENCRYPTION, true),
             SignatureScheme::RsaPkcs1(Sha384) => (rfc5912::SHA_384_WITH_RSA_ENCRYPTION, true),
             SignatureScheme::RsaPkcs1(Sha512) => (rfc5912::SHA_512_WITH_RSA_ENCRYPTION, true),
@@ -256,9 +269,18 @@ impl SignatureScheme {
         }
     }
 
-    /// The scheme an X.509 AlgorithmIdentifier names.
-    pub fn from_algorithm_identifier(oid: &ObjectIdentifier) -> Option<Self> {
+    /// The scheme an X.509 AlgorithmIdentifier names (PSS only with the parameters certman
+    /// writes: MGF1 with the same digest, salt as long as the digest).
+    pub fn from_algorithm_identifier(alg: &AlgorithmIdentifierOwned) -> Option<Self> {
         use HashAlgorithm::*;
+        if alg.oid == rfc5912::ID_RSASSA_PSS {
+            let params = alg.parameters.as_ref()?;
+            return [Sha256, Sha384, Sha512].into_iter().find_map(|h| {
+                let want = pss_params(h).to_der().ok()?;
+                (params.to_der().ok()? == want).then_some(SignatureScheme::RsaPss(h))
+            });
+        }
+        let oid = &alg.oid;
         let all = [
             SignatureScheme::RsaPkcs1(Sha256),
             SignatureScheme::RsaPkcs1(Sha384),
@@ -275,7 +297,9 @@ impl SignatureScheme {
     /// The digest, where the scheme has a separate one.
     pub fn hash(self) -> Option<HashAlgorithm> {
         match self {
-            SignatureScheme::RsaPkcs1(h) | SignatureScheme::Ecdsa(h) => Some(h),
+            SignatureScheme::RsaPkcs1(h)
+            | SignatureScheme::RsaPss(h)
+            | SignatureScheme::Ecdsa(h) => Some(h),
             SignatureScheme::Ed25519 => None,
         }
     }
@@ -284,8 +308,10 @@ impl SignatureScheme {
     pub fn fits(self, alg: KeyAlgorithm) -> bool {
         matches!(
             (self, alg),
-            (SignatureScheme::RsaPkcs1(_), KeyAlgorithm::Rsa { .. })
-                | (SignatureScheme::Ecdsa(_), KeyAlgorithm::Ec(_))
+            (
+                SignatureScheme::RsaPkcs1(_) | SignatureScheme::RsaPss(_),
+                KeyAlgorithm::Rsa { .. }
+            ) | (SignatureScheme::Ecdsa(_), KeyAlgorithm::Ec(_))
                 | (SignatureScheme::Ed25519, KeyAlgorithm::Ed25519)
         )
     }
@@ -295,9 +321,56 @@ impl fmt::Display for SignatureScheme {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SignatureScheme::RsaPkcs1(h) => write!(f, "RSA PKCS#1 v1.5 with {h}"),
+            SignatureScheme::RsaPss(h) => write!(f, "RSA-PSS with {h}"),
             SignatureScheme::Ecdsa(h) => write!(f, "ECDSA with {h}"),
             SignatureScheme::Ed25519 => f.write_str("Ed25519"),
         }
+    }
+}
+
+impl HashAlgorithm {
+    /// The digest's OID (RFC 5754).
+    pub fn oid(self) -> ObjectIdentifier {
+        match self {
+            HashAlgorithm::Sha256 => rfc5912::ID_SHA_256,
+            HashAlgorithm::Sha384 => rfc5912::ID_SHA_384,
+            HashAlgorithm::Sha512 => rfc5912::ID_SHA_512,
+        }
+    }
+
+    /// Output length in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            HashAlgorithm::Sha256 => 32,
+            HashAlgorithm::Sha384 => 48,
+            HashAlgorithm::Sha512 => 64,
+        }
+    }
+}
+
+/// RSASSA-PSS-params, RFC 4055 §3.1 (`trailerField` left at its default 1).
+#[derive(Clone, Debug, PartialEq, Eq, der::Sequence)]
+struct RsaPssParams {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
+    hash_algorithm: AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT")]
+    mask_gen_algorithm: AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT")]
+    salt_length: u32,
+}
+
+fn pss_params(h: HashAlgorithm) -> RsaPssParams {
+    let hash = AlgorithmIdentifierOwned {
+        oid: h.oid(),
+        parameters: Some(Any::from(Null)),
+    };
+    RsaPssParams {
+        hash_algorithm: hash.clone(),
+        mask_gen_algorithm: AlgorithmIdentifierOwned {
+            oid: rfc5912::ID_MGF_1,
+            parameters: hash.to_der().ok().and_then(|d| Any::from_der(&d).ok()),
+        },
+        salt_length: h.output_len() as u32,
     }
 }
 
@@ -342,7 +415,7 @@ mod tests {
             let s = alg.signature_scheme(None).unwrap();
             assert!(s.fits(alg));
             let id = s.algorithm_identifier();
-            assert_eq!(SignatureScheme::from_algorithm_identifier(&id.oid), Some(s));
+            assert_eq!(SignatureScheme::from_algorithm_identifier(&id), Some(s));
         }
         assert_eq!(
             KeyAlgorithm::Ec(EcCurve::P521)
@@ -353,5 +426,15 @@ mod tests {
         assert!(KeyAlgorithm::Ed25519
             .signature_scheme(Some(HashAlgorithm::Sha256))
             .is_err());
+        for h in [
+            HashAlgorithm::Sha256,
+            HashAlgorithm::Sha384,
+            HashAlgorithm::Sha512,
+        ] {
+            let pss = SignatureScheme::RsaPss(h);
+            let id = pss.algorithm_identifier();
+            assert!(id.parameters.is_some());
+            assert_eq!(SignatureScheme::from_algorithm_identifier(&id), Some(pss));
+        }
     }
 }

@@ -39,6 +39,11 @@ fn verification_algorithm(
             Sha384 => &sig::RSA_PKCS1_2048_8192_SHA384,
             Sha512 => &sig::RSA_PKCS1_2048_8192_SHA512,
         },
+        (KeyAlgorithm::Rsa { bits }, SignatureScheme::RsaPss(h)) if bits >= 2048 => match h {
+            Sha256 => &sig::RSA_PSS_2048_8192_SHA256,
+            Sha384 => &sig::RSA_PSS_2048_8192_SHA384,
+            Sha512 => &sig::RSA_PSS_2048_8192_SHA512,
+        },
         (KeyAlgorithm::Ec(c), SignatureScheme::Ecdsa(h)) => match (c, h) {
             (EcCurve::P256, Sha256) => &sig::ECDSA_P256_SHA256_ASN1,
             (EcCurve::P256, Sha384) => &sig::ECDSA_P256_SHA384_ASN1,

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{
     Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle,
 };
@@ -797,6 +798,24 @@ impl KeySigner for Pkcs11Signer {
                     HashAlgorithm::Sha512 => Mechanism::Sha512RsaPkcs,
                 };
                 (Mechanism::RsaPkcs, di, hm)
+            }
+            SignatureScheme::RsaPss(h) => {
+                let (mt, mgf) = match h {
+                    HashAlgorithm::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+                    HashAlgorithm::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+                    HashAlgorithm::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+                };
+                let params = PkcsPssParams {
+                    hash_alg: mt,
+                    mgf,
+                    s_len: (h.output_len() as u64).into(),
+                };
+                let hm = match h {
+                    HashAlgorithm::Sha256 => Mechanism::Sha256RsaPkcsPss(params),
+                    HashAlgorithm::Sha384 => Mechanism::Sha384RsaPkcsPss(params),
+                    HashAlgorithm::Sha512 => Mechanism::Sha512RsaPkcsPss(params),
+                };
+                (Mechanism::RsaPkcsPss(params), digest(h, message), hm)
             }
             SignatureScheme::Ecdsa(h) => {
                 let hm = match h {

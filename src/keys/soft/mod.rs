@@ -313,6 +313,7 @@ impl KeySigner for SoftSigner {
     fn supports(&self, scheme: SignatureScheme) -> bool {
         match (&self.key, scheme) {
             (SoftKey::Ec { curve, .. }, SignatureScheme::Ecdsa(h)) => ecdsa_alg(*curve, h).is_ok(),
+            (SoftKey::LegacyRsa(_), SignatureScheme::RsaPss(_)) => false,
             _ => scheme.fits(self.alg),
         }
     }
@@ -328,11 +329,15 @@ impl KeySigner for SoftSigner {
     fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let failed = |_| KeyError::device(format!("signing with {}", self.alg), "AWS-LC refused");
         match (&self.key, scheme) {
-            (SoftKey::Rsa(kp), SignatureScheme::RsaPkcs1(h)) => {
-                let padding: &'static dyn sig::RsaEncoding = match h {
-                    HashAlgorithm::Sha256 => &sig::RSA_PKCS1_SHA256,
-                    HashAlgorithm::Sha384 => &sig::RSA_PKCS1_SHA384,
-                    HashAlgorithm::Sha512 => &sig::RSA_PKCS1_SHA512,
+            (SoftKey::Rsa(kp), SignatureScheme::RsaPkcs1(h) | SignatureScheme::RsaPss(h)) => {
+                let pss = matches!(scheme, SignatureScheme::RsaPss(_));
+                let padding: &'static dyn sig::RsaEncoding = match (pss, h) {
+                    (false, HashAlgorithm::Sha256) => &sig::RSA_PKCS1_SHA256,
+                    (false, HashAlgorithm::Sha384) => &sig::RSA_PKCS1_SHA384,
+                    (false, HashAlgorithm::Sha512) => &sig::RSA_PKCS1_SHA512,
+                    (true, HashAlgorithm::Sha256) => &sig::RSA_PSS_SHA256,
+                    (true, HashAlgorithm::Sha384) => &sig::RSA_PSS_SHA384,
+                    (true, HashAlgorithm::Sha512) => &sig::RSA_PSS_SHA512,
                 };
                 let mut out = vec![0u8; kp.public_modulus_len()];
                 kp.sign(padding, &self.rng, message, &mut out)
