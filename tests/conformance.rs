@@ -395,3 +395,66 @@ fn softhsm_refuses_what_tokens_cannot_do() {
         .unwrap_err();
     assert!(err.to_string().contains("not present"), "{err}");
 }
+
+/// A key marked CKA_ALWAYS_AUTHENTICATE needs a context-specific login before every
+/// signature; certman gives it (with the same PIN source) and signs.
+#[test]
+fn softhsm_always_authenticate_keys_sign_after_context_login() {
+    let Some((dir, pin)) = softhsm_token() else {
+        return;
+    };
+    let pin_text = std::fs::read_to_string(pin).unwrap();
+    let out = Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"))
+        .args([
+            "--module",
+            MODULE,
+            "--token-label",
+            "conformance",
+            "--login",
+            "--pin",
+        ])
+        .arg(pin_text.trim())
+        .args([
+            "--keypairgen",
+            "--key-type",
+            "rsa:2048",
+            "--id",
+            "a1a1",
+            "--label",
+            "always-auth",
+            "--always-auth",
+        ])
+        .output();
+    let Ok(out) = out else {
+        assert!(
+            std::env::var("CERTMAN_REQUIRE_TOKENS").as_deref() != Ok("1"),
+            "pkcs11-tool (opensc) is needed: run scripts/setup.sh"
+        );
+        eprintln!("skipping: pkcs11-tool not installed");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "pkcs11-tool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b = softhsm().unwrap();
+    let uri: KeyUri = format!(
+        "pkcs11:token=conformance;object=always-auth;id=%a1%a1?module-path={MODULE}&pin-source=file:{}",
+        pin.display()
+    )
+    .parse()
+    .unwrap();
+    let key = KeyHandle { uri, sealed: None };
+    let signer = b.provider.signer(&key).unwrap();
+    // RSA: the multi-part CKM_SHA256_RSA_PKCS that a context-specific login needs. (SoftHSM
+    // has no CKM_ECDSA_SHA256, so an always-authenticate EC key cannot sign there; ykcs11,
+    // where PIV slot 9c keys are always-authenticate, has it.)
+    let scheme = SignatureScheme::RsaPkcs1(HashAlgorithm::Sha256);
+    for _ in 0..2 {
+        let sig = signer.sign(scheme, b"needs a fresh login").unwrap();
+        verify_signature(signer.public_key(), scheme, b"needs a fresh login", &sig).unwrap();
+    }
+    b.provider.delete(&key).unwrap();
+}
