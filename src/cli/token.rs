@@ -65,6 +65,35 @@ impl TokenArgs {
                 p.kind,
                 p.location
             );
+            #[cfg(feature = "pcsc")]
+            if let Some(readers) = &p.readers {
+                match readers {
+                    Err(e) => println!("  unavailable: {e}"),
+                    Ok(rs) if rs.is_empty() => println!("  no PC/SC reader"),
+                    Ok(rs) => {
+                        for r in rs {
+                            match &r.card {
+                                Ok(c) => {
+                                    println!(
+                                        "  reader \"{}\": PIV card serial {} firmware {} — {}",
+                                        r.name, c.serial, c.version, c.pin
+                                    );
+                                    for (slot, subject) in &c.slots {
+                                        println!("    slot {slot}: certificate {subject}");
+                                    }
+                                }
+                                Err(e) => println!("  reader \"{}\": {e}", r.name),
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            #[cfg(not(feature = "pcsc"))]
+            if p.kind == "piv" {
+                println!("  unavailable: this certman was built without PC/SC support");
+                continue;
+            }
             match &p.tokens {
                 Err(e) => println!("  unavailable: {e}"),
                 Ok(ts) if ts.is_empty() => println!("  no matching token present"),

@@ -3,6 +3,8 @@
 //! `keys/pkcs11`, `keys/piv`) and never import anything above `keys`.
 
 pub mod algorithm;
+#[cfg(feature = "pcsc")]
+pub mod piv;
 pub mod pkcs11;
 pub mod profile;
 pub mod signer;
@@ -156,6 +158,8 @@ pub struct KeyRouter {
     providers: Vec<(Scheme, Arc<dyn KeyProvider>)>,
     profiles: profile::Profiles,
     pkcs11: Option<Arc<pkcs11::Pkcs11Provider>>,
+    #[cfg(feature = "pcsc")]
+    piv: Option<Arc<piv::PivProvider>>,
 }
 
 /// What the key layer is built from.
@@ -182,6 +186,9 @@ pub struct ProfileListing {
     pub default: bool,
     /// the tokens found through it, or why none could be listed
     pub tokens: Result<Vec<pkcs11::TokenInventory>, String>,
+    /// piv: the PC/SC readers and the cards in them
+    #[cfg(feature = "pcsc")]
+    pub readers: Option<Result<Vec<piv::ReaderListing>, String>>,
 }
 
 impl KeyRouter {
@@ -192,6 +199,8 @@ impl KeyRouter {
             providers: Vec::new(),
             profiles: profile::Profiles::default(),
             pkcs11: None,
+            #[cfg(feature = "pcsc")]
+            piv: None,
         }
     }
 
@@ -220,6 +229,14 @@ impl KeyRouter {
         let mut router = KeyRouter::new(Arc::new(soft::SoftProvider::new(config.sealer)));
         router.register(Scheme::Pkcs11, pkcs11.clone());
         router.pkcs11 = Some(pkcs11);
+        #[cfg(feature = "pcsc")]
+        {
+            let piv = Arc::new(piv::PivProvider::new(piv::PivOptions {
+                force_last_pin_try: config.force_last_pin_try,
+            }));
+            router.register(Scheme::Piv, piv.clone());
+            router.piv = Some(piv);
+        }
         router.profiles = profiles;
         Ok(router)
     }
@@ -257,12 +274,20 @@ impl KeyRouter {
                         })
                         .map_err(|e| e.to_string())
                 }
-                (profile::ProfileKind::Piv, _, _) => {
-                    Err("this certman was built without PC/SC support".to_owned())
-                }
+                (profile::ProfileKind::Piv, _, _) => Ok(Vec::new()),
                 _ => Err("no PKCS#11 provider".to_owned()),
             };
+            #[cfg(feature = "pcsc")]
+            let readers = match (p.kind, &self.piv) {
+                (profile::ProfileKind::Piv, Some(piv)) => {
+                    Some(piv.readers().map_err(|e| e.to_string()))
+                }
+                (profile::ProfileKind::Piv, None) => Some(Err("no PIV provider".into())),
+                _ => None,
+            };
             out.push(ProfileListing {
+                #[cfg(feature = "pcsc")]
+                readers,
                 name,
                 kind: match p.kind {
                     profile::ProfileKind::Pkcs11 => "pkcs11",
@@ -365,6 +390,42 @@ pub fn card_verify(
 }
 
 use der::referenced::OwnedToRef;
+
+/// DER DigestInfo prefixes (RFC 8017 §9.2 note 1).
+pub(crate) fn digest_info_prefix(h: HashAlgorithm) -> &'static [u8] {
+    match h {
+        HashAlgorithm::Sha256 => &[
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ],
+        HashAlgorithm::Sha384 => &[
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x02, 0x05, 0x00, 0x04, 0x30,
+        ],
+        HashAlgorithm::Sha512 => &[
+            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x03, 0x05, 0x00, 0x04, 0x40,
+        ],
+    }
+}
+
+pub(crate) fn digest(h: HashAlgorithm, msg: &[u8]) -> Vec<u8> {
+    let alg = match h {
+        HashAlgorithm::Sha256 => &aws_lc_rs::digest::SHA256,
+        HashAlgorithm::Sha384 => &aws_lc_rs::digest::SHA384,
+        HashAlgorithm::Sha512 => &aws_lc_rs::digest::SHA512,
+    };
+    aws_lc_rs::digest::digest(alg, msg).as_ref().to_vec()
+}
+
+/// Where a PIN comes from: a `pin-value` (a secret, never stored) or a `pin-source`.
+#[derive(Clone, Debug, Default)]
+pub struct PinSpec {
+    /// `pin-value=` from the URI
+    pub value: Option<crate::secret::SecretString>,
+    /// `pin-source=`
+    pub source: Option<crate::secret::SecretSource>,
+}
 
 /// The subject of a DER certificate as text (for listings of token objects).
 pub(crate) fn cert_subject(der: &[u8]) -> Result<String, der::Error> {

@@ -22,7 +22,8 @@ use der::asn1::{Null, ObjectIdentifier, OctetString, UintRef};
 use der::{Decode, Encode};
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 
-use self::token::{ck_err, PinSpec, PinState, Token, TokenSelector};
+use self::token::{ck_err, PinState, Token, TokenSelector};
+use super::{digest, digest_info_prefix, PinSpec};
 use super::{
     CertificateObjects, EcCurve, GenerateRequest, GeneratedKey, HashAlgorithm, KeyAlgorithm,
     KeyDecrypt, KeyHandle, KeyProvider, KeySigner, KeyUri, Scheme, SignatureScheme,
@@ -703,33 +704,6 @@ struct Pkcs11Signer {
     always_auth: bool,
     /// the private key's handle, valid for one pool generation
     handle: Mutex<Option<(u64, ObjectHandle)>>,
-}
-
-/// DER DigestInfo prefixes (RFC 8017 §9.2 note 1).
-fn digest_info_prefix(h: HashAlgorithm) -> &'static [u8] {
-    match h {
-        HashAlgorithm::Sha256 => &[
-            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-            0x01, 0x05, 0x00, 0x04, 0x20,
-        ],
-        HashAlgorithm::Sha384 => &[
-            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-            0x02, 0x05, 0x00, 0x04, 0x30,
-        ],
-        HashAlgorithm::Sha512 => &[
-            0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-            0x03, 0x05, 0x00, 0x04, 0x40,
-        ],
-    }
-}
-
-fn digest(h: HashAlgorithm, msg: &[u8]) -> Vec<u8> {
-    let alg = match h {
-        HashAlgorithm::Sha256 => &aws_lc_rs::digest::SHA256,
-        HashAlgorithm::Sha384 => &aws_lc_rs::digest::SHA384,
-        HashAlgorithm::Sha512 => &aws_lc_rs::digest::SHA512,
-    };
-    aws_lc_rs::digest::digest(alg, msg).as_ref().to_vec()
 }
 
 /// ECDSA r‖s (PKCS#11) → DER `SEQUENCE { r INTEGER, s INTEGER }` (X.509).

@@ -10,7 +10,7 @@ use cryptoki::slot::{Slot, TokenInfo};
 use cryptoki::types::AuthPin;
 
 use crate::error::KeyError;
-use crate::secret::{resolve_secret, SecretSource, SecretString};
+use crate::secret::{resolve_secret, SecretString};
 
 /// How a token is found: by label and/or serial, never by slot number.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -32,14 +32,7 @@ impl std::fmt::Display for TokenSelector {
     }
 }
 
-/// Where the user PIN comes from.
-#[derive(Clone, Debug, Default)]
-pub struct PinSpec {
-    /// `pin-value=` from the URI (a secret; never stored)
-    pub value: Option<SecretString>,
-    /// `pin-source=`
-    pub source: Option<SecretSource>,
-}
+pub use crate::keys::PinSpec;
 
 /// The PIN state a token reports (CK_TOKEN_INFO flags).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
