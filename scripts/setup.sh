@@ -5,8 +5,9 @@ set -euo pipefail
 
 # Debian packages: OpenSSL is the independent verifier of everything certman writes;
 # pkg-config + a C compiler build AWS-LC and SQLite (bundled) from source; SoftHSM2 is the
-# PKCS#11 token of the demo and the tests, OpenSC's pkcs11-tool their independent PKCS#11 peer.
-PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc)
+# PKCS#11 token of the demo and the tests, OpenSC's pkcs11-tool their independent PKCS#11 peer;
+# libpcsclite-dev builds the PC/SC (PIV) support.
+PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcsclite-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
