@@ -76,6 +76,8 @@ struct Pool {
     generation: u64,
     slot: Slot,
     logged_in: Option<u64>,
+    /// threads waiting for a session (no wake-up system call when nobody waits)
+    waiters: usize,
 }
 
 /// A token in use.
@@ -123,8 +125,11 @@ impl Drop for PooledSession<'_> {
             Some(s) if pool.generation == self.generation => pool.idle.push(s),
             _ => pool.open = pool.open.saturating_sub(1),
         }
+        let wake = pool.waiters > 0;
         drop(pool);
-        self.token.available.notify_one();
+        if wake {
+            self.token.available.notify_one();
+        }
     }
 }
 
@@ -207,6 +212,7 @@ impl Token {
                 generation: 0,
                 slot,
                 logged_in: None,
+                waiters: 0,
             }),
             available: Condvar::new(),
             pin: Mutex::new(pin),
@@ -257,13 +263,20 @@ impl Token {
                         generation,
                     }),
                     Err(e) => {
-                        self.lock_pool().open -= 1;
-                        self.available.notify_one();
+                        let mut pool = self.lock_pool();
+                        pool.open -= 1;
+                        let wake = pool.waiters > 0;
+                        drop(pool);
+                        if wake {
+                            self.available.notify_one();
+                        }
                         Err(self.absent_or(e, "opening a session"))
                     }
                 };
             }
+            pool.waiters += 1;
             pool = self.available.wait(pool).unwrap_or_else(|p| p.into_inner());
+            pool.waiters -= 1;
         }
     }
 
