@@ -243,7 +243,9 @@ fn key_exit_code(err: &KeyError) -> ExitCode {
     match err {
         KeyError::Pin(_) | KeyError::NoProvider(_) | KeyError::TokenAbsent(_) => ExitCode::Token,
         KeyError::NotFound(_) => ExitCode::Token,
-        KeyError::InvalidUri(_) | KeyError::Unsupported(_) | KeyError::Secret(_) => ExitCode::Usage,
+        KeyError::InvalidUri(_) | KeyError::Unsupported(_) => ExitCode::Usage,
+        // A PIN or management key that cannot be had is a token problem.
+        KeyError::Secret(_) => ExitCode::Token,
         KeyError::NotCapable(_) => ExitCode::Refused,
         _ => ExitCode::Failed,
     }

@@ -71,6 +71,11 @@ pub trait KeySigner: Send + Sync {
     /// Signs the whole unhashed `message`; the backend hashes/pads as its device needs and
     /// returns the signature exactly as X.509 carries it (ECDSA: DER `SEQUENCE { r, s }`).
     fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Whether [`KeySigner::public_key`] was read from the key itself. When it was only
+    /// given (a PIV slot without its certificate), signatures are verified after signing.
+    fn public_key_from_device(&self) -> bool {
+        true
+    }
     /// Whether [`KeySigner::sign`] can make `scheme` (a backend may offer fewer digests than
     /// the key type allows).
     fn supports(&self, scheme: SignatureScheme) -> bool {
@@ -124,6 +129,16 @@ pub trait KeyProvider: Send + Sync {
     fn public_key(&self, key: &KeyHandle) -> Result<SubjectPublicKeyInfoOwned, KeyError>;
     /// A signer for the key.
     fn signer(&self, key: &KeyHandle) -> Result<Arc<dyn KeySigner>, KeyError>;
+    /// A signer for a key whose public key the caller already knows (from its certificate, or
+    /// from generation) — for devices that cannot read a public key back (PIV without the
+    /// slot's certificate). Signatures are still checked against it by card-verify.
+    fn signer_with_public_key(
+        &self,
+        key: &KeyHandle,
+        _public_key: &SubjectPublicKeyInfoOwned,
+    ) -> Result<Arc<dyn KeySigner>, KeyError> {
+        self.signer(key)
+    }
     /// Destroys the key.
     fn delete(&self, key: &KeyHandle) -> Result<(), KeyError>;
     /// Certificate objects beside keys, if the provider has them.
@@ -370,7 +385,7 @@ pub fn card_verify(
         Err(KeyError::NotCapable(_)) => None,
         Err(e) => return Err(e),
     };
-    let signer = provider.signer(key)?;
+    let signer = provider.signer_with_public_key(key, cert_spki)?;
     let scheme = cert_alg.signature_scheme(None)?;
     let mut challenge = [0u8; 32];
     aws_lc_rs::rand::fill(&mut challenge)

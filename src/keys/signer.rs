@@ -61,6 +61,12 @@ impl X509Signer {
     pub fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
         self.inner.public_key()
     }
+
+    /// Whether signatures should be checked against the public key after signing (the key's
+    /// public half was given, not read from the device).
+    pub fn needs_verification(&self) -> bool {
+        !self.inner.public_key_from_device()
+    }
 }
 
 impl signature::Keypair for X509Signer {

@@ -494,7 +494,10 @@ impl Manager {
             uri: key.uri.parse()?,
             sealed: key.sealed.clone(),
         };
-        let signer = self.keys.provider(&handle.uri)?.signer(&handle)?;
+        let signer = self
+            .keys
+            .provider(&handle.uri)?
+            .signer_with_public_key(&handle, &info.public_key)?;
         if signer.public_key() != &info.public_key {
             return Err(ManagerError::Key(KeyError::Verification(format!(
                 "the key of CA \"{ca}\" does not match its certificate"
@@ -602,10 +605,13 @@ impl Manager {
             let signer = match &plan.issuer_signer {
                 Some(s) => s,
                 None => {
-                    let key = provider.signer(&KeyHandle {
-                        uri: generated.uri.clone(),
-                        sealed: generated.sealed.clone(),
-                    })?;
+                    let key = provider.signer_with_public_key(
+                        &KeyHandle {
+                            uri: generated.uri.clone(),
+                            sealed: generated.sealed.clone(),
+                        },
+                        &generated.public_key,
+                    )?;
                     let scheme = signature_scheme_for(key.as_ref(), plan.digest, name)?;
                     self_signer = X509Signer::new(key, scheme)?;
                     &self_signer

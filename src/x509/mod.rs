@@ -384,6 +384,23 @@ pub fn build_certificate(
             )),
             other => X509Error::Builder(other.to_string()),
         })?;
+    if signer.needs_verification() {
+        // The signer's public key was not read from the device: make sure the key in the
+        // device is the one we think before anything is stored.
+        let tbs = cert.tbs_certificate().to_der()?;
+        crate::keys::verify::verify_signature(
+            signer.public_key(),
+            signer.scheme(),
+            &tbs,
+            cert.signature().raw_bytes(),
+        )
+        .map_err(|_| {
+            X509Error::Key(crate::error::KeyError::Verification(
+                "the signature made by the device does not match the expected public key (wrong key in the slot?)"
+                    .into(),
+            ))
+        })?;
+    }
     Ok(cert.to_der()?)
 }
 

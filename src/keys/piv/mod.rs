@@ -420,6 +420,22 @@ impl KeyProvider for PivProvider {
         }))
     }
 
+    fn signer_with_public_key(
+        &self,
+        key: &KeyHandle,
+        public_key: &SubjectPublicKeyInfoOwned,
+    ) -> Result<Arc<dyn KeySigner>, KeyError> {
+        let slot = slot_of(&key.uri)?;
+        let card = self.card(&key.uri)?;
+        let alg = KeyAlgorithm::from_spki(der::referenced::OwnedToRef::owned_to_ref(public_key))?;
+        Ok(Arc::new(PivSigner {
+            card,
+            slot,
+            spki: public_key.clone(),
+            alg,
+        }))
+    }
+
     fn delete(&self, key: &KeyHandle) -> Result<(), KeyError> {
         // PIV cards cannot delete a key; the slot is reused by the next generation. The
         // certificate goes, so the slot no longer claims an identity.
@@ -553,6 +569,10 @@ fn pkcs1v15_pad(h: HashAlgorithm, digest: &[u8], k: usize) -> Result<Vec<u8>, Ke
 impl KeySigner for PivSigner {
     fn public_key(&self) -> &SubjectPublicKeyInfoOwned {
         &self.spki
+    }
+
+    fn public_key_from_device(&self) -> bool {
+        false
     }
 
     fn algorithm(&self) -> KeyAlgorithm {
