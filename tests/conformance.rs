@@ -25,7 +25,13 @@ struct Backend {
     name: &'static str,
     provider: Arc<dyn KeyProvider>,
     location: Option<KeyUri>,
+    /// where the "other" key of a test goes (a PIV slot holds one key)
+    other_location: Option<KeyUri>,
     algorithms: Vec<KeyAlgorithm>,
+    /// the device reads a key's public half back (PIV: only from the slot's certificate)
+    reads_public_keys: bool,
+    /// keys can be destroyed (PIV slots are only overwritten)
+    deletes_keys: bool,
 }
 
 fn soft() -> Backend {
@@ -35,12 +41,15 @@ fn soft() -> Backend {
             Sealer::new(b"conformance-machine-id-0123456789", b"salt").unwrap(),
         )),
         location: None,
+        other_location: None,
         algorithms: vec![
             KeyAlgorithm::Rsa { bits: 2048 },
             KeyAlgorithm::Ec(EcCurve::P256),
             KeyAlgorithm::Ec(EcCurve::P384),
             KeyAlgorithm::Ed25519,
         ],
+        reads_public_keys: true,
+        deletes_keys: true,
     }
 }
 
@@ -87,12 +96,15 @@ fn softhsm() -> Option<Backend> {
     Some(Backend {
         name: "SoftHSM2 (PKCS#11)",
         provider: Arc::new(Pkcs11Provider::new(Pkcs11Options::default())),
+        other_location: Some(location.clone()),
         location: Some(location),
         algorithms: vec![
             KeyAlgorithm::Rsa { bits: 2048 },
             KeyAlgorithm::Ec(EcCurve::P256),
             KeyAlgorithm::Ec(EcCurve::P384),
         ],
+        reads_public_keys: true,
+        deletes_keys: true,
     })
 }
 
@@ -118,11 +130,21 @@ fn conformance(b: &Backend) {
             uri: g.uri.clone(),
             sealed: g.sealed.clone(),
         };
-        // public key read back
-        let pk = b
-            .provider
-            .public_key(&key)
-            .unwrap_or_else(|e| panic!("{ctx}: public_key: {e}"));
+        // public key read back (or, where the device cannot, the generated one)
+        let pk = if b.reads_public_keys {
+            b.provider
+                .public_key(&key)
+                .unwrap_or_else(|e| panic!("{ctx}: public_key: {e}"))
+        } else {
+            if let Some(objects) = b.provider.certificate_objects() {
+                objects.delete_certificate(&key).unwrap();
+            }
+            assert!(
+                b.provider.public_key(&key).is_err(),
+                "{ctx}: no certificate yet"
+            );
+            g.public_key.clone()
+        };
         assert_eq!(pk, g.public_key, "{ctx}: public key read back differs");
         assert_eq!(
             KeyAlgorithm::from_spki(pk.owned_to_ref()).unwrap(),
@@ -132,7 +154,7 @@ fn conformance(b: &Backend) {
         // sign / verify, every digest the key offers
         let signer = b
             .provider
-            .signer(&key)
+            .signer_with_public_key(&key, &pk)
             .unwrap_or_else(|e| panic!("{ctx}: signer: {e}"));
         let scheme = alg.signature_scheme(None).unwrap();
         let msg = b"conformance message";
@@ -245,7 +267,7 @@ fn conformance(b: &Backend) {
             .generate(&GenerateRequest {
                 algorithm: *alg,
                 label: "conf-other".into(),
-                location: b.location.clone(),
+                location: b.other_location.clone(),
             })
             .unwrap();
         assert!(
@@ -261,7 +283,7 @@ fn conformance(b: &Backend) {
         b.provider
             .delete(&key)
             .unwrap_or_else(|e| panic!("{ctx}: delete: {e}"));
-        if b.location.is_some() {
+        if b.location.is_some() && b.deletes_keys {
             assert!(
                 b.provider.signer(&key).is_err(),
                 "{ctx}: key still there after delete"
@@ -309,6 +331,50 @@ fn openssl_self_verify(der: &[u8], ctx: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The virtual PIV card of `scripts/virtual-piv.sh`, named by `CERTMAN_PIV_READER` (the test
+/// script starts it and exports the reader's name).
+#[cfg(feature = "pcsc")]
+fn piv() -> Option<Backend> {
+    let required = std::env::var("CERTMAN_REQUIRE_TOKENS").as_deref() == Ok("1");
+    let Ok(reader) = std::env::var("CERTMAN_PIV_READER") else {
+        assert!(
+            !required,
+            "CERTMAN_REQUIRE_TOKENS=1 but CERTMAN_PIV_READER is not set: start the card with scripts/virtual-piv.sh start"
+        );
+        eprintln!("skipping PIV conformance: no virtual card (CERTMAN_PIV_READER unset)");
+        return None;
+    };
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    let pin = dir.path().join("pin");
+    std::fs::write(&pin, "123456\n").unwrap();
+    let at = |slot: &str| -> KeyUri {
+        KeyUri::new(certman::keys::Scheme::Piv)
+            .with_path("slot-id", slot)
+            .with_path("reader", &reader)
+            .with_query("pin-source", format!("file:{}", pin.display()))
+    };
+    Some(Backend {
+        name: "virtual PIV card",
+        provider: Arc::new(certman::keys::piv::PivProvider::new(Default::default())),
+        location: Some(at("9a")),
+        other_location: Some(at("9d")),
+        algorithms: vec![
+            KeyAlgorithm::Ec(EcCurve::P256),
+            KeyAlgorithm::Rsa { bits: 2048 },
+        ],
+        reads_public_keys: false,
+        deletes_keys: false,
+    })
+}
+
+#[cfg(feature = "pcsc")]
+#[test]
+fn piv_backend_conforms() {
+    if let Some(b) = piv() {
+        conformance(&b);
+    }
 }
 
 #[test]
