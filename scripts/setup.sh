@@ -6,8 +6,11 @@ set -euo pipefail
 # Debian packages: OpenSSL is the independent verifier of everything certman writes;
 # pkg-config + a C compiler build AWS-LC and SQLite (bundled) from source; SoftHSM2 is the
 # PKCS#11 token of the demo and the tests, OpenSC's pkcs11-tool their independent PKCS#11 peer;
-# libpcsclite-dev builds the PC/SC (PIV) support.
-PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcsclite-dev)
+# libpcsclite-dev builds the PC/SC (PIV) support; pcscd, vsmartcard-vpcd and libclang-dev (for the
+# virtual card's littlefs2) run the virtual PIV card of the tests, yubico-piv-tool and ykcs11 are
+# its independent peers.
+PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcsclite-dev
+          pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -166,8 +166,15 @@ fn conformance(b: &Backend) {
             verify_signature(&pk, scheme, b"other", &sig).is_err(),
             "{ctx}"
         );
-        // RSA-PSS too, where the key is RSA and the backend offers it
-        if let KeyAlgorithm::Rsa { .. } = alg {
+        // RSA-PSS too, where the key is RSA and the backend offers it (PIV cards do raw RSA
+        // only: certman pads PKCS#1 v1.5 for them, not PSS)
+        let pss_offered = signer.supports(SignatureScheme::RsaPss(HashAlgorithm::Sha256));
+        assert_eq!(
+            pss_offered,
+            b.name != "virtual PIV card" && matches!(alg, KeyAlgorithm::Rsa { .. }),
+            "{ctx}"
+        );
+        if pss_offered {
             for h in [HashAlgorithm::Sha256, HashAlgorithm::Sha512] {
                 let pss = SignatureScheme::RsaPss(h);
                 let sig = signer
@@ -231,7 +238,12 @@ fn conformance(b: &Backend) {
         // card-verify
         let report = card_verify(b.provider.as_ref(), &key, &info.public_key)
             .unwrap_or_else(|e| panic!("{ctx}: card_verify: {e}"));
-        assert_eq!(report.public_key_matches, Some(true), "{ctx}");
+        let expected = if b.reads_public_keys {
+            Some(true)
+        } else {
+            None
+        };
+        assert_eq!(report.public_key_matches, expected, "{ctx}");
         // certificate objects, where the backend keeps them
         if let Some(objects) = b.provider.certificate_objects() {
             assert_eq!(

@@ -38,6 +38,9 @@ impl EncodePublicKey for SignerPublicKey {
 pub struct X509Signer {
     inner: Arc<dyn KeySigner>,
     scheme: SignatureScheme,
+    /// the key error behind the last failed signature: the builders only pass on an opaque
+    /// `signature::Error`, and exit codes are chosen by error variant (a wrong PIN is 5)
+    last_error: Arc<std::sync::Mutex<Option<KeyError>>>,
 }
 
 impl X509Signer {
@@ -49,7 +52,19 @@ impl X509Signer {
                 inner.algorithm()
             )));
         }
-        Ok(X509Signer { inner, scheme })
+        Ok(X509Signer {
+            inner,
+            scheme,
+            last_error: Arc::default(),
+        })
+    }
+
+    /// The key error behind the last failed signature, if any.
+    pub fn take_error(&self) -> Option<KeyError> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The scheme signatures are made with.
@@ -84,9 +99,13 @@ impl DynSignatureAlgorithmIdentifier for X509Signer {
 
 impl signature::Signer<X509Signature> for X509Signer {
     fn try_sign(&self, msg: &[u8]) -> Result<X509Signature, signature::Error> {
-        self.inner
-            .sign(self.scheme, msg)
-            .map(X509Signature)
-            .map_err(signature::Error::from_source)
+        match self.inner.sign(self.scheme, msg) {
+            Ok(sig) => Ok(X509Signature(sig)),
+            Err(e) => {
+                let described = signature::Error::from_source(e.to_string());
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                Err(described)
+            }
+        }
     }
 }

@@ -378,10 +378,11 @@ pub fn build_certificate(
     let cert = builder
         .build::<_, crate::keys::signer::X509Signature>(signer)
         .map_err(|e| match e {
-            x509_cert::builder::Error::Signature(s) => X509Error::Builder(format!(
-                "signing failed: {}",
-                std::error::Error::source(&s).map_or_else(|| s.to_string(), |c| c.to_string())
-            )),
+            x509_cert::builder::Error::Signature(s) => match signer.take_error() {
+                // Keep the key error itself: a wrong PIN must stay a PIN error.
+                Some(key_error) => X509Error::Key(key_error),
+                None => X509Error::Builder(format!("signing failed: {s}")),
+            },
             other => X509Error::Builder(other.to_string()),
         })?;
     if signer.needs_verification() {

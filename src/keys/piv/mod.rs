@@ -63,6 +63,8 @@ struct Card {
     version: String,
     pin: Mutex<PinSpec>,
     force_last_pin_try: bool,
+    /// the factory-default management key warning was printed
+    warned_default_mgm: std::sync::atomic::AtomicBool,
 }
 
 /// Keys on PIV cards.
@@ -109,6 +111,21 @@ impl PivProvider {
             c.offer_pin(&pin);
             return Ok(c.clone());
         }
+        // A card already open under another name is the same card: opening it twice would
+        // reset it (pcsc disconnects with a reset) under the other handle.
+        let known = cards
+            .values()
+            .find(|c| match (&serial, &reader) {
+                (Some(s), _) => c.serial.to_string() == *s,
+                (None, Some(r)) => c.reader == *r,
+                (None, None) => true,
+            })
+            .cloned();
+        if let Some(c) = known {
+            c.offer_pin(&pin);
+            cards.insert(key, c.clone());
+            return Ok(c);
+        }
         let yk = match (&serial, &reader) {
             (Some(s), _) => {
                 let n: u32 = s.parse().map_err(|_| {
@@ -121,6 +138,7 @@ impl PivProvider {
         };
         let serial_n = yk.serial().0;
         if let Some(c) = cards.values().find(|c| c.serial == serial_n).cloned() {
+            let _ = yk.disconnect(pcsc::Disposition::LeaveCard);
             c.offer_pin(&pin);
             cards.insert(key, c.clone());
             return Ok(c);
@@ -132,6 +150,7 @@ impl PivProvider {
             yk: Mutex::new(yk),
             pin: Mutex::new(pin),
             force_last_pin_try: self.options.force_last_pin_try,
+            warned_default_mgm: Default::default(),
         });
         cards.insert(key, card.clone());
         Ok(card)
@@ -163,8 +182,10 @@ impl PivProvider {
                     let mut slots = Vec::new();
                     for s in ["9a", "9c", "9d", "9e"] {
                         let slot = PivSlot::from_str(s).unwrap_or(PivSlot(SlotId::Signature));
-                        if let Ok(c) = Certificate::read(&mut yk, slot.0) {
-                            slots.push((s.to_owned(), c.subject()));
+                        if let Ok(Some(der)) = read_slot_certificate(&mut yk, slot) {
+                            if let Ok(subject) = super::cert_subject(&der) {
+                                slots.push((s.to_owned(), subject));
+                            }
                         }
                     }
                     Ok(CardListing {
@@ -202,6 +223,54 @@ pub struct CardListing {
     pub pin: String,
     /// (slot, certificate subject) of the slots holding certificates
     pub slots: Vec<(String, String)>,
+}
+
+/// The PIV data object holding a slot's certificate (SP 800-73-4 Part 1, Table 3).
+fn certificate_object_id(slot: PivSlot) -> u32 {
+    let b: u8 = slot.0.into();
+    match b {
+        0x9a => 0x005f_c105,
+        0x9c => 0x005f_c10a,
+        0x9d => 0x005f_c10b,
+        0x9e => 0x005f_c101,
+        // retired key management 82..95 → 5FC10D..5FC120
+        r => 0x005f_c10d + u32::from(r - 0x82),
+    }
+}
+
+/// The certificate in a slot, read from its data object. (The `yubikey` crate's
+/// `Certificate::read` indexes into an empty object and panics on a slot whose certificate
+/// was deleted; an empty or absent object is "no certificate" here.)
+fn read_slot_certificate(yk: &mut YubiKey, slot: PivSlot) -> Result<Option<Vec<u8>>, KeyError> {
+    let Ok(buf) = yk.fetch_object(certificate_object_id(slot)) else {
+        return Ok(None);
+    };
+    // 70 L <certificate> 71 01 <certinfo> FE 00
+    let bytes: &[u8] = &buf;
+    if bytes.first() != Some(&0x70) {
+        return Ok(None);
+    }
+    let (len, header) = match bytes.get(1) {
+        Some(&l) if l < 0x80 => (usize::from(l), 2),
+        Some(0x81) => (usize::from(*bytes.get(2).unwrap_or(&0)), 3),
+        Some(0x82) => (
+            usize::from(*bytes.get(2).unwrap_or(&0)) << 8
+                | usize::from(*bytes.get(3).unwrap_or(&0)),
+            4,
+        ),
+        _ => return Ok(None),
+    };
+    match bytes.get(header..header + len) {
+        Some(cert) if !cert.is_empty() => {
+            if bytes.get(header + len..header + len + 3) == Some(&[0x71, 0x01, 0x01]) {
+                return Err(KeyError::Unsupported(format!(
+                    "the certificate in slot {slot} is gzip-compressed"
+                )));
+            }
+            Ok(Some(cert.to_vec()))
+        }
+        _ => Ok(None),
+    }
 }
 
 fn absent(what: &str, e: yubikey::Error) -> KeyError {
@@ -242,10 +311,13 @@ impl Card {
 
     /// The PIN guard: asks the card how many tries are left (an empty VERIFY, which costs no
     /// try), refuses at one try left unless forced, and only then verifies the operator's PIN.
-    fn verify_pin(&self, yk: &mut YubiKey) -> Result<(), KeyError> {
+    /// `every_time`: the slot's policy wants a VERIFY right before each use (9c).
+    fn verify_pin(&self, yk: &mut YubiKey, every_time: bool) -> Result<(), KeyError> {
         match yk.verify_pin(&[]) {
-            // 90 00: already verified (SP 800-73-4), nothing to spend.
-            Ok(()) => return Ok(()),
+            // 90 00: already verified (SP 800-73-4); the counter is full. Nothing to spend
+            // unless the slot wants a fresh VERIFY.
+            Ok(()) if !every_time => return Ok(()),
+            Ok(()) => {}
             Err(yubikey::Error::WrongPin { tries: 0 }) | Err(yubikey::Error::PinLocked) => {
                 return Err(KeyError::Pin(format!(
                     "the PIN of PIV card {} is blocked; unblock it with the PUK",
@@ -279,8 +351,9 @@ impl Card {
         match yk.verify_pin(pin.secret_str().as_bytes()) {
             Ok(()) => Ok(()),
             Err(yubikey::Error::WrongPin { tries }) => Err(KeyError::Pin(format!(
-                "wrong PIN for PIV card {}: {tries} tries left",
-                self.serial
+                "wrong PIN for PIV card {}: {tries} {} left",
+                self.serial,
+                if tries == 1 { "try" } else { "tries" }
             ))),
             Err(yubikey::Error::PinLocked) => Err(KeyError::Pin(format!(
                 "the PIN of PIV card {} is blocked",
@@ -306,12 +379,17 @@ impl Card {
                 MgmKey::from_bytes(&bytes, None).map_err(|e| piv_err("management key", e))?
             }
             None => {
-                eprintln!(
+                if !self
+                    .warned_default_mgm
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    eprintln!(
                     "certman: WARNING: PIV card {} is being managed with the FACTORY DEFAULT management key; \
                      anyone can replace its keys. Set a new one (yubico-piv-tool -a set-mgm-key) and give \
                      management-key-source= in the key URI or token profile.",
                     self.serial
                 );
+                }
                 MgmKey::get_default(yk).map_err(|e| piv_err("default management key", e))?
             }
         };
@@ -398,13 +476,16 @@ impl KeyProvider for PivProvider {
         let slot = slot_of(&key.uri)?;
         let card = self.card(&key.uri)?;
         let mut yk = card.lock();
-        match Certificate::read(&mut yk, slot.0) {
-            Ok(c) => Ok(c.cert.tbs_certificate().subject_public_key_info().clone()),
-            Err(_) => Err(KeyError::NotCapable(format!(
+        let der = read_slot_certificate(&mut yk, slot)?.ok_or_else(|| {
+            KeyError::NotCapable(format!(
                 "slot {slot} of PIV card {} holds no certificate to read the public key from",
                 card.serial
-            ))),
-        }
+            ))
+        })?;
+        use der::Decode;
+        let cert = x509_cert::Certificate::from_der(&der)
+            .map_err(|e| KeyError::device(format!("the certificate in slot {slot}"), e))?;
+        Ok(cert.tbs_certificate().subject_public_key_info().clone())
     }
 
     fn signer(&self, key: &KeyHandle) -> Result<Arc<dyn KeySigner>, KeyError> {
@@ -470,21 +551,7 @@ impl CertificateObjects for PivProvider {
         let slot = slot_of(&key.uri)?;
         let card = self.card(&key.uri)?;
         let mut yk = card.lock();
-        match Certificate::read(&mut yk, slot.0) {
-            Ok(c) => {
-                use der::Encode;
-                Ok(Some(
-                    c.cert
-                        .to_der()
-                        .map_err(|e| KeyError::device("certificate", e))?,
-                ))
-            }
-            Err(yubikey::Error::NotFound) | Err(yubikey::Error::InvalidObject) => Ok(None),
-            Err(e) => Err(piv_err(
-                format!("reading the certificate of slot {slot}"),
-                e,
-            )),
-        }
+        read_slot_certificate(&mut yk, slot)
     }
 
     fn store_certificate(&self, key: &KeyHandle, der: &[u8]) -> Result<(), KeyError> {
@@ -515,17 +582,21 @@ impl KeyDecrypt for PivProvider {
     ) -> Result<SecretBytes, KeyError> {
         let slot = slot_of(&key.uri)?;
         let card = self.card(&key.uri)?;
-        let spki = self.public_key(key)?;
-        let alg = match KeyAlgorithm::from_spki(der::referenced::OwnedToRef::owned_to_ref(&spki))? {
-            a @ KeyAlgorithm::Rsa { .. } => algorithm_id(a)?,
-            other => {
-                return Err(KeyError::Unsupported(format!(
-                    "decryption with a {other} key"
+        // The ciphertext is as long as the modulus; that names the key size (the card cannot
+        // be asked, and the slot may hold no certificate).
+        let alg = match ciphertext.len() {
+            128 => AlgorithmId::Rsa1024,
+            256 => AlgorithmId::Rsa2048,
+            384 => AlgorithmId::Rsa3072,
+            512 => AlgorithmId::Rsa4096,
+            n => {
+                return Err(KeyError::Verification(format!(
+                    "RSA decryption failed: a {n}-byte ciphertext fits no RSA key size"
                 )))
             }
         };
         let mut yk = card.lock();
-        card.verify_pin(&mut yk)?;
+        card.verify_pin(&mut yk, slot.0 == SlotId::Signature)?;
         let em = piv::decrypt_data(&mut yk, ciphertext, alg, slot.0)
             .map_err(|e| piv_err("decrypting on the card", e))?;
         // Remove the PKCS#1 v1.5 type-2 padding: 00 02 PS(≥8 non-zero) 00 M.
@@ -609,7 +680,9 @@ impl KeySigner for PivSigner {
             _ => message.to_vec(),
         };
         let mut yk = self.card.lock();
-        self.card.verify_pin(&mut yk)?;
+        // Slot 9c's default policy is "PIN always": a VERIFY right before each signature.
+        self.card
+            .verify_pin(&mut yk, self.slot.0 == SlotId::Signature)?;
         let sig = piv::sign_data(&mut yk, &input, alg, self.slot.0)
             .map_err(|e| piv_err(format!("signing with slot {}", self.slot), e))?;
         Ok(sig.to_vec())
