@@ -31,7 +31,27 @@ impl TokenArgs {
             let v: Vec<_> = listing
                 .iter()
                 .map(|p| {
+                    #[cfg(feature = "pcsc")]
+                    let readers = p.readers.as_ref().map(|r| match r {
+                        Ok(rs) => serde_json::json!(rs
+                            .iter()
+                            .map(|r| match &r.card {
+                                Ok(c) => serde_json::json!({
+                                    "reader": r.name,
+                                    "serial": c.serial,
+                                    "version": c.version,
+                                    "pin": c.pin,
+                                    "slots": c.slots.iter().map(|(s, subj)| serde_json::json!({"slot": s, "certificate": subj})).collect::<Vec<_>>(),
+                                }),
+                                Err(e) => serde_json::json!({"reader": r.name, "error": e}),
+                            })
+                            .collect::<Vec<_>>()),
+                        Err(e) => serde_json::json!({ "error": e }),
+                    });
+                    #[cfg(not(feature = "pcsc"))]
+                    let readers: Option<serde_json::Value> = None;
                     serde_json::json!({
+                        "readers": readers,
                         "profile": p.name,
                         "kind": p.kind,
                         "default": p.default,
