@@ -385,6 +385,7 @@ fn piv() -> Option<Backend> {
 #[test]
 fn piv_backend_conforms() {
     if let Some(b) = piv() {
+        let _card = PIV_CARD.lock().unwrap_or_else(|p| p.into_inner());
         conformance(&b);
     }
 }
@@ -535,4 +536,104 @@ fn softhsm_always_authenticate_keys_sign_after_context_login() {
         verify_signature(signer.public_key(), scheme, b"needs a fresh login", &sig).unwrap();
     }
     b.provider.delete(&key).unwrap();
+}
+
+/// The card is one device: the PIV tests of this file take turns.
+#[cfg(feature = "pcsc")]
+static PIV_CARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A key certman generated on the PIV card, reached through the card vendors' PKCS#11 modules
+/// (Yubico's ykcs11 and OpenSC's) by certman's PKCS#11 provider: the same key, card-verified
+/// and signing, whichever way it is reached.
+#[cfg(feature = "pcsc")]
+#[test]
+fn piv_keys_sign_through_the_pkcs11_modules() {
+    let Some(b) = piv() else {
+        return;
+    };
+    let _card = PIV_CARD.lock().unwrap_or_else(|p| p.into_inner());
+    let g = b
+        .provider
+        .generate(&GenerateRequest {
+            algorithm: KeyAlgorithm::Ec(EcCurve::P256),
+            label: "via-pkcs11".into(),
+            location: b.location.clone(),
+        })
+        .unwrap();
+    let key = KeyHandle {
+        uri: g.uri.clone(),
+        sealed: None,
+    };
+    let signer = b
+        .provider
+        .signer_with_public_key(&key, &g.public_key)
+        .unwrap();
+    let x = X509Signer::new(signer, SignatureScheme::Ecdsa(HashAlgorithm::Sha256)).unwrap();
+    let der = self_signed(&g.public_key, &x, "via-pkcs11");
+    b.provider
+        .certificate_objects()
+        .unwrap()
+        .store_certificate(&key, &der)
+        .unwrap();
+    let pin = b
+        .location
+        .as_ref()
+        .unwrap()
+        .query_str("pin-source")
+        .unwrap()
+        .to_owned();
+    let mut tried = 0;
+    for module in [
+        "/usr/lib/x86_64-linux-gnu/libykcs11.so",
+        "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
+    ] {
+        if !Path::new(module).exists() {
+            assert!(
+                std::env::var("CERTMAN_REQUIRE_TOKENS").as_deref() != Ok("1"),
+                "{module} missing: run scripts/setup.sh"
+            );
+            continue;
+        }
+        tried += 1;
+        let p11 = Pkcs11Provider::new(Pkcs11Options::default());
+        let spec = certman::keys::PinSpec {
+            value: None,
+            source: Some(pin.parse().unwrap()),
+        };
+        // Slot 9a is CKA_ID 01 in both modules; find the token that holds it.
+        let token = p11
+            .inventory(Path::new(module), &spec)
+            .unwrap()
+            .into_iter()
+            .find(|t| {
+                t.objects
+                    .iter()
+                    .any(|o| o.class == "private-key" && o.id == "01")
+            })
+            .unwrap_or_else(|| panic!("{module}: no token shows the 9a key"));
+        let uri = KeyUri::new(certman::keys::Scheme::Pkcs11)
+            .with_path("token", &token.label)
+            .with_path("id", [0x01u8])
+            .with_query("module-path", module)
+            .with_query("pin-source", &pin);
+        let handle = KeyHandle { uri, sealed: None };
+        let report = card_verify(&p11, &handle, &g.public_key)
+            .unwrap_or_else(|e| panic!("{module}: card-verify: {e}"));
+        assert_eq!(report.provider, "PKCS#11");
+        let s = p11.signer(&handle).unwrap();
+        let scheme = SignatureScheme::Ecdsa(HashAlgorithm::Sha256);
+        let sig = s.sign(scheme, b"through the module").unwrap();
+        verify_signature(&g.public_key, scheme, b"through the module", &sig)
+            .unwrap_or_else(|e| panic!("{module}: {e}"));
+        assert_eq!(
+            p11.certificate_objects()
+                .unwrap()
+                .load_certificate(&handle)
+                .unwrap()
+                .as_deref(),
+            Some(&der[..]),
+            "{module}: the slot's certificate"
+        );
+    }
+    eprintln!("PIV key checked through {tried} PKCS#11 module(s)");
 }
