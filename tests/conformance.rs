@@ -195,26 +195,7 @@ fn conformance(b: &Backend) {
         }
         // self-signed CA through the X509Signer adapter, checked by OpenSSL
         let x = X509Signer::new(signer.clone(), scheme).unwrap();
-        let (nb, na) = CertificateSpec::validity_from_now(30).unwrap();
-        let spec = CertificateSpec {
-            subject: SubjectFields {
-                common_name: Some(ctx.clone()),
-                ..Default::default()
-            }
-            .to_name()
-            .unwrap(),
-            public_key: pk.clone(),
-            serial: x509::random_serial().unwrap(),
-            not_before: nb,
-            not_after: na,
-            is_ca: true,
-            key_usage: "key-cert-sign,crl-sign".parse().unwrap(),
-            subject_alt_names: vec![],
-            crl_distribution_point: None,
-            issuer: None,
-        };
-        let der =
-            x509::build_certificate(&spec, &x).unwrap_or_else(|e| panic!("{ctx}: build: {e}"));
+        let der = self_signed(&pk, &x, &ctx);
         openssl_self_verify(&der, &ctx);
         let info = x509::inspect_certificate(&der).unwrap();
         assert!(info.is_ca && info.not_after > SystemTime::now() + Duration::from_secs(86_400));
