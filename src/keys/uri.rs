@@ -151,6 +151,18 @@ impl KeyUri {
         u
     }
 
+    /// The id of the key's row in the store: the soft key id, or for a token key a digest of
+    /// its URI (without secrets), so that the same token key is one row.
+    pub fn store_id(&self) -> String {
+        match self.soft_id() {
+            Some(id) => id.to_owned(),
+            None => hex::encode(aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                self.without_secrets().to_string().as_bytes(),
+            )),
+        }
+    }
+
     /// The soft key id of a `soft:` URI.
     pub fn soft_id(&self) -> Option<&str> {
         (self.scheme == Scheme::Soft)

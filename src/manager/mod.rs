@@ -631,14 +631,13 @@ impl Manager {
                 issuer: plan.issuer.clone(),
             };
             let der = x509::build_certificate(&spec, signer)?;
-            let fingerprint =
-                hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der));
+            let fingerprint = x509::fingerprint(&der);
             Ok(NewCertificate {
                 name: name.to_owned(),
                 serial: hex::encode_upper(spec.serial.as_bytes()),
                 fingerprint,
                 der,
-                key_id: Some(key_store_id(&generated)),
+                key_id: Some(generated.uri.store_id()),
                 issuer_id: plan.issuer_id,
                 trusted: plan.trusted,
                 ca_crl_host: plan.ca_crl_host.clone(),
@@ -661,7 +660,7 @@ impl Manager {
     fn insert_issued(txn: &mut dyn Transaction, issued: &Issued) -> Result<i64> {
         if let Some(k) = &issued.key {
             txn.insert_key(&KeyRecord {
-                id: key_store_id(k),
+                id: k.uri.store_id(),
                 uri: k.uri.without_secrets().to_string(),
                 algorithm: format!("{}/{}", k.algorithm.key_type(), k.algorithm.key_size()),
                 sealed: k.sealed.clone(),
@@ -1055,19 +1054,6 @@ fn with_extension(base: &Path, ext: &str) -> PathBuf {
     s.push(".");
     s.push(ext);
     PathBuf::from(s)
-}
-
-fn key_store_id(k: &GeneratedKey) -> String {
-    match k.uri.soft_id() {
-        Some(id) => id.to_owned(),
-        None => hex::encode(
-            aws_lc_rs::digest::digest(
-                &aws_lc_rs::digest::SHA256,
-                k.uri.without_secrets().to_string().as_bytes(),
-            )
-            .as_ref(),
-        ),
-    }
 }
 
 fn copy_properties(txn: &dyn Transaction, src: &str) -> Result<TemplateProperties> {

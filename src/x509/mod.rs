@@ -450,7 +450,7 @@ pub struct CertificateInfo {
 pub fn inspect_certificate(der: &[u8]) -> Result<CertificateInfo, X509Error> {
     let cert = Certificate::from_der(der)?;
     let tbs = cert.tbs_certificate();
-    let fingerprint = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der));
+    let fingerprint = fingerprint(der);
     let mut key_flags = der::flagset::FlagSet::default();
     let mut ekus = Vec::new();
     let mut san = String::new();
@@ -517,6 +517,11 @@ pub fn inspect_certificate(der: &[u8]) -> Result<CertificateInfo, X509Error> {
         public_key: tbs.subject_public_key_info().clone(),
         subject_name: subject.clone(),
     })
+}
+
+/// A certificate's fingerprint: SHA-256 of its DER, lower-case hex (RouterOS v6.18+).
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
 }
 
 /// PEM `CERTIFICATE` block.
