@@ -617,33 +617,9 @@ impl Manager {
                     &self_signer
                 }
             };
-            let (not_before, not_after) = CertificateSpec::validity_from_now(plan.days_valid)?;
-            let spec = CertificateSpec {
-                subject: plan.subject.clone(),
-                public_key: generated.public_key.clone(),
-                serial: x509::random_serial()?,
-                not_before,
-                not_after,
-                is_ca: plan.is_ca,
-                key_usage: plan.key_usage.clone(),
-                subject_alt_names: plan.subject_alt_names.clone(),
-                crl_distribution_point: plan.crl_distribution_point.clone(),
-                issuer: plan.issuer.clone(),
-            };
-            let der = x509::build_certificate(&spec, signer)?;
-            let fingerprint = x509::fingerprint(&der);
-            Ok(NewCertificate {
-                name: name.to_owned(),
-                serial: hex::encode_upper(spec.serial.as_bytes()),
-                fingerprint,
-                der,
-                key_id: Some(generated.uri.store_id()),
-                issuer_id: plan.issuer_id,
-                trusted: plan.trusted,
-                ca_crl_host: plan.ca_crl_host.clone(),
-                properties: plan.properties.clone(),
-                not_after: unix_secs(not_after),
-            })
+            let mut record = Self::certify(plan, name, &generated.public_key, signer)?;
+            record.key_id = Some(generated.uri.store_id());
+            Ok(record)
         })();
         match result {
             Ok(record) => Ok(Issued {
@@ -655,6 +631,41 @@ impl Manager {
                 Err(e)
             }
         }
+    }
+
+    /// Builds and signs the certificate of `plan` for `public_key` (no store writes).
+    fn certify(
+        plan: &Plan,
+        name: &str,
+        public_key: &spki::SubjectPublicKeyInfoOwned,
+        signer: &X509Signer,
+    ) -> Result<NewCertificate> {
+        let (not_before, not_after) = CertificateSpec::validity_from_now(plan.days_valid)?;
+        let spec = CertificateSpec {
+            subject: plan.subject.clone(),
+            public_key: public_key.clone(),
+            serial: x509::random_serial()?,
+            not_before,
+            not_after,
+            is_ca: plan.is_ca,
+            key_usage: plan.key_usage.clone(),
+            subject_alt_names: plan.subject_alt_names.clone(),
+            crl_distribution_point: plan.crl_distribution_point.clone(),
+            issuer: plan.issuer.clone(),
+        };
+        let der = x509::build_certificate(&spec, signer)?;
+        Ok(NewCertificate {
+            name: name.to_owned(),
+            serial: hex::encode_upper(spec.serial.as_bytes()),
+            fingerprint: x509::fingerprint(&der),
+            der,
+            key_id: None,
+            issuer_id: plan.issuer_id,
+            trusted: plan.trusted,
+            ca_crl_host: plan.ca_crl_host.clone(),
+            properties: plan.properties.clone(),
+            not_after: unix_secs(not_after),
+        })
     }
 
     fn insert_issued(txn: &mut dyn Transaction, issued: &Issued) -> Result<i64> {
