@@ -8,6 +8,7 @@ mod export;
 pub mod output;
 mod print;
 mod remove;
+mod request;
 mod set;
 mod sign;
 mod token;
@@ -70,6 +71,10 @@ pub enum Command {
     CardReinstall(card::CardReinstallArgs),
     /// Token profiles and what the tokens hold.
     Token(token::TokenArgs),
+    /// Write a PKCS#10 request (and its encrypted key) from a template.
+    CreateCertificateRequest(request::CreateRequestArgs),
+    /// Issue a certificate for a PKCS#10 request made elsewhere.
+    SignCertificateRequest(request::SignRequestArgs),
 }
 
 /// What every command gets.
@@ -259,6 +264,8 @@ pub fn main() -> ExitCode {
         Command::CardVerify(a) => a.run(&ctx),
         Command::CardReinstall(a) => a.run(&ctx),
         Command::Token(a) => a.run(&ctx),
+        Command::CreateCertificateRequest(a) => a.run(&ctx),
+        Command::SignCertificateRequest(a) => a.run(&ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,6 +81,32 @@ pub struct CertificateRecord {
     pub cert: NewCertificate,
 }
 
+/// A certificate request made here (`create-certificate-request`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRequest {
+    /// the template's name
+    pub name: String,
+    /// its key
+    pub key_id: Option<String>,
+    /// subject, as text
+    pub subject: String,
+    /// the SubjectPublicKeyInfo DER (how a returning certificate finds its key)
+    pub public_key: Vec<u8>,
+    /// the request DER
+    pub der: Vec<u8>,
+}
+
+/// A stored request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// row id
+    pub id: i64,
+    /// the rest
+    pub request: NewRequest,
+    /// creation time, Unix microseconds
+    pub created_at: i64,
+}
+
 /// Read-only or read-write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxnMode {
@@ -138,8 +164,13 @@ pub trait Transaction {
     fn insert_key(&mut self, key: &KeyRecord) -> Result<()>;
     /// Deletes a key.
     fn delete_key(&mut self, id: &str) -> Result<()>;
-    /// How many certificates use a key.
+    /// How many certificates and requests use a key.
     fn key_users(&self, id: &str) -> Result<i64>;
+
+    /// Remembers a request made here.
+    fn insert_request(&mut self, request: &NewRequest) -> Result<i64>;
+    /// The requests made here.
+    fn requests(&self) -> Result<Vec<RequestRecord>>;
 }
 
 /// Now, in Unix microseconds.

@@ -9,13 +9,13 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    now_micros, CertificateRecord, KeyRecord, NewCertificate, Result, Store, TemplateRecord,
-    Transaction, TxnMode,
+    now_micros, CertificateRecord, KeyRecord, NewCertificate, NewRequest, RequestRecord, Result,
+    Store, TemplateRecord, Transaction, TxnMode,
 };
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// The database file's name inside the store directory.
 pub const DB_FILE: &str = "certman.db";
 
@@ -56,6 +56,21 @@ CREATE TABLE certificates (
 );
 CREATE UNIQUE INDEX certificates_issuer_serial ON certificates(issuer_id, serial);
 CREATE INDEX certificates_key ON certificates(key_id);
+";
+
+/// v2: certificate requests made here, remembered so that the signed certificate, when it
+/// comes back, joins its key.
+const SCHEMA_V2: &str = "
+CREATE TABLE requests (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    key_id      TEXT REFERENCES keys(id),
+    subject     TEXT NOT NULL,
+    public_key  BLOB NOT NULL,
+    der         BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX requests_public_key ON requests(public_key);
 ";
 
 /// SQLite-backed [`Store`].
@@ -137,6 +152,9 @@ fn migrate(conn: &Connection) -> Result<Vec<u8>> {
                 "INSERT INTO meta(key, value) VALUES ('salt', ?1)",
                 params![salt.to_vec()],
             )?;
+        }
+        if version < 2 {
+            conn.execute_batch(SCHEMA_V2)?;
         }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         let salt: Vec<u8> = conn
@@ -405,8 +423,48 @@ impl Transaction for SqliteTxn<'_> {
     fn key_users(&self, id: &str) -> Result<i64> {
         Ok(self
             .conn
-            .prepare_cached("SELECT COUNT(*) FROM certificates WHERE key_id = ?1")?
+            .prepare_cached(
+                "SELECT (SELECT COUNT(*) FROM certificates WHERE key_id = ?1) + \
+                        (SELECT COUNT(*) FROM requests WHERE key_id = ?1)",
+            )?
             .query_row(params![id], |r| r.get(0))?)
+    }
+
+    fn insert_request(&mut self, r: &NewRequest) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO requests(name, key_id, subject, public_key, der, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                r.name,
+                r.key_id,
+                r.subject,
+                r.public_key,
+                r.der,
+                now_micros()
+            ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn requests(&self) -> Result<Vec<RequestRecord>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, name, key_id, subject, public_key, der, created_at FROM requests ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(RequestRecord {
+                id: r.get(0)?,
+                request: NewRequest {
+                    name: r.get(1)?,
+                    key_id: r.get(2)?,
+                    subject: r.get(3)?,
+                    public_key: r.get(4)?,
+                    der: r.get(5)?,
+                },
+                created_at: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 
@@ -446,6 +504,19 @@ mod tests {
         t.commit().unwrap();
         let t = s.begin(TxnMode::Read).unwrap();
         assert_eq!(t.templates().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_store_gains_the_requests_table() {
+        let d = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(d.path()).unwrap());
+        let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+        c.execute_batch("DROP TABLE requests; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(c);
+        let s = SqliteStore::open(d.path()).unwrap();
+        let t = s.begin(TxnMode::Read).unwrap();
+        assert!(t.requests().unwrap().is_empty());
     }
 
     #[test]

@@ -117,6 +117,18 @@ fn name_attribute(name: &Name, oid: ObjectIdentifier) -> Option<String> {
     })
 }
 
+/// The subject fields of a Name (C, ST, L, O, OU, CN).
+pub fn subject_fields(name: &Name) -> SubjectFields {
+    SubjectFields {
+        country: name_attribute(name, rfc4519::COUNTRY_NAME),
+        state: name_attribute(name, rfc4519::ST),
+        locality: name_attribute(name, rfc4519::LOCALITY_NAME),
+        organization: name_attribute(name, rfc4519::ORGANIZATION_NAME),
+        unit: name_attribute(name, rfc4519::ORGANIZATIONAL_UNIT_NAME),
+        common_name: name_attribute(name, rfc4519::COMMON_NAME),
+    }
+}
+
 /// Parses RouterOS `subject-alt-name`: `DNS:a.example,IP:192.0.2.1,email:x@y,URI:https://…`.
 pub fn parse_subject_alt_names(s: &str) -> Result<Vec<GeneralName>, X509Error> {
     let mut out = Vec::new();
@@ -495,14 +507,7 @@ pub fn inspect_certificate(der: &[u8]) -> Result<CertificateInfo, X509Error> {
         subject: name_to_string(subject),
         issuer: name_to_string(tbs.issuer()),
         common_name: name_attribute(subject, rfc4519::COMMON_NAME),
-        subject_fields: SubjectFields {
-            country: name_attribute(subject, rfc4519::COUNTRY_NAME),
-            state: name_attribute(subject, rfc4519::ST),
-            locality: name_attribute(subject, rfc4519::LOCALITY_NAME),
-            organization: name_attribute(subject, rfc4519::ORGANIZATION_NAME),
-            unit: name_attribute(subject, rfc4519::ORGANIZATIONAL_UNIT_NAME),
-            common_name: name_attribute(subject, rfc4519::COMMON_NAME),
-        },
+        subject_fields: subject_fields(subject),
         serial_hex: hex::encode_upper(tbs.serial_number().as_bytes()),
         fingerprint,
         not_before: tbs.validity().not_before.to_system_time(),
