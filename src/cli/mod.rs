@@ -5,6 +5,7 @@
 mod add;
 mod card;
 mod export;
+mod import;
 pub mod output;
 mod print;
 mod remove;
@@ -71,6 +72,8 @@ pub enum Command {
     CardReinstall(card::CardReinstallArgs),
     /// Token profiles and what the tokens hold.
     Token(token::TokenArgs),
+    /// Import certificates and private keys from files (PEM, DER, PKCS#8, PKCS#1, SEC1).
+    Import(import::ImportArgs),
     /// Write a PKCS#10 request (and its encrypted key) from a template.
     CreateCertificateRequest(request::CreateRequestArgs),
     /// Issue a certificate for a PKCS#10 request made elsewhere.
@@ -264,6 +267,7 @@ pub fn main() -> ExitCode {
         Command::CardVerify(a) => a.run(&ctx),
         Command::CardReinstall(a) => a.run(&ctx),
         Command::Token(a) => a.run(&ctx),
+        Command::Import(a) => a.run(&ctx),
         Command::CreateCertificateRequest(a) => a.run(&ctx),
         Command::SignCertificateRequest(a) => a.run(&ctx),
     };

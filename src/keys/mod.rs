@@ -108,6 +108,13 @@ pub trait KeyDecrypt: Send + Sync {
         -> Result<SecretBytes, KeyError>;
 }
 
+/// Optional capability: a private key from outside (an import) is taken into the provider.
+pub trait KeyImport: Send + Sync {
+    /// Takes an unencrypted PKCS#8 key; returns it as a generated key would be (software:
+    /// sealed material for the caller's transaction).
+    fn import_pkcs8(&self, pkcs8: &[u8]) -> Result<GeneratedKey, KeyError>;
+}
+
 /// Which optional capabilities a provider has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
@@ -151,6 +158,10 @@ pub trait KeyProvider: Send + Sync {
     }
     /// RSA decryption, if the provider offers it.
     fn decrypter(&self) -> Option<&dyn KeyDecrypt> {
+        None
+    }
+    /// Taking keys from outside, if the provider can.
+    fn importer(&self) -> Option<&dyn KeyImport> {
         None
     }
     /// The state of the token holding `key` (PIN tries, presence), for card-verify's report.

@@ -131,6 +131,38 @@ pub struct SignRequestFile {
     pub dir: PathBuf,
 }
 
+/// `import [file-name=…] [passphrase=…] [name=…] [trusted=…]`.
+#[derive(Debug, Default)]
+pub struct ImportRequest {
+    /// a file or a directory; `None`: every file in `dir`
+    pub file_name: Option<PathBuf>,
+    /// opens encrypted keys
+    pub passphrase: Option<Passphrase>,
+    /// the name of the (first) imported certificate
+    pub name: Option<String>,
+    /// `trusted` of the imported certificates
+    pub trusted: Option<bool>,
+    /// the current directory
+    pub dir: PathBuf,
+}
+
+/// The RouterOS import counters, and what went wrong per file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// new certificates
+    pub certificates_imported: usize,
+    /// private keys that joined a certificate
+    pub private_keys_imported: usize,
+    /// files with at least one item imported
+    pub files_imported: usize,
+    /// files whose encrypted content the passphrase did not open
+    pub decryption_failures: usize,
+    /// keys that opened but match no certificate
+    pub keys_with_no_certificate: usize,
+    /// (file, why) for every file that could not be read
+    pub errors: Vec<(PathBuf, String)>,
+}
+
 /// What `remove` removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RemoveReport {
@@ -974,6 +1006,184 @@ impl Manager {
         write(&crt, pem.as_bytes(), 0o644)?;
         written.insert(0, crt);
         Ok(written)
+    }
+
+    // ---------------------------------------------------------------- import
+
+    /// `import`: certificates and keys from files (formats found by content). Keys join the
+    /// certificates (already in the store, or in the same import) whose public key they
+    /// match. Duplicates are skipped. A file that cannot be read is reported and changes
+    /// nothing; the rest is imported in one transaction.
+    pub fn import(&self, req: &ImportRequest) -> Result<ImportReport> {
+        let files: Vec<PathBuf> = {
+            let target = match &req.file_name {
+                Some(f) if f.is_absolute() => f.clone(),
+                Some(f) => req.dir.join(f),
+                None => req.dir.clone(),
+            };
+            let meta = std::fs::metadata(&target).map_err(|source| ManagerError::File {
+                path: target.clone(),
+                source,
+            })?;
+            if meta.is_dir() {
+                let mut v: Vec<PathBuf> = std::fs::read_dir(&target)
+                    .map_err(|source| ManagerError::File {
+                        path: target.clone(),
+                        source,
+                    })?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect();
+                v.sort();
+                v
+            } else {
+                vec![target]
+            }
+        };
+        let mut report = ImportReport::default();
+        let pass = req.passphrase.as_ref().map(|p| p.secret_str());
+        let mut parsed = Vec::new();
+        for f in files {
+            let bytes = match std::fs::metadata(&f) {
+                Ok(m) if m.len() > x509::import::MAX_IMPORT_BYTES as u64 => {
+                    report
+                        .errors
+                        .push((f, format!("{} bytes is too large to import", m.len())));
+                    continue;
+                }
+                _ => match std::fs::read(&f) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        report.errors.push((f, e.to_string()));
+                        continue;
+                    }
+                },
+            };
+            match x509::import::read_file(&bytes, pass) {
+                Ok(c) => parsed.push((f, c)),
+                Err(x509::import::ImportError::Decryption(m)) => {
+                    report.decryption_failures += 1;
+                    report.errors.push((f, m));
+                }
+                Err(e) => report.errors.push((f, e.to_string())),
+            }
+        }
+        let importer = self
+            .keys
+            .soft()
+            .importer()
+            .ok_or_else(|| ManagerError::Key(KeyError::NotCapable("no key importer".into())))?;
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        // Certificates without a key, by public key DER: where imported keys go.
+        let mut keyless: Vec<(i64, Vec<u8>)> = Vec::new();
+        for c in txn.certificates()? {
+            if c.cert.key_id.is_none() {
+                if let Ok(info) = x509::inspect_certificate(&c.cert.der) {
+                    keyless.push((
+                        c.id,
+                        der::Encode::to_der(&info.public_key).unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+        let mut n_named = 0usize;
+        for (file, contents) in &parsed {
+            let mut imported = false;
+            let stem = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "cert".into());
+            for der_cert in &contents.certificates {
+                let info = x509::inspect_certificate(der_cert)?;
+                if txn.certificate_by_fingerprint(&info.fingerprint)?.is_some() {
+                    continue; // already here
+                }
+                let name = loop {
+                    let candidate = match (&req.name, n_named) {
+                        (Some(n), 0) => n.clone(),
+                        (Some(n), i) => format!("{n}_{i}"),
+                        (None, i) => format!("{stem}_{i}"),
+                    };
+                    n_named += 1;
+                    if validate_name(&candidate).is_ok() && !txn.name_in_use(&candidate)? {
+                        break candidate;
+                    }
+                    if req.name.is_some() && n_named == 1 {
+                        return Err(ManagerError::refused(
+                            format!("name \"{candidate}\" is already in use"),
+                            Some("give another name="),
+                        ));
+                    }
+                };
+                let id = txn.insert_certificate(&NewCertificate {
+                    name,
+                    serial: info.serial_hex.clone(),
+                    fingerprint: info.fingerprint.clone(),
+                    der: der_cert.clone(),
+                    key_id: None,
+                    issuer_id: None,
+                    trusted: req.trusted.unwrap_or(false),
+                    ca_crl_host: None,
+                    properties: "{}".into(),
+                    not_after: unix_secs(info.not_after),
+                })?;
+                keyless.push((
+                    id,
+                    der::Encode::to_der(&info.public_key).unwrap_or_default(),
+                ));
+                report.certificates_imported += 1;
+                imported = true;
+            }
+            for key in &contents.keys {
+                let g = match importer.import_pkcs8(key.secret_bytes()) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        report
+                            .errors
+                            .push((file.clone(), format!("private key: {e}")));
+                        continue;
+                    }
+                };
+                let spki = der::Encode::to_der(&g.public_key).unwrap_or_default();
+                match keyless.iter().position(|(_, pk)| *pk == spki) {
+                    Some(i) => {
+                        let (cert_id, _) = keyless.remove(i);
+                        txn.insert_key(&KeyRecord {
+                            id: g.uri.store_id(),
+                            uri: g.uri.to_string(),
+                            algorithm: format!(
+                                "{}/{}",
+                                g.algorithm.key_type(),
+                                g.algorithm.key_size()
+                            ),
+                            sealed: g.sealed.clone(),
+                            token_serial: None,
+                            slot: None,
+                            created_at: now_micros(),
+                        })?;
+                        txn.set_certificate_key(cert_id, &g.uri.store_id())?;
+                        report.private_keys_imported += 1;
+                        imported = true;
+                    }
+                    None => report.keys_with_no_certificate += 1,
+                }
+            }
+            if contents.encrypted_keys > 0 {
+                report.errors.push((
+                    file.clone(),
+                    format!(
+                        "{} encrypted private key(s) not imported: give passphrase=",
+                        contents.encrypted_keys
+                    ),
+                ));
+            }
+            if imported {
+                report.files_imported += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(report)
     }
 
     // ---------------------------------------------------------------- requests

@@ -153,6 +153,10 @@ pub trait Transaction {
     fn issued_by(&self, issuer_id: i64) -> Result<Vec<i64>>;
     /// Adds a certificate.
     fn insert_certificate(&mut self, cert: &NewCertificate) -> Result<i64>;
+    /// A certificate by its SHA-256 fingerprint.
+    fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Option<CertificateRecord>>;
+    /// Gives a certificate its private key (a key imported after the certificate).
+    fn set_certificate_key(&mut self, id: i64, key_id: &str) -> Result<()>;
     /// Renames a certificate and sets `trusted`.
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()>;
     /// Deletes a certificate.

@@ -361,6 +361,23 @@ impl Transaction for SqliteTxn<'_> {
         Ok(self.conn.last_insert_rowid())
     }
 
+    fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Option<CertificateRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE fingerprint = ?1"
+            ))?
+            .query_row(params![fingerprint], cert_from_row)
+            .optional()?)
+    }
+
+    fn set_certificate_key(&mut self, id: i64, key_id: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE certificates SET key_id = ?2 WHERE id = ?1")?
+            .execute(params![id, key_id])?;
+        Ok(())
+    }
+
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE certificates SET name = ?2, trusted = ?3 WHERE id = ?1")?

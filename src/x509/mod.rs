@@ -3,6 +3,7 @@
 //! [`X509Signer`]; does no I/O and knows no backend.
 
 pub mod csr;
+pub mod import;
 pub mod usage;
 
 use std::net::IpAddr;

@@ -22,7 +22,7 @@ use self::legacy_rsa::{LegacyRsaDigest, LegacyRsaKey};
 pub use self::seal::Sealer;
 use super::{
     EcCurve, GenerateRequest, GeneratedKey, HashAlgorithm, KeyAlgorithm, KeyDecrypt, KeyExport,
-    KeyHandle, KeyProvider, KeySigner, KeyUri, SignatureScheme,
+    KeyHandle, KeyImport, KeyProvider, KeySigner, KeyUri, SignatureScheme,
 };
 use crate::error::KeyError;
 use crate::secret::SecretBytes;
@@ -149,6 +149,30 @@ impl KeyProvider for SoftProvider {
 
     fn decrypter(&self) -> Option<&dyn KeyDecrypt> {
         Some(self)
+    }
+
+    fn importer(&self) -> Option<&dyn KeyImport> {
+        Some(self)
+    }
+}
+
+impl KeyImport for SoftProvider {
+    fn import_pkcs8(&self, pkcs8: &[u8]) -> Result<GeneratedKey, KeyError> {
+        // Loading it proves it is a key certman can use (and a consistent one).
+        let signer = SoftSigner::from_pkcs8(pkcs8)?;
+        let mut id_bytes = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut id_bytes)
+            .map_err(|_| KeyError::device("key id", "random generator failed"))?;
+        let id = hex::encode(id_bytes);
+        let sealed = self.sealer.seal(&id, pkcs8)?;
+        Ok(GeneratedKey {
+            uri: KeyUri::soft(&id),
+            public_key: signer.spki.clone(),
+            algorithm: signer.alg,
+            sealed: Some(sealed),
+            token_serial: None,
+            slot: None,
+        })
     }
 }
 

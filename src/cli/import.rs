@@ -1,0 +1,86 @@
+//! `certman import`: certificates and keys from files, RouterOS counters.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::Ctx;
+use crate::error::ManagerError;
+use crate::manager::ImportRequest;
+use crate::secret::{resolve_secret, SecretSource, SecretString};
+
+/// `import [file-name=FILE|DIR] [passphrase=…|passphrase-source=…] [name=…] [trusted=yes|no]`
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A file or a directory (default: every file in the current directory).
+    #[arg(long)]
+    pub file_name: Option<PathBuf>,
+    /// Opens encrypted keys.
+    #[arg(long)]
+    pub passphrase: Option<String>,
+    /// Where to read the passphrase: file:PATH, env:VAR, fd:N or prompt.
+    #[arg(long, conflicts_with = "passphrase")]
+    pub passphrase_source: Option<String>,
+    /// Name of the imported certificate (more get _1, _2, …).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Mark the imported certificates trusted.
+    #[arg(long, value_parser = super::yes_no)]
+    pub trusted: Option<bool>,
+}
+
+impl ImportArgs {
+    /// Runs the command.
+    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+        let source: Option<SecretSource> = self
+            .passphrase_source
+            .as_deref()
+            .map(str::parse)
+            .transpose()?;
+        let passphrase = resolve_secret(
+            self.passphrase.clone().map(SecretString::new),
+            source.as_ref(),
+            "passphrase",
+            "passphrase",
+            false,
+        )?;
+        let r = ctx.manager()?.import(&ImportRequest {
+            file_name: self.file_name.clone(),
+            passphrase,
+            name: self.name.clone(),
+            trusted: self.trusted,
+            dir: std::env::current_dir().map_err(|source| ManagerError::File {
+                path: ".".into(),
+                source,
+            })?,
+        })?;
+        for (file, why) in &r.errors {
+            eprintln!("certman import: {}: {why}", file.display());
+        }
+        if ctx.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "certificates-imported": r.certificates_imported,
+                    "private-keys-imported": r.private_keys_imported,
+                    "files-imported": r.files_imported,
+                    "decryption-failures": r.decryption_failures,
+                    "keys-with-no-certificate": r.keys_with_no_certificate,
+                })
+            );
+        } else if !ctx.quiet {
+            println!("  certificates-imported: {}", r.certificates_imported);
+            println!("  private-keys-imported: {}", r.private_keys_imported);
+            println!("  files-imported: {}", r.files_imported);
+            println!("  decryption-failures: {}", r.decryption_failures);
+            println!("  keys-with-no-certificate: {}", r.keys_with_no_certificate);
+        }
+        if r.files_imported == 0 && !r.errors.is_empty() {
+            return Err(ManagerError::InvalidValue(format!(
+                "nothing was imported ({} file(s) could not be read)",
+                r.errors.len()
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,242 @@
+//! Reading certificates and private keys from files whose format is found by content, not by
+//! name: PEM (any number of blocks), DER certificates, PKCS#8 (encrypted or not), PKCS#1 RSA
+//! and SEC1 EC keys. Input is bounded; nothing here touches the store.
+
+use der::asn1::Null;
+use der::{Any, Decode, Encode};
+use pkcs8::{EncryptedPrivateKeyInfoRef, PrivateKeyInfoRef};
+use spki::{AlgorithmIdentifierRef, ObjectIdentifier};
+
+use crate::error::X509Error;
+use crate::secret::SecretBytes;
+
+/// The largest file `import` reads.
+pub const MAX_IMPORT_BYTES: usize = 1024 * 1024;
+
+/// What one file held.
+#[derive(Debug, Default)]
+pub struct FileContents {
+    /// certificates, DER
+    pub certificates: Vec<Vec<u8>>,
+    /// private keys, unencrypted PKCS#8 DER
+    pub keys: Vec<SecretBytes>,
+    /// encrypted keys that could not be opened (no passphrase given)
+    pub encrypted_keys: usize,
+}
+
+/// Why a file could not be read.
+#[derive(Debug)]
+pub enum ImportError {
+    /// an encrypted part did not open with the passphrase
+    Decryption(String),
+    /// the content is not a format certman reads
+    Invalid(String),
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportError::Decryption(m) | ImportError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<X509Error> for ImportError {
+    fn from(e: X509Error) -> Self {
+        ImportError::Invalid(e.to_string())
+    }
+}
+
+const RSA_ENCRYPTION: ObjectIdentifier = const_oid::db::rfc5912::RSA_ENCRYPTION;
+const ID_EC_PUBLIC_KEY: ObjectIdentifier = const_oid::db::rfc5912::ID_EC_PUBLIC_KEY;
+
+/// RFC 5915 ECPrivateKey.
+#[derive(der::Sequence)]
+struct EcPrivateKey<'a> {
+    version: u8,
+    private_key: &'a der::asn1::OctetStringRef,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    parameters: Option<ObjectIdentifier>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    public_key: Option<der::asn1::BitStringRef<'a>>,
+}
+
+fn pkcs8_from(
+    alg_oid: ObjectIdentifier,
+    params: Option<Any>,
+    key: &[u8],
+) -> Result<SecretBytes, ImportError> {
+    let info = PrivateKeyInfoRef {
+        algorithm: AlgorithmIdentifierRef {
+            oid: alg_oid,
+            parameters: params.as_ref().map(Into::into),
+        },
+        private_key: der::asn1::OctetStringRef::new(key)
+            .map_err(|e| ImportError::Invalid(format!("private key: {e}")))?,
+        public_key: None,
+    };
+    let der = info
+        .to_der()
+        .map_err(|e| ImportError::Invalid(format!("private key: {e}")))?;
+    Ok(SecretBytes::new(der))
+}
+
+/// PKCS#1 RSAPrivateKey → PKCS#8.
+fn from_pkcs1(der: &[u8]) -> Result<SecretBytes, ImportError> {
+    // Checked to be a SEQUENCE of INTEGERs by the key loader later; here only wrapped.
+    pkcs8_from(RSA_ENCRYPTION, Some(Any::from(Null)), der)
+}
+
+/// SEC1 ECPrivateKey → PKCS#8 (the curve moves into the AlgorithmIdentifier).
+fn from_sec1(der: &[u8]) -> Result<SecretBytes, ImportError> {
+    let k = EcPrivateKey::from_der(der)
+        .map_err(|e| ImportError::Invalid(format!("EC private key: {e}")))?;
+    let curve = k
+        .parameters
+        .ok_or_else(|| ImportError::Invalid("EC private key without its curve".into()))?;
+    let params = Any::encode_from(&curve).map_err(|e| ImportError::Invalid(e.to_string()))?;
+    pkcs8_from(ID_EC_PUBLIC_KEY, Some(params), der)
+}
+
+fn decrypt_pkcs8(
+    der: &[u8],
+    passphrase: Option<&str>,
+    out: &mut FileContents,
+) -> Result<(), ImportError> {
+    let enc = EncryptedPrivateKeyInfoRef::from_der(der)
+        .map_err(|e| ImportError::Invalid(format!("encrypted private key: {e}")))?;
+    let Some(pass) = passphrase else {
+        out.encrypted_keys += 1;
+        return Ok(());
+    };
+    let doc = enc.decrypt(pass.as_bytes()).map_err(|_| {
+        ImportError::Decryption("the passphrase does not open the encrypted private key".into())
+    })?;
+    // A wrong password can decrypt to garbage with valid padding: check it parses.
+    PrivateKeyInfoRef::from_der(doc.as_bytes()).map_err(|_| {
+        ImportError::Decryption("the passphrase does not open the encrypted private key".into())
+    })?;
+    out.keys.push(SecretBytes::new(doc.as_bytes().to_vec()));
+    Ok(())
+}
+
+/// Reads one file's content.
+pub fn read_file(bytes: &[u8], passphrase: Option<&str>) -> Result<FileContents, ImportError> {
+    if bytes.len() > MAX_IMPORT_BYTES {
+        return Err(ImportError::Invalid(format!(
+            "{} bytes is larger than the {MAX_IMPORT_BYTES} an import reads",
+            bytes.len()
+        )));
+    }
+    let mut out = FileContents::default();
+    if bytes.trim_ascii_start().starts_with(b"-----BEGIN ") {
+        read_pem(bytes, passphrase, &mut out)?;
+    } else {
+        read_der(bytes, passphrase, &mut out)?;
+    }
+    if out.certificates.is_empty() && out.keys.is_empty() && out.encrypted_keys == 0 {
+        return Err(ImportError::Invalid(
+            "no certificate or private key in it".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn read_pem(
+    bytes: &[u8],
+    passphrase: Option<&str>,
+    out: &mut FileContents,
+) -> Result<(), ImportError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ImportError::Invalid("PEM that is not text".into()))?;
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = &rest[start..];
+        let label_end = block[11..]
+            .find("-----")
+            .ok_or_else(|| ImportError::Invalid("a PEM header is cut off".into()))?;
+        let label = &block[11..11 + label_end];
+        let end_marker = format!("-----END {label}-----");
+        let end = block.find(&end_marker).ok_or_else(|| {
+            ImportError::Invalid(format!("PEM block \"{label}\" has no end (truncated?)"))
+        })?;
+        let whole = &block[..end + end_marker.len()];
+        if whole.contains("Proc-Type: 4,ENCRYPTED") {
+            return Err(ImportError::Invalid(format!(
+                "\"{label}\" uses OpenSSL's legacy PEM encryption: convert it with `openssl pkcs8 -topk8`"
+            )));
+        }
+        let (decoded_label, der) = der::pem::decode_vec(whole.as_bytes())
+            .map_err(|e| ImportError::Invalid(format!("PEM block \"{label}\": {e}")))?;
+        match decoded_label {
+            "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE" => {
+                x509_cert::Certificate::from_der(&der)
+                    .map_err(|e| ImportError::Invalid(format!("certificate: {e}")))?;
+                out.certificates.push(der);
+            }
+            "PRIVATE KEY" => {
+                PrivateKeyInfoRef::from_der(&der)
+                    .map_err(|e| ImportError::Invalid(format!("private key: {e}")))?;
+                out.keys.push(SecretBytes::new(der));
+            }
+            "ENCRYPTED PRIVATE KEY" => decrypt_pkcs8(&der, passphrase, out)?,
+            "RSA PRIVATE KEY" => out.keys.push(from_pkcs1(&der)?),
+            "EC PRIVATE KEY" => out.keys.push(from_sec1(&der)?),
+            // EC PARAMETERS and the like carry nothing to import
+            "EC PARAMETERS" | "DH PARAMETERS" => {}
+            other => {
+                return Err(ImportError::Invalid(format!(
+                    "PEM block \"{other}\" is not a certificate or private key"
+                )))
+            }
+        }
+        rest = &block[end + end_marker.len()..];
+    }
+    Ok(())
+}
+
+fn read_der(
+    bytes: &[u8],
+    passphrase: Option<&str>,
+    out: &mut FileContents,
+) -> Result<(), ImportError> {
+    if x509_cert::Certificate::from_der(bytes).is_ok() {
+        out.certificates.push(bytes.to_vec());
+        return Ok(());
+    }
+    if PrivateKeyInfoRef::from_der(bytes).is_ok() {
+        out.keys.push(SecretBytes::new(bytes.to_vec()));
+        return Ok(());
+    }
+    if EncryptedPrivateKeyInfoRef::from_der(bytes).is_ok() {
+        return decrypt_pkcs8(bytes, passphrase, out);
+    }
+    if EcPrivateKey::from_der(bytes).is_ok() {
+        out.keys.push(from_sec1(bytes)?);
+        return Ok(());
+    }
+    if is_pkcs1_rsa(bytes) {
+        out.keys.push(from_pkcs1(bytes)?);
+        return Ok(());
+    }
+    Err(ImportError::Invalid(
+        "not PEM, nor a DER certificate or private key".into(),
+    ))
+}
+
+/// A PKCS#1 RSAPrivateKey: SEQUENCE { version 0, n, e, d, p, q, dp, dq, qinv }.
+fn is_pkcs1_rsa(bytes: &[u8]) -> bool {
+    #[derive(der::Sequence)]
+    struct RsaPrivateKey<'a> {
+        version: u8,
+        n: der::asn1::UintRef<'a>,
+        e: der::asn1::UintRef<'a>,
+        d: der::asn1::UintRef<'a>,
+        p: der::asn1::UintRef<'a>,
+        q: der::asn1::UintRef<'a>,
+        dp: der::asn1::UintRef<'a>,
+        dq: der::asn1::UintRef<'a>,
+        qinv: der::asn1::UintRef<'a>,
+    }
+    matches!(RsaPrivateKey::from_der(bytes), Ok(k) if k.version == 0)
+}

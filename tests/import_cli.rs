@@ -1,0 +1,189 @@
+//! `import`: formats found by content, the RouterOS counters, keys joining certificates, and
+//! bad files reported per file with the store unchanged.
+
+mod common;
+
+use common::*;
+
+fn counters(out: &str) -> Vec<(String, u64)> {
+    out.lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once(": ")?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn expect(out: &str, want: [u64; 5]) {
+    let got: Vec<u64> = counters(out).into_iter().map(|(_, v)| v).collect();
+    let names: Vec<String> = counters(out).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        names,
+        [
+            "certificates-imported",
+            "private-keys-imported",
+            "files-imported",
+            "decryption-failures",
+            "keys-with-no-certificate"
+        ],
+        "{out}"
+    );
+    assert_eq!(got, want, "{out}");
+}
+
+fn openssl_pair(env: &Env, kind: &str) {
+    let newkey: &[&str] = match kind {
+        "rsa" => &["-newkey", "rsa:2048"],
+        _ => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    };
+    let mut args = vec!["req", "-x509"];
+    args.extend_from_slice(newkey);
+    args.extend_from_slice(&[
+        "-nodes",
+        "-keyout",
+        "k.pem",
+        "-out",
+        "c.pem",
+        "-subj",
+        "/CN=imported",
+        "-days",
+        "30",
+    ]);
+    openssl(&args, &env.work);
+}
+
+#[test]
+fn a_certificate_then_its_key_in_two_runs_gets_flag_k() {
+    let env = Env::new();
+    openssl_pair(&env, "ec");
+    expect(&env.ok(&["import", "file-name=c.pem"]), [1, 0, 1, 0, 0]);
+    let e = &env.json()[0];
+    assert_eq!(
+        e["flags"], "A",
+        "OpenSSL's self-signed certificate is a CA, not issued here"
+    );
+    expect(&env.ok(&["import", "file-name=k.pem"]), [0, 1, 1, 0, 0]);
+    assert_eq!(env.json()[0]["flags"], "KA");
+    // the same again: duplicates are not imported twice
+    expect(&env.ok(&["import", "file-name=c.pem"]), [0, 0, 0, 0, 0]);
+    assert_eq!(env.json().len(), 1);
+    // the imported key signs: issue from the imported CA and verify with OpenSSL
+    env.issue("leaf", "c_0", &["key-type=ec"]);
+    assert_verifies(&env.work.join("c.pem"), &env.export_cert("leaf"));
+}
+
+#[test]
+fn a_key_alone_has_no_certificate() {
+    let env = Env::new();
+    openssl_pair(&env, "rsa");
+    expect(&env.ok(&["import", "file-name=k.pem"]), [0, 0, 0, 0, 1]);
+    assert!(env.json().is_empty());
+}
+
+#[test]
+fn pkcs1_sec1_and_der_inputs_are_read_by_content() {
+    let env = Env::new();
+    openssl_pair(&env, "rsa");
+    openssl(
+        &["rsa", "-in", "k.pem", "-traditional", "-out", "pkcs1.key"],
+        &env.work,
+    );
+    openssl(
+        &[
+            "x509", "-in", "c.pem", "-outform", "DER", "-out", "cert.bin",
+        ],
+        &env.work,
+    );
+    expect(
+        &env.ok(&["import", "file-name=cert.bin", "trusted=yes"]),
+        [1, 0, 1, 0, 0],
+    );
+    expect(&env.ok(&["import", "file-name=pkcs1.key"]), [0, 1, 1, 0, 0]);
+    assert_eq!(env.json()[0]["flags"], "KAT");
+    let env2 = Env::new();
+    openssl_pair(&env2, "ec");
+    openssl(&["ec", "-in", "k.pem", "-out", "sec1.key"], &env2.work);
+    openssl(
+        &["ec", "-in", "k.pem", "-outform", "DER", "-out", "sec1.der"],
+        &env2.work,
+    );
+    std::fs::remove_file(env2.work.join("k.pem")).unwrap();
+    // a directory: both files of the pair, in one run
+    std::fs::remove_file(env2.work.join("sec1.der")).unwrap();
+    expect(&env2.ok(&["import"]), [1, 1, 2, 0, 0]);
+    assert_eq!(env2.json()[0]["flags"], "KA");
+}
+
+#[test]
+fn encrypted_keys_need_the_right_passphrase() {
+    let env = Env::new();
+    openssl_pair(&env, "ec");
+    openssl(
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "k.pem",
+            "-passout",
+            "pass:right-pass",
+            "-out",
+            "enc.pem",
+        ],
+        &env.work,
+    );
+    env.ok(&["import", "file-name=c.pem"]);
+    let before = env.snapshot();
+    let out = env.run(&["import", "file-name=enc.pem", "passphrase=wrong-pass"]);
+    assert_eq!(out.status.code(), Some(EXIT_USAGE));
+    expect(&stdout(&out), [0, 0, 0, 1, 0]);
+    assert!(stderr(&out).contains("enc.pem"), "{}", stderr(&out));
+    assert_eq!(env.snapshot(), before);
+    expect(
+        &env.ok(&["import", "file-name=enc.pem", "passphrase=right-pass"]),
+        [0, 1, 1, 0, 0],
+    );
+}
+
+#[test]
+fn an_exported_certificate_and_key_round_trip_into_a_fresh_store() {
+    let a = Env::new();
+    a.make_ca("ca", &["key-type=ec"]);
+    let (crt, key) = a.export_with_key("ca", "export-pass");
+    let b = Env::new();
+    std::fs::copy(&crt, b.work.join("ca.crt")).unwrap();
+    std::fs::copy(&key, b.work.join("ca.key")).unwrap();
+    expect(
+        &b.ok(&["import", "passphrase=export-pass"]),
+        [1, 1, 2, 0, 0],
+    );
+    let e = &b.json()[0];
+    assert_eq!(e["fingerprint"], a.entry("ca")["fingerprint"]);
+    assert!(e["flags"].as_str().unwrap().contains('K'));
+}
+
+#[test]
+fn garbage_truncated_and_oversize_files_are_reported_and_change_nothing() {
+    let env = Env::new();
+    openssl_pair(&env, "ec");
+    let pem = std::fs::read_to_string(env.work.join("c.pem")).unwrap();
+    std::fs::write(env.work.join("truncated.pem"), &pem[..pem.len() / 2]).unwrap();
+    std::fs::write(env.work.join("garbage.bin"), b"\x30\x82\xff\xff garbage").unwrap();
+    std::fs::write(env.work.join("huge.pem"), vec![b'A'; 2 * 1024 * 1024]).unwrap();
+    let before = env.snapshot();
+    for f in ["truncated.pem", "garbage.bin", "huge.pem"] {
+        let out = env.run(&["import", &format!("file-name={f}")]);
+        assert_eq!(out.status.code(), Some(EXIT_USAGE), "{f}");
+        expect(&stdout(&out), [0, 0, 0, 0, 0]);
+        assert!(stderr(&out).contains(f), "{f}: {}", stderr(&out));
+    }
+    assert_eq!(env.snapshot(), before);
+    // in a directory import the good files still go in, and the bad ones are named
+    let out = env.run(&["import"]);
+    assert_eq!(out.status.code(), Some(0));
+    expect(&stdout(&out), [1, 1, 2, 0, 0]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("truncated.pem") && err.contains("garbage.bin") && err.contains("huge.pem"),
+        "{err}"
+    );
+}
