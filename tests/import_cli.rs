@@ -187,3 +187,40 @@ fn garbage_truncated_and_oversize_files_are_reported_and_change_nothing() {
         "{err}"
     );
 }
+
+#[test]
+fn ca_set_passphrase_is_used_for_key_exports_and_is_sealed() {
+    let env = Env::new();
+    env.make_ca("ca", &["key-type=ec"]);
+    env.issue("leaf", "ca", &["key-type=ec"]);
+    env.ok(&["ca-set-passphrase", "ca", "passphrase=stored-secret-77"]);
+    env.fail(
+        &["ca-set-passphrase", "leaf", "passphrase=x1234"],
+        EXIT_REFUSED,
+    );
+    env.fail(
+        &["ca-set-passphrase", "nosuch", "passphrase=x1234"],
+        EXIT_NOT_FOUND,
+    );
+    env.ok(&["export-certificate", "ca"]);
+    let key = env.work.join("cert_export_ca.key");
+    assert!(key.exists(), "the stored passphrase exports the key");
+    openssl(
+        &[
+            "pkey",
+            "-in",
+            key.to_str().unwrap(),
+            "-passin",
+            "pass:stored-secret-77",
+            "-noout",
+        ],
+        &env.work,
+    );
+    // never in clear in the store
+    for entry in std::fs::read_dir(&env.store).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(16).any(|w| w == b"stored-secret-77"));
+    }
+    // removing the CA takes its passphrase with it
+    env.ok(&["remove", "ca"]);
+}

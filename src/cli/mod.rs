@@ -3,6 +3,7 @@
 //! calling the manager.
 
 mod add;
+mod ca_passphrase;
 mod card;
 mod export;
 mod import;
@@ -72,6 +73,8 @@ pub enum Command {
     CardReinstall(card::CardReinstallArgs),
     /// Token profiles and what the tokens hold.
     Token(token::TokenArgs),
+    /// Store (sealed) the passphrase a CA's key exports use.
+    CaSetPassphrase(ca_passphrase::CaSetPassphraseArgs),
     /// Import certificates and private keys from files (PEM, DER, PKCS#8, PKCS#1, SEC1).
     Import(import::ImportArgs),
     /// Write a PKCS#10 request (and its encrypted key) from a template.
@@ -268,6 +271,7 @@ pub fn main() -> ExitCode {
         Command::CardReinstall(a) => a.run(&ctx),
         Command::Token(a) => a.run(&ctx),
         Command::Import(a) => a.run(&ctx),
+        Command::CaSetPassphrase(a) => a.run(&ctx),
         Command::CreateCertificateRequest(a) => a.run(&ctx),
         Command::SignCertificateRequest(a) => a.run(&ctx),
     };

@@ -183,6 +183,8 @@ pub struct KeyRouter {
     soft: Arc<dyn KeyProvider>,
     providers: Vec<(Scheme, Arc<dyn KeyProvider>)>,
     profiles: profile::Profiles,
+    /// seals secrets the store keeps (CA export passphrases) as it seals software keys
+    sealer: Option<Arc<soft::Sealer>>,
     pkcs11: Option<Arc<pkcs11::Pkcs11Provider>>,
     #[cfg(feature = "pcsc")]
     piv: Option<Arc<piv::PivProvider>>,
@@ -224,6 +226,7 @@ impl KeyRouter {
             soft,
             providers: Vec::new(),
             profiles: profile::Profiles::default(),
+            sealer: None,
             pkcs11: None,
             #[cfg(feature = "pcsc")]
             piv: None,
@@ -252,7 +255,11 @@ impl KeyRouter {
             }
         }
         let pkcs11 = Arc::new(pkcs11::Pkcs11Provider::new(options));
-        let mut router = KeyRouter::new(Arc::new(soft::SoftProvider::new(config.sealer)));
+        let sealer = Arc::new(config.sealer);
+        let mut router = KeyRouter::new(Arc::new(soft::SoftProvider::with_shared_sealer(
+            sealer.clone(),
+        )));
+        router.sealer = Some(sealer);
         router.register(Scheme::Pkcs11, pkcs11.clone());
         router.pkcs11 = Some(pkcs11);
         #[cfg(feature = "pcsc")]
@@ -265,6 +272,23 @@ impl KeyRouter {
         }
         router.profiles = profiles;
         Ok(router)
+    }
+
+    /// Seals a secret for the store (bound to `label`), as software keys are sealed.
+    pub fn seal_secret(&self, label: &str, secret: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.sealer
+            .as_ref()
+            .ok_or_else(|| KeyError::NotCapable("no sealing key".into()))?
+            .seal(label, secret)
+    }
+
+    /// Opens a secret sealed with [`KeyRouter::seal_secret`].
+    pub fn open_secret(&self, label: &str, sealed: &[u8]) -> Result<SecretBytes, KeyError> {
+        self.sealer
+            .as_ref()
+            .ok_or_else(|| KeyError::NotCapable("no sealing key".into()))?
+            .open(label, sealed)
+            .map(SecretBytes::from)
     }
 
     /// Where `on-smart-card=PROFILE` puts a key.

@@ -941,7 +941,7 @@ impl Manager {
     /// `<base>.crt`, and with a passphrase `<base>.key` (encrypted PKCS#8, mode 0600).
     /// Returns the files written.
     pub fn export_certificate(&self, req: &ExportRequest) -> Result<Vec<PathBuf>> {
-        let (rec, key) = {
+        let (rec, key, stored_pass) = {
             let txn = self.store.begin(TxnMode::Read)?;
             let rec = txn
                 .certificate(&req.name)?
@@ -950,8 +950,26 @@ impl Manager {
                 Some(id) => txn.key(id)?,
                 None => None,
             };
-            (rec, key)
+            let stored = txn.ca_passphrase(rec.id)?;
+            (rec, key, stored)
         };
+        // A CA with a passphrase set by ca-set-passphrase exports its key with it.
+        let stored_pass = match (&req.passphrase, stored_pass) {
+            (None, Some(sealed)) => {
+                let bytes = self
+                    .keys
+                    .open_secret(&ca_passphrase_label(rec.id), &sealed)?;
+                Some(Passphrase::new(
+                    String::from_utf8(bytes.secret_bytes().to_vec()).map_err(|_| {
+                        ManagerError::Store(crate::error::StoreError::Corrupt(
+                            "CA passphrase is not text".into(),
+                        ))
+                    })?,
+                ))
+            }
+            _ => None,
+        };
+        let passphrase = req.passphrase.as_ref().or(stored_pass.as_ref());
         let ExportType::Pem = req.kind;
         let base = req
             .file_name
@@ -959,7 +977,7 @@ impl Manager {
             .unwrap_or_else(|| format!("cert_export_{}", req.name));
         let base = req.dir.join(base);
         let crt = with_extension(&base, "crt");
-        let key_pem = match &req.passphrase {
+        let key_pem = match passphrase {
             None => None,
             Some(pass) => {
                 let key = key.ok_or_else(|| {
@@ -1006,6 +1024,30 @@ impl Manager {
         write(&crt, pem.as_bytes(), 0o644)?;
         written.insert(0, crt);
         Ok(written)
+    }
+
+    // ---------------------------------------------------------------- CA passphrase
+
+    /// `ca-set-passphrase NAME passphrase=…`: stores, sealed like the keys, the passphrase
+    /// this CA's key exports use when none is given.
+    pub fn ca_set_passphrase(&self, name: &str, passphrase: &Passphrase) -> Result<()> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let rec = txn
+            .certificate(name)?
+            .ok_or_else(|| not_found("certificate", name))?;
+        if !x509::inspect_certificate(&rec.cert.der)?.is_ca {
+            return Err(ManagerError::refused(
+                format!("\"{name}\" is not a certificate authority"),
+                None,
+            ));
+        }
+        let sealed = self.keys.seal_secret(
+            &ca_passphrase_label(rec.id),
+            passphrase.secret_str().as_bytes(),
+        )?;
+        txn.set_ca_passphrase(rec.id, &sealed)?;
+        txn.commit()?;
+        Ok(())
     }
 
     // ---------------------------------------------------------------- import
@@ -1529,6 +1571,11 @@ fn signature_scheme_for(
         return Err(refuse(format!("cannot sign with {scheme}")));
     }
     Ok(scheme)
+}
+
+/// What a CA's sealed export passphrase is bound to.
+fn ca_passphrase_label(certificate_id: i64) -> String {
+    format!("ca-passphrase:{certificate_id}")
 }
 
 fn with_extension(base: &Path, ext: &str) -> PathBuf {

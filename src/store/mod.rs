@@ -171,6 +171,11 @@ pub trait Transaction {
     /// How many certificates and requests use a key.
     fn key_users(&self, id: &str) -> Result<i64>;
 
+    /// Stores (sealed) the export passphrase of a CA.
+    fn set_ca_passphrase(&mut self, certificate_id: i64, sealed: &[u8]) -> Result<()>;
+    /// The sealed export passphrase of a CA.
+    fn ca_passphrase(&self, certificate_id: i64) -> Result<Option<Vec<u8>>>;
+
     /// Remembers a request made here.
     fn insert_request(&mut self, request: &NewRequest) -> Result<i64>;
     /// The requests made here.

@@ -71,6 +71,10 @@ CREATE TABLE requests (
     created_at  INTEGER NOT NULL
 );
 CREATE INDEX requests_public_key ON requests(public_key);
+CREATE TABLE ca_passphrases (
+    certificate_id INTEGER PRIMARY KEY REFERENCES certificates(id) ON DELETE CASCADE,
+    sealed         BLOB NOT NULL
+);
 ";
 
 /// SQLite-backed [`Store`].
@@ -387,9 +391,30 @@ impl Transaction for SqliteTxn<'_> {
 
     fn delete_certificate(&mut self, id: i64) -> Result<()> {
         self.conn
+            .prepare_cached("DELETE FROM ca_passphrases WHERE certificate_id = ?1")?
+            .execute(params![id])?;
+        self.conn
             .prepare_cached("DELETE FROM certificates WHERE id = ?1")?
             .execute(params![id])?;
         Ok(())
+    }
+
+    fn set_ca_passphrase(&mut self, certificate_id: i64, sealed: &[u8]) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO ca_passphrases(certificate_id, sealed) VALUES (?1, ?2) \
+                 ON CONFLICT(certificate_id) DO UPDATE SET sealed = excluded.sealed",
+            )?
+            .execute(params![certificate_id, sealed])?;
+        Ok(())
+    }
+
+    fn ca_passphrase(&self, certificate_id: i64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT sealed FROM ca_passphrases WHERE certificate_id = ?1")?
+            .query_row(params![certificate_id], |r| r.get(0))
+            .optional()?)
     }
 
     fn key(&self, id: &str) -> Result<Option<KeyRecord>> {

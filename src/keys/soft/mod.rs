@@ -29,12 +29,17 @@ use crate::secret::SecretBytes;
 
 /// Keys in software, sealed at rest.
 pub struct SoftProvider {
-    sealer: Sealer,
+    sealer: Arc<Sealer>,
 }
 
 impl SoftProvider {
     /// A provider sealing with `sealer`.
     pub fn new(sealer: Sealer) -> Self {
+        SoftProvider::with_shared_sealer(Arc::new(sealer))
+    }
+
+    /// A provider sealing with a sealer shared with other users (stored secrets).
+    pub fn with_shared_sealer(sealer: Arc<Sealer>) -> Self {
         SoftProvider { sealer }
     }
 

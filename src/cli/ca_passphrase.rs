@@ -1,0 +1,40 @@
+//! `certman ca-set-passphrase`.
+
+use clap::Args;
+
+use super::Ctx;
+use crate::error::ManagerError;
+use crate::secret::{resolve_secret, SecretSource, SecretString};
+
+/// `ca-set-passphrase NAME passphrase=…|passphrase-source=…`
+#[derive(Debug, Args)]
+pub struct CaSetPassphraseArgs {
+    /// The CA.
+    pub name: String,
+    /// The passphrase its key exports use.
+    #[arg(long)]
+    pub passphrase: Option<String>,
+    /// Where to read it: file:PATH, env:VAR, fd:N or prompt.
+    #[arg(long, conflicts_with = "passphrase")]
+    pub passphrase_source: Option<String>,
+}
+
+impl CaSetPassphraseArgs {
+    /// Runs the command.
+    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+        let source: Option<SecretSource> = self
+            .passphrase_source
+            .as_deref()
+            .map(str::parse)
+            .transpose()?;
+        let pass = resolve_secret(
+            self.passphrase.clone().map(SecretString::new),
+            source.as_ref(),
+            "CA export passphrase",
+            "passphrase",
+            true,
+        )?
+        .ok_or_else(|| ManagerError::InvalidValue("passphrase= is needed".into()))?;
+        ctx.manager()?.ca_set_passphrase(&self.name, &pass)
+    }
+}
