@@ -224,3 +224,135 @@ fn ca_set_passphrase_is_used_for_key_exports_and_is_sealed() {
     // removing the CA takes its passphrase with it
     env.ok(&["remove", "ca"]);
 }
+
+fn p12_from_openssl(env: &Env, kind: &str, legacy: bool, out: &str) {
+    openssl_pair(env, kind);
+    let mut args = vec![
+        "pkcs12",
+        "-export",
+        "-inkey",
+        "k.pem",
+        "-in",
+        "c.pem",
+        "-passout",
+        "pass:p12-pass",
+        "-out",
+        out,
+    ];
+    if legacy {
+        args.push("-legacy");
+    }
+    openssl(&args, &env.work);
+}
+
+#[test]
+fn openssl_pkcs12_files_import_modern_and_legacy() {
+    for (kind, legacy) in [("rsa", false), ("ec", false), ("rsa", true), ("ec", true)] {
+        let env = Env::new();
+        p12_from_openssl(&env, kind, legacy, "bundle.p12");
+        let before = env.snapshot();
+        let out = env.run(&["import", "file-name=bundle.p12", "passphrase=wrong"]);
+        assert_eq!(
+            out.status.code(),
+            Some(EXIT_USAGE),
+            "{kind} legacy={legacy}"
+        );
+        expect(&stdout(&out), [0, 0, 0, 1, 0]);
+        assert_eq!(env.snapshot(), before);
+        expect(
+            &env.ok(&["import", "file-name=bundle.p12", "passphrase=p12-pass"]),
+            [1, 1, 1, 0, 0],
+        );
+        let e = &env.json()[0];
+        assert!(
+            e["flags"].as_str().unwrap().contains('K'),
+            "{kind} legacy={legacy}: {e}"
+        );
+    }
+}
+
+#[test]
+fn pkcs12_export_opens_in_openssl_and_round_trips() {
+    for legacy in [false, true] {
+        let a = Env::new();
+        a.make_ca("ca", &["key-type=ec"]);
+        a.issue(
+            "srv",
+            "ca",
+            &["key-type=rsa", "subject-alt-name=DNS:srv.example"],
+        );
+        let mut args = vec![
+            "export-certificate",
+            "srv",
+            "type=pkcs12",
+            "export-passphrase=p12-out",
+        ];
+        if legacy {
+            args.push("legacy=yes");
+        }
+        a.ok(&args);
+        let p12 = a.work.join("cert_export_srv.p12");
+        // `-info` checks the MAC and decrypts every bag
+        openssl(
+            &[
+                "pkcs12",
+                "-info",
+                "-noout",
+                "-passin",
+                "pass:p12-out",
+                "-in",
+                p12.to_str().unwrap(),
+            ],
+            &a.work,
+        );
+        let dump = openssl(
+            &[
+                "pkcs12",
+                "-nodes",
+                "-passin",
+                "pass:p12-out",
+                "-in",
+                p12.to_str().unwrap(),
+            ],
+            &a.work,
+        );
+        assert_eq!(
+            dump.matches("BEGIN CERTIFICATE").count(),
+            2,
+            "leaf + CA chain: {dump}"
+        );
+        assert!(dump.contains("PRIVATE KEY"), "{dump}");
+        // into a fresh store: the certificates and the key come back
+        let b = Env::new();
+        std::fs::copy(&p12, b.work.join("in.p12")).unwrap();
+        expect(
+            &b.ok(&["import", "file-name=in.p12", "passphrase=p12-out"]),
+            [2, 1, 1, 0, 0],
+        );
+        let fps: Vec<String> = b
+            .json()
+            .iter()
+            .map(|e| e["fingerprint"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(fps.contains(&a.entry("srv")["fingerprint"].as_str().unwrap().to_owned()));
+        assert!(fps.contains(&a.entry("ca")["fingerprint"].as_str().unwrap().to_owned()));
+    }
+}
+
+#[test]
+fn keys_on_tokens_are_never_exported_in_pkcs12_either() {
+    // A certificate without a key here: the passphrase asks for a key that is not there.
+    let env = Env::new();
+    openssl_pair(&env, "ec");
+    env.ok(&["import", "file-name=c.pem"]);
+    env.fail(
+        &[
+            "export-certificate",
+            "c_0",
+            "type=pkcs12",
+            "export-passphrase=abcd1234",
+        ],
+        EXIT_REFUSED,
+    );
+    assert!(!env.work.join("cert_export_c_0.p12").exists());
+}

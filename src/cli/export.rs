@@ -12,6 +12,8 @@ use crate::secret::{resolve_secret, SecretSource, SecretString};
 pub enum TypeArg {
     /// PEM certificate (+ `.key`, encrypted PKCS#8, with a passphrase)
     Pem,
+    /// PKCS#12 (`.p12`): certificate, CA chain, and the key with a passphrase
+    Pkcs12,
 }
 
 /// `export-certificate NAME [type=pem] [export-passphrase=…|export-passphrase-source=…] [file-name=…]`
@@ -28,6 +30,9 @@ pub struct ExportArgs {
     /// Where to read the passphrase: file:PATH, env:VAR, fd:N or prompt.
     #[arg(long, conflicts_with = "export_passphrase")]
     pub export_passphrase_source: Option<String>,
+    /// type=pkcs12: 3DES and a SHA-1 MAC (old Windows, Java) instead of AES-256.
+    #[arg(long, num_args = 0..=1, default_missing_value = "yes", value_parser = super::yes_no)]
+    pub legacy: Option<bool>,
     /// Base file name (default cert_export_NAME).
     #[arg(long)]
     pub file_name: Option<String>,
@@ -52,6 +57,9 @@ impl ExportArgs {
             name: self.name.clone(),
             kind: match self.kind {
                 TypeArg::Pem => ExportType::Pem,
+                TypeArg::Pkcs12 => ExportType::Pkcs12 {
+                    legacy: self.legacy.unwrap_or(false),
+                },
             },
             passphrase,
             file_name: self.file_name.clone(),

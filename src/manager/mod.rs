@@ -82,6 +82,12 @@ pub struct SignRequest {
 pub enum ExportType {
     /// PEM certificate (+ encrypted PKCS#8 key with a passphrase)
     Pem,
+    /// PKCS#12 with the key (when a passphrase is given and the key may leave) and the CA
+    /// chain kept here; `legacy`: 3DES + SHA-1 MAC for old Windows and Java, else AES-256
+    Pkcs12 {
+        /// the legacy encryption
+        legacy: bool,
+    },
 }
 
 /// `export-certificate NAME …`.
@@ -970,16 +976,15 @@ impl Manager {
             _ => None,
         };
         let passphrase = req.passphrase.as_ref().or(stored_pass.as_ref());
-        let ExportType::Pem = req.kind;
         let base = req
             .file_name
             .clone()
             .unwrap_or_else(|| format!("cert_export_{}", req.name));
         let base = req.dir.join(base);
-        let crt = with_extension(&base, "crt");
-        let key_pem = match passphrase {
+        // With a passphrase, the key goes too: only where it may leave its provider.
+        let pkcs8 = match passphrase {
             None => None,
-            Some(pass) => {
+            Some(_) => {
                 let key = key.ok_or_else(|| {
                     ManagerError::refused(
                         format!("certificate \"{}\" has no private key to export", req.name),
@@ -1001,14 +1006,9 @@ impl Manager {
                         None,
                     )
                 })?;
-                let pkcs8 = exporter.export_pkcs8(&handle)?;
-                Some(x509::encrypted_private_key_pem(
-                    pkcs8.secret_bytes(),
-                    pass.secret_str(),
-                )?)
+                Some(exporter.export_pkcs8(&handle)?)
             }
         };
-        let pem = x509::certificate_pem(&rec.cert.der)?;
         let write = |path: &Path, data: &[u8], mode: u32| {
             crate::fsutil::write_atomic(path, data, mode).map_err(|source| ManagerError::File {
                 path: path.to_owned(),
@@ -1016,13 +1016,57 @@ impl Manager {
             })
         };
         let mut written = Vec::new();
-        if let Some(k) = key_pem {
-            let path = with_extension(&base, "key");
-            write(&path, k.as_bytes(), 0o600)?;
-            written.push(path);
+        match req.kind {
+            ExportType::Pem => {
+                if let (Some(k), Some(pass)) = (&pkcs8, passphrase) {
+                    let pem = x509::encrypted_private_key_pem(k.secret_bytes(), pass.secret_str())?;
+                    let path = with_extension(&base, "key");
+                    write(&path, pem.as_bytes(), 0o600)?;
+                    written.push(path);
+                }
+                let crt = with_extension(&base, "crt");
+                write(
+                    &crt,
+                    x509::certificate_pem(&rec.cert.der)?.as_bytes(),
+                    0o644,
+                )?;
+                written.insert(0, crt);
+            }
+            ExportType::Pkcs12 { legacy } => {
+                // RouterOS: a certificate issued here is exported with its CA chain.
+                let chain = {
+                    let txn = self.store.begin(TxnMode::Read)?;
+                    let mut chain = Vec::new();
+                    let mut next = rec.cert.issuer_id;
+                    while let Some(id) = next {
+                        let Some(ca) = txn.certificate_by_id(id)? else {
+                            break;
+                        };
+                        if chain.len() > 16 || ca.id == rec.id {
+                            break;
+                        }
+                        next = ca.cert.issuer_id;
+                        chain.push(ca.cert.der);
+                    }
+                    chain
+                };
+                let p12 = x509::pkcs12::encode(
+                    pkcs8.as_ref().map(|k| k.secret_bytes()),
+                    &rec.cert.der,
+                    &chain,
+                    passphrase.map(|p| p.secret_str()).unwrap_or(""),
+                    Some(&req.name),
+                    if legacy {
+                        x509::pkcs12::Pkcs12Encryption::Legacy3Des
+                    } else {
+                        x509::pkcs12::Pkcs12Encryption::Aes256Pbkdf2
+                    },
+                )?;
+                let path = with_extension(&base, "p12");
+                write(&path, &p12, 0o600)?;
+                written.push(path);
+            }
         }
-        write(&crt, pem.as_bytes(), 0o644)?;
-        written.insert(0, crt);
         Ok(written)
     }
 

@@ -211,6 +211,23 @@ fn read_der(
     if EncryptedPrivateKeyInfoRef::from_der(bytes).is_ok() {
         return decrypt_pkcs8(bytes, passphrase, out);
     }
+    if looks_like_pfx(bytes) {
+        let contents =
+            super::pkcs12::decode(bytes, passphrase.unwrap_or("")).map_err(|e| match e {
+                super::pkcs12::Pkcs12Error::WrongPassword if passphrase.is_none() => {
+                    ImportError::Decryption("a PKCS#12 file: give passphrase=".into())
+                }
+                super::pkcs12::Pkcs12Error::WrongPassword => {
+                    ImportError::Decryption("the passphrase does not open the PKCS#12 file".into())
+                }
+                super::pkcs12::Pkcs12Error::Invalid(m) => {
+                    ImportError::Invalid(format!("PKCS#12: {m}"))
+                }
+            })?;
+        out.certificates.extend(contents.certificates);
+        out.keys.extend(contents.keys);
+        return Ok(());
+    }
     if EcPrivateKey::from_der(bytes).is_ok() {
         out.keys.push(from_sec1(bytes)?);
         return Ok(());
@@ -222,6 +239,17 @@ fn read_der(
     Err(ImportError::Invalid(
         "not PEM, nor a DER certificate or private key".into(),
     ))
+}
+
+/// A PKCS#12 PFX: SEQUENCE { version INTEGER (3), authSafe ContentInfo, macData OPTIONAL }.
+fn looks_like_pfx(bytes: &[u8]) -> bool {
+    #[derive(der::Sequence)]
+    struct Head<'a> {
+        version: u8,
+        auth_safe: der::AnyRef<'a>,
+        mac: Option<der::AnyRef<'a>>,
+    }
+    matches!(Head::from_der(bytes), Ok(h) if h.version == 3)
 }
 
 /// A PKCS#1 RSAPrivateKey: SEQUENCE { version 0, n, e, d, p, q, dp, dq, qinv }.

@@ -4,6 +4,7 @@
 
 pub mod csr;
 pub mod import;
+pub mod pkcs12;
 pub mod usage;
 
 use std::net::IpAddr;
