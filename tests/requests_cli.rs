@@ -274,3 +274,40 @@ fn a_request_can_keep_its_key_on_a_token() {
         &env.work,
     );
 }
+
+#[test]
+fn the_signed_certificate_of_a_request_joins_its_key_on_import() {
+    // this store makes the request; another CA signs it; the certificate comes back
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "name=r",
+        "common-name=back.example",
+        "key-type=ec",
+        "key-usage=tls-client",
+    ]);
+    env.ok(&["create-certificate-request", "r", "key-passphrase=abcd1234"]);
+    let ca = Env::new();
+    ca.make_ca("other-ca", &["key-type=ec"]);
+    std::fs::copy(
+        env.work.join("certificate-request.pem"),
+        ca.work.join("req.pem"),
+    )
+    .unwrap();
+    ca.ok(&[
+        "sign-certificate-request",
+        "ca=other-ca",
+        "file-name=req.pem",
+    ]);
+    std::fs::copy(
+        ca.work.join("cert_export_back.example.crt"),
+        env.work.join("signed.crt"),
+    )
+    .unwrap();
+    env.ok(&["import", "file-name=signed.crt", "name=back"]);
+    let e = env.entry("back");
+    assert_eq!(e["flags"], "K", "the certificate found its key: {e}");
+    // and the key signs what the certificate says
+    let v = env.ok(&["card-verify", "back"]);
+    assert!(v.contains("equal to the certificate's"), "{v}");
+}

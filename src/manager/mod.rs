@@ -1173,6 +1173,12 @@ impl Manager {
                 }
             }
         }
+        // Keys of requests made here: a certificate coming back for one joins its key.
+        let requested: Vec<(Vec<u8>, String)> = txn
+            .requests()?
+            .into_iter()
+            .filter_map(|r| Some((r.request.public_key, r.request.key_id?)))
+            .collect();
         let mut n_named = 0usize;
         for (file, contents) in &parsed {
             let mut imported = false;
@@ -1202,22 +1208,26 @@ impl Manager {
                         ));
                     }
                 };
+                let spki = der::Encode::to_der(&info.public_key).unwrap_or_default();
+                let request_key = requested
+                    .iter()
+                    .find(|(pk, _)| *pk == spki)
+                    .map(|(_, k)| k.clone());
                 let id = txn.insert_certificate(&NewCertificate {
                     name,
                     serial: info.serial_hex.clone(),
                     fingerprint: info.fingerprint.clone(),
                     der: der_cert.clone(),
-                    key_id: None,
+                    key_id: request_key.clone(),
                     issuer_id: None,
                     trusted: req.trusted.unwrap_or(false),
                     ca_crl_host: None,
                     properties: "{}".into(),
                     not_after: unix_secs(info.not_after),
                 })?;
-                keyless.push((
-                    id,
-                    der::Encode::to_der(&info.public_key).unwrap_or_default(),
-                ));
+                if request_key.is_none() {
+                    keyless.push((id, spki));
+                }
                 report.certificates_imported += 1;
                 imported = true;
             }
