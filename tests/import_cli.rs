@@ -356,3 +356,52 @@ fn keys_on_tokens_are_never_exported_in_pkcs12_either() {
     );
     assert!(!env.work.join("cert_export_c_0.p12").exists());
 }
+
+#[test]
+fn keys_imported_encrypted_wait_for_decrypt_and_reset_drops_the_copy() {
+    let env = Env::new();
+    openssl_pair(&env, "ec");
+    openssl(
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "k.pem",
+            "-passout",
+            "pass:v28-pass",
+            "-out",
+            "enc.pem",
+        ],
+        &env.work,
+    );
+    // the certificate and its encrypted key in one file, imported without a passphrase
+    let both = std::fs::read_to_string(env.work.join("c.pem")).unwrap()
+        + &std::fs::read_to_string(env.work.join("enc.pem")).unwrap();
+    std::fs::write(env.work.join("both.pem"), both).unwrap();
+    let out = env.run(&["import", "file-name=both.pem"]);
+    assert_success(&out, "import without passphrase");
+    expect(&stdout(&out), [1, 0, 1, 0, 0]);
+    assert!(stderr(&out).contains("decrypt"), "{}", stderr(&out));
+    assert_eq!(env.json()[0]["flags"], "QA");
+    // a wrong passphrase decrypts nothing
+    assert!(env
+        .ok(&["decrypt", "passphrase=wrong"])
+        .contains("keys-decrypted: 0"));
+    assert_eq!(env.json()[0]["flags"], "QA");
+    assert!(env
+        .ok(&["decrypt", "passphrase=v28-pass"])
+        .contains("keys-decrypted: 1"));
+    assert_eq!(env.json()[0]["flags"], "KA");
+    // the decrypted key signs
+    env.issue("leaf", "both_0", &["key-type=ec"]);
+    assert_verifies(&env.work.join("c.pem"), &env.export_cert("leaf"));
+    // reset-certificate-cache: back to Q, and decrypt brings K back
+    env.ok(&["reset-certificate-cache"]);
+    assert_eq!(env.entry("both_0")["flags"], "QA");
+    assert!(env
+        .ok(&["decrypt", "passphrase=v28-pass"])
+        .contains("keys-decrypted: 1"));
+    assert_eq!(env.entry("both_0")["flags"], "KA");
+    // removing the CA takes everything with it
+    env.ok(&["remove", "both_0"]);
+}

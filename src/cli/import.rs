@@ -57,6 +57,12 @@ impl ImportArgs {
         for (file, why) in &r.errors {
             eprintln!("certman import: {}: {why}", file.display());
         }
+        if r.keys_kept_encrypted > 0 && !ctx.quiet {
+            eprintln!(
+                "certman import: {} encrypted private key(s) kept encrypted (flag Q): `certman decrypt passphrase=…` opens them",
+                r.keys_kept_encrypted
+            );
+        }
         if ctx.json {
             println!(
                 "{}",
@@ -80,6 +86,58 @@ impl ImportArgs {
                 "nothing was imported ({} file(s) could not be read)",
                 r.errors.len()
             )));
+        }
+        Ok(())
+    }
+}
+
+/// `decrypt passphrase=…` (RouterOS v2.8)
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// Opens the keys imported still encrypted.
+    #[arg(long)]
+    pub passphrase: Option<String>,
+    /// Where to read it: file:PATH, env:VAR, fd:N or prompt.
+    #[arg(long, conflicts_with = "passphrase")]
+    pub passphrase_source: Option<String>,
+}
+
+impl DecryptArgs {
+    /// Runs the command.
+    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+        let source: Option<SecretSource> = self
+            .passphrase_source
+            .as_deref()
+            .map(str::parse)
+            .transpose()?;
+        let pass = resolve_secret(
+            self.passphrase.clone().map(SecretString::new),
+            source.as_ref(),
+            "passphrase",
+            "passphrase",
+            true,
+        )?
+        .ok_or_else(|| ManagerError::InvalidValue("passphrase= is needed".into()))?;
+        let n = ctx.manager()?.decrypt_keys(&pass)?;
+        if ctx.json {
+            println!("{}", serde_json::json!({ "keys-decrypted": n }));
+        } else if !ctx.quiet {
+            println!("  keys-decrypted: {n}");
+        }
+        Ok(())
+    }
+}
+
+/// `reset-certificate-cache` (RouterOS v2.8)
+#[derive(Debug, Args)]
+pub struct ResetCacheArgs {}
+
+impl ResetCacheArgs {
+    /// Runs the command.
+    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+        let n = ctx.manager()?.reset_certificate_cache()?;
+        if ctx.json {
+            println!("{}", serde_json::json!({ "keys-dropped": n }));
         }
         Ok(())
     }

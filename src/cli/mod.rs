@@ -75,6 +75,10 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Store (sealed) the passphrase a CA's key exports use.
     CaSetPassphrase(ca_passphrase::CaSetPassphraseArgs),
+    /// Open the private keys imported still encrypted (flag Q), RouterOS v2.8.
+    Decrypt(import::DecryptArgs),
+    /// Drop the decrypted copies of keys imported encrypted (back to Q), RouterOS v2.8.
+    ResetCertificateCache(import::ResetCacheArgs),
     /// Import certificates and private keys from files (PEM, DER, PKCS#8, PKCS#1, SEC1).
     Import(import::ImportArgs),
     /// Write a PKCS#10 request (and its encrypted key) from a template.
@@ -271,6 +275,8 @@ pub fn main() -> ExitCode {
         Command::CardReinstall(a) => a.run(&ctx),
         Command::Token(a) => a.run(&ctx),
         Command::Import(a) => a.run(&ctx),
+        Command::Decrypt(a) => a.run(&ctx),
+        Command::ResetCertificateCache(a) => a.run(&ctx),
         Command::CaSetPassphrase(a) => a.run(&ctx),
         Command::CreateCertificateRequest(a) => a.run(&ctx),
         Command::SignCertificateRequest(a) => a.run(&ctx),

@@ -165,6 +165,8 @@ pub struct ImportReport {
     pub decryption_failures: usize,
     /// keys that opened but match no certificate
     pub keys_with_no_certificate: usize,
+    /// encrypted keys kept (sealed, still encrypted) until `decrypt passphrase=`
+    pub keys_kept_encrypted: usize,
     /// (file, why) for every file that could not be read
     pub errors: Vec<(PathBuf, String)>,
 }
@@ -1182,6 +1184,7 @@ impl Manager {
         let mut n_named = 0usize;
         for (file, contents) in &parsed {
             let mut imported = false;
+            let mut file_certificate: Option<i64> = None;
             let stem = file
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -1225,6 +1228,7 @@ impl Manager {
                     properties: "{}".into(),
                     not_after: unix_secs(info.not_after),
                 })?;
+                file_certificate.get_or_insert(id);
                 if request_key.is_none() {
                     keyless.push((id, spki));
                 }
@@ -1265,14 +1269,13 @@ impl Manager {
                     None => report.keys_with_no_certificate += 1,
                 }
             }
-            if contents.encrypted_keys > 0 {
-                report.errors.push((
-                    file.clone(),
-                    format!(
-                        "{} encrypted private key(s) not imported: give passphrase=",
-                        contents.encrypted_keys
-                    ),
-                ));
+            // v2.8: without a passphrase an encrypted key is kept, sealed and still
+            // encrypted (flag Q on the certificate of the same file), until `decrypt`.
+            for enc in &contents.encrypted_keys {
+                let sealed = self.keys.seal_secret(ENCRYPTED_KEY_LABEL, enc)?;
+                txn.insert_encrypted_key(&sealed, file_certificate)?;
+                report.keys_kept_encrypted += 1;
+                imported = true;
             }
             if imported {
                 report.files_imported += 1;
@@ -1280,6 +1283,81 @@ impl Manager {
         }
         txn.commit()?;
         Ok(report)
+    }
+
+    /// `decrypt passphrase=…` (v2.8): opens the keys imported still encrypted; each that
+    /// matches a certificate without a key is cached (decrypted, sealed) and gives it K.
+    /// Returns `keys-decrypted`.
+    pub fn decrypt_keys(&self, passphrase: &Passphrase) -> Result<usize> {
+        let importer = self
+            .keys
+            .soft()
+            .importer()
+            .ok_or_else(|| ManagerError::Key(KeyError::NotCapable("no key importer".into())))?;
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut keyless: Vec<(i64, Vec<u8>)> = Vec::new();
+        for c in txn.certificates()? {
+            if c.cert.key_id.is_none() {
+                if let Ok(info) = x509::inspect_certificate(&c.cert.der) {
+                    keyless.push((
+                        c.id,
+                        der::Encode::to_der(&info.public_key).unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+        let mut decrypted = 0;
+        for k in txn.encrypted_keys()? {
+            if k.key_id.is_some() {
+                continue;
+            }
+            let enc = self.keys.open_secret(ENCRYPTED_KEY_LABEL, &k.sealed)?;
+            let Ok(pkcs8) =
+                x509::import::open_encrypted_key(enc.secret_bytes(), passphrase.secret_str())
+            else {
+                continue; // another passphrase's key
+            };
+            let g = importer.import_pkcs8(pkcs8.secret_bytes())?;
+            let spki = der::Encode::to_der(&g.public_key).unwrap_or_default();
+            let Some(i) = keyless.iter().position(|(_, pk)| *pk == spki) else {
+                continue;
+            };
+            let (cert_id, _) = keyless.remove(i);
+            txn.insert_key(&KeyRecord {
+                id: g.uri.store_id(),
+                uri: g.uri.to_string(),
+                algorithm: format!("{}/{}", g.algorithm.key_type(), g.algorithm.key_size()),
+                sealed: g.sealed.clone(),
+                token_serial: None,
+                slot: None,
+                created_at: now_micros(),
+            })?;
+            txn.set_certificate_key(cert_id, &g.uri.store_id())?;
+            txn.set_encrypted_key_copy(k.id, Some(&g.uri.store_id()), Some(cert_id))?;
+            decrypted += 1;
+        }
+        txn.commit()?;
+        Ok(decrypted)
+    }
+
+    /// `reset-certificate-cache` (v2.8): drops the decrypted copies of keys imported
+    /// encrypted; their certificates go back to Q until the next `decrypt`. Returns how many.
+    pub fn reset_certificate_cache(&self) -> Result<usize> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut dropped = 0;
+        for k in txn.encrypted_keys()? {
+            let Some(key_id) = &k.key_id else { continue };
+            if let Some(cert_id) = k.certificate_id {
+                txn.clear_certificate_key(cert_id)?;
+            }
+            txn.set_encrypted_key_copy(k.id, None, None)?;
+            if txn.key_users(key_id)? == 0 {
+                txn.delete_key(key_id)?;
+            }
+            dropped += 1;
+        }
+        txn.commit()?;
+        Ok(dropped)
     }
 
     // ---------------------------------------------------------------- requests
@@ -1626,6 +1704,9 @@ fn signature_scheme_for(
     }
     Ok(scheme)
 }
+
+/// What keys kept encrypted are sealed under.
+const ENCRYPTED_KEY_LABEL: &str = "encrypted-key";
 
 /// What a CA's sealed export passphrase is bound to.
 fn ca_passphrase_label(certificate_id: i64) -> String {

@@ -30,6 +30,8 @@ pub struct Flags {
     pub expired: bool,
     /// T — trusted
     pub trusted: bool,
+    /// Q (RouterOS v2.8) — a private key imported still encrypted, waiting for `decrypt`
+    pub encrypted_private_key: bool,
 }
 
 impl Flags {
@@ -37,7 +39,11 @@ impl Flags {
     pub fn columns(&self) -> [char; 9] {
         let f = |b: bool, c: char| if b { c } else { ' ' };
         [
-            f(self.private_key, 'K'),
+            if self.private_key {
+                'K'
+            } else {
+                f(self.encrypted_private_key, 'Q')
+            },
             f(self.dsa, 'D'),
             f(self.crl, 'L'),
             f(self.smart_card_key, 'C'),
@@ -61,7 +67,7 @@ impl std::fmt::Display for Flags {
 }
 
 /// The legend printed above tables.
-pub const FLAGS_LEGEND: &str = "Flags: K - private-key, D - dsa, L - crl, C - smart-card-key, A - authority, I - issued, R - revoked, E - expired, T - trusted";
+pub const FLAGS_LEGEND: &str = "Flags: K - private-key, D - dsa, L - crl, C - smart-card-key, A - authority, I - issued, R - revoked, E - expired, T - trusted, Q - encrypted-private-key";
 
 /// A property value.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,9 +134,13 @@ pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
     let names: HashMap<i64, String> = certs.iter().map(|c| (c.id, c.cert.name.clone())).collect();
     let now = SystemTime::now();
     let mut rows: Vec<(i64, Entry)> = Vec::with_capacity(certs.len());
+    let pending = pending_encrypted(txn)?;
     for c in &certs {
         let issuer = c.cert.issuer_id.and_then(|i| names.get(&i).cloned());
-        rows.push((c.created_at, certificate_entry(txn, c, issuer, now)?));
+        rows.push((
+            c.created_at,
+            certificate_entry(txn, c, issuer, now, pending.contains(&c.id))?,
+        ));
     }
     for t in txn.templates()? {
         rows.push((t.created_at, template_entry(&t)?));
@@ -146,12 +156,23 @@ pub fn lookup(txn: &dyn Transaction, name: &str) -> Result<Option<Entry>> {
             Some(id) => txn.certificate_by_id(id)?.map(|r| r.cert.name),
             None => None,
         };
-        return certificate_entry(txn, &c, issuer, SystemTime::now()).map(Some);
+        let pending = pending_encrypted(txn)?.contains(&c.id);
+        return certificate_entry(txn, &c, issuer, SystemTime::now(), pending).map(Some);
     }
     match txn.template(name)? {
         Some(t) => template_entry(&t).map(Some),
         None => Ok(None),
     }
+}
+
+/// Certificates with a key imported still encrypted and not decrypted (flag Q).
+fn pending_encrypted(txn: &dyn Transaction) -> Result<std::collections::HashSet<i64>> {
+    Ok(txn
+        .encrypted_keys()?
+        .into_iter()
+        .filter(|k| k.key_id.is_none())
+        .filter_map(|k| k.certificate_id.or(k.hint_certificate_id))
+        .collect())
 }
 
 fn template_entry(t: &TemplateRecord) -> Result<Entry> {
@@ -181,6 +202,7 @@ fn certificate_entry(
     c: &CertificateRecord,
     issuer_name: Option<String>,
     now: SystemTime,
+    encrypted_key_pending: bool,
 ) -> Result<Entry> {
     let info = x509::inspect_certificate(&c.cert.der)?;
     let key = match &c.cert.key_id {
@@ -202,6 +224,7 @@ fn certificate_entry(
         revoked: c.revoked_at.is_some(),
         expired,
         trusted: c.cert.trusted,
+        encrypted_private_key: encrypted_key_pending && key.is_none(),
     };
     let props = TemplateProperties::from_json(&c.cert.properties).unwrap_or_default();
     let mut p: Vec<(&'static str, Value)> = Vec::new();
@@ -301,8 +324,14 @@ mod tests {
             revoked: true,
             expired: true,
             trusted: true,
+            encrypted_private_key: false,
         };
         assert_eq!(all.to_string(), "KDLCAIRET");
+        let q = Flags {
+            encrypted_private_key: true,
+            ..Default::default()
+        };
+        assert_eq!(q.to_string(), "Q");
         assert_eq!(Flags::default().to_string(), "");
     }
 

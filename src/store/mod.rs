@@ -107,6 +107,21 @@ pub struct RequestRecord {
     pub created_at: i64,
 }
 
+/// A key imported still encrypted (v2.8 flag Q), kept sealed until `decrypt`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptedKeyRecord {
+    /// row id
+    pub id: i64,
+    /// the EncryptedPrivateKeyInfo, sealed
+    pub sealed: Vec<u8>,
+    /// a certificate imported from the same file (shows Q)
+    pub hint_certificate_id: Option<i64>,
+    /// the decrypted copy, while decrypted
+    pub key_id: Option<String>,
+    /// the certificate the decrypted copy joined
+    pub certificate_id: Option<i64>,
+}
+
 /// Read-only or read-write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxnMode {
@@ -170,6 +185,20 @@ pub trait Transaction {
     fn delete_key(&mut self, id: &str) -> Result<()>;
     /// How many certificates and requests use a key.
     fn key_users(&self, id: &str) -> Result<i64>;
+
+    /// Keeps a key imported still encrypted.
+    fn insert_encrypted_key(&mut self, sealed: &[u8], hint: Option<i64>) -> Result<i64>;
+    /// The keys imported still encrypted.
+    fn encrypted_keys(&self) -> Result<Vec<EncryptedKeyRecord>>;
+    /// Records (or drops, with `None`) the decrypted copy of an encrypted key.
+    fn set_encrypted_key_copy(
+        &mut self,
+        id: i64,
+        key_id: Option<&str>,
+        certificate_id: Option<i64>,
+    ) -> Result<()>;
+    /// Takes a certificate's key away (the key row stays until deleted).
+    fn clear_certificate_key(&mut self, id: i64) -> Result<()>;
 
     /// Stores (sealed) the export passphrase of a CA.
     fn set_ca_passphrase(&mut self, certificate_id: i64, sealed: &[u8]) -> Result<()>;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    now_micros, CertificateRecord, KeyRecord, NewCertificate, NewRequest, RequestRecord, Result,
-    Store, TemplateRecord, Transaction, TxnMode,
+    now_micros, CertificateRecord, EncryptedKeyRecord, KeyRecord, NewCertificate, NewRequest,
+    RequestRecord, Result, Store, TemplateRecord, Transaction, TxnMode,
 };
 use crate::error::StoreError;
 
@@ -71,6 +71,14 @@ CREATE TABLE requests (
     created_at  INTEGER NOT NULL
 );
 CREATE INDEX requests_public_key ON requests(public_key);
+CREATE TABLE encrypted_keys (
+    id                  INTEGER PRIMARY KEY,
+    sealed              BLOB NOT NULL,
+    hint_certificate_id INTEGER REFERENCES certificates(id),
+    key_id              TEXT REFERENCES keys(id),
+    certificate_id      INTEGER REFERENCES certificates(id),
+    created_at          INTEGER NOT NULL
+);
 CREATE TABLE ca_passphrases (
     certificate_id INTEGER PRIMARY KEY REFERENCES certificates(id) ON DELETE CASCADE,
     sealed         BLOB NOT NULL
@@ -394,7 +402,59 @@ impl Transaction for SqliteTxn<'_> {
             .prepare_cached("DELETE FROM ca_passphrases WHERE certificate_id = ?1")?
             .execute(params![id])?;
         self.conn
+            .prepare_cached(
+                "DELETE FROM encrypted_keys WHERE certificate_id = ?1 OR hint_certificate_id = ?1",
+            )?
+            .execute(params![id])?;
+        self.conn
             .prepare_cached("DELETE FROM certificates WHERE id = ?1")?
+            .execute(params![id])?;
+        Ok(())
+    }
+
+    fn insert_encrypted_key(&mut self, sealed: &[u8], hint: Option<i64>) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO encrypted_keys(sealed, hint_certificate_id, created_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![sealed, hint, now_micros()])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn encrypted_keys(&self) -> Result<Vec<EncryptedKeyRecord>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, sealed, hint_certificate_id, key_id, certificate_id FROM encrypted_keys ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(EncryptedKeyRecord {
+                id: r.get(0)?,
+                sealed: r.get(1)?,
+                hint_certificate_id: r.get(2)?,
+                key_id: r.get(3)?,
+                certificate_id: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn set_encrypted_key_copy(
+        &mut self,
+        id: i64,
+        key_id: Option<&str>,
+        certificate_id: Option<i64>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE encrypted_keys SET key_id = ?2, certificate_id = ?3, \
+                 hint_certificate_id = COALESCE(?3, hint_certificate_id) WHERE id = ?1",
+            )?
+            .execute(params![id, key_id, certificate_id])?;
+        Ok(())
+    }
+
+    fn clear_certificate_key(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE certificates SET key_id = NULL WHERE id = ?1")?
             .execute(params![id])?;
         Ok(())
     }

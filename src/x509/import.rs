@@ -20,8 +20,8 @@ pub struct FileContents {
     pub certificates: Vec<Vec<u8>>,
     /// private keys, unencrypted PKCS#8 DER
     pub keys: Vec<SecretBytes>,
-    /// encrypted keys that could not be opened (no passphrase given)
-    pub encrypted_keys: usize,
+    /// encrypted keys (EncryptedPrivateKeyInfo DER) left encrypted: no passphrase was given
+    pub encrypted_keys: Vec<Vec<u8>>,
 }
 
 /// Why a file could not be read.
@@ -98,6 +98,19 @@ fn from_sec1(der: &[u8]) -> Result<SecretBytes, ImportError> {
     pkcs8_from(ID_EC_PUBLIC_KEY, Some(params), der)
 }
 
+/// Opens an EncryptedPrivateKeyInfo with `passphrase` (checked: the result must parse).
+pub fn open_encrypted_key(der: &[u8], passphrase: &str) -> Result<SecretBytes, ImportError> {
+    let enc = EncryptedPrivateKeyInfoRef::from_der(der)
+        .map_err(|e| ImportError::Invalid(format!("encrypted private key: {e}")))?;
+    let doc = enc.decrypt(passphrase.as_bytes()).map_err(|_| {
+        ImportError::Decryption("the passphrase does not open the encrypted private key".into())
+    })?;
+    PrivateKeyInfoRef::from_der(doc.as_bytes()).map_err(|_| {
+        ImportError::Decryption("the passphrase does not open the encrypted private key".into())
+    })?;
+    Ok(SecretBytes::new(doc.as_bytes().to_vec()))
+}
+
 fn decrypt_pkcs8(
     der: &[u8],
     passphrase: Option<&str>,
@@ -106,7 +119,7 @@ fn decrypt_pkcs8(
     let enc = EncryptedPrivateKeyInfoRef::from_der(der)
         .map_err(|e| ImportError::Invalid(format!("encrypted private key: {e}")))?;
     let Some(pass) = passphrase else {
-        out.encrypted_keys += 1;
+        out.encrypted_keys.push(der.to_vec());
         return Ok(());
     };
     let doc = enc.decrypt(pass.as_bytes()).map_err(|_| {
@@ -134,7 +147,7 @@ pub fn read_file(bytes: &[u8], passphrase: Option<&str>) -> Result<FileContents,
     } else {
         read_der(bytes, passphrase, &mut out)?;
     }
-    if out.certificates.is_empty() && out.keys.is_empty() && out.encrypted_keys == 0 {
+    if out.certificates.is_empty() && out.keys.is_empty() && out.encrypted_keys.is_empty() {
         return Err(ImportError::Invalid(
             "no certificate or private key in it".into(),
         ));
