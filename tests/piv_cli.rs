@@ -292,3 +292,26 @@ fn no_pin_source_and_no_terminal_fails_without_guessing() {
     assert_eq!(pin_tries(&c.reader), tries, "no PIN was tried");
     restore_pin(&c.reader);
 }
+
+#[test]
+fn a_certificate_request_can_keep_its_key_on_the_card() {
+    let Some((_g, c)) = setup(Some(PIN)) else {
+        return;
+    };
+    c.env.ok(&[
+        "add",
+        "name=r",
+        "common-name=card-req.example",
+        "key-type=ec",
+    ]);
+    c.env.ok(&[
+        "create-certificate-request",
+        "r",
+        "on-smart-card=piv-virtual",
+    ]);
+    assert!(!c.env.work.join("certificate-request_key.pem").exists());
+    openssl(
+        &["req", "-in", "certificate-request.pem", "-verify", "-noout"],
+        &c.env.work,
+    );
+}
