@@ -609,16 +609,21 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_store_gains_the_requests_table() {
+    fn a_version_1_store_gains_the_version_2_tables() {
         let d = tempfile::tempdir().unwrap();
         drop(SqliteStore::open(d.path()).unwrap());
         let c = Connection::open(d.path().join(DB_FILE)).unwrap();
-        c.execute_batch("DROP TABLE requests; PRAGMA user_version = 1;")
-            .unwrap();
+        c.execute_batch(
+            "DROP TABLE requests; DROP TABLE encrypted_keys; DROP TABLE ca_passphrases; \
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
         drop(c);
         let s = SqliteStore::open(d.path()).unwrap();
         let t = s.begin(TxnMode::Read).unwrap();
         assert!(t.requests().unwrap().is_empty());
+        assert!(t.encrypted_keys().unwrap().is_empty());
+        assert_eq!(t.ca_passphrase(1).unwrap(), None);
     }
 
     #[test]
