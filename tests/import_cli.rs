@@ -405,3 +405,16 @@ fn keys_imported_encrypted_wait_for_decrypt_and_reset_drops_the_copy() {
     // removing the CA takes everything with it
     env.ok(&["remove", "both_0"]);
 }
+
+#[test]
+fn names_come_from_file_names_made_valid() {
+    let env = Env::new();
+    openssl_pair(&env, "ec");
+    std::fs::rename(env.work.join("c.pem"), env.work.join("-odd=name.pem")).unwrap();
+    expect(
+        &env.ok(&["import", "file-name=-odd=name.pem"]),
+        [1, 0, 1, 0, 0],
+    );
+    assert_eq!(env.names(), ["odd_name_0"]);
+    env.fail(&["import", "file-name=k.pem", "name=a=b"], EXIT_USAGE);
+}

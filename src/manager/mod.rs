@@ -1129,6 +1129,9 @@ impl Manager {
                 vec![target]
             }
         };
+        if let Some(n) = &req.name {
+            validate_name(n)?;
+        }
         let mut report = ImportReport::default();
         let pass = req.passphrase.as_ref().map(|p| p.secret_str());
         let mut parsed = Vec::new();
@@ -1185,10 +1188,28 @@ impl Manager {
         for (file, contents) in &parsed {
             let mut imported = false;
             let mut file_certificate: Option<i64> = None;
-            let stem = file
+            // Names from file names: characters a name may not hold become '_'.
+            let stem: String = file
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "cert".into());
+                .unwrap_or_default()
+                .chars()
+                .map(|c| {
+                    if c.is_control() || c == '/' || c == '=' {
+                        '_'
+                    } else {
+                        c
+                    }
+                })
+                .take(200)
+                .collect::<String>()
+                .trim_start_matches('-')
+                .to_owned();
+            let stem = if stem.is_empty() {
+                "cert".to_owned()
+            } else {
+                stem
+            };
             for der_cert in &contents.certificates {
                 let info = x509::inspect_certificate(der_cert)?;
                 if txn.certificate_by_fingerprint(&info.fingerprint)?.is_some() {
