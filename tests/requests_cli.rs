@@ -311,3 +311,45 @@ fn the_signed_certificate_of_a_request_joins_its_key_on_import() {
     let v = env.ok(&["card-verify", "back"]);
     assert!(v.contains("equal to the certificate's"), "{v}");
 }
+
+#[test]
+fn a_request_for_a_ca_needs_allow_ca() {
+    let env = Env::new();
+    ca(&env);
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "sub.key",
+            "-subj",
+            "/CN=sub-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-out",
+            "sub.csr",
+        ],
+        &env.work,
+    );
+    let before = env.snapshot();
+    let err = env.fail(
+        &["sign-certificate-request", "ca=ca", "file-name=sub.csr"],
+        EXIT_REFUSED,
+    );
+    assert!(err.contains("CA certificate"), "{err}");
+    assert_eq!(env.snapshot(), before);
+    env.ok(&[
+        "sign-certificate-request",
+        "ca=ca",
+        "file-name=sub.csr",
+        "allow-ca=yes",
+    ]);
+    assert_eq!(env.entry("sub-ca")["flags"], "AI");
+}

@@ -126,6 +126,9 @@ pub struct SignRequestArgs {
     /// The certificate's name (default: the request's common name).
     #[arg(long)]
     pub name: Option<String>,
+    /// Issue a CA certificate if the request asks for one (refused otherwise).
+    #[arg(long, num_args = 0..=1, default_missing_value = "yes", value_parser = super::yes_no)]
+    pub allow_ca: Option<bool>,
 }
 
 impl SignRequestArgs {
@@ -136,6 +139,7 @@ impl SignRequestArgs {
             file: self.file_name.clone(),
             days_valid: self.days_valid,
             name: self.name.clone(),
+            allow_ca: self.allow_ca.unwrap_or(false),
             dir: cwd()?,
         })?;
         if ctx.json {

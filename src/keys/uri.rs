@@ -320,16 +320,24 @@ impl KeyUri {
     }
 }
 
-/// Hides a `pin-value=` in raw text that failed to parse, so errors never echo a PIN.
+/// Hides every `pin-value=` (in any case) in raw text that failed to parse, so errors never
+/// echo a PIN.
 fn redact_raw(s: &str) -> String {
-    match s.find("pin-value=") {
-        Some(i) => {
-            let start = i + "pin-value=".len();
-            let end = s[start..].find(['&', ';']).map_or(s.len(), |e| start + e);
-            format!("{}[redacted]{}", &s[..start], &s[end..])
-        }
-        None => s.to_owned(),
+    const KEY: &str = "pin-value=";
+    let lower = s.to_ascii_lowercase();
+    let mut out = String::with_capacity(s.len());
+    let mut pos = 0;
+    while let Some(i) = lower[pos..].find(KEY) {
+        let start = pos + i + KEY.len();
+        let end = lower[start..]
+            .find(['&', ';', '?'])
+            .map_or(s.len(), |e| start + e);
+        out.push_str(&s[pos..start]);
+        out.push_str("[redacted]");
+        pos = end;
     }
+    out.push_str(&s[pos..]);
+    out
 }
 
 #[cfg(test)]
@@ -376,10 +384,14 @@ mod tests {
             .without_secrets()
             .secret_uri_string()
             .contains("pin-value"));
-        let err = "pkcs11:bogus=1?pin-value=9876"
-            .parse::<KeyUri>()
-            .unwrap_err();
-        assert!(!err.to_string().contains("9876"), "{err}");
+        for raw in [
+            "pkcs11:bogus=1?pin-value=9876",
+            "pkcs11:bogus=1?PIN-VALUE=9876",
+            "pkcs11:token=a?pin-value=1111&pin-value=9876",
+        ] {
+            let err = raw.parse::<KeyUri>().unwrap_err();
+            assert!(!err.to_string().contains("9876"), "{err}");
+        }
     }
 
     #[test]

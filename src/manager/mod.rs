@@ -133,6 +133,8 @@ pub struct SignRequestFile {
     pub days_valid: Option<u32>,
     /// the certificate's name (default: the request's common name)
     pub name: Option<String>,
+    /// issue a CA certificate when the request asks for one (refused otherwise)
+    pub allow_ca: bool,
     /// the directory relative names are written in
     pub dir: PathBuf,
 }
@@ -1201,7 +1203,11 @@ impl Manager {
                         c
                     }
                 })
-                .take(200)
+                .scan(0usize, |bytes, c| {
+                    // at most 200 bytes, so that `_N` keeps it under the 255-byte limit
+                    *bytes += c.len_utf8();
+                    (*bytes <= 200).then_some(c)
+                })
                 .collect::<String>()
                 .trim_start_matches('-')
                 .to_owned();
@@ -1224,6 +1230,12 @@ impl Manager {
                     n_named += 1;
                     if validate_name(&candidate).is_ok() && !txn.name_in_use(&candidate)? {
                         break candidate;
+                    }
+                    if n_named > 100_000 {
+                        return Err(ManagerError::refused(
+                            format!("no free name for a certificate from {}", file.display()),
+                            Some("give name="),
+                        ));
                     }
                     if req.name.is_some() && n_named == 1 {
                         return Err(ManagerError::refused(
@@ -1535,6 +1547,16 @@ impl Manager {
         })?;
         let info = x509::csr::parse_request(&bytes)
             .map_err(|e| ManagerError::InvalidValue(format!("{}: {e}", req.file.display())))?;
+        let asks_ca = info.ca || info.key_usage.contains(x509::KeyUsageName::KeyCertSign);
+        if asks_ca && !req.allow_ca {
+            return Err(ManagerError::refused(
+                format!(
+                    "{}: the request asks for a CA certificate",
+                    req.file.display()
+                ),
+                Some("give allow-ca=yes to issue a sub-CA for it"),
+            ));
+        }
         let fields = x509::subject_fields(&info.subject);
         let name = match &req.name {
             Some(n) => n.clone(),

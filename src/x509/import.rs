@@ -147,6 +147,12 @@ pub fn read_file(bytes: &[u8], passphrase: Option<&str>) -> Result<FileContents,
     } else {
         read_der(bytes, passphrase, &mut out)?;
     }
+    // Everything certman later reads of a certificate must read now: a bad one is this
+    // file's error, not the whole import's.
+    for c in &out.certificates {
+        super::inspect_certificate(c)
+            .map_err(|e| ImportError::Invalid(format!("certificate: {e}")))?;
+    }
     if out.certificates.is_empty() && out.keys.is_empty() && out.encrypted_keys.is_empty() {
         return Err(ImportError::Invalid(
             "no certificate or private key in it".into(),
