@@ -31,6 +31,10 @@ fn main() {
         .with_query("pin-source", format!("file:{}", pin.display()))
         .with_query("management-key-source", format!("file:{}", mgm.display()));
     let provider = PivProvider::new(Default::default());
+    // certman does not generate over a slot in use: free 9a first
+    let _ = std::process::Command::new("yubico-piv-tool")
+        .args(["-r", &reader, "-a", "delete-certificate", "-s", "9a"])
+        .output();
     println!("PIV card in \"{reader}\", slot 9a, {signs} signatures per key");
     println!(
         "{:<12} {:>14} {:>12} {:>12}",

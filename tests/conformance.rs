@@ -272,10 +272,18 @@ fn conformance(b: &Backend) {
             uri: other.uri,
             sealed: other.sealed,
         };
-        b.provider.delete(&other_key).unwrap();
-        b.provider
-            .delete(&key)
-            .unwrap_or_else(|e| panic!("{ctx}: delete: {e}"));
+        let deleted = b.provider.delete(&other_key);
+        let deleted_key = b.provider.delete(&key);
+        if b.deletes_keys {
+            deleted.unwrap();
+            deleted_key.unwrap_or_else(|e| panic!("{ctx}: delete: {e}"));
+        } else {
+            // the device says it cannot, but freed the slot (its certificate is gone)
+            assert!(deleted.is_err() && deleted_key.is_err(), "{ctx}");
+            if let Some(objects) = b.provider.certificate_objects() {
+                assert_eq!(objects.load_certificate(&key).unwrap(), None, "{ctx}");
+            }
+        }
         if b.location.is_some() && b.deletes_keys {
             assert!(
                 b.provider.signer(&key).is_err(),
@@ -366,7 +374,7 @@ fn piv() -> Option<Backend> {
 #[test]
 fn piv_backend_conforms() {
     if let Some(b) = piv() {
-        let _card = PIV_CARD.lock().unwrap_or_else(|p| p.into_inner());
+        let _card = take_card();
         conformance(&b);
     }
 }
@@ -416,8 +424,9 @@ fn softhsm_inventory_lists_keys_and_certificates() {
         t.objects
             .iter()
             .any(|o| o.class == "private-key" && o.id == id && o.label == "listed"),
-        "{:?}",
-        t.objects
+        "{:?} {:?}",
+        t.objects,
+        t.note
     );
     b.provider
         .delete(&KeyHandle {
@@ -523,6 +532,21 @@ fn softhsm_always_authenticate_keys_sign_after_context_login() {
 #[cfg(feature = "pcsc")]
 static PIV_CARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Takes the card, and frees the slots the suite generates into (certman refuses to generate
+/// over a slot in use).
+#[cfg(feature = "pcsc")]
+fn take_card() -> std::sync::MutexGuard<'static, ()> {
+    let guard = PIV_CARD.lock().unwrap_or_else(|p| p.into_inner());
+    if let Ok(reader) = std::env::var("CERTMAN_PIV_READER") {
+        for slot in ["9a", "9d"] {
+            let _ = std::process::Command::new("yubico-piv-tool")
+                .args(["-r", &reader, "-a", "delete-certificate", "-s", slot])
+                .output();
+        }
+    }
+    guard
+}
+
 /// A key certman generated on the PIV card, reached through the card vendors' PKCS#11 modules
 /// (Yubico's ykcs11 and OpenSC's) by certman's PKCS#11 provider: the same key, card-verified
 /// and signing, whichever way it is reached.
@@ -532,7 +556,7 @@ fn piv_keys_sign_through_the_pkcs11_modules() {
     let Some(b) = piv() else {
         return;
     };
-    let _card = PIV_CARD.lock().unwrap_or_else(|p| p.into_inner());
+    let _card = take_card();
     let g = b
         .provider
         .generate(&GenerateRequest {
@@ -617,4 +641,9 @@ fn piv_keys_sign_through_the_pkcs11_modules() {
         );
     }
     eprintln!("PIV key checked through {tried} PKCS#11 module(s)");
+    let _ = b
+        .provider
+        .certificate_objects()
+        .unwrap()
+        .delete_certificate(&key);
 }

@@ -71,8 +71,12 @@ struct Card {
 fn setup(pin: Option<&str>) -> Option<(std::sync::MutexGuard<'static, ()>, Card)> {
     let reader = reader()?;
     let guard = CARD.lock().unwrap_or_else(|p| p.into_inner());
-    // Whatever an earlier (failed) test did to the PIN counter, start from full.
+    // Whatever an earlier (failed) test did to the PIN counter, start from full; and free
+    // the slots (certman refuses to generate over a key in use).
     restore_pin(&reader);
+    for slot in ["9a", "9c", "9d"] {
+        let _ = piv_tool(&reader, &["-a", "delete-certificate", "-s", slot]);
+    }
     let env = Env::new();
     let tokens = env.root().join("tokens");
     std::fs::create_dir_all(&tokens).unwrap();
@@ -291,6 +295,38 @@ fn no_pin_source_and_no_terminal_fails_without_guessing() {
     assert!(err.contains("not a terminal"), "{err}");
     assert_eq!(pin_tries(&c.reader), tries, "no PIN was tried");
     restore_pin(&c.reader);
+}
+
+#[test]
+fn a_slot_holding_a_key_in_use_is_not_generated_over() {
+    let Some((_g, c)) = setup(Some(PIN)) else {
+        return;
+    };
+    ca_on_card(&c);
+    c.env.ok(&[
+        "add",
+        "name=t2",
+        "common-name=second",
+        "key-type=ec",
+        "key-usage=key-cert-sign",
+    ]);
+    let before = c.env.snapshot();
+    let err = c
+        .env
+        .fail(&["sign", "t2", "on-smart-card=piv-virtual"], EXIT_REFUSED);
+    assert!(err.contains("does not overwrite a key in use"), "{err}");
+    assert_eq!(c.env.snapshot(), before);
+    // the CA still signs with its key
+    c.env.ok(&["card-verify", "ca"]);
+    // remove --delete-key frees the slot (the card cannot delete the key itself: said so)
+    let out = c.env.run(&["remove", "ca", "--delete-key"]);
+    assert!(
+        stderr(&out).contains("cannot delete a key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(c.env.json().iter().all(|e| e["name"] != "ca"));
+    c.env.ok(&["sign", "t2", "on-smart-card=piv-virtual"]);
 }
 
 #[test]

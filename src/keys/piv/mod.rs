@@ -443,6 +443,16 @@ impl KeyProvider for PivProvider {
         let card = self.card(location)?;
         let alg = algorithm_id(req.algorithm)?;
         let mut yk = card.lock();
+        // A slot with a certificate holds a key in use (perhaps a CA's): generating would
+        // destroy it for good. The operator frees the slot first.
+        if let Some(der) = read_slot_certificate(&mut yk, slot)? {
+            let subject = super::cert_subject(&der).unwrap_or_else(|_| "?".into());
+            return Err(KeyError::NotCapable(format!(
+                "slot {slot} of PIV card {} holds the key of \"{subject}\": certman does not overwrite a key in use \
+                 (free the slot: `certman remove … --delete-key`, or yubico-piv-tool -a delete-certificate -s {slot})",
+                card.serial
+            )));
+        }
         card.authenticate(&mut yk, location.query_str("management-key-source"))?;
         let spki = piv::generate(
             &mut yk,
@@ -518,9 +528,14 @@ impl KeyProvider for PivProvider {
     }
 
     fn delete(&self, key: &KeyHandle) -> Result<(), KeyError> {
-        // PIV cards cannot delete a key; the slot is reused by the next generation. The
-        // certificate goes, so the slot no longer claims an identity.
-        self.delete_certificate(key)
+        // PIV cards cannot delete a key. The certificate goes, so the slot no longer claims
+        // an identity and may be generated into again; the key itself stays until then.
+        self.delete_certificate(key)?;
+        Err(KeyError::NotCapable(format!(
+            "a PIV card cannot delete a key: the certificate in slot {} was deleted and the slot \
+             can be generated into again, but the private key stays on the card until then",
+            slot_of(&key.uri)?
+        )))
     }
 
     fn certificate_objects(&self) -> Option<&dyn CertificateObjects> {

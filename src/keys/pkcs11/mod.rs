@@ -239,7 +239,8 @@ fn list_objects(token: &Token) -> Result<Vec<TokenObject>, KeyError> {
             (ObjectClass::CERTIFICATE, "certificate"),
         ] {
             for h in s.session().find_objects(&[Attribute::Class(class)])? {
-                let attrs = s.session().get_attributes(
+                // An object deleted meanwhile (another session, another process) is skipped.
+                let Ok(attrs) = s.session().get_attributes(
                     h,
                     &[
                         AttributeType::Label,
@@ -247,7 +248,9 @@ fn list_objects(token: &Token) -> Result<Vec<TokenObject>, KeyError> {
                         AttributeType::KeyType,
                         AttributeType::Value,
                     ],
-                )?;
+                ) else {
+                    continue;
+                };
                 let mut o = TokenObject {
                     class: name,
                     label: String::new(),
