@@ -4,7 +4,6 @@ use clap::Args;
 
 use super::Ctx;
 use crate::error::ManagerError;
-use crate::secret::{resolve_secret, SecretSource, SecretString};
 
 /// `ca-set-passphrase NAME passphrase=…|passphrase-source=…`
 #[derive(Debug, Args)]
@@ -22,14 +21,9 @@ pub struct CaSetPassphraseArgs {
 impl CaSetPassphraseArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
-        let source: Option<SecretSource> = self
-            .passphrase_source
-            .as_deref()
-            .map(str::parse)
-            .transpose()?;
-        let pass = resolve_secret(
-            self.passphrase.clone().map(SecretString::new),
-            source.as_ref(),
+        let pass = super::secret(
+            &self.passphrase,
+            &self.passphrase_source,
             "CA export passphrase",
             "passphrase",
             true,

@@ -5,7 +5,6 @@ use clap::{Args, ValueEnum};
 use super::Ctx;
 use crate::error::ManagerError;
 use crate::manager::{ExportRequest, ExportType};
-use crate::secret::{resolve_secret, SecretSource, SecretString};
 
 /// Export file types.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -41,14 +40,9 @@ pub struct ExportArgs {
 impl ExportArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
-        let source: Option<SecretSource> = self
-            .export_passphrase_source
-            .as_deref()
-            .map(str::parse)
-            .transpose()?;
-        let passphrase = resolve_secret(
-            self.export_passphrase.clone().map(SecretString::new),
-            source.as_ref(),
+        let passphrase = super::secret(
+            &self.export_passphrase,
+            &self.export_passphrase_source,
             "export passphrase",
             "export-passphrase",
             false,
@@ -63,10 +57,7 @@ impl ExportArgs {
             },
             passphrase,
             file_name: self.file_name.clone(),
-            dir: std::env::current_dir().map_err(|source| ManagerError::File {
-                path: ".".into(),
-                source,
-            })?,
+            dir: super::cwd()?,
         })?;
         if ctx.json {
             let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();

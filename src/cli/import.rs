@@ -7,7 +7,6 @@ use clap::Args;
 use super::Ctx;
 use crate::error::ManagerError;
 use crate::manager::ImportRequest;
-use crate::secret::{resolve_secret, SecretSource, SecretString};
 
 /// `import [file-name=FILE|DIR] [passphrase=…|passphrase-source=…] [name=…] [trusted=yes|no]`
 #[derive(Debug, Args)]
@@ -32,14 +31,9 @@ pub struct ImportArgs {
 impl ImportArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
-        let source: Option<SecretSource> = self
-            .passphrase_source
-            .as_deref()
-            .map(str::parse)
-            .transpose()?;
-        let passphrase = resolve_secret(
-            self.passphrase.clone().map(SecretString::new),
-            source.as_ref(),
+        let passphrase = super::secret(
+            &self.passphrase,
+            &self.passphrase_source,
             "passphrase",
             "passphrase",
             false,
@@ -49,10 +43,7 @@ impl ImportArgs {
             passphrase,
             name: self.name.clone(),
             trusted: self.trusted,
-            dir: std::env::current_dir().map_err(|source| ManagerError::File {
-                path: ".".into(),
-                source,
-            })?,
+            dir: super::cwd()?,
         })?;
         for (file, why) in &r.errors {
             eprintln!("certman import: {}: {why}", file.display());
@@ -105,14 +96,9 @@ pub struct DecryptArgs {
 impl DecryptArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
-        let source: Option<SecretSource> = self
-            .passphrase_source
-            .as_deref()
-            .map(str::parse)
-            .transpose()?;
-        let pass = resolve_secret(
-            self.passphrase.clone().map(SecretString::new),
-            source.as_ref(),
+        let pass = super::secret(
+            &self.passphrase,
+            &self.passphrase_source,
             "passphrase",
             "passphrase",
             true,

@@ -108,6 +108,34 @@ impl Ctx {
     }
 }
 
+/// A secret option given as `X=value` or `X-source=…` (prompting on a terminal when
+/// `required` and neither is given).
+pub(crate) fn secret(
+    value: &Option<String>,
+    source: &Option<String>,
+    what: &str,
+    option: &str,
+    required: bool,
+) -> Result<Option<crate::secret::SecretString>, ManagerError> {
+    let source: Option<crate::secret::SecretSource> =
+        source.as_deref().map(str::parse).transpose()?;
+    Ok(crate::secret::resolve_secret(
+        value.clone().map(crate::secret::SecretString::new),
+        source.as_ref(),
+        what,
+        option,
+        required,
+    )?)
+}
+
+/// The current directory, where files are read and written.
+pub(crate) fn cwd() -> Result<PathBuf, ManagerError> {
+    std::env::current_dir().map_err(|source| ManagerError::File {
+        path: ".".into(),
+        source,
+    })
+}
+
 /// RouterOS `yes`/`no` for flags that also take a value (`--force`, `delete-key=yes`).
 pub fn yes_no(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::Ctx;
+use super::{cwd, secret, Ctx};
 use crate::error::ManagerError;
 use crate::manager::{CreateRequest, KeyLocation, SignRequestFile};
-use crate::secret::{resolve_secret, SecretSource, SecretString};
 
 /// `create-certificate-request template=… [key-passphrase=…] [file-name=…] [on-smart-card=…]`
 #[derive(Debug, Args)]
@@ -39,30 +38,6 @@ pub struct CreateRequestArgs {
     /// Generate the key at this key URI (pkcs11:…, piv:…).
     #[arg(long)]
     pub key: Option<String>,
-}
-
-fn secret(
-    value: &Option<String>,
-    source: &Option<String>,
-    what: &str,
-    option: &str,
-    required: bool,
-) -> Result<Option<SecretString>, ManagerError> {
-    let source: Option<SecretSource> = source.as_deref().map(str::parse).transpose()?;
-    Ok(resolve_secret(
-        value.clone().map(SecretString::new),
-        source.as_ref(),
-        what,
-        option,
-        required,
-    )?)
-}
-
-fn cwd() -> Result<PathBuf, ManagerError> {
-    std::env::current_dir().map_err(|source| ManagerError::File {
-        path: ".".into(),
-        source,
-    })
 }
 
 impl CreateRequestArgs {

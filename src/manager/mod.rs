@@ -1169,17 +1169,7 @@ impl Manager {
             .ok_or_else(|| ManagerError::Key(KeyError::NotCapable("no key importer".into())))?;
         let mut txn = self.store.begin(TxnMode::Write)?;
         // Certificates without a key, by public key DER: where imported keys go.
-        let mut keyless: Vec<(i64, Vec<u8>)> = Vec::new();
-        for c in txn.certificates()? {
-            if c.cert.key_id.is_none() {
-                if let Ok(info) = x509::inspect_certificate(&c.cert.der) {
-                    keyless.push((
-                        c.id,
-                        der::Encode::to_der(&info.public_key).unwrap_or_default(),
-                    ));
-                }
-            }
-        }
+        let mut keyless = keyless_certificates(txn.as_ref())?;
         // Keys of requests made here: a certificate coming back for one joins its key.
         let requested: Vec<(Vec<u8>, String)> = txn
             .requests()?
@@ -1282,20 +1272,7 @@ impl Manager {
                 match keyless.iter().position(|(_, pk)| *pk == spki) {
                     Some(i) => {
                         let (cert_id, _) = keyless.remove(i);
-                        txn.insert_key(&KeyRecord {
-                            id: g.uri.store_id(),
-                            uri: g.uri.to_string(),
-                            algorithm: format!(
-                                "{}/{}",
-                                g.algorithm.key_type(),
-                                g.algorithm.key_size()
-                            ),
-                            sealed: g.sealed.clone(),
-                            token_serial: None,
-                            slot: None,
-                            created_at: now_micros(),
-                        })?;
-                        txn.set_certificate_key(cert_id, &g.uri.store_id())?;
+                        give_key(txn.as_mut(), cert_id, &g)?;
                         report.private_keys_imported += 1;
                         imported = true;
                     }
@@ -1328,17 +1305,7 @@ impl Manager {
             .importer()
             .ok_or_else(|| ManagerError::Key(KeyError::NotCapable("no key importer".into())))?;
         let mut txn = self.store.begin(TxnMode::Write)?;
-        let mut keyless: Vec<(i64, Vec<u8>)> = Vec::new();
-        for c in txn.certificates()? {
-            if c.cert.key_id.is_none() {
-                if let Ok(info) = x509::inspect_certificate(&c.cert.der) {
-                    keyless.push((
-                        c.id,
-                        der::Encode::to_der(&info.public_key).unwrap_or_default(),
-                    ));
-                }
-            }
-        }
+        let mut keyless = keyless_certificates(txn.as_ref())?;
         let mut decrypted = 0;
         for k in txn.encrypted_keys()? {
             if k.key_id.is_some() {
@@ -1356,16 +1323,7 @@ impl Manager {
                 continue;
             };
             let (cert_id, _) = keyless.remove(i);
-            txn.insert_key(&KeyRecord {
-                id: g.uri.store_id(),
-                uri: g.uri.to_string(),
-                algorithm: format!("{}/{}", g.algorithm.key_type(), g.algorithm.key_size()),
-                sealed: g.sealed.clone(),
-                token_serial: None,
-                slot: None,
-                created_at: now_micros(),
-            })?;
-            txn.set_certificate_key(cert_id, &g.uri.store_id())?;
+            give_key(txn.as_mut(), cert_id, &g)?;
             txn.set_encrypted_key_copy(k.id, Some(&g.uri.store_id()), Some(cert_id))?;
             decrypted += 1;
         }
@@ -1746,6 +1704,38 @@ fn signature_scheme_for(
         return Err(refuse(format!("cannot sign with {scheme}")));
     }
     Ok(scheme)
+}
+
+/// Certificates without a private key, with their public keys (DER): where keys coming from
+/// outside go.
+fn keyless_certificates(txn: &dyn Transaction) -> Result<Vec<(i64, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for c in txn.certificates()? {
+        if c.cert.key_id.is_none() {
+            if let Ok(info) = x509::inspect_certificate(&c.cert.der) {
+                out.push((
+                    c.id,
+                    der::Encode::to_der(&info.public_key).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Stores a key taken from outside and gives it to a certificate.
+fn give_key(txn: &mut dyn Transaction, certificate_id: i64, key: &GeneratedKey) -> Result<()> {
+    txn.insert_key(&KeyRecord {
+        id: key.uri.store_id(),
+        uri: key.uri.without_secrets().to_string(),
+        algorithm: format!("{}/{}", key.algorithm.key_type(), key.algorithm.key_size()),
+        sealed: key.sealed.clone(),
+        token_serial: key.token_serial.clone(),
+        slot: key.slot.clone(),
+        created_at: now_micros(),
+    })?;
+    txn.set_certificate_key(certificate_id, &key.uri.store_id())?;
+    Ok(())
 }
 
 /// What keys kept encrypted are sealed under.
