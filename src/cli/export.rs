@@ -59,14 +59,7 @@ impl ExportArgs {
             file_name: self.file_name.clone(),
             dir: super::cwd()?,
         })?;
-        if ctx.json {
-            let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-            println!("{}", serde_json::json!({ "files": names }));
-        } else if !ctx.quiet {
-            for f in files {
-                println!("wrote {}", f.display());
-            }
-        }
+        super::print_files(ctx, &files);
         Ok(())
     }
 }

@@ -128,6 +128,32 @@ pub(crate) fn secret(
     )?)
 }
 
+/// Reports the files a command wrote (`{"files": […]}` with `--json`).
+pub(crate) fn print_files(ctx: &Ctx, files: &[PathBuf]) {
+    if ctx.json {
+        let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        println!("{}", serde_json::json!({ "files": names }));
+    } else if !ctx.quiet {
+        for f in files {
+            println!("wrote {}", f.display());
+        }
+    }
+}
+
+/// Reports a certificate just signed (the entry as JSON with `--json`).
+pub(crate) fn print_signed(ctx: &Ctx, entry: &crate::manager::Entry) {
+    if ctx.json {
+        println!("{}", output::entry_json(0, entry));
+    } else if !ctx.quiet {
+        println!(
+            "signed {} [{}] fingerprint={}",
+            entry.name,
+            entry.flags,
+            entry.text("fingerprint").unwrap_or_default()
+        );
+    }
+}
+
 /// The current directory, where files are read and written.
 pub(crate) fn cwd() -> Result<PathBuf, ManagerError> {
     std::env::current_dir().map_err(|source| ManagerError::File {

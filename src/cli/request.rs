@@ -74,14 +74,7 @@ impl CreateRequestArgs {
             dir: cwd()?,
             key_location,
         })?;
-        if ctx.json {
-            let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-            println!("{}", serde_json::json!({ "files": names }));
-        } else if !ctx.quiet {
-            for f in files {
-                println!("wrote {}", f.display());
-            }
-        }
+        super::print_files(ctx, &files);
         Ok(())
     }
 }
@@ -117,15 +110,8 @@ impl SignRequestArgs {
             allow_ca: self.allow_ca.unwrap_or(false),
             dir: cwd()?,
         })?;
-        if ctx.json {
-            println!("{}", super::output::entry_json(0, &entry));
-        } else if !ctx.quiet {
-            println!(
-                "signed {} [{}] fingerprint={}",
-                entry.name,
-                entry.flags,
-                entry.text("fingerprint").unwrap_or_default()
-            );
+        super::print_signed(ctx, &entry);
+        if !ctx.json && !ctx.quiet {
             println!("wrote {}", file.display());
         }
         Ok(())

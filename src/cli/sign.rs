@@ -55,16 +55,7 @@ impl SignArgs {
             key_location,
         };
         let entry = ctx.manager()?.sign(&req)?;
-        if ctx.json {
-            println!("{}", super::output::entry_json(0, &entry));
-        } else if !ctx.quiet {
-            println!(
-                "signed {} [{}] fingerprint={}",
-                entry.name,
-                entry.flags,
-                entry.text("fingerprint").unwrap_or_default()
-            );
-        }
+        super::print_signed(ctx, &entry);
         Ok(())
     }
 }
