@@ -122,6 +122,64 @@ pub struct EncryptedKeyRecord {
     pub certificate_id: Option<i64>,
 }
 
+/// A revocation: one row per revoked certificate, with its encoded CRL entry, so that a CRL is
+/// assembled from stored entries instead of being rebuilt from the certificates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationRecord {
+    /// the issuing CA
+    pub ca_id: i64,
+    /// the revoked certificate
+    pub certificate_id: i64,
+    /// its serial, big-endian magnitude
+    pub serial: Vec<u8>,
+    /// revocation time, Unix seconds
+    pub revoked_at: i64,
+    /// CRLReason code
+    pub reason: Option<u8>,
+    /// the certificate's notAfter, Unix seconds (expired entries may leave the CRL)
+    pub not_after: i64,
+    /// the encoded revokedCertificates entry
+    pub entry: Vec<u8>,
+}
+
+/// A local CA's current CRL (one row per CA; `number` only grows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrlRecord {
+    /// the CA
+    pub ca_id: i64,
+    /// cRLNumber
+    pub number: u64,
+    /// thisUpdate, Unix seconds
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds
+    pub next_update: i64,
+    /// how many entries it lists
+    pub entries: i64,
+    /// the CRL, DER
+    pub der: Vec<u8>,
+}
+
+/// A CRL downloaded for a trusted certificate (one per issuing certificate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadedCrlRecord {
+    /// the store certificate whose key signed it
+    pub certificate_id: i64,
+    /// where it came from
+    pub url: String,
+    /// cRLNumber
+    pub number: Option<u64>,
+    /// thisUpdate, Unix seconds
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds
+    pub next_update: Option<i64>,
+    /// how many entries it lists
+    pub entries: i64,
+    /// the CRL, DER
+    pub der: Vec<u8>,
+    /// when it was fetched, Unix seconds
+    pub fetched_at: i64,
+}
+
 /// Read-only or read-write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxnMode {
@@ -209,6 +267,44 @@ pub trait Transaction {
     fn insert_request(&mut self, request: &NewRequest) -> Result<i64>;
     /// The requests made here.
     fn requests(&self) -> Result<Vec<RequestRecord>>;
+
+    /// Marks a certificate revoked (flag R) and records its CRL entry.
+    fn insert_revocation(&mut self, r: &RevocationRecord) -> Result<()>;
+    /// The revocation of a certificate.
+    fn revocation(&self, certificate_id: i64) -> Result<Option<RevocationRecord>>;
+    /// Appends the encoded entries of a CA's revocations of certificates valid until at least
+    /// `min_not_after` to `out`; returns how many.
+    fn revocation_entries(&self, ca_id: i64, min_not_after: i64, out: &mut Vec<u8>) -> Result<i64>;
+
+    /// A local CA's current CRL.
+    fn crl(&self, ca_id: i64) -> Result<Option<CrlRecord>>;
+    /// A CA's current CRL number and thisUpdate, without the CRL itself.
+    fn crl_state(&self, ca_id: i64) -> Result<Option<(u64, i64)>>;
+    /// Every local CA's current CRL, without the DER (`der` empty).
+    fn crl_summaries(&self) -> Result<Vec<CrlRecord>>;
+    /// Replaces a CA's current CRL.
+    fn put_crl(&mut self, crl: &CrlRecord) -> Result<()>;
+    /// The CA whose CRL a CDP path (`/crl/<name>.crl`, decoded) names.
+    fn crl_path_owner(&self, path: &str) -> Result<Option<i64>>;
+    /// Records that a CA's CRL is published at `path` (kept across renames).
+    fn insert_crl_path(&mut self, path: &str, ca_id: i64) -> Result<()>;
+
+    /// A setting (`/certificate settings`).
+    fn setting(&self, key: &str) -> Result<Option<String>>;
+    /// Changes a setting.
+    fn set_setting(&mut self, key: &str, value: &str) -> Result<()>;
+
+    /// The downloaded CRL signed by a certificate's key.
+    fn downloaded_crl(&self, certificate_id: i64) -> Result<Option<DownloadedCrlRecord>>;
+    /// Every downloaded CRL.
+    fn downloaded_crls(&self) -> Result<Vec<DownloadedCrlRecord>>;
+    /// Stores (replacing) the downloaded CRL of a certificate.
+    fn put_downloaded_crl(&mut self, crl: &DownloadedCrlRecord) -> Result<()>;
+    /// Drops every downloaded CRL; returns how many.
+    fn delete_downloaded_crls(&mut self) -> Result<usize>;
+    /// Ids of the certificates that a downloaded CRL is held for (flag L, as RouterOS shows
+    /// it; a local CA's own CRL is listed by `crl print`).
+    fn certificates_with_crl(&self) -> Result<Vec<i64>>;
 }
 
 /// Now, in Unix microseconds.

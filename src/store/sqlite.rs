@@ -9,13 +9,14 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    now_micros, CertificateRecord, EncryptedKeyRecord, KeyRecord, NewCertificate, NewRequest,
-    RequestRecord, Result, Store, TemplateRecord, Transaction, TxnMode,
+    now_micros, CertificateRecord, CrlRecord, DownloadedCrlRecord, EncryptedKeyRecord, KeyRecord,
+    NewCertificate, NewRequest, RequestRecord, Result, RevocationRecord, Store, TemplateRecord,
+    Transaction, TxnMode,
 };
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// The database file's name inside the store directory.
 pub const DB_FILE: &str = "certman.db";
 
@@ -82,6 +83,49 @@ CREATE TABLE encrypted_keys (
 CREATE TABLE ca_passphrases (
     certificate_id INTEGER PRIMARY KEY REFERENCES certificates(id) ON DELETE CASCADE,
     sealed         BLOB NOT NULL
+);
+";
+
+/// v3: revocations (one row per revoked certificate, with its encoded CRL entry), each local
+/// CA's current CRL, the CDP paths a CA's CRL is published at, `/certificate settings`, and CRLs
+/// downloaded for trusted certificates. Everything goes with its CA (ON DELETE CASCADE).
+const SCHEMA_V3: &str = "
+CREATE TABLE revocations (
+    ca_id          INTEGER NOT NULL REFERENCES certificates(id) ON DELETE CASCADE,
+    serial         BLOB NOT NULL,
+    certificate_id INTEGER NOT NULL UNIQUE REFERENCES certificates(id) ON DELETE CASCADE,
+    revoked_at     INTEGER NOT NULL,
+    reason         INTEGER,
+    not_after      INTEGER NOT NULL,
+    entry          BLOB NOT NULL,
+    PRIMARY KEY (ca_id, serial)
+) WITHOUT ROWID;
+CREATE TABLE crls (
+    ca_id       INTEGER PRIMARY KEY REFERENCES certificates(id) ON DELETE CASCADE,
+    number      INTEGER NOT NULL,
+    this_update INTEGER NOT NULL,
+    next_update INTEGER NOT NULL,
+    entries     INTEGER NOT NULL,
+    der         BLOB NOT NULL
+);
+CREATE TABLE crl_paths (
+    path  TEXT PRIMARY KEY,
+    ca_id INTEGER NOT NULL REFERENCES certificates(id) ON DELETE CASCADE
+);
+CREATE INDEX crl_paths_ca ON crl_paths(ca_id);
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE downloaded_crls (
+    certificate_id INTEGER PRIMARY KEY REFERENCES certificates(id) ON DELETE CASCADE,
+    url            TEXT NOT NULL,
+    number         INTEGER,
+    this_update    INTEGER NOT NULL,
+    next_update    INTEGER,
+    entries        INTEGER NOT NULL,
+    der            BLOB NOT NULL,
+    fetched_at     INTEGER NOT NULL
 );
 ";
 
@@ -167,6 +211,9 @@ fn migrate(conn: &Connection) -> Result<Vec<u8>> {
         }
         if version < 2 {
             conn.execute_batch(SCHEMA_V2)?;
+        }
+        if version < 3 {
+            conn.execute_batch(SCHEMA_V3)?;
         }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         let salt: Vec<u8> = conn
@@ -568,6 +615,230 @@ impl Transaction for SqliteTxn<'_> {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+
+    fn insert_revocation(&mut self, r: &RevocationRecord) -> Result<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE certificates SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            )?
+            .execute(params![r.certificate_id, r.revoked_at])?;
+        if changed != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "certificate {} is missing or already revoked",
+                r.certificate_id
+            )));
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO revocations(ca_id, serial, certificate_id, revoked_at, reason, \
+                 not_after, entry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                r.ca_id,
+                r.serial,
+                r.certificate_id,
+                r.revoked_at,
+                r.reason,
+                r.not_after,
+                r.entry
+            ])?;
+        Ok(())
+    }
+
+    fn revocation(&self, certificate_id: i64) -> Result<Option<RevocationRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT ca_id, certificate_id, serial, revoked_at, reason, not_after, entry \
+                 FROM revocations WHERE certificate_id = ?1",
+            )?
+            .query_row(params![certificate_id], |r| {
+                Ok(RevocationRecord {
+                    ca_id: r.get(0)?,
+                    certificate_id: r.get(1)?,
+                    serial: r.get(2)?,
+                    revoked_at: r.get(3)?,
+                    reason: r.get(4)?,
+                    not_after: r.get(5)?,
+                    entry: r.get(6)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn revocation_entries(&self, ca_id: i64, min_not_after: i64, out: &mut Vec<u8>) -> Result<i64> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT entry FROM revocations WHERE ca_id = ?1 AND not_after >= ?2")?;
+        let mut rows = stmt.query(params![ca_id, min_not_after])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            out.extend_from_slice(row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn crl(&self, ca_id: i64) -> Result<Option<CrlRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT ca_id, number, this_update, next_update, entries, der FROM crls \
+                 WHERE ca_id = ?1",
+            )?
+            .query_row(params![ca_id], crl_from_row)
+            .optional()?)
+    }
+
+    fn crl_state(&self, ca_id: i64) -> Result<Option<(u64, i64)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT number, this_update FROM crls WHERE ca_id = ?1")?
+            .query_row(params![ca_id], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    fn crl_summaries(&self) -> Result<Vec<CrlRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ca_id, number, this_update, next_update, entries, X'' FROM crls \
+             ORDER BY ca_id",
+        )?;
+        let rows = stmt.query_map([], crl_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn put_crl(&mut self, c: &CrlRecord) -> Result<()> {
+        let number = i64::try_from(c.number)
+            .map_err(|_| StoreError::Corrupt("CRL number past 2^63".into()))?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO crls(ca_id, number, this_update, next_update, entries, \
+                 der) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                c.ca_id,
+                number,
+                c.this_update,
+                c.next_update,
+                c.entries,
+                c.der
+            ])?;
+        Ok(())
+    }
+
+    fn crl_path_owner(&self, path: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT ca_id FROM crl_paths WHERE path = ?1")?
+            .query_row(params![path], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn insert_crl_path(&mut self, path: &str, ca_id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO crl_paths(path, ca_id) VALUES (?1, ?2)")?
+            .execute(params![path, ca_id])?;
+        Ok(())
+    }
+
+    fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+            .query_row(params![key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO settings(key, value) VALUES (?1, ?2)")?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+
+    fn downloaded_crl(&self, certificate_id: i64) -> Result<Option<DownloadedCrlRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {DOWNLOADED_COLUMNS} FROM downloaded_crls WHERE certificate_id = ?1"
+            ))?
+            .query_row(params![certificate_id], downloaded_from_row)
+            .optional()?)
+    }
+
+    fn downloaded_crls(&self) -> Result<Vec<DownloadedCrlRecord>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {DOWNLOADED_COLUMNS} FROM downloaded_crls ORDER BY certificate_id"
+        ))?;
+        let rows = stmt.query_map([], downloaded_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn put_downloaded_crl(&mut self, c: &DownloadedCrlRecord) -> Result<()> {
+        let number = c.number.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO downloaded_crls(certificate_id, url, number, \
+                 this_update, next_update, entries, der, fetched_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                c.certificate_id,
+                c.url,
+                number,
+                c.this_update,
+                c.next_update,
+                c.entries,
+                c.der,
+                c.fetched_at
+            ])?;
+        Ok(())
+    }
+
+    fn delete_downloaded_crls(&mut self) -> Result<usize> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM downloaded_crls")?
+            .execute([])?)
+    }
+
+    fn certificates_with_crl(&self) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT certificate_id FROM downloaded_crls",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+const DOWNLOADED_COLUMNS: &str =
+    "certificate_id, url, number, this_update, next_update, entries, der, fetched_at";
+
+fn downloaded_from_row(r: &Row<'_>) -> rusqlite::Result<DownloadedCrlRecord> {
+    Ok(DownloadedCrlRecord {
+        certificate_id: r.get(0)?,
+        url: r.get(1)?,
+        number: r.get::<_, Option<i64>>(2)?.map(|n| n as u64),
+        this_update: r.get(3)?,
+        next_update: r.get(4)?,
+        entries: r.get(5)?,
+        der: r.get(6)?,
+        fetched_at: r.get(7)?,
+    })
+}
+
+fn crl_from_row(r: &Row<'_>) -> rusqlite::Result<CrlRecord> {
+    Ok(CrlRecord {
+        ca_id: r.get(0)?,
+        number: r.get::<_, i64>(1)? as u64,
+        this_update: r.get(2)?,
+        next_update: r.get(3)?,
+        entries: r.get(4)?,
+        der: r.get(5)?,
+    })
 }
 
 #[cfg(test)]
@@ -615,7 +886,8 @@ mod tests {
         let c = Connection::open(d.path().join(DB_FILE)).unwrap();
         c.execute_batch(
             "DROP TABLE requests; DROP TABLE encrypted_keys; DROP TABLE ca_passphrases; \
-             PRAGMA user_version = 1;",
+             DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
+             DROP TABLE settings; DROP TABLE downloaded_crls; PRAGMA user_version = 1;",
         )
         .unwrap();
         drop(c);
@@ -624,6 +896,39 @@ mod tests {
         assert!(t.requests().unwrap().is_empty());
         assert!(t.encrypted_keys().unwrap().is_empty());
         assert_eq!(t.ca_passphrase(1).unwrap(), None);
+    }
+
+    #[test]
+    fn a_version_2_store_gains_the_version_3_tables_and_keeps_its_rows() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(d.path()).unwrap();
+        let mut t = s.begin(TxnMode::Write).unwrap();
+        t.insert_template("kept", "{}").unwrap();
+        t.commit().unwrap();
+        drop(s);
+        let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+        c.execute_batch(
+            "DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
+             DROP TABLE settings; DROP TABLE downloaded_crls; PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(c);
+        let s = SqliteStore::open(d.path()).unwrap();
+        let mut t = s.begin(TxnMode::Write).unwrap();
+        assert!(t.template("kept").unwrap().is_some());
+        assert_eq!(t.setting("crl-use").unwrap(), None);
+        t.set_setting("crl-use", "yes").unwrap();
+        assert_eq!(t.setting("crl-use").unwrap().as_deref(), Some("yes"));
+        assert!(t.crl_summaries().unwrap().is_empty());
+        assert!(t.downloaded_crls().unwrap().is_empty());
+        let v: i64 = t_version(&d);
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    fn t_version(d: &tempfile::TempDir) -> i64 {
+        let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+        c.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
     }
 
     #[test]
