@@ -29,22 +29,60 @@ export CERTMAN_STORE="$DEMO/store" CERTMAN_TOKENS="$DEMO/tokens"
 
 run() { echo "\$ certman $*"; "$CERTMAN" "$@"; }
 
+PORT="${CERTMAN_DEMO_PORT:-8080}"
 run add name=ca-tpl common-name=demo-ca organization=certman key-usage=key-cert-sign,crl-sign days-valid=3650 key-type=ec key-size=prime256v1
-run sign ca-tpl name=ca ca-crl-host=127.0.0.1:8080 on-smart-card=softhsm
+run sign ca-tpl name=ca ca-crl-host=127.0.0.1:$PORT on-smart-card=softhsm
 run add name=srv common-name=srv.example subject-alt-name=DNS:srv.example,IP:127.0.0.1 key-usage=digital-signature,key-encipherment,tls-server
 run sign srv ca=ca
+run add name=old common-name=old.example key-usage=digital-signature,tls-server
+run sign old ca=ca
 run print
 run card-verify ca
 run token print
 run export-certificate ca
 run export-certificate srv
+run export-certificate old
 echo "\$ openssl verify -CAfile cert_export_ca.crt cert_export_srv.crt"
 openssl verify -CAfile cert_export_ca.crt cert_export_srv.crt
 
+# The service: the CA's CRL at the CDP its certificates name. Stopped by PID on exit.
+echo "\$ certman serve listen=127.0.0.1:$PORT &"
+"$CERTMAN" serve "listen=127.0.0.1:$PORT" 2> "$DEMO/serve.log" &
+SERVE_PID=$!
+trap 'kill -TERM "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
+    kill -0 "$SERVE_PID" 2>/dev/null || { cat "$DEMO/serve.log" >&2; exit 1; }
+    sleep 0.1
+done
+echo "\$ curl http://127.0.0.1:$PORT/health"
+curl -sf "http://127.0.0.1:$PORT/health"; echo
+CDP=$(openssl x509 -in cert_export_srv.crt -noout -ext crlDistributionPoints | grep -o 'http://[^ ]*')
+echo "\$ curl -o ca.crl $CDP   # the CDP in srv's certificate"
+curl -sf -o ca.crl "$CDP"
+openssl crl -inform DER -in ca.crl -out ca-crl.pem
+openssl crl -in ca-crl.pem -noout -crlnumber -CAfile cert_export_ca.crt -verify
+
+# A revocation, signed on the token; the daemon serves the new CRL at once.
+run issued-revoke old reason=superseded
+curl -sf -o ca.crl "$CDP"
+openssl crl -inform DER -in ca.crl -out ca-crl.pem
+echo "\$ openssl crl -in ca-crl.pem -noout -crlnumber -CAfile cert_export_ca.crt -verify"
+openssl crl -in ca-crl.pem -noout -crlnumber -CAfile cert_export_ca.crt -verify
+echo "\$ openssl verify -crl_check -CRLfile ca-crl.pem -CAfile cert_export_ca.crt cert_export_old.crt"
+if openssl verify -crl_check -CRLfile ca-crl.pem -CAfile cert_export_ca.crt cert_export_old.crt; then
+    echo "demo: the revoked certificate still verified" >&2; exit 1
+fi
+echo "\$ openssl verify -crl_check -CRLfile ca-crl.pem -CAfile cert_export_ca.crt cert_export_srv.crt"
+openssl verify -crl_check -CRLfile ca-crl.pem -CAfile cert_export_ca.crt cert_export_srv.crt
+run crl print
+
 cat <<MSG
 
-The CA key was generated on the SoftHSM2 token "demo-ca" ($DEMO/softhsm) and never left it;
-the server key is sealed in software in $CERTMAN_STORE. Serving the CA's CRL
-(certman serve) arrives with its issue: see README "Status".
-Files: $DEMO/cert_export_ca.crt $DEMO/cert_export_srv.crt
+The CA key was generated on the SoftHSM2 token "demo-ca" ($DEMO/softhsm) and never left it: it
+signed the certificates and every CRL. The server keys are sealed in software in
+$CERTMAN_STORE. certman serve published the CRL at $CDP
+(log: $DEMO/serve.log); it stops as the demo ends. Run it again with
+  CERTMAN_STORE=$CERTMAN_STORE CERTMAN_TOKENS=$CERTMAN_TOKENS $CERTMAN serve listen=127.0.0.1:$PORT
+Files: $DEMO/cert_export_ca.crt $DEMO/cert_export_srv.crt $DEMO/ca.crl
 MSG

@@ -8,9 +8,9 @@ set -euo pipefail
 # PKCS#11 token of the demo and the tests, OpenSC's pkcs11-tool their independent PKCS#11 peer;
 # libpcsclite-dev builds the PC/SC (PIV) support; pcscd, vsmartcard-vpcd and libclang-dev (for the
 # virtual card's littlefs2) run the virtual PIV card of the tests, yubico-piv-tool and ykcs11 are
-# its independent peers.
+# its independent peers; curl fetches the CRL that `certman serve` publishes in the demo.
 PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcsclite-dev
-          pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11)
+          pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11 curl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -206,6 +206,10 @@ pub enum ManagerError {
     /// Secret could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The operation ran and its outcome is a failure (a certificate that does not verify,
+    /// CRL downloads that failed); the details were printed.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl ManagerError {
@@ -231,7 +235,9 @@ impl ManagerError {
             ManagerError::InvalidValue(_) => ExitCode::Usage,
             ManagerError::NotFound { .. } => ExitCode::NotFound,
             ManagerError::Refused { .. } => ExitCode::Refused,
-            ManagerError::File { .. } | ManagerError::Store(_) => ExitCode::Failed,
+            ManagerError::File { .. } | ManagerError::Store(_) | ManagerError::Failed(_) => {
+                ExitCode::Failed
+            }
             ManagerError::Secret(_) => ExitCode::Usage,
             ManagerError::Key(k) | ManagerError::X509(X509Error::Key(k)) => key_exit_code(k),
             ManagerError::X509(_) => ExitCode::Failed,

@@ -12,5 +12,6 @@ pub mod fsutil;
 pub mod keys;
 pub mod manager;
 pub mod secret;
+pub mod service;
 pub mod store;
 pub mod x509;

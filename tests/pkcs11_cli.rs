@@ -587,3 +587,90 @@ fn missing_token_is_exit_5() {
     );
     assert_eq!(env.snapshot(), before);
 }
+
+// --- CRLs of a CA whose key is on the token ---
+
+#[test]
+fn a_token_ca_signs_its_crl_on_the_token() {
+    let Some(hsm) = SoftHsm::new("crl") else {
+        return;
+    };
+    let env = hsm.env();
+    token_ca(&env, "ca", RSA2048, &format!("ca-on-smart-card={PROFILE}"));
+    env.issue("srv", "ca", EC);
+    let ca = env.export_cert("ca");
+    let srv = env.export_cert("srv");
+    // The CA's private key exists only on the token, sensitive and never extractable: any
+    // signature that verifies with the CA's certificate was made there.
+    let key = hsm.object("Private Key", "ca");
+    let access = key.access();
+    assert!(
+        access.iter().any(|a| a == "sensitive") && access.iter().any(|a| a == "never extractable"),
+        "CA key access: {access:?}"
+    );
+
+    env.ok(&["issued-revoke", "srv", "reason=superseded"]);
+    env.ok(&["crl", "export", "ca", "file-name=ca.crl"]);
+    let crl = env.path("ca.crl");
+    let pem = env.path("ca-crl.pem");
+    openssl(
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            "ca.crl",
+            "-out",
+            "ca-crl.pem",
+        ],
+        &env.work,
+    );
+    let out = openssl_output(
+        &[
+            "crl",
+            "-in",
+            pem.to_str().unwrap(),
+            "-noout",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-verify",
+        ],
+        Path::new("/"),
+    );
+    assert!(stderr(&out).contains("verify OK"), "{}", stderr(&out));
+    let out = openssl_output(
+        &[
+            "verify",
+            "-crl_check",
+            "-CRLfile",
+            pem.to_str().unwrap(),
+            "-CAfile",
+            ca.to_str().unwrap(),
+            srv.to_str().unwrap(),
+        ],
+        Path::new("/"),
+    );
+    assert!(
+        !out.status.success() && stdout(&out).contains("certificate revoked")
+            || stderr(&out).contains("certificate revoked"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(fs::metadata(&crl).is_ok());
+
+    // With the token's PIN gone wrong, a revocation fails as a PIN problem and changes
+    // nothing: the certificate is not marked revoked without its CRL.
+    env.issue("other", "ca", EC);
+    let before = env.snapshot();
+    let crls_before = env.ok(&["crl", "print", "--json"]);
+    fs::write(&hsm.pin_file, "999999\n").expect("overwrite PIN file");
+    let err = env.fail(&["issued-revoke", "other"], EXIT_TOKEN);
+    assert_eq!(env.ok(&["crl", "print", "--json"]), crls_before);
+    assert!(err.to_lowercase().contains("pin"), "{err}");
+    assert_eq!(
+        env.snapshot(),
+        before,
+        "a failed revocation changed something"
+    );
+}

@@ -5,13 +5,17 @@
 mod add;
 mod ca_passphrase;
 mod card;
+mod crl;
 mod export;
 mod import;
 pub mod output;
 mod print;
 mod remove;
 mod request;
+mod revoke;
+mod serve;
 mod set;
+mod settings;
 mod sign;
 mod token;
 
@@ -85,6 +89,14 @@ pub enum Command {
     CreateCertificateRequest(request::CreateRequestArgs),
     /// Issue a certificate for a PKCS#10 request made elsewhere.
     SignCertificateRequest(request::SignRequestArgs),
+    /// Revoke certificates issued by a local CA (flag R); the CA's CRL is renewed at once.
+    IssuedRevoke(revoke::RevokeArgs),
+    /// CRLs: print, download (trusted certificates' CDPs), flush, renew, export.
+    Crl(crl::CrlArgs),
+    /// RouterOS /certificate settings: crl-download, crl-use.
+    Settings(settings::SettingsArgs),
+    /// The service: CRLs at their CDP paths, /health, CRL renewal and download timers.
+    Serve(serve::ServeArgs),
 }
 
 /// What every command gets.
@@ -95,14 +107,35 @@ pub struct Ctx {
     pub quiet: bool,
     store_dir: PathBuf,
     tokens_dir: PathBuf,
+    /// whether --store/$CERTMAN_STORE (and --tokens/$CERTMAN_TOKENS) were given, or defaulted
+    store_given: bool,
+    tokens_given: bool,
     force_last_pin_try: bool,
 }
 
 impl Ctx {
     /// Opens the manager on the store.
     pub fn manager(&self) -> Result<Manager, ManagerError> {
-        let mut options = OpenOptions::new(&self.store_dir);
-        options.tokens_dir = Some(self.tokens_dir.clone());
+        self.manager_with(None, None)
+    }
+
+    /// Opens the manager; `store`/`tokens` (a config file's) are used where the command line
+    /// and environment name none.
+    pub fn manager_with(
+        &self,
+        store: Option<&std::path::Path>,
+        tokens: Option<&std::path::Path>,
+    ) -> Result<Manager, ManagerError> {
+        let store_dir = match store {
+            Some(s) if !self.store_given => s.to_owned(),
+            _ => self.store_dir.clone(),
+        };
+        let tokens_dir = match tokens {
+            Some(t) if !self.tokens_given => t.to_owned(),
+            _ => self.tokens_dir.clone(),
+        };
+        let mut options = OpenOptions::new(store_dir);
+        options.tokens_dir = Some(tokens_dir);
         options.force_last_pin_try = self.force_last_pin_try;
         Manager::open(&options)
     }
@@ -316,6 +349,8 @@ pub fn main() -> ExitCode {
         quiet: cli.quiet,
         store_dir: cli.store.clone().unwrap_or_else(default_store_dir),
         tokens_dir: cli.tokens.clone().unwrap_or_else(default_tokens_dir),
+        store_given: cli.store.is_some(),
+        tokens_given: cli.tokens.is_some(),
         force_last_pin_try: cli.force_last_pin_try,
     };
     let result = match &cli.command {
@@ -334,6 +369,10 @@ pub fn main() -> ExitCode {
         Command::CaSetPassphrase(a) => a.run(&ctx),
         Command::CreateCertificateRequest(a) => a.run(&ctx),
         Command::SignCertificateRequest(a) => a.run(&ctx),
+        Command::IssuedRevoke(a) => a.run(&ctx),
+        Command::Crl(a) => a.run(&ctx),
+        Command::Settings(a) => a.run(&ctx),
+        Command::Serve(a) => a.run(&ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! The certificate manager: RouterOS's `/certificate` rules (see `../shared/seeds/`) over the
 //! key-provider seam and the store. Names no backend type and no SQL.
 
+pub mod crl;
 pub mod template;
 pub mod view;
 
@@ -11,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use der::referenced::OwnedToRef;
 
+pub use self::crl::{CrlRenewal, DownloadTarget, DownloadedCrl, ServedCrl, Settings};
 pub use self::template::{TemplateProperties, TEMPLATE_PROPERTIES};
 pub use self::view::{Entry, Flags, Value};
 use crate::error::{KeyError, ManagerError, Result};
@@ -229,7 +231,7 @@ struct Issued {
     key: Option<GeneratedKey>,
 }
 
-fn not_found(kind: &'static str, name: &str) -> ManagerError {
+pub(crate) fn not_found(kind: &'static str, name: &str) -> ManagerError {
     ManagerError::NotFound {
         kind,
         name: name.to_owned(),
@@ -389,12 +391,19 @@ impl Manager {
         let resolved = props.resolve()?;
         let location = self.resolve_location(&req.key_location)?;
         let provider = self.provider_for(&location)?;
-        let plan = self.plan(
+        let mut plan = self.plan(
             &props,
             &resolved,
             issuer.as_ref(),
             req.ca_crl_host.as_deref(),
         )?;
+        if issuer.is_none() {
+            // A root CA made with ca-crl-host names its own CRL (as RouterOS does): that is
+            // where a store trusting it downloads the CRL from.
+            if let Some(h) = &plan.ca_crl_host {
+                plan.crl_distribution_point = Some(crl_url(h, &name));
+            }
+        }
         let issued = self.prepare(&plan, &name, provider, &location)?;
         // RouterOS writes the certificate onto the card beside its key.
         let on_token = match (&issued.key, provider.certificate_objects()) {
@@ -423,7 +432,8 @@ impl Manager {
                     None,
                 ));
             }
-            Self::insert_issued(txn.as_mut(), &issued)?;
+            let id = Self::insert_issued(txn.as_mut(), &issued)?;
+            self.after_insert(txn.as_mut(), id)?;
             txn.commit()?;
             Ok(())
         })();
@@ -505,7 +515,11 @@ impl Manager {
         let mut n = 0;
         for part in prepared {
             for issued in part? {
-                Self::insert_issued(txn.as_mut(), &issued)?;
+                let id = Self::insert_issued(txn.as_mut(), &issued)?;
+                // Every certificate of the batch names the same CDP: one claim will do.
+                if plan.is_ca || n == 0 {
+                    self.after_insert(txn.as_mut(), id)?;
+                }
                 n += 1;
             }
         }
@@ -830,6 +844,9 @@ impl Manager {
                         ));
                     }
                 }
+            }
+            if let Some(n) = &new_name {
+                self.check_crl_rename(txn.as_ref(), &c, n)?;
             }
             txn.update_certificate(c.id, new_name.as_deref().unwrap_or(&c.cert.name), trusted)?;
         } else {
@@ -1572,7 +1589,8 @@ impl Manager {
                     None,
                 ));
             }
-            txn.insert_certificate(&record)?;
+            let id = txn.insert_certificate(&record)?;
+            self.after_insert(txn.as_mut(), id)?;
             crate::fsutil::write_atomic(
                 &out,
                 x509::certificate_pem(&record.der)?.as_bytes(),
@@ -1686,7 +1704,7 @@ impl Manager {
 
 /// The scheme `signer` signs with for `digest-algorithm` (or its default), refused as a
 /// usage error when the key or its provider cannot make it.
-fn signature_scheme_for(
+pub(crate) fn signature_scheme_for(
     signer: &dyn KeySigner,
     digest: Option<crate::keys::HashAlgorithm>,
     signer_name: &str,

@@ -135,11 +135,20 @@ pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
     let now = SystemTime::now();
     let mut rows: Vec<(i64, Entry)> = Vec::with_capacity(certs.len());
     let pending = pending_encrypted(txn)?;
+    let with_crl: std::collections::HashSet<i64> =
+        txn.certificates_with_crl()?.into_iter().collect();
     for c in &certs {
         let issuer = c.cert.issuer_id.and_then(|i| names.get(&i).cloned());
         rows.push((
             c.created_at,
-            certificate_entry(txn, c, issuer, now, pending.contains(&c.id))?,
+            certificate_entry(
+                txn,
+                c,
+                issuer,
+                now,
+                pending.contains(&c.id),
+                with_crl.contains(&c.id),
+            )?,
         ));
     }
     for t in txn.templates()? {
@@ -157,7 +166,8 @@ pub fn lookup(txn: &dyn Transaction, name: &str) -> Result<Option<Entry>> {
             None => None,
         };
         let pending = pending_encrypted(txn)?.contains(&c.id);
-        return certificate_entry(txn, &c, issuer, SystemTime::now(), pending).map(Some);
+        let has_crl = txn.certificates_with_crl()?.contains(&c.id);
+        return certificate_entry(txn, &c, issuer, SystemTime::now(), pending, has_crl).map(Some);
     }
     match txn.template(name)? {
         Some(t) => template_entry(&t).map(Some),
@@ -203,6 +213,7 @@ fn certificate_entry(
     issuer_name: Option<String>,
     now: SystemTime,
     encrypted_key_pending: bool,
+    has_crl: bool,
 ) -> Result<Entry> {
     let info = x509::inspect_certificate(&c.cert.der)?;
     let key = match &c.cert.key_id {
@@ -217,7 +228,7 @@ fn certificate_entry(
     let flags = Flags {
         private_key: key.is_some(),
         dsa: false,
-        crl: false,
+        crl: has_crl,
         smart_card_key: smart_card_uri.is_some(),
         authority: info.is_ca,
         issued: c.cert.issuer_id.is_some(),
@@ -289,6 +300,22 @@ fn certificate_entry(
     p.push(("authority", Value::Bool(flags.authority)));
     p.push(("issued", Value::Bool(flags.issued)));
     p.push(("revoked", Value::Bool(flags.revoked)));
+    if let Some(r) = txn.revocation(c.id)? {
+        p.push((
+            "revoked-at",
+            Value::Time(
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(r.revoked_at.max(0) as u64),
+            ),
+        ));
+        p.push((
+            "revocation-reason",
+            Value::Text(
+                r.reason
+                    .and_then(crate::x509::crl::RevocationReason::from_code)
+                    .map_or("unspecified".into(), |x| x.name().to_owned()),
+            ),
+        ));
+    }
     p.push(("expired", Value::Bool(flags.expired)));
     p.push(("crl", Value::Bool(flags.crl)));
     p.push(("dsa", Value::Bool(flags.dsa)));

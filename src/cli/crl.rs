@@ -1,0 +1,187 @@
+//! `certman crl print|download|flush|renew|export`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::output::routeros_time;
+use super::Ctx;
+use crate::error::ManagerError;
+
+/// `crl …`
+#[derive(Debug, Args)]
+pub struct CrlArgs {
+    #[command(subcommand)]
+    pub command: CrlCommand,
+}
+
+/// CRL commands.
+#[derive(Debug, Subcommand)]
+pub enum CrlCommand {
+    /// List the CRLs: the local CAs' own and those downloaded for trusted certificates.
+    Print,
+    /// Download now the CRLs of trusted certificates (their http CRL distribution points).
+    Download,
+    /// Drop the downloaded CRLs (the local CAs' own stay).
+    Flush,
+    /// Make a new CRL now for the CAs named (default: every local CA with a key).
+    Renew {
+        /// CAs.
+        #[arg(value_name = "CA")]
+        names: Vec<String>,
+    },
+    /// Write a CA's current CRL (DER) to a file.
+    Export {
+        /// The CA.
+        name: String,
+        /// The file [default: NAME.crl]; `-` writes to stdout.
+        #[arg(long)]
+        file_name: Option<PathBuf>,
+    },
+}
+
+fn when(secs: Option<i64>) -> String {
+    secs.map(|s| {
+        routeros_time(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.max(0) as u64))
+    })
+    .unwrap_or_default()
+}
+
+/// `crl download`: every trusted certificate's http CDP, now (whatever crl-download says).
+fn download(ctx: &Ctx) -> Result<(), ManagerError> {
+    use crate::service::fetch::{download_crls, FetchLimits};
+    let backend: std::sync::Arc<dyn crate::service::ServiceBackend> =
+        std::sync::Arc::new(ctx.manager()?);
+    let outcomes = download_crls(&backend, &FetchLimits::default())?;
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if ctx.json {
+        let v: Vec<_> = outcomes
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "certificate": o.target.certificate,
+                    "url": o.target.url,
+                    "stored": o.result.is_ok(),
+                    "issuer": o.result.as_ref().ok().map(|c| c.issuer.clone()),
+                    "number": o.result.as_ref().ok().and_then(|c| c.number),
+                    "entries": o.result.as_ref().ok().map(|c| c.entries),
+                    "error": o.result.as_ref().err().map(|e| e.to_string()),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        for o in &outcomes {
+            match &o.result {
+                Ok(_) if !ctx.quiet => println!("{o}"),
+                Ok(_) => {}
+                Err(_) => eprintln!("certman crl download: {o}"),
+            }
+        }
+        if outcomes.is_empty() && !ctx.quiet {
+            println!("no trusted certificate has an http CRL distribution point");
+        }
+    }
+    if failed > 0 {
+        return Err(ManagerError::Failed(format!(
+            "{failed} of {} CRL downloads failed",
+            outcomes.len()
+        )));
+    }
+    Ok(())
+}
+
+impl CrlArgs {
+    /// Runs the command.
+    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+        match &self.command {
+            CrlCommand::Print => {
+                let list = ctx.manager()?.crl_listing()?;
+                if ctx.json {
+                    let v: Vec<_> = list
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            serde_json::json!({
+                                "#": i,
+                                "ca": c.ca,
+                                "source": c.source,
+                                "number": c.number,
+                                "this-update": c.this_update,
+                                "next-update": c.next_update,
+                                "entries": c.entries,
+                                "fetched-at": c.fetched_at,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(v));
+                } else if !ctx.quiet {
+                    println!(
+                        " {:<2} {:<16} {:>7} {:>8} {:<20} {:<20} SOURCE",
+                        "#", "CA", "NUMBER", "ENTRIES", "THIS-UPDATE", "NEXT-UPDATE"
+                    );
+                    for (i, c) in list.iter().enumerate() {
+                        println!(
+                            " {:<2} {:<16} {:>7} {:>8} {:<20} {:<20} {}",
+                            i,
+                            c.ca,
+                            c.number.map(|n| n.to_string()).unwrap_or_default(),
+                            c.entries,
+                            when(Some(c.this_update)),
+                            when(c.next_update),
+                            c.source
+                        );
+                    }
+                }
+            }
+            CrlCommand::Download => return download(ctx),
+            CrlCommand::Flush => {
+                let n = ctx.manager()?.crl_flush()?;
+                if ctx.json {
+                    println!("{}", serde_json::json!({ "crls-flushed": n }));
+                } else if !ctx.quiet {
+                    println!("crls-flushed: {n}");
+                }
+            }
+            CrlCommand::Renew { names } => {
+                let made = ctx.manager()?.renew_crls(names)?;
+                if ctx.json {
+                    let v: Vec<_> = made
+                        .iter()
+                        .map(|(ca, n)| serde_json::json!({"ca": ca, "number": n}))
+                        .collect();
+                    println!("{}", serde_json::Value::Array(v));
+                } else if !ctx.quiet {
+                    for (ca, n) in made {
+                        println!("crl of {ca}: number {n}");
+                    }
+                }
+            }
+            CrlCommand::Export { name, file_name } => {
+                let (_, der) = ctx.manager()?.crl_of(name)?;
+                let path = file_name
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(format!("{name}.crl")));
+                if path.as_os_str() == "-" {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&der)
+                        .map_err(|source| ManagerError::File {
+                            path: "-".into(),
+                            source,
+                        })?;
+                    return Ok(());
+                }
+                let path = super::cwd()?.join(path);
+                crate::fsutil::write_atomic(&path, &der, 0o644).map_err(|source| {
+                    ManagerError::File {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                super::print_files(ctx, &[path]);
+            }
+        }
+        Ok(())
+    }
+}

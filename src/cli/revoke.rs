@@ -1,0 +1,50 @@
+//! `certman issued-revoke NAME… [reason=…]`.
+
+use clap::Args;
+
+use super::Ctx;
+use crate::error::ManagerError;
+use crate::x509::crl::RevocationReason;
+
+/// `issued-revoke NAME… [reason=key-compromise|…]`
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The certificates to revoke (issued by a local CA); all or none are revoked.
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Why: unspecified, key-compromise, ca-compromise, affiliation-changed, superseded,
+    /// cessation-of-operation, privilege-withdrawn, aa-compromise.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+impl RevokeArgs {
+    /// Runs the command.
+    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+        let reason = self
+            .reason
+            .as_deref()
+            .map(str::parse::<RevocationReason>)
+            .transpose()
+            .map_err(|e| ManagerError::InvalidValue(e.to_string()))?;
+        let report = ctx.manager()?.revoke(&self.names, reason)?;
+        if ctx.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "revoked": report.revoked,
+                    "reason": reason.map(|r| r.name()),
+                    "crls": report.crls.iter().map(|(ca, n)| serde_json::json!({"ca": ca, "number": n})).collect::<Vec<_>>(),
+                })
+            );
+        } else if !ctx.quiet {
+            for n in &report.revoked {
+                println!("revoked {n}");
+            }
+            for (ca, number) in &report.crls {
+                println!("crl of {ca}: number {number}");
+            }
+        }
+        Ok(())
+    }
+}

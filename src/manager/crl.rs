@@ -1,0 +1,778 @@
+//! Revocation and CRLs: `issued-revoke`, the CRLs of local CAs (built, signed through the key
+//! provider, stored as rows), RouterOS `/certificate settings`, and CRLs downloaded for trusted
+//! certificates.
+
+use crate::error::ManagerError;
+
+/// A local CA's current CRL, as `serve` answers it at the CA's CDP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedCrl {
+    /// the CA's name
+    pub ca: String,
+    /// the CRL, DER
+    pub der: Vec<u8>,
+    /// its cRLNumber
+    pub number: u64,
+    /// thisUpdate, Unix seconds
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds
+    pub next_update: i64,
+}
+
+/// The outcome of renewing one CA's CRL.
+#[derive(Debug)]
+pub struct CrlRenewal {
+    /// the CA's name
+    pub ca: String,
+    /// the new CRL's number, or why there is none
+    pub result: Result<u64, ManagerError>,
+}
+
+/// RouterOS `/certificate settings`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `crl-download`: fetch the CRLs of trusted certificates (hourly, over http)
+    pub crl_download: bool,
+    /// `crl-use`: check certificates against the stored CRLs
+    pub crl_use: bool,
+}
+
+/// A CRL to download: a trusted certificate's http CRL distribution point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadTarget {
+    /// the trusted certificate's name
+    pub certificate: String,
+    /// the CDP URL (`http://…`)
+    pub url: String,
+}
+
+/// A downloaded CRL, verified and stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadedCrl {
+    /// the store certificate whose key signed it (flag L)
+    pub issuer: String,
+    /// its cRLNumber, if it has one
+    pub number: Option<u64>,
+    /// how many revoked certificates it lists
+    pub entries: usize,
+    /// thisUpdate, Unix seconds
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds
+    pub next_update: Option<i64>,
+}
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use der::referenced::OwnedToRef;
+use der::Encode;
+use spki::DynSignatureAlgorithmIdentifier;
+
+use super::{not_found, signature_scheme_for, Manager, Result, TemplateProperties};
+use crate::keys::{KeyHandle, X509Signer};
+use crate::store::{
+    CertificateRecord, CrlRecord, DownloadedCrlRecord, RevocationRecord, Transaction, TxnMode,
+};
+use crate::x509::crl::{self as x509crl, CrlSpec, RevocationReason};
+use crate::x509::{self};
+
+/// How long a CRL is valid: renewal runs every 24 hours (RouterOS), so a CRL stays valid for
+/// a day past its planned renewal, leaving relying parties a day's slack if `serve` was down.
+pub const CRL_VALIDITY: Duration = Duration::from_secs(2 * 86_400);
+/// How old a CRL may get before `serve` renews it (RouterOS: every 24 hours).
+pub const CRL_RENEWAL: Duration = Duration::from_secs(86_400);
+
+/// `settings` keys.
+pub const SETTING_NAMES: &[&str] = &["crl-download", "crl-use"];
+
+/// What `issued-revoke` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevokeReport {
+    /// the certificates revoked
+    pub revoked: Vec<String>,
+    /// the CRLs made: (CA, cRLNumber)
+    pub crls: Vec<(String, u64)>,
+}
+
+/// One line of `crl print`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrlListing {
+    /// the CA (own CRL) or the certificate whose key signed it (downloaded)
+    pub ca: String,
+    /// `local`, or the URL it was downloaded from
+    pub source: String,
+    /// cRLNumber
+    pub number: Option<u64>,
+    /// thisUpdate, Unix seconds
+    pub this_update: i64,
+    /// nextUpdate, Unix seconds
+    pub next_update: Option<i64>,
+    /// how many certificates it lists
+    pub entries: i64,
+    /// when it was downloaded (downloaded CRLs)
+    pub fetched_at: Option<i64>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn fmt_unix(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| secs.to_string())
+}
+
+fn at(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)
+}
+
+fn to_unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A CA's key ready to sign CRLs.
+struct CrlSigner {
+    signer: X509Signer,
+    issuer: x509_cert::name::Name,
+    key_identifier: Vec<u8>,
+}
+
+/// The file name under `/crl/` that a CDP URL made by [`super::crl_url`] names, decoded.
+pub fn crl_file_from_url(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let path = &rest[rest.find('/')?..];
+    let file = path.strip_prefix("/crl/")?;
+    if file.contains('/') || !file.ends_with(".crl") {
+        return None;
+    }
+    percent_encoding::percent_decode_str(file)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+impl Manager {
+    fn crl_signer(&self, txn: &dyn Transaction, ca: &CertificateRecord) -> Result<CrlSigner> {
+        let name = &ca.cert.name;
+        let info = x509::inspect_certificate(&ca.cert.der)?;
+        if !info.is_ca {
+            return Err(ManagerError::refused(
+                format!("\"{name}\" is not a certificate authority, so it has no CRL"),
+                None,
+            ));
+        }
+        let key_id = ca.cert.key_id.clone().ok_or_else(|| {
+            ManagerError::refused(
+                format!("CA \"{name}\" has no private key here, so it cannot sign its CRL"),
+                None,
+            )
+        })?;
+        let key = txn.key(&key_id)?.ok_or_else(|| {
+            ManagerError::Store(crate::error::StoreError::Corrupt(format!(
+                "key {key_id} of \"{name}\" is missing"
+            )))
+        })?;
+        let handle = KeyHandle {
+            uri: key.uri.parse()?,
+            sealed: key.sealed.clone(),
+        };
+        let signer = self
+            .keys
+            .provider(&handle.uri)?
+            .signer_with_public_key(&handle, &info.public_key)?;
+        if signer.public_key() != &info.public_key {
+            return Err(ManagerError::Key(crate::error::KeyError::Verification(
+                format!("the key of CA \"{name}\" does not match its certificate"),
+            )));
+        }
+        let digest = TemplateProperties::from_json(&ca.cert.properties)
+            .ok()
+            .and_then(|p| p.digest_algorithm)
+            .and_then(|d| d.parse().ok());
+        let scheme = signature_scheme_for(signer.as_ref(), digest, name)?;
+        Ok(CrlSigner {
+            signer: X509Signer::new(signer, scheme)?,
+            key_identifier: info
+                .subject_key_identifier
+                .clone()
+                .unwrap_or_else(|| x509::key_identifier(info.public_key.owned_to_ref())),
+            issuer: info.subject_name,
+        })
+    }
+
+    /// Makes and stores the next CRL of `ca`, inside `txn`. With `appended` (the entries just
+    /// revoked, already stored as rows) and a previous CRL by the same key and name, the new
+    /// CRL is the previous one's entries plus these — one more revocation does not re-read
+    /// every row. Otherwise (`appended` = None) the list is rebuilt from the rows, leaving out
+    /// certificates that have expired.
+    pub(crate) fn write_crl(
+        &self,
+        txn: &mut dyn Transaction,
+        ca: &CertificateRecord,
+        appended: Option<&[Vec<u8>]>,
+    ) -> Result<u64> {
+        let s = self.crl_signer(txn, ca)?;
+        let now = unix_now();
+        let prev = txn.crl(ca.id)?;
+        let number = prev.as_ref().map_or(1, |p| p.number + 1);
+        let spec = CrlSpec {
+            issuer: &s.issuer,
+            key_identifier: &s.key_identifier,
+            number,
+            this_update: at(now),
+            next_update: at(now) + CRL_VALIDITY,
+        };
+        let alg = s
+            .signer
+            .signature_algorithm_identifier()
+            .map_err(|e| crate::error::X509Error::Builder(e.to_string()))?
+            .to_der()
+            .map_err(crate::error::X509Error::from)?;
+        let issuer_der = s.issuer.to_der().map_err(crate::error::X509Error::from)?;
+        let reusable = match (&prev, appended) {
+            (Some(p), Some(_)) => x509crl::revoked_entries(&p.der)
+                .ok()
+                .filter(|parts| parts.algorithm == alg && parts.issuer == issuer_der),
+            _ => None,
+        };
+        let rebuilt;
+        let (der, entries) = match (reusable, appended) {
+            (Some(parts), Some(new)) => {
+                let mut list: Vec<&[u8]> = Vec::with_capacity(new.len() + 1);
+                list.push(parts.entries);
+                list.extend(new.iter().map(Vec::as_slice));
+                let count = prev.as_ref().map_or(0, |p| p.entries) + new.len() as i64;
+                (x509crl::build_crl(&spec, &list, &s.signer)?, count)
+            }
+            _ => {
+                let mut buf = Vec::new();
+                let count = txn.revocation_entries(ca.id, now, &mut buf)?;
+                rebuilt = buf;
+                (
+                    x509crl::build_crl(&spec, &[rebuilt.as_slice()], &s.signer)?,
+                    count,
+                )
+            }
+        };
+        drop(prev);
+        txn.put_crl(&CrlRecord {
+            ca_id: ca.id,
+            number,
+            this_update: now,
+            next_update: to_unix(spec.next_update),
+            entries,
+            der,
+        })?;
+        Ok(number)
+    }
+
+    /// After a certificate is stored: records the CDP paths it names (so that `serve` keeps
+    /// answering them if the CA is renamed) and gives a new CA with a key its first CRL.
+    pub(crate) fn after_insert(&self, txn: &mut dyn Transaction, id: i64) -> Result<()> {
+        let rec = txn
+            .certificate_by_id(id)?
+            .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+        let info = x509::inspect_certificate(&rec.cert.der)?;
+        // certman's CDPs name the issuer's CRL, or (a CA made with ca-crl-host) its own.
+        let owner = rec.cert.issuer_id.unwrap_or(rec.id);
+        for url in &info.crl_distribution_points {
+            if let Some(file) = crl_file_from_url(url) {
+                self.claim_crl_path(txn, &file, owner)?;
+            }
+        }
+        if info.is_ca && rec.cert.key_id.is_some() && txn.crl(rec.id)?.is_none() {
+            self.write_crl(txn, &rec, None)?;
+        }
+        Ok(())
+    }
+
+    fn claim_crl_path(&self, txn: &mut dyn Transaction, file: &str, ca_id: i64) -> Result<()> {
+        match txn.crl_path_owner(file)? {
+            Some(other) if other != ca_id => {
+                let other = txn
+                    .certificate_by_id(other)?
+                    .map(|c| c.cert.name)
+                    .unwrap_or_default();
+                Err(ManagerError::refused(
+                    format!(
+                        "the CRL path /crl/{file} already serves the CRL of CA \"{other}\" (which was renamed)"
+                    ),
+                    Some("give this CA another name, so that its CRL gets a path of its own"),
+                ))
+            }
+            Some(_) => Ok(()),
+            None => Ok(txn.insert_crl_path(file, ca_id)?),
+        }
+    }
+
+    /// Refuses renaming a CA to a name whose CRL path belongs to another CA.
+    pub(crate) fn check_crl_rename(
+        &self,
+        txn: &dyn Transaction,
+        cert: &CertificateRecord,
+        new_name: &str,
+    ) -> Result<()> {
+        if cert.cert.ca_crl_host.is_none() {
+            return Ok(());
+        }
+        let file = format!("{new_name}.crl");
+        match txn.crl_path_owner(&file)? {
+            Some(other) if other != cert.id => Err(ManagerError::refused(
+                format!("the CRL path /crl/{file} already serves the CRL of another CA"),
+                Some("choose another name"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    // ------------------------------------------------------------- issued-revoke
+
+    /// `issued-revoke NAME… [reason=]`: marks certificates issued by local CAs revoked (flag
+    /// R) and gives each CA concerned its next CRL, all in one transaction.
+    pub fn revoke(
+        &self,
+        names: &[String],
+        reason: Option<RevocationReason>,
+    ) -> Result<RevokeReport> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let now = unix_now();
+        let mut report = RevokeReport::default();
+        let mut by_ca: Vec<(i64, Vec<Vec<u8>>)> = Vec::new();
+        let mut seen = HashSet::new();
+        for name in names {
+            if !seen.insert(name) {
+                continue;
+            }
+            let c = txn
+                .certificate(name)?
+                .ok_or_else(|| not_found("certificate", name))?;
+            let Some(ca_id) = c.cert.issuer_id else {
+                return Err(ManagerError::refused(
+                    format!("\"{name}\" was not issued by a CA here, so it cannot be revoked here"),
+                    Some("only certificates a local CA issued (flag I) can be revoked; `remove` takes others"),
+                ));
+            };
+            if let Some(t) = c.revoked_at {
+                return Err(ManagerError::refused(
+                    format!("\"{name}\" is already revoked (since {})", fmt_unix(t)),
+                    None,
+                ));
+            }
+            let serial = hex::decode(&c.cert.serial).map_err(|_| {
+                crate::error::StoreError::Corrupt(format!("serial of \"{name}\" is not hex"))
+            })?;
+            let serial = x509crl::strip_zeros(&serial).to_vec();
+            let entry = x509crl::encode_entry(&serial, at(now), reason)?;
+            txn.insert_revocation(&RevocationRecord {
+                ca_id,
+                certificate_id: c.id,
+                serial,
+                revoked_at: now,
+                reason: reason
+                    .filter(|r| *r != RevocationReason::Unspecified)
+                    .map(RevocationReason::code),
+                not_after: c.cert.not_after,
+                entry: entry.clone(),
+            })?;
+            match by_ca.iter_mut().find(|(id, _)| *id == ca_id) {
+                Some((_, entries)) => entries.push(entry),
+                None => by_ca.push((ca_id, vec![entry])),
+            }
+            report.revoked.push(name.clone());
+        }
+        for (ca_id, entries) in &by_ca {
+            let ca = txn
+                .certificate_by_id(*ca_id)?
+                .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
+            let number = self.write_crl(txn.as_mut(), &ca, Some(entries))?;
+            report.crls.push((ca.cert.name.clone(), number));
+        }
+        txn.commit()?;
+        Ok(report)
+    }
+
+    // ------------------------------------------------------------- CRL renewal
+
+    /// `crl renew [CA…]`: a new CRL now (rebuilt from the rows, expired entries left out) for
+    /// the CAs named, or every local CA with a key.
+    pub fn renew_crls(&self, names: &[String]) -> Result<Vec<(String, u64)>> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let cas = if names.is_empty() {
+            local_cas(txn.as_ref(), false)?
+        } else {
+            names
+                .iter()
+                .map(|n| {
+                    txn.certificate(n)?
+                        .ok_or_else(|| not_found("certificate", n))
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        let mut out = Vec::new();
+        for ca in cas {
+            let n = self.write_crl(txn.as_mut(), &ca, None)?;
+            out.push((ca.cert.name.clone(), n));
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Renews the CRL of every local CA (with a key, not expired) whose CRL is older than
+    /// `max_age` or missing; each CA in its own transaction, so that one CA whose token is
+    /// absent does not hold up the others.
+    pub fn renew_due_crls(&self, max_age: Duration) -> Vec<CrlRenewal> {
+        let due = |txn: &dyn Transaction, ca: &CertificateRecord| -> Result<bool> {
+            let cutoff = unix_now() - max_age.as_secs() as i64;
+            Ok(match txn.crl_state(ca.id)? {
+                Some((_, this_update)) => this_update <= cutoff,
+                None => true,
+            })
+        };
+        let cas = match self.store.begin(TxnMode::Read).and_then(|txn| {
+            let cas = local_cas(txn.as_ref(), true).map_err(|e| match e {
+                ManagerError::Store(s) => s,
+                other => crate::error::StoreError::Corrupt(other.to_string()),
+            })?;
+            let mut out = Vec::new();
+            for ca in cas {
+                if due(txn.as_ref(), &ca).unwrap_or(true) {
+                    out.push(ca);
+                }
+            }
+            Ok(out)
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                return vec![CrlRenewal {
+                    ca: String::new(),
+                    result: Err(e.into()),
+                }]
+            }
+        };
+        cas.into_iter()
+            .map(|ca| {
+                let result = (|| {
+                    let mut txn = self.store.begin(TxnMode::Write)?;
+                    // Another process may have renewed it meanwhile.
+                    let Some(current) = txn.certificate_by_id(ca.id)? else {
+                        return Err(not_found("CA", &ca.cert.name));
+                    };
+                    if !due(txn.as_ref(), &current)? {
+                        return Ok(txn.crl_state(ca.id)?.map_or(0, |(n, _)| n));
+                    }
+                    let n = self.write_crl(txn.as_mut(), &current, None)?;
+                    txn.commit()?;
+                    Ok(n)
+                })();
+                CrlRenewal {
+                    ca: ca.cert.name.clone(),
+                    result,
+                }
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------- serving
+
+    /// The CRL `serve` answers for `/crl/<file>` (`file` decoded): the CA whose issued
+    /// certificates carry that CDP (kept across renames), else the CA named so now.
+    pub fn served_crl(&self, file: &str) -> Result<Option<ServedCrl>> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        let ca_id = match txn.crl_path_owner(file)? {
+            Some(id) => Some(id),
+            None => match file.strip_suffix(".crl") {
+                Some(name) => txn.certificate(name)?.map(|c| c.id),
+                None => None,
+            },
+        };
+        let Some(ca_id) = ca_id else { return Ok(None) };
+        let Some(crl) = txn.crl(ca_id)? else {
+            return Ok(None);
+        };
+        let ca = txn
+            .certificate_by_id(ca_id)?
+            .map(|c| c.cert.name)
+            .unwrap_or_default();
+        Ok(Some(ServedCrl {
+            ca,
+            der: crl.der,
+            number: crl.number,
+            this_update: crl.this_update,
+            next_update: crl.next_update,
+        }))
+    }
+
+    /// A local CA's current CRL (DER), for `crl export`.
+    pub fn crl_of(&self, ca: &str) -> Result<(u64, Vec<u8>)> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        let c = txn
+            .certificate(ca)?
+            .ok_or_else(|| not_found("certificate", ca))?;
+        if let Some(crl) = txn.crl(c.id)? {
+            return Ok((crl.number, crl.der));
+        }
+        if let Some(d) = txn.downloaded_crl(c.id)? {
+            return Ok((d.number.unwrap_or(0), d.der));
+        }
+        Err(ManagerError::NotFound {
+            kind: "CRL of",
+            name: ca.to_owned(),
+        })
+    }
+
+    /// A cheap read of the store (`/health`).
+    pub fn check_store(&self) -> Result<()> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        txn.setting("crl-use")?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------- settings
+
+    /// `settings print`.
+    pub fn settings(&self) -> Result<Settings> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        Ok(read_settings(txn.as_ref())?)
+    }
+
+    /// `settings set crl-download=yes crl-use=yes`.
+    pub fn set_settings(&self, changes: &[(String, String)]) -> Result<Settings> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        for (k, v) in changes {
+            if !SETTING_NAMES.contains(&k.as_str()) {
+                return Err(ManagerError::InvalidValue(format!(
+                    "unknown setting '{k}' (settings are {})",
+                    SETTING_NAMES.join(", ")
+                )));
+            }
+            let b = super::template::parse_yes_no(k, v)?;
+            txn.set_setting(k, if b { "yes" } else { "no" })?;
+        }
+        let s = read_settings(txn.as_ref())?;
+        txn.commit()?;
+        Ok(s)
+    }
+
+    // ------------------------------------------------------------- downloaded CRLs
+
+    /// The http CDPs of trusted certificates whose CRLs certman does not make itself.
+    pub fn crl_download_targets(&self) -> Result<Vec<DownloadTarget>> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        let mut out: Vec<DownloadTarget> = Vec::new();
+        for c in txn.certificates()? {
+            if !c.cert.trusted || c.cert.issuer_id.is_some() {
+                continue; // a local CA's CRL is made here
+            }
+            let Ok(info) = x509::inspect_certificate(&c.cert.der) else {
+                continue;
+            };
+            if info.self_issued && c.cert.key_id.is_some() && txn.crl(c.id)?.is_some() {
+                continue; // our own CA, whose CRL points back at us
+            }
+            for url in info.crl_distribution_points {
+                if url.to_ascii_lowercase().starts_with("http://")
+                    && !out.iter().any(|t| t.url == url)
+                {
+                    out.push(DownloadTarget {
+                        certificate: c.cert.name.clone(),
+                        url,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks a downloaded CRL — it parses, it is signed by a trusted certificate of the store
+    /// whose subject is its issuer (the target's own key, or its issuer's), it has not expired,
+    /// and it is not older than the one held — and stores it (flag L on the signer).
+    pub fn store_downloaded_crl(
+        &self,
+        target: &DownloadTarget,
+        der: &[u8],
+    ) -> Result<DownloadedCrl> {
+        let refuse = |why: String| {
+            ManagerError::refused(
+                format!(
+                    "CRL from {} for \"{}\" refused: {why}",
+                    target.url, target.certificate
+                ),
+                None,
+            )
+        };
+        let info = x509crl::inspect_crl(der).map_err(|e| refuse(format!("not a CRL: {e}")))?;
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut tried = Vec::new();
+        let mut signer = None;
+        for c in txn.certificates()? {
+            if !c.cert.trusted {
+                continue;
+            }
+            let Ok(ci) = x509::inspect_certificate(&c.cert.der) else {
+                continue;
+            };
+            if ci.subject_name != info.issuer_name {
+                continue;
+            }
+            tried.push(c.cert.name.clone());
+            if x509crl::verify_crl_signature(der, &ci.public_key).is_ok() {
+                if !ci.key_usage.key_usage_flags().is_empty()
+                    && !ci.key_usage.contains(x509::KeyUsageName::CrlSign)
+                {
+                    return Err(refuse(format!(
+                        "\"{}\" signed it, but its key usage lacks crl-sign",
+                        c.cert.name
+                    )));
+                }
+                signer = Some(c);
+                break;
+            }
+        }
+        let Some(signer) = signer else {
+            return Err(refuse(if tried.is_empty() {
+                format!(
+                    "no trusted certificate in the store is its issuer ({})",
+                    info.issuer
+                )
+            } else {
+                format!(
+                    "its signature does not verify with the key of {}",
+                    tried
+                        .iter()
+                        .map(|n| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }));
+        };
+        let now = SystemTime::now();
+        if let Some(next) = info.next_update {
+            if next < now {
+                return Err(refuse(format!(
+                    "it expired at {} (nextUpdate)",
+                    fmt_unix(to_unix(next))
+                )));
+            }
+        }
+        if let Some(old) = txn.downloaded_crl(signer.id)? {
+            let older = match (info.number, old.number) {
+                (Some(new), Some(held)) => new < held,
+                _ => to_unix(info.this_update) < old.this_update,
+            };
+            if older {
+                return Err(refuse(format!(
+                    "it is older than the CRL held (number {}, thisUpdate {})",
+                    old.number.map_or("none".into(), |n| n.to_string()),
+                    fmt_unix(old.this_update)
+                )));
+            }
+        }
+        let record = DownloadedCrlRecord {
+            certificate_id: signer.id,
+            url: target.url.clone(),
+            number: info.number,
+            this_update: to_unix(info.this_update),
+            next_update: info.next_update.map(to_unix),
+            entries: info.entries as i64,
+            der: der.to_vec(),
+            fetched_at: unix_now(),
+        };
+        txn.put_downloaded_crl(&record)?;
+        txn.commit()?;
+        Ok(DownloadedCrl {
+            issuer: signer.cert.name,
+            number: info.number,
+            entries: info.entries,
+            this_update: record.this_update,
+            next_update: record.next_update,
+        })
+    }
+
+    /// `crl print`: the CRLs of local CAs and the downloaded ones.
+    pub fn crl_listing(&self) -> Result<Vec<CrlListing>> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        let name = |id: i64| -> Result<String> {
+            Ok(txn
+                .certificate_by_id(id)?
+                .map(|c| c.cert.name)
+                .unwrap_or_default())
+        };
+        let mut out = Vec::new();
+        for c in txn.crl_summaries()? {
+            out.push(CrlListing {
+                ca: name(c.ca_id)?,
+                source: "local".into(),
+                number: Some(c.number),
+                this_update: c.this_update,
+                next_update: Some(c.next_update),
+                entries: c.entries,
+                fetched_at: None,
+            });
+        }
+        for d in txn.downloaded_crls()? {
+            out.push(CrlListing {
+                ca: name(d.certificate_id)?,
+                source: d.url,
+                number: d.number,
+                this_update: d.this_update,
+                next_update: d.next_update,
+                entries: d.entries,
+                fetched_at: Some(d.fetched_at),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `crl flush`: drops the downloaded CRLs (the CAs' own stay).
+    pub fn crl_flush(&self) -> Result<usize> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let n = txn.delete_downloaded_crls()?;
+        txn.commit()?;
+        Ok(n)
+    }
+
+    /// Every CRL `verify` may use with crl-use=yes: own and downloaded, DER.
+    pub(crate) fn all_crls(&self, txn: &dyn Transaction) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for s in txn.crl_summaries()? {
+            if let Some(c) = txn.crl(s.ca_id)? {
+                out.push(c.der);
+            }
+        }
+        out.extend(txn.downloaded_crls()?.into_iter().map(|d| d.der));
+        Ok(out)
+    }
+}
+
+fn read_settings(txn: &dyn Transaction) -> crate::store::Result<Settings> {
+    let flag =
+        |k: &str| -> crate::store::Result<bool> { Ok(txn.setting(k)?.as_deref() == Some("yes")) };
+    Ok(Settings {
+        crl_download: flag("crl-download")?,
+        crl_use: flag("crl-use")?,
+    })
+}
+
+/// Local CAs: CA certificates with a key here (and, with `valid_only`, not expired).
+fn local_cas(txn: &dyn Transaction, valid_only: bool) -> Result<Vec<CertificateRecord>> {
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    for c in txn.certificates()? {
+        if c.cert.key_id.is_none() {
+            continue;
+        }
+        let Ok(info) = x509::inspect_certificate(&c.cert.der) else {
+            continue;
+        };
+        if info.is_ca && (!valid_only || info.not_after >= now) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,236 @@
+//! The service's config file (TOML, see `contrib/serve.toml`): every key optional, unknown keys
+//! refused.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ServiceError;
+
+/// `certman serve` settings, as read from the config file (then overridden by the command line).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// the address to listen on (default `127.0.0.1:8080`; port 0 picks a free port)
+    pub listen: SocketAddr,
+    /// the store directory (default: the CLI's `--store` / `$CERTMAN_STORE` / XDG default)
+    pub store: Option<PathBuf>,
+    /// token profiles directory (default: the CLI's `--tokens` / `$CERTMAN_TOKENS` / XDG default)
+    pub tokens: Option<PathBuf>,
+    /// a tracing `EnvFilter` (default `info`); `$CERTMAN_LOG` overrides it
+    pub log: String,
+    /// seconds between looks for local CAs whose CRL is due (default 60)
+    pub crl_renew_check: u64,
+    /// hours after which a local CA's CRL is renewed (default 24, as RouterOS)
+    pub crl_max_age: u64,
+    /// seconds between downloads of trusted certificates' CRLs (default 3600)
+    pub crl_download_interval: u64,
+    /// the largest CRL downloaded, bytes (default 16 MiB)
+    pub crl_download_max_bytes: u64,
+    /// seconds a whole CRL download may take (default 30; connecting: at most 10)
+    pub crl_download_timeout: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: None,
+            tokens: None,
+            log: "info".into(),
+            crl_renew_check: 60,
+            crl_max_age: 24,
+            crl_download_interval: 3600,
+            crl_download_max_bytes: 16 * 1024 * 1024,
+            crl_download_timeout: 30,
+        }
+    }
+}
+
+/// The longest a CRL may go unrenewed: a year.
+const MAX_CRL_AGE_HOURS: u64 = 24 * 366;
+/// Intervals and timeouts stay below a year, so that adding them to an instant cannot overflow.
+const MAX_SECONDS: u64 = 366 * 24 * 3600;
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ServiceError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServiceError::ConfigFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks a config file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ServiceError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| format!(", line {}", line_of(text, s.start)))
+                .unwrap_or_default();
+            // toml's message may run over several lines; the contract is one error line.
+            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            ServiceError::Config(format!("config file {}{line}: {message}", origin.display()))
+        })?;
+        config.validate().map_err(|e| match e {
+            ServiceError::Config(m) => {
+                ServiceError::Config(format!("config file {}: {m}", origin.display()))
+            }
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the values (after command-line overrides).
+    pub fn validate(&self) -> Result<(), ServiceError> {
+        let bad = |m: String| Err(ServiceError::Config(m));
+        for (key, value) in [
+            ("crl-renew-check", self.crl_renew_check),
+            ("crl-download-interval", self.crl_download_interval),
+            ("crl-download-timeout", self.crl_download_timeout),
+        ] {
+            if value == 0 || value > MAX_SECONDS {
+                return bad(format!("{key}={value}: must be 1 to {MAX_SECONDS} seconds"));
+            }
+        }
+        if self.crl_max_age == 0 || self.crl_max_age > MAX_CRL_AGE_HOURS {
+            return bad(format!(
+                "crl-max-age={}: must be 1 to {MAX_CRL_AGE_HOURS} hours",
+                self.crl_max_age
+            ));
+        }
+        if self.crl_download_max_bytes < 64 || usize::try_from(self.crl_download_max_bytes).is_err()
+        {
+            return bad(format!(
+                "crl-download-max-bytes={}: must be at least 64",
+                self.crl_download_max_bytes
+            ));
+        }
+        if self.log.trim().is_empty() {
+            return bad("log: must not be empty (e.g. \"info\")".into());
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("serve.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.log, "info");
+        assert_eq!(
+            (c.crl_renew_check, c.crl_max_age, c.crl_download_interval),
+            (60, 24, 3600)
+        );
+        assert_eq!(c.crl_download_max_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.crl_download_timeout, 30);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let c = parse(
+            r#"
+listen = "[::1]:0"
+store = "/var/lib/certman"
+tokens = "/etc/certman/tokens"
+log = "certman=debug"
+crl-renew-check = 5
+crl-max-age = 12
+crl-download-interval = 600
+crl-download-max-bytes = 1048576
+crl-download-timeout = 7
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "[::1]:0");
+        assert_eq!(c.store.as_deref(), Some(Path::new("/var/lib/certman")));
+        assert_eq!(c.tokens.as_deref(), Some(Path::new("/etc/certman/tokens")));
+        assert_eq!(c.log, "certman=debug");
+        assert_eq!(c.crl_renew_check, 5);
+        assert_eq!(c.crl_max_age, 12);
+        assert_eq!(c.crl_download_interval, 600);
+        assert_eq!(c.crl_download_max_bytes, 1048576);
+        assert_eq!(c.crl_download_timeout, 7);
+    }
+
+    #[test]
+    fn an_unknown_key_is_one_line_naming_it() {
+        let e = parse("listen = \"127.0.0.1:1\"\nlisten-port = 8080\n").unwrap_err();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.starts_with("config file serve.toml, line 2: "), "{e}");
+        assert!(e.contains("unknown field `listen-port`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_where() {
+        let e = parse("listen = \"localhost\"").unwrap_err();
+        assert!(e.starts_with("config file serve.toml, line 1: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = parse("crl-max-age = \"24h\"").unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+        let e = parse("crl-renew-check = 0").unwrap_err();
+        assert_eq!(
+            e,
+            "config file serve.toml: crl-renew-check=0: must be 1 to 31622400 seconds"
+        );
+        let e = parse("crl-max-age = 0").unwrap_err();
+        assert!(e.contains("crl-max-age=0"), "{e}");
+        let e = parse("crl-download-max-bytes = 10").unwrap_err();
+        assert!(e.contains("crl-download-max-bytes=10"), "{e}");
+        let e = parse("not toml at all").unwrap_err();
+        assert!(e.starts_with("config file serve.toml, line 1: "), "{e}");
+    }
+
+    #[test]
+    fn the_example_file_parses_and_shows_the_defaults() {
+        let example = include_str!("../../contrib/serve.toml");
+        assert_eq!(parse(example).unwrap(), Config::default());
+        // every key shown commented out, uncommented: the values shown are the defaults
+        let uncommented: String = example
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = parse(&uncommented).unwrap();
+        assert_eq!(c.store.as_deref(), Some(Path::new("/var/lib/certman")));
+        assert_eq!(c.tokens.as_deref(), Some(Path::new("/etc/certman/tokens")));
+        assert_eq!(
+            Config {
+                store: None,
+                tokens: None,
+                ..c
+            },
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_a_file_error() {
+        let e = Config::load(Path::new("/nonexistent/serve.toml")).unwrap_err();
+        assert!(matches!(e, ServiceError::ConfigFile { .. }), "{e:?}");
+        assert!(e.to_string().contains("/nonexistent/serve.toml"));
+    }
+}

@@ -1,0 +1,512 @@
+//! The HTTP endpoints: `GET`/`HEAD /crl/<percent-encoded CA name>.crl` (the CDP that
+//! `ca-crl-host` puts in issued certificates, see `manager::crl_url`) and `GET /health`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+
+use super::{blocking, ServiceBackend};
+use crate::manager::ServedCrl;
+
+/// The longest an HTTP cache may keep a CRL: a revocation made with the CLI reaches clients
+/// behind a cache within this time, even though the CRL itself is valid until nextUpdate.
+pub(crate) const MAX_CACHE_SECS: i64 = 300;
+
+type Backend = Arc<dyn ServiceBackend>;
+
+/// The service's routes. `get` answers `HEAD` too (without the body); other methods on a known
+/// path get 405, unknown paths 404.
+pub(crate) fn router(backend: Backend) -> Router {
+    Router::new()
+        .route("/crl/{file}", get(crl))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .layer(middleware::from_fn(access_log))
+        .with_state(backend)
+}
+
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_else(|| "-".into());
+    let response = next.run(request).await;
+    tracing::debug!(
+        "{peer} {method} {path} {} {} ms",
+        response.status().as_u16(),
+        started.elapsed().as_millis()
+    );
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+fn internal_error() -> Response {
+    text(StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+}
+
+/// The CDP file a request path names: the percent-decoded segment after `/crl/`, ending in
+/// `.crl`. Decoded from the raw path (not as a query string: `+` stays `+`), the inverse of
+/// `utf8_percent_encode(name, NON_ALPHANUMERIC)`.
+fn cdp_file(path: &str) -> Option<String> {
+    let segment = path.strip_prefix("/crl/")?;
+    let file = percent_decode_str(segment).decode_utf8().ok()?;
+    (file.len() > ".crl".len() && file.ends_with(".crl") && !file.contains('/'))
+        .then(|| file.into_owned())
+}
+
+async fn crl(State(backend): State<Backend>, uri: Uri) -> Response {
+    let Some(file) = cdp_file(uri.path()) else {
+        return not_found().await;
+    };
+    let lookup = file.clone();
+    match blocking(&backend, "reading a CRL", move |b| b.served_crl(&lookup)).await {
+        Ok(Ok(Some(crl))) => crl_response(crl, chrono::Utc::now().timestamp()),
+        Ok(Ok(None)) => not_found().await,
+        Ok(Err(e)) => {
+            tracing::error!("cannot serve the CRL {file:?}: {e}");
+            internal_error()
+        }
+        Err(e) => {
+            tracing::error!("cannot serve the CRL {file:?}: {e}");
+            internal_error()
+        }
+    }
+}
+
+/// An HTTP date (RFC 9110 §5.6.7) for Unix seconds.
+fn http_date(secs: i64) -> Option<HeaderValue> {
+    let t = chrono::DateTime::from_timestamp(secs, 0)?;
+    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
+}
+
+fn crl_response(crl: ServedCrl, now: i64) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pkix-crl"),
+    );
+    if let Some(v) = http_date(crl.this_update) {
+        headers.insert(header::LAST_MODIFIED, v);
+    }
+    if let Some(v) = http_date(crl.next_update) {
+        headers.insert(header::EXPIRES, v);
+    }
+    // The percent-encoded name keeps the tag within the ETag grammar whatever the name holds.
+    let etag = format!(
+        "\"{}-{}\"",
+        utf8_percent_encode(&crl.ca, NON_ALPHANUMERIC),
+        crl.number
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    let max_age = (crl.next_update - now).clamp(0, MAX_CACHE_SECS);
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+    (StatusCode::OK, headers, Body::from(crl.der)).into_response()
+}
+
+async fn health(State(backend): State<Backend>) -> Response {
+    let store_ok = match blocking(&backend, "checking the store", |b| b.check_store()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!("health: the store is not readable: {e}");
+            false
+        }
+        Err(e) => {
+            tracing::error!("health: {e}");
+            false
+        }
+    };
+    let (status, word) = if store_ok {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "error")
+    };
+    let body = serde_json::json!({
+        "status": word,
+        "store": word,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::manager::crl_url;
+    use crate::service::fetch::FetchLimits;
+    use crate::service::testing::FakeBackend;
+    use crate::service::{serve, Schedule};
+
+    fn sample(ca: &str, der: &[u8], number: u64) -> ServedCrl {
+        ServedCrl {
+            ca: ca.to_owned(),
+            der: der.to_vec(),
+            number,
+            // Tue, 14 Nov 2023 22:13:20 GMT and a day later
+            this_update: 1_700_000_000,
+            next_update: 1_700_086_400,
+        }
+    }
+
+    /// A running service on 127.0.0.1:0 with timers that never fire during the test.
+    struct Running {
+        addr: SocketAddr,
+        fake: Arc<FakeBackend>,
+        stop: Option<oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<Result<(), crate::service::ServiceError>>,
+        client: reqwest::Client,
+    }
+
+    async fn start() -> Running {
+        start_with(Schedule::quiet(), FakeBackend::default()).await
+    }
+
+    async fn start_with(schedule: Schedule, fake: FakeBackend) -> Running {
+        let fake = Arc::new(fake);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let backend: Backend = fake.clone();
+        let task = tokio::spawn(serve(
+            listener,
+            backend,
+            schedule,
+            FetchLimits::default(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Running {
+            addr,
+            fake,
+            stop: Some(tx),
+            task,
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+
+    impl Running {
+        fn url(&self, path: &str) -> String {
+            format!("http://{}{path}", self.addr)
+        }
+
+        async fn get(&self, path: &str) -> reqwest::Response {
+            self.client.get(self.url(path)).send().await.unwrap()
+        }
+
+        fn shutdown(&mut self) -> impl Future<Output = ()> + '_ {
+            let _ = self.stop.take().unwrap().send(());
+            async {
+                tokio::time::timeout(Duration::from_secs(3), &mut self.task)
+                    .await
+                    .expect("the service did not stop")
+                    .unwrap()
+                    .unwrap();
+            }
+        }
+    }
+
+    fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+        r.headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+            .to_str()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_crl_is_served_with_its_bytes_type_and_cache_headers() {
+        let mut s = start().await;
+        let der = b"\x30\x03\x02\x01\x05".to_vec();
+        s.fake.set_crl(sample("ca", &der, 5));
+        let r = s.get("/crl/ca.crl").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "content-type"), "application/pkix-crl");
+        assert_eq!(header(&r, "last-modified"), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(header(&r, "expires"), "Wed, 15 Nov 2023 22:13:20 GMT");
+        assert_eq!(header(&r, "etag"), "\"ca-5\"");
+        // nextUpdate is in the past here: caches must not keep it
+        assert_eq!(header(&r, "cache-control"), "public, max-age=0");
+        assert_eq!(header(&r, "content-length"), "5");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), der.as_slice());
+        s.shutdown().await;
+    }
+
+    #[test]
+    fn cache_lifetime_is_capped_and_never_negative() {
+        let crl = sample("ca", b"\x30\x00", 1);
+        let max_age = |now| {
+            crl_response(crl.clone(), now)
+                .headers()
+                .get(header::CACHE_CONTROL)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(max_age(crl.next_update - 60), "public, max-age=60");
+        assert_eq!(
+            max_age(crl.this_update),
+            format!("public, max-age={MAX_CACHE_SECS}")
+        );
+        assert_eq!(max_age(crl.next_update + 60), "public, max-age=0");
+    }
+
+    #[tokio::test]
+    async fn head_gives_the_headers_without_the_body() {
+        let mut s = start().await;
+        s.fake.set_crl(sample("ca", &[0x30, 0x01, 0x00], 2));
+        let r = s.client.head(s.url("/crl/ca.crl")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "content-type"), "application/pkix-crl");
+        assert_eq!(header(&r, "etag"), "\"ca-2\"");
+        assert_eq!(header(&r, "content-length"), "3");
+        assert!(r.bytes().await.unwrap().is_empty());
+        s.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_cdp_that_crl_url_writes_is_the_path_served() {
+        let mut s = start().await;
+        for name in ["my ca", "Ünïcødé CA+1", "a%b.c_d~e"] {
+            let der = name.as_bytes().to_vec();
+            s.fake.set_crl(sample(name, &der, 1));
+            let url = crl_url(&s.addr.to_string(), name);
+            let r = s.client.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            assert_eq!(r.bytes().await.unwrap().as_ref(), der.as_slice(), "{url}");
+        }
+        assert!(crl_url("h", "my ca").ends_with("/crl/my%20ca.crl"));
+        let r = s.get("/crl/my%20ca.crl").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "etag"), "\"my%20ca-1\"");
+        // '+' in a path is a plus, not a space
+        let r = s.get("/crl/my+ca.crl").await;
+        assert_eq!(r.status(), 404);
+        s.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn unknown_cas_and_other_paths_are_404_and_wrong_methods_405() {
+        let mut s = start().await;
+        s.fake.set_crl(sample("ca", &[0x30, 0x00], 1));
+        for path in [
+            "/crl/nope.crl",
+            "/crl/ca",
+            "/crl/ca.pem",
+            "/crl/.crl",
+            "/crl/%FF.crl",
+            "/crl/a%2Fb.crl",
+            "/crl/",
+            "/crl",
+            "/crl/ca.crl/x",
+            "/",
+            "/scep",
+        ] {
+            let r = s.get(path).await;
+            assert_eq!(r.status(), 404, "{path}");
+            assert_eq!(r.text().await.unwrap(), "not found\n", "{path}");
+        }
+        for (method, path) in [("POST", "/crl/ca.crl"), ("DELETE", "/health")] {
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let r = s.client.request(m, s.url(path)).send().await.unwrap();
+            assert_eq!(r.status(), 405, "{method} {path}");
+        }
+        s.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn backend_errors_are_500_without_details() {
+        let mut s = start().await;
+        s.fake.set_crl(sample("ca", &[0x30, 0x00], 1));
+        s.fake.fail_store("secret internals at /var/lib/x");
+        let r = s.get("/crl/ca.crl").await;
+        assert_eq!(r.status(), 500);
+        let body = r.text().await.unwrap();
+        assert_eq!(body, "internal server error\n");
+        s.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn every_request_reads_the_store_again() {
+        let mut s = start().await;
+        s.fake.set_crl(sample("ca", &[0x30, 0x01, 0x01], 1));
+        let first = s.get("/crl/ca.crl").await.bytes().await.unwrap();
+        // the CLI revokes: a new CRL in the store
+        s.fake.set_crl(sample("ca", &[0x30, 0x01, 0x02], 2));
+        let r = s.get("/crl/ca.crl").await;
+        assert_eq!(header(&r, "etag"), "\"ca-2\"");
+        let second = r.bytes().await.unwrap();
+        assert_eq!(first.as_ref(), [0x30, 0x01, 0x01]);
+        assert_eq!(second.as_ref(), [0x30, 0x01, 0x02]);
+        assert_eq!(s.fake.served_calls.load(Ordering::SeqCst), 2);
+        s.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn health_reports_the_store() {
+        let mut s = start().await;
+        let r = s.get("/health").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "content-type"), "application/json");
+        let v = json(r).await;
+        assert_eq!(
+            v,
+            serde_json::json!({"status": "ok", "store": "ok", "version": env!("CARGO_PKG_VERSION")})
+        );
+        s.fake.fail_store("locked");
+        let r = s.get("/health").await;
+        assert_eq!(r.status(), 503);
+        let v = json(r).await;
+        assert_eq!(v["status"], "error");
+        assert_eq!(v["store"], "error");
+        s.shutdown().await;
+    }
+
+    async fn json(r: reqwest::Response) -> serde_json::Value {
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_accepting_and_lets_a_request_in_flight_finish() {
+        let mut s = start().await;
+        s.fake.set_crl(sample("ca", &[0x30, 0x00], 1));
+        s.fake.set_served_delay(Duration::from_millis(300));
+        let client = s.client.clone();
+        let url = s.url("/crl/ca.crl");
+        let in_flight = tokio::spawn(async move { client.get(url).send().await });
+        // let the request reach the backend, then shut down while it runs
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.fake.served_calls.load(Ordering::SeqCst), 1);
+        let addr = s.addr;
+        let started = Instant::now();
+        s.shutdown().await;
+        // the service ended only once the request had been answered
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            started.elapsed()
+        );
+        let r = in_flight.await.unwrap().unwrap();
+        assert_eq!(r.status(), 200);
+        // nothing listens any more
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_a_renewal_in_progress() {
+        let mut schedule = Schedule::quiet();
+        schedule.renew_first = Duration::ZERO;
+        let fake = FakeBackend::default();
+        fake.set_due(&["ca"], None);
+        fake.set_renew_delay(Duration::from_millis(300));
+        let mut s = start_with(schedule, fake).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.fake.renew_calls().len(), 1);
+        assert_eq!(s.fake.renewals_done.load(Ordering::SeqCst), 0);
+        s.shutdown().await;
+        assert_eq!(s.fake.renewals_done.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn shutdown_gives_up_after_the_grace_period() {
+        let mut schedule = Schedule::quiet();
+        schedule.grace = Duration::from_millis(200);
+        let mut s = start_with(schedule, FakeBackend::default()).await;
+        s.fake.set_crl(sample("ca", &[0x30, 0x00], 1));
+        s.fake.set_served_delay(Duration::from_millis(800));
+        let client = s.client.clone();
+        let url = s.url("/crl/ca.crl");
+        let _in_flight = tokio::spawn(async move { client.get(url).send().await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        s.shutdown().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_bound_address_and_the_stop_are_logged_and_requests_at_debug() {
+        let logs = crate::service::testing::capture_logs();
+        let mut s = start().await;
+        let r = s.get("/nothing-here").await;
+        assert_eq!(r.status(), 404);
+        s.shutdown().await;
+        let text = logs.text();
+        let listening = text
+            .lines()
+            .find_map(|l| l.split_once("listening on ").map(|(_, a)| a.to_owned()))
+            .unwrap_or_else(|| panic!("no listening line in {text}"));
+        assert_eq!(listening.parse::<SocketAddr>().unwrap(), s.addr);
+        assert!(
+            text.lines()
+                .any(|l| l.contains("DEBUG") && l.contains("GET /nothing-here 404")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .last()
+                .unwrap()
+                .ends_with("INFO certman::service: stopped"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn cdp_file_decoding() {
+        assert_eq!(cdp_file("/crl/my%20ca.crl").as_deref(), Some("my ca.crl"));
+        assert_eq!(cdp_file("/crl/ca.crl").as_deref(), Some("ca.crl"));
+        assert_eq!(cdp_file("/crl/%C3%BC.crl").as_deref(), Some("ü.crl"));
+        assert_eq!(cdp_file("/crl/a+b.crl").as_deref(), Some("a+b.crl"));
+        assert_eq!(cdp_file("/crl/.crl"), None);
+        assert_eq!(cdp_file("/crl/ca.der"), None);
+        assert_eq!(cdp_file("/crl/%C3.crl"), None);
+        assert_eq!(cdp_file("/crl/a%2fb.crl"), None);
+        assert_eq!(cdp_file("/other/ca.crl"), None);
+    }
+}

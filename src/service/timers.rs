@@ -1,0 +1,382 @@
+//! The service's timers: renewal of local CAs' CRLs (every 24 h by default, as RouterOS) and the
+//! hourly download of trusted certificates' CRLs when `crl-download=yes`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::fetch::{fetch_crl, store_fetched, DownloadOutcome};
+use super::{blocking, Config, ServiceBackend, SHUTDOWN_GRACE};
+use crate::manager::CrlRenewal;
+
+/// When the timers fire, and how long shutdown waits. Built from the config; tests shorten it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// how often to look for CRLs that are due
+    pub renew_check: Duration,
+    /// the first look, after start
+    pub renew_first: Duration,
+    /// a CRL older than this is renewed
+    pub crl_max_age: Duration,
+    /// how often to download trusted certificates' CRLs (when `crl-download=yes`)
+    pub download_interval: Duration,
+    /// the first download, after start
+    pub download_first: Duration,
+    /// how long shutdown waits for requests and jobs in flight
+    pub grace: Duration,
+}
+
+impl Schedule {
+    /// The schedule a config sets: renewal looks right at start, the first download 10 s later
+    /// (the service is up and logging by then).
+    pub fn from_config(config: &Config) -> Self {
+        Schedule {
+            renew_check: Duration::from_secs(config.crl_renew_check),
+            renew_first: Duration::ZERO,
+            crl_max_age: Duration::from_secs(config.crl_max_age * 3600),
+            download_interval: Duration::from_secs(config.crl_download_interval),
+            download_first: Duration::from_secs(10),
+            grace: SHUTDOWN_GRACE,
+        }
+    }
+
+    /// A schedule whose timers do not fire within a test.
+    #[cfg(test)]
+    pub(crate) fn quiet() -> Self {
+        let hour = Duration::from_secs(3600);
+        Schedule {
+            renew_check: hour,
+            renew_first: hour,
+            crl_max_age: 24 * hour,
+            download_interval: hour,
+            download_first: hour,
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Starts both timers; they end when `stop` turns true (or its sender is dropped), never in the
+/// middle of a backend call.
+pub(crate) fn spawn(
+    backend: Arc<dyn ServiceBackend>,
+    schedule: Schedule,
+    client: reqwest::Client,
+    max_bytes: usize,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let renew = {
+        let (backend, mut stop) = (backend.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut ticks = ticker(schedule.renew_first, schedule.renew_check);
+            while next_tick(&mut ticks, &mut stop).await {
+                renew_tick(&backend, schedule.crl_max_age).await;
+            }
+        })
+    };
+    let download = {
+        let mut stop = stop;
+        tokio::spawn(async move {
+            let mut ticks = ticker(schedule.download_first, schedule.download_interval);
+            while next_tick(&mut ticks, &mut stop).await {
+                download_tick(&backend, &client, max_bytes, &mut stop).await;
+            }
+        })
+    };
+    vec![renew, download]
+}
+
+fn ticker(first: Duration, every: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval_at(Instant::now() + first, every);
+    // After a long tick (a slow token, many downloads), wait a full interval again rather
+    // than firing the missed ticks back to back.
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Waits for the next tick; false when the service is stopping.
+async fn next_tick(ticks: &mut tokio::time::Interval, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop.wait_for(|stop| *stop) => false,
+        _ = ticks.tick() => true,
+    }
+}
+
+/// One renewal look: renews every CRL older than `max_age`, logs each renewal and failure.
+pub(crate) async fn renew_tick(
+    backend: &Arc<dyn ServiceBackend>,
+    max_age: Duration,
+) -> Vec<CrlRenewal> {
+    match blocking(backend, "renewing CRLs", move |b| b.renew_due_crls(max_age)).await {
+        Ok(renewals) => {
+            for r in &renewals {
+                match &r.result {
+                    Ok(number) => tracing::info!("CRL of {} renewed: number {number}", r.ca),
+                    Err(e) => tracing::error!("CRL of {} not renewed: {e}", r.ca),
+                }
+            }
+            renewals
+        }
+        Err(e) => {
+            tracing::error!("CRL renewal failed: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// One download round, if `crl-download=yes` (read now, so that `settings set` takes effect at
+/// the next round): every target's CRL fetched, verified and stored by the backend, one after
+/// the other. `None` when the round did not run. A stop request ends it between downloads, or
+/// during a fetch; a CRL being stored is stored.
+pub(crate) async fn download_tick(
+    backend: &Arc<dyn ServiceBackend>,
+    client: &reqwest::Client,
+    max_bytes: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<DownloadOutcome>> {
+    let settings = match blocking(backend, "reading settings", |b| b.settings()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!("CRL download skipped: cannot read the settings: {e}");
+            return None;
+        }
+        Err(e) => {
+            tracing::error!("CRL download skipped: {e}");
+            return None;
+        }
+    };
+    if !settings.crl_download {
+        tracing::debug!("crl-download=no: no CRLs downloaded");
+        return None;
+    }
+    let targets = match blocking(backend, "listing CRL download targets", |b| {
+        b.crl_download_targets()
+    })
+    .await
+    {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::warn!("CRL download skipped: cannot list the trusted certificates: {e}");
+            return None;
+        }
+        Err(e) => {
+            tracing::error!("CRL download skipped: {e}");
+            return None;
+        }
+    };
+    tracing::debug!("downloading {} CRLs", targets.len());
+    let mut outcomes = Vec::with_capacity(targets.len());
+    for target in targets {
+        let fetched = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => break,
+            r = fetch_crl(client, &target.url, max_bytes) => r,
+        };
+        let outcome = store_fetched(backend, target, fetched).await;
+        outcome.log();
+        outcomes.push(outcome);
+    }
+    Some(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::Settings;
+    use crate::service::fetch::tests::{fake_der, test_client, test_limits, Reply, TestServer};
+    use crate::service::fetch::DownloadError;
+    use crate::service::testing::{capture_logs, FakeBackend};
+
+    fn backend(fake: &Arc<FakeBackend>) -> Arc<dyn ServiceBackend> {
+        fake.clone()
+    }
+
+    #[tokio::test]
+    async fn a_renewal_tick_renews_with_the_max_age_and_logs_each_ca() {
+        let logs = capture_logs();
+        let fake = Arc::new(FakeBackend::default());
+        fake.set_due(&["a", "b c"], Some("card-ca"));
+        let max_age = Duration::from_secs(24 * 3600);
+        let renewals = renew_tick(&backend(&fake), max_age).await;
+        assert_eq!(fake.renew_calls(), [max_age]);
+        let got: Vec<(String, Option<u64>)> = renewals
+            .iter()
+            .map(|r| (r.ca.clone(), r.result.as_ref().ok().copied()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".to_owned(), Some(1)),
+                ("b c".to_owned(), Some(2)),
+                ("card-ca".to_owned(), None)
+            ]
+        );
+        let text = logs.text();
+        assert!(
+            text.contains("INFO") && text.contains("CRL of a renewed: number 1"),
+            "{text}"
+        );
+        assert!(text.contains("CRL of b c renewed: number 2"), "{text}");
+        assert!(
+            text.contains("ERROR")
+                && text.contains("CRL of card-ca not renewed: token not present"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_download_tick_does_nothing_with_crl_download_off() {
+        let s = TestServer::start(vec![("/a.crl", Reply::Body(fake_der(10)))]);
+        let fake = Arc::new(FakeBackend::default());
+        fake.set_targets(vec![("root", s.url("/a.crl"))]);
+        let (_tx, mut stop) = watch::channel(false);
+        let l = test_limits();
+        let r = download_tick(&backend(&fake), &test_client(&l), l.max_bytes, &mut stop).await;
+        assert!(r.is_none());
+        assert_eq!(fake.offered(), 0);
+        assert_eq!(s.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_download_tick_stores_good_crls_and_logs_refusals() {
+        let logs = capture_logs();
+        let good = fake_der(10);
+        let bad = fake_der(11);
+        let s = TestServer::start(vec![
+            ("/good.crl", Reply::Body(good.clone())),
+            ("/bad.crl", Reply::Body(bad.clone())),
+        ]);
+        let fake = Arc::new(FakeBackend::default());
+        fake.set_settings(Settings {
+            crl_download: true,
+            crl_use: false,
+        });
+        fake.set_targets(vec![
+            ("root", s.url("/good.crl")),
+            ("ca", s.url("/bad.crl")),
+            ("tls", "https://example.invalid/x.crl".into()),
+        ]);
+        fake.refuse_der(bad, "signature does not verify");
+        let (_tx, mut stop) = watch::channel(false);
+        let l = test_limits();
+        let outcomes = download_tick(&backend(&fake), &test_client(&l), l.max_bytes, &mut stop)
+            .await
+            .unwrap();
+        assert_eq!(outcomes.len(), 3);
+        assert!(outcomes[0].result.is_ok());
+        assert!(matches!(outcomes[1].result, Err(DownloadError::Refused(_))));
+        assert!(matches!(outcomes[2].result, Err(DownloadError::Fetch(_))));
+        assert_eq!(fake.stored().len(), 1);
+        assert_eq!(fake.stored()[0].1, good);
+        let text = logs.text();
+        let good_line = format!(
+            "CRL from {} for root stored: issuer root, number 7, 0 entries",
+            s.url("/good.crl")
+        );
+        let bad_line = format!(
+            "CRL from {} for ca refused: signature does not verify",
+            s.url("/bad.crl")
+        );
+        assert!(text.contains(&good_line), "{text}");
+        assert!(text.contains(&bad_line), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains(" WARN ") && l.contains(&bad_line)),
+            "{text}"
+        );
+        assert!(
+            text.contains("CRL download from https://example.invalid/x.crl for tls failed: https:// CRL distribution points are not downloaded"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_download_tick_stops_between_downloads_when_asked() {
+        let s = TestServer::start(vec![("/a.crl", Reply::Body(fake_der(10)))]);
+        let fake = Arc::new(FakeBackend::default());
+        fake.set_settings(Settings {
+            crl_download: true,
+            crl_use: false,
+        });
+        fake.set_targets(vec![("a", s.url("/a.crl")), ("b", s.url("/a.crl"))]);
+        let (tx, mut stop) = watch::channel(false);
+        tx.send(true).unwrap();
+        let l = test_limits();
+        let outcomes = download_tick(&backend(&fake), &test_client(&l), l.max_bytes, &mut stop)
+            .await
+            .unwrap();
+        assert!(outcomes.is_empty());
+        assert_eq!(fake.offered(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_timers_tick_read_the_settings_each_time_and_stop() {
+        let der = fake_der(10);
+        let s = TestServer::start(vec![("/a.crl", Reply::Body(der.clone()))]);
+        let fake = Arc::new(FakeBackend::default());
+        fake.set_targets(vec![("root", s.url("/a.crl"))]);
+        fake.set_due(&["ca"], None);
+        let schedule = Schedule {
+            renew_check: Duration::from_millis(40),
+            renew_first: Duration::ZERO,
+            crl_max_age: Duration::from_secs(7200),
+            download_interval: Duration::from_millis(40),
+            download_first: Duration::ZERO,
+            grace: Duration::from_secs(1),
+        };
+        let (tx, stop) = watch::channel(false);
+        let l = test_limits();
+        let handles = spawn(backend(&fake), schedule, test_client(&l), l.max_bytes, stop);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // crl-download=no so far: nothing fetched
+        assert_eq!(fake.offered(), 0);
+        assert_eq!(s.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // `settings set crl-download=yes` from the CLI: the next round downloads
+        fake.set_settings(Settings {
+            crl_download: true,
+            crl_use: false,
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(true).unwrap();
+        for h in handles {
+            tokio::time::timeout(Duration::from_secs(1), h)
+                .await
+                .expect("a timer did not stop")
+                .unwrap();
+        }
+        let calls = fake.renew_calls();
+        assert!(calls.len() >= 3, "{calls:?}");
+        assert!(calls.iter().all(|d| *d == Duration::from_secs(7200)));
+        let stored = fake.stored();
+        assert!(stored.len() >= 2, "{}", stored.len());
+        assert!(stored
+            .iter()
+            .all(|(t, d)| t.certificate == "root" && *d == der));
+        // stopped: no more calls
+        let (n_renew, n_stored) = (fake.renew_calls().len(), fake.stored().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            (fake.renew_calls().len(), fake.stored().len()),
+            (n_renew, n_stored)
+        );
+    }
+
+    #[test]
+    fn the_config_sets_the_schedule() {
+        let c = Config {
+            crl_renew_check: 5,
+            crl_max_age: 12,
+            crl_download_interval: 600,
+            ..Config::default()
+        };
+        let s = Schedule::from_config(&c);
+        assert_eq!(s.renew_check, Duration::from_secs(5));
+        assert_eq!(s.crl_max_age, Duration::from_secs(12 * 3600));
+        assert_eq!(s.download_interval, Duration::from_secs(600));
+        assert_eq!(s.renew_first, Duration::ZERO);
+        assert_eq!(s.grace, SHUTDOWN_GRACE);
+    }
+}
