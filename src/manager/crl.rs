@@ -455,7 +455,14 @@ impl Manager {
                 }]
             }
         };
+        let failed_on_pin = |id: i64| {
+            self.crl_pin_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&id)
+        };
         cas.into_iter()
+            .filter(|ca| !failed_on_pin(ca.id))
             .map(|ca| {
                 let result = (|| {
                     let mut txn = self.store.begin(TxnMode::Write)?;
@@ -470,6 +477,20 @@ impl Manager {
                     txn.commit()?;
                     Ok(n)
                 })();
+                let result = result.map_err(|e| {
+                    if is_pin_error(&e) {
+                        self.crl_pin_failures
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(ca.id);
+                        ManagerError::refused(
+                            format!("{e}; not tried again until restart (a PIN try is precious)"),
+                            None,
+                        )
+                    } else {
+                        e
+                    }
+                });
                 CrlRenewal {
                     ca: ca.cert.name.clone(),
                     result,
@@ -748,6 +769,16 @@ impl Manager {
         out.extend(txn.downloaded_crls()?.into_iter().map(|d| d.der));
         Ok(out)
     }
+}
+
+/// A wrong, missing or guarded PIN (not a missing token, which may come back).
+fn is_pin_error(e: &ManagerError) -> bool {
+    use crate::error::{KeyError, X509Error};
+    matches!(
+        e,
+        ManagerError::Key(KeyError::Pin(_) | KeyError::Secret(_))
+            | ManagerError::X509(X509Error::Key(KeyError::Pin(_) | KeyError::Secret(_)))
+    )
 }
 
 fn read_settings(txn: &dyn Transaction) -> crate::store::Result<Settings> {

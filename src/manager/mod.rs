@@ -217,6 +217,9 @@ pub struct SetRequest {
 pub struct Manager {
     store: Box<dyn Store>,
     keys: KeyRouter,
+    /// CAs whose scheduled CRL renewal failed on the PIN: not tried again by this process, so
+    /// that a wrong PIN in a profile does not spend the token's tries one renewal at a time
+    crl_pin_failures: std::sync::Mutex<HashSet<i64>>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -318,7 +321,11 @@ impl Manager {
 
     /// A manager over any store and key router (tests, other backends).
     pub fn with_parts(store: Box<dyn Store>, keys: KeyRouter) -> Self {
-        Manager { store, keys }
+        Manager {
+            store,
+            keys,
+            crl_pin_failures: std::sync::Mutex::default(),
+        }
     }
 
     /// The key router.

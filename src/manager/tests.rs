@@ -17,6 +17,9 @@ struct FakeToken {
     keys: Mutex<HashMap<String, KeyHandle>>,
     deleted: AtomicUsize,
     fail_signing: AtomicBool,
+    /// `signer` fails as a wrong PIN does, counting the attempts
+    fail_pin: AtomicBool,
+    pin_attempts: AtomicUsize,
 }
 
 struct FailingSigner(Arc<dyn KeySigner>);
@@ -42,6 +45,8 @@ impl FakeToken {
             keys: Mutex::new(HashMap::new()),
             deleted: AtomicUsize::new(0),
             fail_signing: AtomicBool::new(false),
+            fail_pin: AtomicBool::new(false),
+            pin_attempts: AtomicUsize::new(0),
         }
     }
     fn inner(&self, key: &KeyHandle) -> std::result::Result<KeyHandle, KeyError> {
@@ -84,6 +89,10 @@ impl KeyProvider for FakeToken {
     }
     fn signer(&self, key: &KeyHandle) -> std::result::Result<Arc<dyn KeySigner>, KeyError> {
         let s = self.soft.signer(&self.inner(key)?)?;
+        if self.fail_pin.load(Ordering::SeqCst) {
+            self.pin_attempts.fetch_add(1, Ordering::SeqCst);
+            return Err(KeyError::Pin("wrong PIN (2 tries left)".into()));
+        }
         if self.fail_signing.load(Ordering::SeqCst) {
             return Ok(Arc::new(FailingSigner(s)));
         }
@@ -326,4 +335,59 @@ fn signing_with_a_ca_without_private_key_is_refused_and_changes_nothing() {
             .to_string(),
         "AT"
     );
+}
+
+#[test]
+fn scheduled_crl_renewal_does_not_retry_a_wrong_pin_but_retries_an_absent_token() {
+    let (_d, m, token) = manager_with_token();
+    m.add_template(
+        "ca-tpl",
+        None,
+        &props(&[
+            ("common-name", "ca"),
+            ("key-usage", "key-cert-sign,crl-sign"),
+            ("key-type", "ec"),
+        ]),
+    )
+    .unwrap();
+    m.sign(&SignRequest {
+        template: "ca-tpl".into(),
+        name: Some("ca".into()),
+        key_location: token_location(),
+        ..Default::default()
+    })
+    .unwrap();
+    let number = |m: &Manager| m.crl_of("ca").unwrap().0;
+    assert_eq!(number(&m), 1, "a new CA has CRL 1");
+    // Due (max age 0): renewed.
+    let r = m.renew_due_crls(std::time::Duration::ZERO);
+    assert_eq!(r.len(), 1);
+    assert_eq!(*r[0].result.as_ref().unwrap(), 2);
+    // Not due within a day.
+    assert!(m
+        .renew_due_crls(std::time::Duration::from_secs(86_400))
+        .is_empty());
+
+    // A device error is reported and tried again at the next tick.
+    token.fail_signing.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        let r = m.renew_due_crls(std::time::Duration::ZERO);
+        assert_eq!(r.len(), 1);
+        assert!(r[0].result.is_err());
+    }
+    assert_eq!(number(&m), 2, "a failed renewal stores nothing");
+    token.fail_signing.store(false, Ordering::SeqCst);
+
+    // A PIN failure: reported once, then this process leaves the CA alone.
+    token.fail_pin.store(true, Ordering::SeqCst);
+    let r = m.renew_due_crls(std::time::Duration::ZERO);
+    let err = r[0].result.as_ref().unwrap_err().to_string();
+    assert!(err.contains("not tried again"), "{err}");
+    assert!(m.renew_due_crls(std::time::Duration::ZERO).is_empty());
+    assert!(m.renew_due_crls(std::time::Duration::ZERO).is_empty());
+    assert_eq!(token.pin_attempts.load(Ordering::SeqCst), 1);
+    // The operator's own command still tries (and fails) once.
+    assert!(m.renew_crls(&["ca".into()]).is_err());
+    assert_eq!(token.pin_attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(number(&m), 2);
 }
