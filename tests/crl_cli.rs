@@ -346,3 +346,56 @@ fn settings_print_and_set() {
     env.fail(&["settings", "set", "crl-store=x"], EXIT_USAGE);
     env.fail(&["settings", "set"], EXIT_USAGE);
 }
+
+#[test]
+fn verify_builds_the_chain_from_trusted_certificates_and_uses_own_crls() {
+    let env = Env::new();
+    ca_and_server(&env);
+    env.issue("inter", "ca", &["key-usage=key-cert-sign,crl-sign"]);
+    env.issue(
+        "leaf",
+        "inter",
+        &["key-usage=digital-signature,tls-client", "key-type=ec"],
+    );
+    env.export_cert("srv");
+    env.export_cert("leaf");
+    let out = env.ok(&["verify", "cert_export_srv.crt", "--purpose", "tls-server"]);
+    assert!(out.contains("verdict: valid"), "{out}");
+    assert!(out.lines().count() >= 3, "the chain and the verdict: {out}");
+    // The intermediate comes from the store (untrusted there, but chained to the trusted CA).
+    let out = env.ok(&[
+        "verify",
+        "file-name=cert_export_leaf.crt",
+        "purpose=tls-client",
+    ]);
+    assert!(
+        out.contains("inter") && out.contains("verdict: valid"),
+        "{out}"
+    );
+    // Wrong purpose: exit 1, the reason on stdout's verdict line and stderr's error line.
+    let o = env.run(&["verify", "cert_export_leaf.crt", "--purpose", "tls-server"]);
+    assert_eq!(o.status.code(), Some(EXIT_FAILED));
+    assert!(stdout(&o).contains("verdict: INVALID"), "{}", stdout(&o));
+
+    // With crl-use=yes, the CA's own CRL counts.
+    env.ok(&["issued-revoke", "inter"]);
+    env.ok(&["verify", "cert_export_leaf.crt"]);
+    env.ok(&["settings", "set", "crl-use=yes"]);
+    let o = env.run(&["verify", "cert_export_leaf.crt", "--json"]);
+    assert_eq!(o.status.code(), Some(EXIT_FAILED));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON report");
+    assert_eq!(v["valid"], false);
+    assert!(v["reason"].as_str().unwrap().contains("revoked"), "{v}");
+    env.ok(&["verify", "cert_export_srv.crt"]);
+
+    // No trusted anchor: unknown issuer.
+    env.ok(&["set", "ca", "trusted=no"]);
+    let o = env.run(&["verify", "cert_export_srv.crt"]);
+    assert_eq!(o.status.code(), Some(EXIT_FAILED));
+    assert!(stdout(&o).contains("unknown issuer"), "{}", stdout(&o));
+
+    // Bad input: one line, nothing else.
+    std::fs::write(env.path("junk.crt"), b"not a certificate").unwrap();
+    env.fail(&["verify", "junk.crt"], EXIT_USAGE);
+    env.fail(&["verify", "missing.crt"], EXIT_FAILED);
+}

@@ -18,6 +18,7 @@ mod set;
 mod settings;
 mod sign;
 mod token;
+mod verify;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -95,6 +96,8 @@ pub enum Command {
     Crl(crl::CrlArgs),
     /// RouterOS /certificate settings: crl-download, crl-use.
     Settings(settings::SettingsArgs),
+    /// Check a certificate's chain against the store's trusted certificates (and CRLs).
+    Verify(verify::VerifyArgs),
     /// The service: CRLs at their CDP paths, /health, CRL renewal and download timers.
     Serve(serve::ServeArgs),
 }
@@ -372,6 +375,7 @@ pub fn main() -> ExitCode {
         Command::IssuedRevoke(a) => a.run(&ctx),
         Command::Crl(a) => a.run(&ctx),
         Command::Settings(a) => a.run(&ctx),
+        Command::Verify(a) => a.run(&ctx),
         Command::Serve(a) => a.run(&ctx),
     };
     match result {

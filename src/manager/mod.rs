@@ -3,6 +3,7 @@
 
 pub mod crl;
 pub mod template;
+mod verify;
 pub mod view;
 
 use std::collections::HashSet;

@@ -806,9 +806,9 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn certificates_with_crl(&self) -> Result<Vec<i64>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT certificate_id FROM downloaded_crls",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT certificate_id FROM downloaded_crls")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

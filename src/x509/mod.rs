@@ -5,6 +5,7 @@
 pub mod crl;
 pub mod csr;
 pub mod import;
+pub mod path;
 pub mod pkcs12;
 pub mod usage;
 

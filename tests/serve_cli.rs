@@ -1,0 +1,379 @@
+//! `certman serve` as a process: CRLs at their CDP paths (read from the store on every request,
+//! so revocations from the CLI show at once), `/health`, SIGTERM; and a second store that
+//! trusts the CA downloading its CRL (`crl download`, and the daemon's download timer),
+//! `verify` using it, and a CRL with a bad signature refused and logged.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A running `certman serve`, its stderr collected.
+struct Daemon {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(env: &Env, listen: &str) -> Daemon {
+        let mut child = env
+            .command(&["serve", &format!("listen={listen}")])
+            .env("CERTMAN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start certman serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut d = Daemon {
+            child,
+            port: 0,
+            log,
+        };
+        let text = d.wait_for_log("listening on ", Duration::from_secs(30));
+        let addr = text
+            .lines()
+            .find_map(|l| l.split("listening on ").nth(1))
+            .expect("listening line")
+            .trim();
+        d.port = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {addr:?}"));
+        d
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`; returns the log.
+    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let text = self.log();
+            if text.contains(needle) {
+                return text;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("certman serve exited ({status}) before logging {needle:?}:\n{text}");
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "certman serve did not log {needle:?} within {timeout:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String, Vec<u8>) {
+        http_get(self.port, path)
+    }
+
+    /// SIGTERM; requires a clean exit; returns the log.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let st = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log();
+        assert!(status.success(), "serve exited with {status}:\n{log}");
+        assert!(log.contains("stopped"), "{log}");
+        log
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET: (status, headers, body).
+fn http_get(port: u16, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw[split + 4..].to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, head, body)
+}
+
+/// A port that is free now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn crl_export(env: &Env, ca: &str) -> Vec<u8> {
+    let out = env
+        .command(&["crl", "export", ca, "file-name=-"])
+        .output()
+        .unwrap();
+    assert_success(&out, "crl export");
+    out.stdout
+}
+
+fn crl_number_of(der: &[u8], dir: &Path) -> String {
+    let f = dir.join("n.crl");
+    std::fs::write(&f, der).unwrap();
+    openssl(
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            f.to_str().unwrap(),
+            "-noout",
+            "-crlnumber",
+        ],
+        dir,
+    )
+    .trim()
+    .to_owned()
+}
+
+/// Store 1: CA `ca` (ca-crl-host=127.0.0.1:PORT) and a TLS server certificate `srv`.
+fn ca_store(port: u16) -> Env {
+    let env = Env::new();
+    env.ok(&[
+        "add",
+        "name=ca-tpl",
+        "common-name=ca",
+        "key-usage=key-cert-sign,crl-sign",
+        "key-type=ec",
+    ]);
+    env.ok(&[
+        "sign",
+        "ca-tpl",
+        "name=ca",
+        &format!("ca-crl-host=127.0.0.1:{port}"),
+    ]);
+    env.issue(
+        "srv",
+        "ca",
+        &[
+            "key-type=ec",
+            "key-usage=digital-signature,tls-server",
+            "subject-alt-name=DNS:srv.example",
+        ],
+    );
+    env
+}
+
+#[test]
+fn serve_answers_the_cdp_with_the_stored_crl_and_follows_the_cli() {
+    let env = ca_store(8080);
+    let d = Daemon::start(&env, "127.0.0.1:0");
+
+    let (status, head, body) = d.get("/crl/ca.crl");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/pkix-crl"),
+        "{head}"
+    );
+    assert_eq!(body, crl_export(&env, "ca"), "served = stored");
+    assert_eq!(crl_number_of(&body, &env.work), "crlNumber=0x01");
+
+    // A revocation from the CLI while the daemon runs: the next request serves the new CRL.
+    env.ok(&["issued-revoke", "srv"]);
+    let (status, _, after) = d.get("/crl/ca.crl");
+    assert_eq!(status, 200);
+    assert_ne!(after, body);
+    assert_eq!(after, crl_export(&env, "ca"));
+    assert_eq!(crl_number_of(&after, &env.work), "crlNumber=0x02");
+    // OpenSSL, with the served CRL, rejects srv.
+    let crl_pem = env.work.join("served.pem");
+    std::fs::write(env.work.join("served.crl"), &after).unwrap();
+    openssl(
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            "served.crl",
+            "-out",
+            crl_pem.to_str().unwrap(),
+        ],
+        &env.work,
+    );
+    let ca = env.export_cert("ca");
+    let srv = env.export_cert("srv");
+    let out = openssl_output(
+        &[
+            "verify",
+            "-crl_check",
+            "-CRLfile",
+            crl_pem.to_str().unwrap(),
+            "-CAfile",
+            ca.to_str().unwrap(),
+            srv.to_str().unwrap(),
+        ],
+        &env.work,
+    );
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !out.status.success() && text.contains("certificate revoked"),
+        "{text}"
+    );
+
+    // The CDP in srv keeps working after the CA is renamed; the new name works too.
+    env.ok(&["set", "ca", "name=root"]);
+    assert_eq!(d.get("/crl/ca.crl").2, after);
+    assert_eq!(d.get("/crl/root.crl").2, after);
+
+    assert_eq!(d.get("/crl/nosuch.crl").0, 404);
+    assert_eq!(d.get("/nothing").0, 404);
+    let (status, _, health) = d.get("/health");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&health).expect("health JSON");
+    assert_eq!(v["status"], "ok", "{v}");
+    d.stop();
+}
+
+#[test]
+fn a_second_store_downloads_the_crl_and_verify_reports_revoked() {
+    let port = free_port();
+    let issuer = ca_store(port);
+    let daemon = Daemon::start(&issuer, &format!("127.0.0.1:{port}"));
+    let ca = issuer.export_cert("ca");
+    let srv = issuer.export_cert("srv");
+
+    let relying = Env::new();
+    std::fs::copy(&ca, relying.work.join("ca.crt")).unwrap();
+    std::fs::copy(&srv, relying.work.join("srv.crt")).unwrap();
+    relying.ok(&["import", "file-name=ca.crt", "name=ca", "trusted=yes"]);
+    relying.ok(&["settings", "set", "crl-download=yes", "crl-use=yes"]);
+
+    // Not revoked yet: the CRL downloads, and srv is valid.
+    let out = relying.ok(&["crl", "download"]);
+    assert!(out.contains("stored"), "{out}");
+    let flags = relying.entry("ca")["flags"].as_str().unwrap().to_owned();
+    assert!(flags.contains('L'), "flag L after the download: {flags}");
+    let out = relying.ok(&["verify", "srv.crt", "--purpose", "tls-server"]);
+    assert!(out.contains("verdict: valid"), "{out}");
+
+    // Revoked at the CA; the next download brings it, and verify says so (exit 1).
+    issuer.ok(&["issued-revoke", "srv", "reason=key-compromise"]);
+    relying.ok(&["crl", "download"]);
+    let list: serde_json::Value =
+        serde_json::from_str(&relying.ok(&["crl", "print", "--json"])).unwrap();
+    assert_eq!(list[0]["ca"], "ca");
+    assert_eq!(list[0]["entries"], 1);
+    assert!(list[0]["source"].as_str().unwrap().ends_with("/crl/ca.crl"));
+    let out = relying.run(&["verify", "srv.crt"]);
+    assert_eq!(out.status.code(), Some(EXIT_FAILED), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.to_lowercase().contains("revoked"), "{text}");
+    // With crl-use=no the CRL is not consulted.
+    relying.ok(&["settings", "set", "crl-use=no"]);
+    relying.ok(&["verify", "srv.crt"]);
+
+    // The relying store's own daemon downloads it by itself (crl-download=yes).
+    relying.ok(&["settings", "set", "crl-use=yes"]);
+    relying.ok(&["crl", "flush"]);
+    assert!(!relying.entry("ca")["flags"].as_str().unwrap().contains('L'));
+    let mut d2 = Daemon::start(&relying, "127.0.0.1:0");
+    d2.wait_for_log("stored", Duration::from_secs(40));
+    assert!(relying.entry("ca")["flags"].as_str().unwrap().contains('L'));
+    d2.stop();
+    daemon.stop();
+}
+
+/// Serves `body` to every connection on `listener` (a CDP answering a forged CRL).
+fn serve_bytes(listener: TcpListener, body: Vec<u8>) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(&body);
+        }
+    });
+}
+
+#[test]
+fn a_crl_with_a_bad_signature_is_refused_and_logged() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let issuer = ca_store(port);
+    issuer.ok(&["issued-revoke", "srv"]);
+    let mut forged = crl_export(&issuer, "ca");
+    let last = forged.len() - 1;
+    forged[last] ^= 0x01; // the signature's last octet
+    serve_bytes(listener, forged);
+
+    let relying = Env::new();
+    std::fs::copy(issuer.export_cert("ca"), relying.work.join("ca.crt")).unwrap();
+    relying.ok(&["import", "file-name=ca.crt", "name=ca", "trusted=yes"]);
+    relying.ok(&["settings", "set", "crl-download=yes", "crl-use=yes"]);
+    let out = relying.run(&["crl", "download"]);
+    assert_eq!(out.status.code(), Some(EXIT_FAILED));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refused") && err.contains("signature"),
+        "{err}"
+    );
+    assert!(!relying.entry("ca")["flags"].as_str().unwrap().contains('L'));
+    assert_eq!(relying.ok(&["crl", "print", "--json"]).trim(), "[]");
+
+    let mut d = Daemon::start(&relying, "127.0.0.1:0");
+    let log = d.wait_for_log("refused", Duration::from_secs(40));
+    assert!(log.contains("signature"), "{log}");
+    d.stop();
+}
