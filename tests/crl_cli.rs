@@ -399,3 +399,25 @@ fn verify_builds_the_chain_from_trusted_certificates_and_uses_own_crls() {
     env.fail(&["verify", "junk.crt"], EXIT_USAGE);
     env.fail(&["verify", "missing.crt"], EXIT_FAILED);
 }
+
+#[test]
+fn an_imported_ca_with_its_key_gets_no_crl_of_its_own_until_asked() {
+    let issuer = Env::new();
+    issuer.make_ca("ext", &["key-type=ec"]);
+    let (crt, key) = issuer.export_with_key("ext", "import-pass-1");
+    let env = Env::new();
+    std::fs::copy(&crt, env.path("ext.crt")).unwrap();
+    std::fs::copy(&key, env.path("ext.key")).unwrap();
+    env.ok(&["import", "file-name=ext.crt", "name=ext", "trusted=yes"]);
+    env.ok(&["import", "file-name=ext.key", "passphrase=import-pass-1"]);
+    assert!(s_flags(&env.entry("ext")).contains('K'));
+    // Its CRLs are its real issuer's business: no CRL here, `crl renew` leaves it alone…
+    env.ok(&["crl", "renew"]);
+    assert_eq!(env.ok(&["crl", "print", "--json"]).trim(), "[]");
+    // …unless the operator asks for one (or revokes a certificate it issued here).
+    let out = env.ok(&["crl", "renew", "ext"]);
+    assert!(out.contains("crl of ext: number 1"), "{out}");
+    env.issue("leaf", "ext", &["key-type=ec"]);
+    env.ok(&["issued-revoke", "leaf"]);
+    assert_eq!(crl_number(&export_crl(&env, "ext", "1")), 2);
+}

@@ -651,8 +651,9 @@ fn a_token_ca_signs_its_crl_on_the_token() {
         Path::new("/"),
     );
     assert!(
-        !out.status.success() && stdout(&out).contains("certificate revoked")
-            || stderr(&out).contains("certificate revoked"),
+        !out.status.success()
+            && (stdout(&out).contains("certificate revoked")
+                || stderr(&out).contains("certificate revoked")),
         "{}{}",
         stdout(&out),
         stderr(&out)

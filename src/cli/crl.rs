@@ -144,17 +144,45 @@ impl CrlArgs {
                 }
             }
             CrlCommand::Renew { names } => {
-                let made = ctx.manager()?.renew_crls(names)?;
+                let m = ctx.manager()?;
+                let made: Vec<(String, Result<u64, ManagerError>)> = if names.is_empty() {
+                    m.renew_all_crls()
+                        .into_iter()
+                        .map(|r| (r.ca, r.result))
+                        .collect()
+                } else {
+                    // Named CAs: the first failure is the command's error (its exit code).
+                    let mut v = Vec::new();
+                    for n in names {
+                        let number = m.renew_crl(n)?;
+                        v.push((n.clone(), Ok(number)));
+                    }
+                    v
+                };
+                let failed = made.iter().filter(|(_, r)| r.is_err()).count();
                 if ctx.json {
                     let v: Vec<_> = made
                         .iter()
-                        .map(|(ca, n)| serde_json::json!({"ca": ca, "number": n}))
+                        .map(|(ca, r)| match r {
+                            Ok(n) => serde_json::json!({"ca": ca, "number": n}),
+                            Err(e) => serde_json::json!({"ca": ca, "error": e.to_string()}),
+                        })
                         .collect();
                     println!("{}", serde_json::Value::Array(v));
-                } else if !ctx.quiet {
-                    for (ca, n) in made {
-                        println!("crl of {ca}: number {n}");
+                } else {
+                    for (ca, r) in &made {
+                        match r {
+                            Ok(n) if !ctx.quiet => println!("crl of {ca}: number {n}"),
+                            Ok(_) => {}
+                            Err(e) => eprintln!("certman crl renew: crl of {ca} not renewed: {e}"),
+                        }
                     }
+                }
+                if failed > 0 {
+                    return Err(ManagerError::Failed(format!(
+                        "{failed} of {} CRLs not renewed",
+                        made.len()
+                    )));
                 }
             }
             CrlCommand::Export { name, file_name } => {

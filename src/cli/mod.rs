@@ -119,15 +119,16 @@ pub struct Ctx {
 impl Ctx {
     /// Opens the manager on the store.
     pub fn manager(&self) -> Result<Manager, ManagerError> {
-        self.manager_with(None, None)
+        self.manager_with(None, None, false)
     }
 
     /// Opens the manager; `store`/`tokens` (a config file's) are used where the command line
-    /// and environment name none.
+    /// and environment name none; `read_connection`: see [`OpenOptions::read_connection`].
     pub fn manager_with(
         &self,
         store: Option<&std::path::Path>,
         tokens: Option<&std::path::Path>,
+        read_connection: bool,
     ) -> Result<Manager, ManagerError> {
         let store_dir = match store {
             Some(s) if !self.store_given => s.to_owned(),
@@ -140,6 +141,7 @@ impl Ctx {
         let mut options = OpenOptions::new(store_dir);
         options.tokens_dir = Some(tokens_dir);
         options.force_last_pin_try = self.force_last_pin_try;
+        options.read_connection = read_connection;
         Manager::open(&options)
     }
 }

@@ -14,7 +14,7 @@ impl ServeArgs {
     /// line (`--store`, `$CERTMAN_STORE`, …) win over the config file's `store`/`tokens`.
     pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
         let config = load_config(self)?;
-        let manager = ctx.manager_with(config.store.as_deref(), config.tokens.as_deref())?;
+        let manager = ctx.manager_with(config.store.as_deref(), config.tokens.as_deref(), true)?;
         crate::service::run(config, std::sync::Arc::new(manager))?;
         Ok(())
     }

@@ -136,8 +136,20 @@ fn to_unix(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// A CA's key as the store knows it.
+struct CrlKey {
+    ca_id: i64,
+    key_id: String,
+    name: String,
+    handle: KeyHandle,
+    digest: Option<crate::keys::HashAlgorithm>,
+    info: x509::CertificateInfo,
+}
+
 /// A CA's key ready to sign CRLs.
-struct CrlSigner {
+pub(crate) struct CrlSigner {
+    ca_id: i64,
+    key_id: String,
     signer: X509Signer,
     issuer: x509_cert::name::Name,
     key_identifier: Vec<u8>,
@@ -158,7 +170,8 @@ pub fn crl_file_from_url(url: &str) -> Option<String> {
 }
 
 impl Manager {
-    fn crl_signer(&self, txn: &dyn Transaction, ca: &CertificateRecord) -> Result<CrlSigner> {
+    /// What signing `ca`'s CRLs needs from the store: its key's handle (read in `txn`).
+    fn crl_key(&self, txn: &dyn Transaction, ca: &CertificateRecord) -> Result<CrlKey> {
         let name = &ca.cert.name;
         let info = x509::inspect_certificate(&ca.cert.der)?;
         if !info.is_ca {
@@ -178,10 +191,28 @@ impl Manager {
                 "key {key_id} of \"{name}\" is missing"
             )))
         })?;
-        let handle = KeyHandle {
-            uri: key.uri.parse()?,
-            sealed: key.sealed.clone(),
-        };
+        Ok(CrlKey {
+            ca_id: ca.id,
+            key_id,
+            name: name.clone(),
+            handle: KeyHandle {
+                uri: key.uri.parse()?,
+                sealed: key.sealed.clone(),
+            },
+            digest: TemplateProperties::from_json(&ca.cert.properties)
+                .ok()
+                .and_then(|p| p.digest_algorithm)
+                .and_then(|d| d.parse().ok()),
+            info,
+        })
+    }
+
+    /// The CA's key ready to sign CRLs. Reaching the key (token login, PIN) happens here, so
+    /// callers do it before they take the store's write lock.
+    fn crl_signer(&self, key: CrlKey) -> Result<CrlSigner> {
+        let CrlKey {
+            name, handle, info, ..
+        } = key;
         let signer = self
             .keys
             .provider(&handle.uri)?
@@ -191,12 +222,10 @@ impl Manager {
                 format!("the key of CA \"{name}\" does not match its certificate"),
             )));
         }
-        let digest = TemplateProperties::from_json(&ca.cert.properties)
-            .ok()
-            .and_then(|p| p.digest_algorithm)
-            .and_then(|d| d.parse().ok());
-        let scheme = signature_scheme_for(signer.as_ref(), digest, name)?;
+        let scheme = signature_scheme_for(signer.as_ref(), key.digest, &name)?;
         Ok(CrlSigner {
+            ca_id: key.ca_id,
+            key_id: key.key_id,
             signer: X509Signer::new(signer, scheme)?,
             key_identifier: info
                 .subject_key_identifier
@@ -204,6 +233,19 @@ impl Manager {
                 .unwrap_or_else(|| x509::key_identifier(info.public_key.owned_to_ref())),
             issuer: info.subject_name,
         })
+    }
+
+    /// Reads a CA and its key in a read transaction and reaches the key, outside any lock.
+    fn crl_signer_of(&self, ca_id: i64) -> Result<(CertificateRecord, CrlSigner)> {
+        let (ca, key) = {
+            let txn = self.store.begin(TxnMode::Read)?;
+            let ca = txn
+                .certificate_by_id(ca_id)?
+                .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
+            let key = self.crl_key(txn.as_ref(), &ca)?;
+            (ca, key)
+        };
+        Ok((ca, self.crl_signer(key)?))
     }
 
     /// Makes and stores the next CRL of `ca`, inside `txn`. With `appended` (the entries just
@@ -215,9 +257,16 @@ impl Manager {
         &self,
         txn: &mut dyn Transaction,
         ca: &CertificateRecord,
+        s: &CrlSigner,
         appended: Option<&[Vec<u8>]>,
     ) -> Result<u64> {
-        let s = self.crl_signer(txn, ca)?;
+        // The CA and its key may have changed since the signer was made (another process).
+        if s.ca_id != ca.id || ca.cert.key_id.as_deref() != Some(s.key_id.as_str()) {
+            return Err(ManagerError::refused(
+                format!("CA \"{}\" changed meanwhile; try again", ca.cert.name),
+                None,
+            ));
+        }
         let now = unix_now();
         let prev = txn.crl(ca.id)?;
         let number = prev.as_ref().map_or(1, |p| p.number + 1);
@@ -251,8 +300,12 @@ impl Manager {
                 (x509crl::build_crl(&spec, &list, &s.signer)?, count)
             }
             _ => {
+                // RFC 5280 §3.3: an entry may leave once a regularly scheduled CRL issued
+                // after the certificate expired has listed it — the previous CRL did, for a
+                // certificate that had expired (and was revoked) before it was made.
+                let cutoff = prev.as_ref().map_or(0, |p| p.this_update);
                 let mut buf = Vec::new();
-                let count = txn.revocation_entries(ca.id, now, &mut buf)?;
+                let count = txn.revocation_entries(ca.id, cutoff, &mut buf)?;
                 rebuilt = buf;
                 (
                     x509crl::build_crl(&spec, &[rebuilt.as_slice()], &s.signer)?,
@@ -287,7 +340,9 @@ impl Manager {
             }
         }
         if info.is_ca && rec.cert.key_id.is_some() && txn.crl(rec.id)?.is_none() {
-            self.write_crl(txn, &rec, None)?;
+            // The key was reached a moment ago to sign the certificate.
+            let signer = self.crl_signer(self.crl_key(txn, &rec)?)?;
+            self.write_crl(txn, &rec, &signer, None)?;
         }
         Ok(())
     }
@@ -334,33 +389,53 @@ impl Manager {
     // ------------------------------------------------------------- issued-revoke
 
     /// `issued-revoke NAME… [reason=]`: marks certificates issued by local CAs revoked (flag
-    /// R) and gives each CA concerned its next CRL, all in one transaction.
+    /// R) and gives each CA concerned its next CRL, all in one transaction. The CAs' keys are
+    /// reached (token login, PIN) before the store's write lock is taken.
     pub fn revoke(
         &self,
         names: &[String],
         reason: Option<RevocationReason>,
     ) -> Result<RevokeReport> {
+        // 1. What to revoke, and by which CAs (read only).
+        let mut targets: Vec<(String, i64, i64)> = Vec::new();
+        let mut keys: Vec<CrlKey> = Vec::new();
+        {
+            let txn = self.store.begin(TxnMode::Read)?;
+            let mut seen = HashSet::new();
+            for name in names {
+                if !seen.insert(name) {
+                    continue;
+                }
+                let c = txn
+                    .certificate(name)?
+                    .ok_or_else(|| not_found("certificate", name))?;
+                let ca_id = revocable(&c)?;
+                if !keys.iter().any(|k| k.ca_id == ca_id) {
+                    let ca = txn
+                        .certificate_by_id(ca_id)?
+                        .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
+                    keys.push(self.crl_key(txn.as_ref(), &ca)?);
+                }
+                targets.push((name.clone(), c.id, ca_id));
+            }
+        }
+        // 2. The CAs' keys, outside any lock.
+        let signers = keys
+            .into_iter()
+            .map(|k| self.crl_signer(k))
+            .collect::<Result<Vec<_>>>()?;
+        // 3. The rows and the CRLs, in one transaction.
         let mut txn = self.store.begin(TxnMode::Write)?;
         let now = unix_now();
         let mut report = RevokeReport::default();
         let mut by_ca: Vec<(i64, Vec<Vec<u8>>)> = Vec::new();
-        let mut seen = HashSet::new();
-        for name in names {
-            if !seen.insert(name) {
-                continue;
-            }
+        for (name, cert_id, ca_id) in &targets {
             let c = txn
-                .certificate(name)?
+                .certificate_by_id(*cert_id)?
                 .ok_or_else(|| not_found("certificate", name))?;
-            let Some(ca_id) = c.cert.issuer_id else {
+            if revocable(&c)? != *ca_id {
                 return Err(ManagerError::refused(
-                    format!("\"{name}\" was not issued by a CA here, so it cannot be revoked here"),
-                    Some("only certificates a local CA issued (flag I) can be revoked; `remove` takes others"),
-                ));
-            };
-            if let Some(t) = c.revoked_at {
-                return Err(ManagerError::refused(
-                    format!("\"{name}\" is already revoked (since {})", fmt_unix(t)),
+                    format!("\"{name}\" changed meanwhile; try again"),
                     None,
                 ));
             }
@@ -370,7 +445,7 @@ impl Manager {
             let serial = x509crl::strip_zeros(&serial).to_vec();
             let entry = x509crl::encode_entry(&serial, at(now), reason)?;
             txn.insert_revocation(&RevocationRecord {
-                ca_id,
+                ca_id: *ca_id,
                 certificate_id: c.id,
                 serial,
                 revoked_at: now,
@@ -380,9 +455,9 @@ impl Manager {
                 not_after: c.cert.not_after,
                 entry: entry.clone(),
             })?;
-            match by_ca.iter_mut().find(|(id, _)| *id == ca_id) {
+            match by_ca.iter_mut().find(|(id, _)| id == ca_id) {
                 Some((_, entries)) => entries.push(entry),
-                None => by_ca.push((ca_id, vec![entry])),
+                None => by_ca.push((*ca_id, vec![entry])),
             }
             report.revoked.push(name.clone());
         }
@@ -390,7 +465,11 @@ impl Manager {
             let ca = txn
                 .certificate_by_id(*ca_id)?
                 .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
-            let number = self.write_crl(txn.as_mut(), &ca, Some(entries))?;
+            let signer = signers
+                .iter()
+                .find(|s| s.ca_id == *ca_id)
+                .ok_or_else(|| not_found("CA", &ca.cert.name))?;
+            let number = self.write_crl(txn.as_mut(), &ca, signer, Some(entries))?;
             report.crls.push((ca.cert.name.clone(), number));
         }
         txn.commit()?;
@@ -399,104 +478,114 @@ impl Manager {
 
     // ------------------------------------------------------------- CRL renewal
 
-    /// `crl renew [CA…]`: a new CRL now (rebuilt from the rows, expired entries left out) for
-    /// the CAs named, or every local CA with a key.
-    pub fn renew_crls(&self, names: &[String]) -> Result<Vec<(String, u64)>> {
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let cas = if names.is_empty() {
-            local_cas(txn.as_ref(), false)?
-        } else {
-            names
-                .iter()
-                .map(|n| {
-                    txn.certificate(n)?
-                        .ok_or_else(|| not_found("certificate", n))
-                })
-                .collect::<Result<Vec<_>>>()?
+    /// `crl renew CA`: a new CRL now, rebuilt from the rows (entries of certificates that
+    /// expired before the previous CRL left out).
+    pub fn renew_crl(&self, name: &str) -> Result<u64> {
+        let id = {
+            let txn = self.store.begin(TxnMode::Read)?;
+            txn.certificate(name)?
+                .ok_or_else(|| not_found("certificate", name))?
+                .id
         };
-        let mut out = Vec::new();
-        for ca in cas {
-            let n = self.write_crl(txn.as_mut(), &ca, None)?;
-            out.push((ca.cert.name.clone(), n));
-        }
-        txn.commit()?;
-        Ok(out)
+        self.renew_crl_of(id, None)
     }
 
-    /// Renews the CRL of every local CA (with a key, not expired) whose CRL is older than
-    /// `max_age` or missing; each CA in its own transaction, so that one CA whose token is
-    /// absent does not hold up the others.
-    pub fn renew_due_crls(&self, max_age: Duration) -> Vec<CrlRenewal> {
-        let due = |txn: &dyn Transaction, ca: &CertificateRecord| -> Result<bool> {
-            let cutoff = unix_now() - max_age.as_secs() as i64;
-            Ok(match txn.crl_state(ca.id)? {
-                Some((_, this_update)) => this_update <= cutoff,
-                None => true,
-            })
-        };
-        let cas = match self.store.begin(TxnMode::Read).and_then(|txn| {
-            let cas = local_cas(txn.as_ref(), true).map_err(|e| match e {
-                ManagerError::Store(s) => s,
-                other => crate::error::StoreError::Corrupt(other.to_string()),
-            })?;
-            let mut out = Vec::new();
-            for ca in cas {
-                if due(txn.as_ref(), &ca).unwrap_or(true) {
-                    out.push(ca);
-                }
+    /// `crl renew`: every CA whose CRL is made here, each in its own transaction.
+    pub fn renew_all_crls(&self) -> Vec<CrlRenewal> {
+        self.renew_where(|_| true, None)
+    }
+
+    /// Renews one CA's CRL: the key reached first, then one write transaction. With
+    /// `only_if_older_than`, a CRL renewed meanwhile by another process is left as it is.
+    fn renew_crl_of(&self, ca_id: i64, only_if_older_than: Option<Duration>) -> Result<u64> {
+        let (_, signer) = self.crl_signer_of(ca_id)?;
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let ca = txn
+            .certificate_by_id(ca_id)?
+            .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
+        if let Some(max_age) = only_if_older_than {
+            if !crl_due(txn.as_ref(), ca_id, max_age)? {
+                return Ok(txn.crl_state(ca_id)?.map_or(0, |(n, _)| n));
             }
-            Ok(out)
-        }) {
+        }
+        let n = self.write_crl(txn.as_mut(), &ca, &signer, None)?;
+        txn.commit()?;
+        Ok(n)
+    }
+
+    fn renew_where(
+        &self,
+        due: impl Fn(&CertificateRecord) -> bool,
+        max_age: Option<Duration>,
+    ) -> Vec<CrlRenewal> {
+        let cas = match self
+            .store
+            .begin(TxnMode::Read)
+            .map_err(ManagerError::from)
+            .and_then(|txn| {
+                let cas = local_cas(txn.as_ref(), max_age.is_some())?;
+                let mut out = Vec::new();
+                for ca in cas {
+                    let is_due = match max_age {
+                        Some(m) => crl_due(txn.as_ref(), ca.id, m)?,
+                        None => true,
+                    };
+                    if is_due && due(&ca) {
+                        out.push(ca);
+                    }
+                }
+                Ok(out)
+            }) {
             Ok(c) => c,
             Err(e) => {
                 return vec![CrlRenewal {
                     ca: String::new(),
-                    result: Err(e.into()),
+                    result: Err(e),
                 }]
             }
         };
+        cas.into_iter()
+            .map(|ca| CrlRenewal {
+                result: self.renew_crl_of(ca.id, max_age),
+                ca: ca.cert.name,
+            })
+            .collect()
+    }
+
+    /// Renews the CRL of every CA whose CRL is made here (not expired) once it is older than
+    /// `max_age`; each CA in its own transaction, so that one CA whose token is absent does
+    /// not hold up the others. After a PIN failure a CA is left alone by this process.
+    pub fn renew_due_crls(&self, max_age: Duration) -> Vec<CrlRenewal> {
         let failed_on_pin = |id: i64| {
             self.crl_pin_failures
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains(&id)
         };
-        cas.into_iter()
-            .filter(|ca| !failed_on_pin(ca.id))
-            .map(|ca| {
-                let result = (|| {
-                    let mut txn = self.store.begin(TxnMode::Write)?;
-                    // Another process may have renewed it meanwhile.
-                    let Some(current) = txn.certificate_by_id(ca.id)? else {
-                        return Err(not_found("CA", &ca.cert.name));
+        let mut out = self.renew_where(|ca| !failed_on_pin(ca.id), Some(max_age));
+        for r in &mut out {
+            if let Err(e) = &r.result {
+                if is_pin_error(e) {
+                    let id = {
+                        let txn = self.store.begin(TxnMode::Read);
+                        txn.ok()
+                            .and_then(|t| t.certificate(&r.ca).ok().flatten())
+                            .map(|c| c.id)
                     };
-                    if !due(txn.as_ref(), &current)? {
-                        return Ok(txn.crl_state(ca.id)?.map_or(0, |(n, _)| n));
-                    }
-                    let n = self.write_crl(txn.as_mut(), &current, None)?;
-                    txn.commit()?;
-                    Ok(n)
-                })();
-                let result = result.map_err(|e| {
-                    if is_pin_error(&e) {
+                    if let Some(id) = id {
                         self.crl_pin_failures
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(ca.id);
-                        ManagerError::refused(
-                            format!("{e}; not tried again until restart (a PIN try is precious)"),
-                            None,
-                        )
-                    } else {
-                        e
+                            .insert(id);
                     }
-                });
-                CrlRenewal {
-                    ca: ca.cert.name.clone(),
-                    result,
+                    r.result = Err(ManagerError::refused(
+                        format!("{e}; not tried again until restart (a PIN try is precious)"),
+                        None,
+                    ));
                 }
-            })
-            .collect()
+            }
+        }
+        out
     }
 
     // ------------------------------------------------------------- serving
@@ -504,7 +593,11 @@ impl Manager {
     /// The CRL `serve` answers for `/crl/<file>` (`file` decoded): the CA whose issued
     /// certificates carry that CDP (kept across renames), else the CA named so now.
     pub fn served_crl(&self, file: &str) -> Result<Option<ServedCrl>> {
-        let txn = self.store.begin(TxnMode::Read)?;
+        let txn = self
+            .reads
+            .as_deref()
+            .unwrap_or(&*self.store)
+            .begin(TxnMode::Read)?;
         let ca_id = match txn.crl_path_owner(file)? {
             Some(id) => Some(id),
             None => match file.strip_suffix(".crl") {
@@ -549,7 +642,11 @@ impl Manager {
 
     /// A cheap read of the store (`/health`).
     pub fn check_store(&self) -> Result<()> {
-        let txn = self.store.begin(TxnMode::Read)?;
+        let txn = self
+            .reads
+            .as_deref()
+            .unwrap_or(&*self.store)
+            .begin(TxnMode::Read)?;
         txn.setting("crl-use")?;
         Ok(())
     }
@@ -628,10 +725,15 @@ impl Manager {
             )
         };
         let info = x509crl::inspect_crl(der).map_err(|e| refuse(format!("not a CRL: {e}")))?;
-        let mut txn = self.store.begin(TxnMode::Write)?;
+        // The trusted certificates named as its issuer, read first: the signature (of up to
+        // 16 MiB) is checked outside the write lock.
+        let candidates = {
+            let txn = self.store.begin(TxnMode::Read)?;
+            txn.certificates()?
+        };
         let mut tried = Vec::new();
         let mut signer = None;
-        for c in txn.certificates()? {
+        for c in candidates {
             if !c.cert.trusted {
                 continue;
             }
@@ -679,6 +781,16 @@ impl Manager {
                     "it expired at {} (nextUpdate)",
                     fmt_unix(to_unix(next))
                 )));
+            }
+        }
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        match txn.certificate_by_id(signer.id)? {
+            Some(now_) if now_.cert.trusted && now_.cert.der == signer.cert.der => {}
+            _ => {
+                return Err(refuse(format!(
+                    "\"{}\" changed meanwhile",
+                    signer.cert.name
+                )))
             }
         }
         if let Some(old) = txn.downloaded_crl(signer.id)? {
@@ -771,6 +883,33 @@ impl Manager {
     }
 }
 
+/// The local CA a certificate may be revoked by, or why not.
+fn revocable(c: &CertificateRecord) -> Result<i64> {
+    let name = &c.cert.name;
+    let Some(ca_id) = c.cert.issuer_id else {
+        return Err(ManagerError::refused(
+            format!("\"{name}\" was not issued by a CA here, so it cannot be revoked here"),
+            Some("only certificates a local CA issued (flag I) can be revoked; `remove` takes others"),
+        ));
+    };
+    if let Some(t) = c.revoked_at {
+        return Err(ManagerError::refused(
+            format!("\"{name}\" is already revoked (since {})", fmt_unix(t)),
+            None,
+        ));
+    }
+    Ok(ca_id)
+}
+
+/// Whether a CA's CRL is older than `max_age` (or missing).
+fn crl_due(txn: &dyn Transaction, ca_id: i64, max_age: Duration) -> Result<bool> {
+    let cutoff = unix_now() - max_age.as_secs() as i64;
+    Ok(match txn.crl_state(ca_id)? {
+        Some((_, this_update)) => this_update <= cutoff,
+        None => true,
+    })
+}
+
 /// A wrong, missing or guarded PIN (not a missing token, which may come back).
 fn is_pin_error(e: &ManagerError) -> bool {
     use crate::error::{KeyError, X509Error};
@@ -790,12 +929,15 @@ fn read_settings(txn: &dyn Transaction) -> crate::store::Result<Settings> {
     })
 }
 
-/// Local CAs: CA certificates with a key here (and, with `valid_only`, not expired).
+/// CAs whose CRLs are made here: those signed here (they got CRL 1 then) or given one by
+/// `crl renew CA`/`issued-revoke` — not every imported CA that came with its key, whose CRLs
+/// its real issuer publishes (with `valid_only`, not expired).
 fn local_cas(txn: &dyn Transaction, valid_only: bool) -> Result<Vec<CertificateRecord>> {
     let now = SystemTime::now();
+    let with_crl: HashSet<i64> = txn.crl_summaries()?.iter().map(|c| c.ca_id).collect();
     let mut out = Vec::new();
     for c in txn.certificates()? {
-        if c.cert.key_id.is_none() {
+        if c.cert.key_id.is_none() || !with_crl.contains(&c.id) {
             continue;
         }
         let Ok(info) = x509::inspect_certificate(&c.cert.der) else {

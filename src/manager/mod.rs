@@ -39,6 +39,9 @@ pub struct OpenOptions {
     pub tokens_dir: Option<PathBuf>,
     /// spend a PIN try that a token reports as its last (`--force-last-pin-try`)
     pub force_last_pin_try: bool,
+    /// a second store connection for what `serve` answers (CRLs, health), so that requests
+    /// never wait behind a transaction that is signing on a token
+    pub read_connection: bool,
 }
 
 impl OpenOptions {
@@ -49,6 +52,7 @@ impl OpenOptions {
             machine_id_file: seal::machine_id_path(),
             tokens_dir: None,
             force_last_pin_try: false,
+            read_connection: false,
         }
     }
 }
@@ -221,6 +225,8 @@ pub struct Manager {
     /// CAs whose scheduled CRL renewal failed on the PIN: not tried again by this process, so
     /// that a wrong PIN in a profile does not spend the token's tries one renewal at a time
     crl_pin_failures: std::sync::Mutex<HashSet<i64>>,
+    /// see [`OpenOptions::read_connection`]
+    reads: Option<Box<dyn Store>>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -317,7 +323,11 @@ impl Manager {
             tokens_dir: options.tokens_dir.clone(),
             force_last_pin_try: options.force_last_pin_try,
         })?;
-        Ok(Manager::with_parts(Box::new(store), keys))
+        let mut manager = Manager::with_parts(Box::new(store), keys);
+        if options.read_connection {
+            manager.reads = Some(Box::new(SqliteStore::open(&options.store_dir)?));
+        }
+        Ok(manager)
     }
 
     /// A manager over any store and key router (tests, other backends).
@@ -326,6 +336,7 @@ impl Manager {
             store,
             keys,
             crl_pin_failures: std::sync::Mutex::default(),
+            reads: None,
         }
     }
 

@@ -387,7 +387,69 @@ fn scheduled_crl_renewal_does_not_retry_a_wrong_pin_but_retries_an_absent_token(
     assert!(m.renew_due_crls(std::time::Duration::ZERO).is_empty());
     assert_eq!(token.pin_attempts.load(Ordering::SeqCst), 1);
     // The operator's own command still tries (and fails) once.
-    assert!(m.renew_crls(&["ca".into()]).is_err());
+    assert!(m.renew_crl("ca").is_err());
     assert_eq!(token.pin_attempts.load(Ordering::SeqCst), 2);
     assert_eq!(number(&m), 2);
+}
+
+#[test]
+fn an_expired_revoked_certificate_leaves_the_crl_after_a_crl_listed_it_past_expiry() {
+    let (dir, m, _token) = manager_with_token();
+    m.add_template(
+        "ca-tpl",
+        None,
+        &props(&[
+            ("common-name", "ca"),
+            ("key-usage", "key-cert-sign,crl-sign"),
+            ("key-type", "ec"),
+        ]),
+    )
+    .unwrap();
+    m.sign(&SignRequest {
+        template: "ca-tpl".into(),
+        name: Some("ca".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    for n in ["gone", "kept"] {
+        m.add_template(n, None, &props(&[("common-name", n), ("key-type", "ec")]))
+            .unwrap();
+        m.sign(&SignRequest {
+            template: n.into(),
+            ca: Some("ca".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    m.revoke(&["gone".into(), "kept".into()], None).unwrap();
+    let entries = |m: &Manager| {
+        let (_, der) = m.crl_of("ca").unwrap();
+        x509::crl::inspect_crl(&der).unwrap().entries
+    };
+    assert_eq!(entries(&m), 2);
+    // "gone" expired a minute ago (a certificate cannot be made expired through the CLI).
+    let conn = rusqlite::Connection::open(dir.path().join(crate::store::sqlite::DB_FILE)).unwrap();
+    let past = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 60;
+    conn.execute(
+        "UPDATE revocations SET not_after = ?1 WHERE certificate_id = \
+         (SELECT id FROM certificates WHERE name = 'gone')",
+        [past],
+    )
+    .unwrap();
+    drop(conn);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The previous CRL (of the revocation) was made after the expiry but in the second of the
+    // revocation itself: the rebuild keeps the entry once more (RFC 5280 §3.3).
+    m.renew_crl("ca").unwrap();
+    assert_eq!(entries(&m), 2);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Now a CRL made after the expiry and after the revocation has listed it: it goes.
+    m.renew_crl("ca").unwrap();
+    assert_eq!(entries(&m), 1);
+    // The revocation itself stays.
+    assert!(m.entry("gone").unwrap().flags.revoked);
 }

@@ -48,8 +48,9 @@ impl Default for Config {
     }
 }
 
-/// The longest a CRL may go unrenewed: a year.
-const MAX_CRL_AGE_HOURS: u64 = 24 * 366;
+/// The longest a CRL may go unrenewed: a day. A CRL is valid for two
+/// (`manager::crl::CRL_VALIDITY`), so relying parties never hold an expired one while `serve` runs.
+const MAX_CRL_AGE_HOURS: u64 = 24;
 /// Intervals and timeouts stay below a year, so that adding them to an instant cannot overflow.
 const MAX_SECONDS: u64 = 366 * 24 * 3600;
 
@@ -97,7 +98,7 @@ impl Config {
         }
         if self.crl_max_age == 0 || self.crl_max_age > MAX_CRL_AGE_HOURS {
             return bad(format!(
-                "crl-max-age={}: must be 1 to {MAX_CRL_AGE_HOURS} hours",
+                "crl-max-age={}: must be 1 to {MAX_CRL_AGE_HOURS} hours (CRLs are valid for 48 hours)",
                 self.crl_max_age
             ));
         }
@@ -195,6 +196,13 @@ crl-download-timeout = 7
         );
         let e = parse("crl-max-age = 0").unwrap_err();
         assert!(e.contains("crl-max-age=0"), "{e}");
+        // Renewed at least daily: CRLs are valid for 48 hours.
+        let e = parse("crl-max-age = 25").unwrap_err();
+        assert!(
+            e.contains("crl-max-age=25") && e.contains("48 hours"),
+            "{e}"
+        );
+        assert!(parse("crl-max-age = 24").is_ok());
         let e = parse("crl-download-max-bytes = 10").unwrap_err();
         assert!(e.contains("crl-download-max-bytes=10"), "{e}");
         let e = parse("not toml at all").unwrap_err();

@@ -272,9 +272,10 @@ pub trait Transaction {
     fn insert_revocation(&mut self, r: &RevocationRecord) -> Result<()>;
     /// The revocation of a certificate.
     fn revocation(&self, certificate_id: i64) -> Result<Option<RevocationRecord>>;
-    /// Appends the encoded entries of a CA's revocations of certificates valid until at least
-    /// `min_not_after` to `out`; returns how many.
-    fn revocation_entries(&self, ca_id: i64, min_not_after: i64, out: &mut Vec<u8>) -> Result<i64>;
+    /// Appends to `out` the encoded entries of a CA's revocations, except those of
+    /// certificates that expired and were revoked before `cutoff` (Unix seconds); returns how
+    /// many.
+    fn revocation_entries(&self, ca_id: i64, cutoff: i64, out: &mut Vec<u8>) -> Result<i64>;
 
     /// A local CA's current CRL.
     fn crl(&self, ca_id: i64) -> Result<Option<CrlRecord>>;

@@ -667,11 +667,12 @@ impl Transaction for SqliteTxn<'_> {
             .optional()?)
     }
 
-    fn revocation_entries(&self, ca_id: i64, min_not_after: i64, out: &mut Vec<u8>) -> Result<i64> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT entry FROM revocations WHERE ca_id = ?1 AND not_after >= ?2")?;
-        let mut rows = stmt.query(params![ca_id, min_not_after])?;
+    fn revocation_entries(&self, ca_id: i64, cutoff: i64, out: &mut Vec<u8>) -> Result<i64> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT entry FROM revocations WHERE ca_id = ?1 \
+                 AND (not_after >= ?2 OR revoked_at >= ?2)",
+        )?;
+        let mut rows = stmt.query(params![ca_id, cutoff])?;
         let mut n = 0;
         while let Some(row) = rows.next()? {
             out.extend_from_slice(row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?);
@@ -778,7 +779,8 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn put_downloaded_crl(&mut self, c: &DownloadedCrlRecord) -> Result<()> {
-        let number = c.number.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        // A cRLNumber past 2^63 is kept as none: the rollback check then compares thisUpdate.
+        let number = c.number.and_then(|n| i64::try_from(n).ok());
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO downloaded_crls(certificate_id, url, number, \

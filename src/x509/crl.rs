@@ -412,13 +412,23 @@ pub fn verify_crl_signature(
                 crl.signature_algorithm.oid
             ))
         })?;
-    let tbs = crl.tbs_cert_list.to_der()?;
+    // The signature covers the TBS as received (a re-encoding could differ for a CRL made
+    // elsewhere).
+    let tbs = tbs_bytes(der)?;
     let sig = crl
         .signature
         .as_bytes()
         .ok_or_else(|| X509Error::Invalid("the CRL's signature has unused bits".into()))?;
-    crate::keys::verify::verify_signature(issuer_key, scheme, &tbs, sig)
+    crate::keys::verify::verify_signature(issuer_key, scheme, tbs, sig)
         .map_err(|_| X509Error::Invalid("the CRL's signature does not verify".into()))
+}
+
+/// The encoded TBSCertList of a CRL, as it is in `der`.
+fn tbs_bytes(der: &[u8]) -> Result<&[u8], X509Error> {
+    let mut outer = SliceReader::new(der)?;
+    let seq: der::asn1::AnyRef<'_> = outer.decode()?;
+    let mut inner = SliceReader::new(seq.value())?;
+    Ok(inner.tlv_bytes()?)
 }
 
 /// The revocation of `serial` (big-endian magnitude) in a CRL, with its date and reason.
