@@ -377,3 +377,60 @@ fn a_crl_with_a_bad_signature_is_refused_and_logged() {
     assert!(log.contains("signature"), "{log}");
     d.stop();
 }
+
+#[test]
+fn the_daemon_and_concurrent_cli_writers_share_the_store() {
+    let env = ca_store(8080);
+    let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+    for n in &names {
+        env.issue(n, "ca", &["key-type=ec"]);
+    }
+    let d = Daemon::start(&env, "127.0.0.1:0");
+    let port = d.port;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A reader polling the CDP while eight CLI processes revoke at once.
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let (status, _, body) = http_get(port, "/crl/ca.crl");
+                assert_eq!(status, 200);
+                seen.push(body);
+            }
+            seen
+        })
+    };
+    let children: Vec<_> = names
+        .iter()
+        .map(|n| {
+            env.command(&["issued-revoke", n])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.join().unwrap();
+    // Eight revocations in eight processes: CRL numbers 2..=9, each one used once.
+    let last = crl_export(&env, "ca");
+    let info = certman::x509::crl::inspect_crl(&last).unwrap();
+    assert_eq!(info.number, Some(9));
+    assert_eq!(info.entries, 8);
+    // Every CRL the daemon served in the meantime is whole, and the numbers never go back.
+    let mut prev = 0;
+    for body in &seen {
+        let n = certman::x509::crl::inspect_crl(body)
+            .expect("a served CRL parses")
+            .number
+            .unwrap();
+        assert!(n >= prev, "served CRL numbers went back: {prev} then {n}");
+        prev = n;
+    }
+    assert!(!seen.is_empty());
+    assert_eq!(d.get("/crl/ca.crl").2, last);
+    d.stop();
+}
