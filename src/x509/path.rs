@@ -1,15 +1,33 @@
 //! Certification path validation (`certman verify`).
 //!
 //! rustls-webpki builds the chain from the store's trust anchors and checks signatures,
-//! validity, basic constraints, extended key usage, name constraints and — with crl-use=yes —
-//! revocation against the CRLs certman holds. This module adds what webpki leaves out (the
-//! keyUsage extension of the path, the trust anchor's own validity), chooses which CRLs webpki
-//! may see (signature verified, not expired, the newest first), and reports each certificate of
-//! the chain with its revocation status for `certman verify` to print.
+//! validity, basic constraints, extended key usage and name constraints. On every candidate path
+//! webpki builds, this module then checks what webpki leaves out — the keyUsage extension of the
+//! path, the trust anchor's own validity and, with crl-use=yes, revocation — and rejects the path
+//! if one fails (webpki then tries the next candidate). It reports each certificate of the chain
+//! with its revocation status, the one that decided, for `certman verify` to print.
+//!
+//! Revocation is certman's own, not webpki's: webpki takes the first CRL whose issuer *name*
+//! matches, so a second CA with the same name and a newer CRL would make every certificate of
+//! the first fail. With crl-use=yes, for each certificate of the path below the trust anchor:
+//! - its CRLs are those naming its issuer whose signature verifies with the key of the issuer
+//!   in that path (keyUsage, if present, allowing cRLSign) and whose scope (issuing distribution
+//!   point) covers it; CRLs of another certificate with the same name are not its issuer's;
+//! - listed on any of them, expired or not: revoked. A revocation is final (otherwise holding
+//!   back newer CRLs would un-revoke it); only a certificateHold that a newer CRL no longer
+//!   lists is released;
+//! - not listed: the newest (cRLNumber, then thisUpdate) decides: current → good; past its
+//!   nextUpdate, or no CRL at all → status unknown, and the path fails (RouterOS-like strictness
+//!   for crl-use=yes; CRL distribution points are plain http, so an attacker can hold them back).
+//!
+//! The trust anchor needs no CRL. A trusted certificate verified itself is checked against its
+//! issuer's CRLs when that issuer (by name and signature) is among the certificates, unless it
+//! is self-issued.
 //!
 //! Pure: no store and no file I/O; the manager hands in the certificates and CRLs.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -20,12 +38,15 @@ use der::{Decode, Encode, Header, Reader, SliceReader, Tag};
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use spki::ObjectIdentifier;
 use webpki::{
-    CertRevocationList, EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeIdIter,
-    OwnedCertRevocationList, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+    EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeIdIter, OwnedCertRevocationList,
     VerifiedPath,
 };
 use x509_cert::crl::CertificateList;
-use x509_cert::ext::pkix::{CrlNumber, CrlReason, ExtendedKeyUsage, KeyUsage, KeyUsages};
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    CrlDistributionPoints, CrlNumber, CrlReason, ExtendedKeyUsage, IssuingDistributionPoint,
+    KeyUsage, KeyUsages,
+};
 use x509_cert::Certificate;
 
 use super::CertificateInfo;
@@ -132,32 +153,35 @@ pub enum Revocation {
     NotChecked,
     /// a trust anchor: trusted by configuration, its revocation is not checked (RFC 5280 §6.1)
     TrustAnchor,
-    /// no issuer was found, so there is no CRL to consult
+    /// no issuer was found, so there is no CRL to consult (a certificate trusted directly:
+    /// valid, its revocation could not be checked)
     IssuerUnknown,
-    /// no usable CRL from its issuer (allowed: not a failure)
+    /// no usable CRL from its issuer: status unknown (with crl-use=yes a failure)
     NoCrl,
-    /// not listed on its issuer's newest current CRL
+    /// not listed on its issuer's CRLs, and the newest of them is current
     Good {
-        /// the CRL consulted
+        /// the CRL consulted (the newest)
         crl: CrlRef,
     },
-    /// listed on its issuer's newest current CRL
+    /// listed on a CRL of its issuer, current or expired (a revocation is final)
     Revoked {
-        /// the CRL consulted
+        /// the newest CRL that lists it
         crl: CrlRef,
         /// revocationDate
         at: SystemTime,
         /// the reasonCode entry extension, RouterOS-style (`key-compromise`, …)
         reason: Option<String>,
     },
-    /// its issuer's CRL has passed its nextUpdate: not used, status unknown (not a failure)
+    /// not listed, but its issuer's newest CRL has passed its nextUpdate: status unknown (with
+    /// crl-use=yes a failure)
     CrlExpired {
         /// the newest expired CRL
         crl: CrlRef,
     },
 }
 
-/// A CRL naming the certificate's issuer that was left out, and why.
+/// A CRL of the certificate's issuer (by name; not one of another certificate with that name)
+/// that was left out, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IgnoredCrl {
     /// the CRL
@@ -203,6 +227,9 @@ pub enum Failure {
     UnknownIssuer,
     /// a certificate of the chain is on its issuer's CRL
     Revoked,
+    /// crl-use=yes, and the issuer of a certificate of the chain has no current CRL (none is
+    /// held, or the newest has expired): its revocation status is unknown
+    RevocationUnknown,
     /// the extended key usage does not allow the purpose
     Purpose,
     /// basic constraints: an issuer is not a CA, the target is a CA, or a path length is exceeded
@@ -359,6 +386,9 @@ struct Node<'a> {
     signature: Vec<u8>,
     key_usage: Option<FlagSet<KeyUsages>>,
     eku: Option<Vec<ObjectIdentifier>>,
+    /// the URIs of its CRL distribution points that a CRL's issuing distribution point may
+    /// match (full names, no cRLIssuer, no reasons); `None` without the extension
+    cdp_uris: Option<Vec<String>>,
     store_name: Option<&'a str>,
     trusted: bool,
 }
@@ -370,12 +400,28 @@ impl<'a> Node<'a> {
         let tbs = cert.tbs_certificate();
         let mut key_usage = None;
         let mut eku = None;
+        let mut cdp_uris = None;
         for e in tbs.extensions().map(|e| e.as_slice()).unwrap_or(&[]) {
             let v = e.extn_value.as_bytes();
             if e.extn_id == KeyUsage::OID {
                 key_usage = Some(KeyUsage::from_der(v)?.0);
             } else if e.extn_id == ExtendedKeyUsage::OID {
                 eku = Some(ExtendedKeyUsage::from_der(v)?.0);
+            } else if e.extn_id == CrlDistributionPoints::OID {
+                // Unreadable: no URI a scoped CRL could match (an unscoped one still covers it).
+                let dps = CrlDistributionPoints::from_der(v)
+                    .map(|d| d.0)
+                    .unwrap_or_default();
+                let uris = dps
+                    .iter()
+                    .filter(|dp| dp.crl_issuer.is_none() && dp.reasons.is_none())
+                    .filter_map(|dp| match &dp.distribution_point {
+                        Some(DistributionPointName::FullName(names)) => Some(uri_names(names)),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                cdp_uris = Some(uris);
             }
         }
         Ok(Node {
@@ -388,6 +434,7 @@ impl<'a> Node<'a> {
             signature: cert.signature().raw_bytes().to_vec(),
             key_usage,
             eku,
+            cdp_uris,
             info,
             store_name: None,
             trusted: false,
@@ -400,6 +447,11 @@ impl<'a> Node<'a> {
         self.scheme.is_some_and(|s| {
             verify_signature(&issuer.info.public_key, s, self.tbs, &self.signature).is_ok()
         })
+    }
+
+    /// Subject and issuer are the same name (a self-signed root, or a CA's key rollover).
+    fn self_issued(&self) -> bool {
+        self.subject_der == self.issuer_der
     }
 
     fn may_sign_crls(&self) -> bool {
@@ -425,8 +477,31 @@ struct Crl<'a> {
     number: Option<Vec<u8>>,
     this_update: SystemTime,
     next_update: Option<SystemTime>,
-    /// how webpki reads it (it refuses v1 CRLs, CRLs without nextUpdate, delta CRLs, …)
-    webpki: Result<OwnedCertRevocationList, webpki::Error>,
+    /// the issuingDistributionPoint extension: which certificates it covers (`None`: all)
+    scope: Option<CrlScope>,
+    /// whether webpki's CRL parser accepts it: a check that it is a complete CRL certman can
+    /// use (it refuses v1 CRLs, CRLs without nextUpdate, delta and indirect CRLs, CRLs by
+    /// reason, unknown critical extensions, …)
+    supported: Result<(), webpki::Error>,
+}
+
+/// A CRL's issuingDistributionPoint, as far as it limits which certificates the CRL covers.
+struct CrlScope {
+    only_user_certs: bool,
+    only_ca_certs: bool,
+    /// the URIs of its full name; `None` without one
+    uris: Option<Vec<String>>,
+}
+
+/// The URIs among general names.
+fn uri_names(names: &[GeneralName]) -> Vec<String> {
+    names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 impl<'a> Crl<'a> {
@@ -444,6 +519,29 @@ impl<'a> Crl<'a> {
                 let skip = b.iter().take_while(|&&x| x == 0).count();
                 b[skip..].to_vec()
             });
+        // x509-cert 0.3.0 gives IssuingDistributionPoint a wrong OID: the RFC 5280 one here.
+        let idp = tbs
+            .crl_extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id == const_oid::db::rfc5280::ID_CE_ISSUING_DISTRIBUTION_POINT)
+            .map(|e| IssuingDistributionPoint::from_der(e.extn_value.as_bytes()));
+        let mut supported = OwnedCertRevocationList::from_der(der).map(|_| ());
+        let scope = match idp {
+            None => None,
+            Some(Ok(idp)) => Some(CrlScope {
+                only_user_certs: idp.only_contains_user_certs,
+                only_ca_certs: idp.only_contains_ca_certs,
+                uris: match &idp.distribution_point {
+                    Some(DistributionPointName::FullName(names)) => Some(uri_names(names)),
+                    _ => None,
+                },
+            }),
+            Some(Err(_)) => {
+                supported = supported.and(Err(webpki::Error::MalformedExtensions));
+                None
+            }
+        };
         Some(Crl {
             issuer_der: tbs.issuer.to_der().ok()?,
             tbs: signed_part(der).ok()?,
@@ -451,7 +549,8 @@ impl<'a> Crl<'a> {
             number,
             this_update: tbs.this_update.to_system_time(),
             next_update: tbs.next_update.map(|t| t.to_system_time()),
-            webpki: OwnedCertRevocationList::from_der(der),
+            scope,
+            supported,
             list,
         })
     }
@@ -462,6 +561,25 @@ impl<'a> Crl<'a> {
         };
         self.scheme
             .is_some_and(|s| verify_signature(&issuer.info.public_key, s, self.tbs, sig).is_ok())
+    }
+
+    /// Why the CRL does not cover `cert`, if its issuing distribution point limits its scope
+    /// (RFC 5280 §5.2.5, as webpki reads it: with distribution points in both, one URI must
+    /// match).
+    fn out_of_scope(&self, cert: &Node<'_>) -> Option<&'static str> {
+        let scope = self.scope.as_ref()?;
+        if scope.only_ca_certs && !cert.info.is_ca {
+            return Some("its scope is CA certificates only");
+        }
+        if scope.only_user_certs && cert.info.is_ca {
+            return Some("its scope is end-entity certificates only");
+        }
+        let cert_uris = cert.cdp_uris.as_ref()?;
+        let matches = scope
+            .uris
+            .as_ref()
+            .is_some_and(|uris| cert_uris.iter().any(|u| uris.contains(u)));
+        (!matches).then_some("its scope (distribution point) is not one of the certificate's")
     }
 
     /// Past its nextUpdate (webpki's rule: expired from nextUpdate on).
@@ -574,7 +692,12 @@ struct Engine<'a> {
     crls: Option<Vec<Crl<'a>>>,
     purpose: Purpose,
     now: SystemTime,
+    /// whether CRL k's signature verifies with node i's key, by (k, i)
+    crl_signatures: RefCell<HashMap<(usize, usize), bool>>,
 }
+
+/// A failure of certman's checks on a candidate path, and that path (target … anchor).
+type PathFail = (Fail, Vec<usize>);
 
 impl<'a> Engine<'a> {
     fn new(input: &PathInput<'a>, mut target: Node<'a>) -> Self {
@@ -612,60 +735,86 @@ impl<'a> Engine<'a> {
             crls,
             purpose: input.purpose,
             now: input.now,
+            crl_signatures: RefCell::new(HashMap::new()),
         }
     }
 
     fn run(&self) -> PathReport {
-        let target = &self.nodes[0];
-        if target.trusted {
-            // A trusted certificate is its own anchor: webpki does not validate an anchor as
-            // an end entity, and there is nothing above it to check.
-            let verdict = match self.validity(0) {
-                Some((kind, reason)) => Verdict::Invalid { kind, reason },
-                None => Verdict::Valid,
-            };
-            return PathReport {
-                chain: self.report_chain(&[0], true),
-                verdict,
-            };
+        if self.nodes[0].trusted {
+            return self.trusted_target();
         }
-        let with_crls = self.crls.is_some();
-        let (result, own) = self.webpki_path(with_crls);
-        match result {
-            Ok(chain) => PathReport {
+        let (result, own) = self.webpki_path();
+        match (result, own) {
+            (Ok(chain), _) => PathReport {
                 chain: self.report_chain(&chain, true),
                 verdict: Verdict::Valid,
             },
-            Err(err) => {
-                // For the printout: the chain without revocation checking, else what chains by
-                // name and signature.
-                let built = if with_crls {
-                    self.webpki_path(false).0.ok()
-                } else {
-                    None
-                };
-                let (chain, anchored) = match built {
-                    Some(c) => (c, true),
-                    None => {
-                        let c = self.best_effort_chain();
-                        let anchored =
-                            c.len() > 1 && c.last().is_some_and(|&i| self.nodes[i].trusted);
-                        (c, anchored)
-                    }
-                };
-                let report = self.report_chain(&chain, anchored);
-                let (kind, reason) = own.unwrap_or_else(|| self.explain(&err, &chain, &report));
+            // A chain that reached an anchor and failed only certman's checks: that chain, with
+            // the statuses that failed it.
+            (Err(_), Some(((kind, reason), chain))) => PathReport {
+                chain: self.report_chain(&chain, true),
+                verdict: Verdict::Invalid { kind, reason },
+            },
+            (Err(err), None) => {
+                // For the printout: what chains by name and signature.
+                let chain = self.best_effort_chain();
+                let anchored =
+                    chain.len() > 1 && chain.last().is_some_and(|&i| self.nodes[i].trusted);
+                let (kind, reason) = self.explain(&err, &chain);
                 PathReport {
-                    chain: report,
+                    chain: self.report_chain(&chain, anchored),
                     verdict: Verdict::Invalid { kind, reason },
                 }
             }
         }
     }
 
+    /// A trusted certificate is its own anchor: webpki does not validate an anchor as an end
+    /// entity, and there is no path above it to check. Its validity counts, and with crl-use=yes
+    /// its issuer's CRLs when it is not self-issued and its issuer is among the certificates.
+    fn trusted_target(&self) -> PathReport {
+        let mut chain = self.report_chain(&[0], true);
+        let mut failure = self.validity(0);
+        if self.crls.is_some() && !self.nodes[0].self_issued() {
+            let issuer = self.issuer_of_target();
+            let (status, ignored) = self.revocation(0, issuer);
+            if let Some(issuer) = issuer {
+                failure =
+                    failure.or_else(|| self.revocation_failure(&[0, issuer], 0, &status, &ignored));
+            }
+            chain[0].revocation = status;
+            chain[0].ignored_crls = ignored;
+        }
+        PathReport {
+            chain,
+            verdict: match failure {
+                Some((kind, reason)) => Verdict::Invalid { kind, reason },
+                None => Verdict::Valid,
+            },
+        }
+    }
+
+    /// The target's issuer among the other certificates: its subject is the target's issuer
+    /// and its key verifies the target's signature (one whose key usage allows cRLSign first).
+    fn issuer_of_target(&self) -> Option<usize> {
+        let target = &self.nodes[0];
+        let candidates: Vec<usize> = (1..self.nodes.len())
+            .filter(|&i| {
+                let n = &self.nodes[i];
+                n.subject_der == target.issuer_der && target.signed_by(n)
+            })
+            .collect();
+        candidates
+            .iter()
+            .copied()
+            .find(|&i| self.nodes[i].may_sign_crls())
+            .or(candidates.first().copied())
+    }
+
     /// Runs webpki; returns the node indices of the chain (target … anchor), or webpki's error
-    /// and the first failure of certman's own checks on a chain webpki had accepted.
-    fn webpki_path(&self, with_crls: bool) -> (Result<Vec<usize>, webpki::Error>, Option<Fail>) {
+    /// and the failure of certman's own checks on a candidate path webpki had accepted (a
+    /// revocation before anything else, else the first), with that path.
+    fn webpki_path(&self) -> (Result<Vec<usize>, webpki::Error>, Option<PathFail>) {
         let target_der = CertificateDer::from(self.nodes[0].der);
         let ee = match EndEntityCert::try_from(&target_der) {
             Ok(ee) => ee,
@@ -695,19 +844,7 @@ impl<'a> Engine<'a> {
             .map(|n| CertificateDer::from(n.der))
             .collect();
 
-        let webpki_crls: Vec<CertRevocationList<'static>> = if with_crls {
-            self.crls_for_webpki()
-        } else {
-            Vec::new()
-        };
-        let crl_refs: Vec<&CertRevocationList<'_>> = webpki_crls.iter().collect();
-        let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
-            b.with_depth(RevocationCheckDepth::Chain)
-                .with_status_policy(UnknownStatusPolicy::Allow)
-                .build()
-        });
-
-        let own_failure: RefCell<Option<Fail>> = RefCell::new(None);
+        let own_failure: RefCell<Option<PathFail>> = RefCell::new(None);
         let path_nodes = |path: &VerifiedPath<'_>| -> Vec<usize> {
             let mut chain = vec![0];
             for c in path.intermediate_certificates() {
@@ -723,16 +860,27 @@ impl<'a> Engine<'a> {
             chain
         };
         let own_checks = |path: &VerifiedPath<'_>| -> Result<(), webpki::Error> {
-            match self.own_checks(&path_nodes(path)) {
+            let chain = path_nodes(path);
+            match self.own_checks(&chain) {
                 Ok(()) => Ok(()),
                 Err(f) => {
-                    own_failure.borrow_mut().get_or_insert(f);
+                    let mut kept = own_failure.borrow_mut();
+                    let replace = match &*kept {
+                        None => true,
+                        Some(((kind, _), _)) => {
+                            f.0 == Failure::Revoked && *kind != Failure::Revoked
+                        }
+                    };
+                    if replace {
+                        *kept = Some((f, chain));
+                    }
                     // The least specific error: webpki goes on with other candidate paths and,
                     // if all fail, this one only surfaces when nothing more specific did.
                     Err(webpki::Error::UnknownIssuer)
                 }
             }
         };
+        // No revocation options: certman checks revocation itself, in `own_checks`.
         let result = ee
             .verify_for_usage(
                 webpki::ALL_VERIFICATION_ALGS,
@@ -740,54 +888,42 @@ impl<'a> Engine<'a> {
                 &intermediates,
                 unix(self.now),
                 PurposeEku(self.purpose),
-                revocation,
+                None,
                 Some(&own_checks),
             )
             .map(|p| path_nodes(&p));
         let own = own_failure.borrow_mut().take();
         match result {
             Ok(chain) => (Ok(chain), None),
-            // A chain that reached an anchor and failed only certman's checks is the one to report.
             Err(e) => (Err(e), own),
         }
     }
 
-    /// The CRLs webpki may use: readable by webpki, not expired, signed by a certificate of
-    /// the pool whose subject is the CRL's issuer and whose key usage allows cRLSign. webpki
-    /// takes the first CRL of an issuer: the newest comes first.
-    fn crls_for_webpki(&self) -> Vec<CertRevocationList<'static>> {
-        let Some(crls) = &self.crls else {
-            return Vec::new();
-        };
-        let mut usable: Vec<&Crl<'_>> = crls
-            .iter()
-            .filter(|c| c.webpki.is_ok() && !c.expired(self.now))
-            .filter(|c| {
-                self.nodes
-                    .iter()
-                    .any(|n| n.subject_der == c.issuer_der && n.may_sign_crls() && c.signed_by(n))
-            })
-            .collect();
-        usable.sort_by(|a, b| {
-            a.issuer_der
-                .cmp(&b.issuer_der)
-                .then_with(|| b.order_key().cmp(&a.order_key()))
-        });
-        usable
-            .into_iter()
-            .filter_map(|c| {
-                c.webpki
-                    .as_ref()
-                    .ok()
-                    .cloned()
-                    .map(CertRevocationList::from)
-            })
-            .collect()
-    }
-
-    /// certman's checks on a chain webpki accepted (target … anchor): the anchor's validity,
-    /// keyCertSign of every issuer with a keyUsage extension, the target's keyUsage for TLS.
+    /// certman's checks on a chain webpki accepted (target … anchor): revocation of every
+    /// certificate below the anchor (with crl-use=yes), the anchor's validity, keyCertSign of
+    /// every issuer with a keyUsage extension, the target's keyUsage for TLS. A revocation
+    /// counts first; an unknown revocation status last.
     fn own_checks(&self, chain: &[usize]) -> Result<(), Fail> {
+        let statuses: Vec<(Revocation, Vec<IgnoredCrl>)> = match &self.crls {
+            Some(_) => (0..chain.len().saturating_sub(1))
+                .map(|pos| self.revocation(chain[pos], Some(chain[pos + 1])))
+                .collect(),
+            None => Vec::new(),
+        };
+        let revocation_failure = |revoked: bool| {
+            statuses
+                .iter()
+                .enumerate()
+                .find_map(|(pos, (status, ignored))| {
+                    if matches!(status, Revocation::Revoked { .. }) != revoked {
+                        return None;
+                    }
+                    self.revocation_failure(chain, pos, status, ignored)
+                })
+        };
+        if let Some(f) = revocation_failure(true) {
+            return Err(f);
+        }
         if let Some(&anchor) = chain.last().filter(|_| chain.len() > 1) {
             if let Some((kind, reason)) = self.validity(anchor) {
                 return Err((kind, format!("trust anchor {reason}")));
@@ -804,7 +940,64 @@ impl<'a> Engine<'a> {
                 ));
             }
         }
-        self.leaf_key_usage(&self.nodes[chain[0]])
+        self.leaf_key_usage(&self.nodes[chain[0]])?;
+        match revocation_failure(false) {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    /// The failure a revocation status means for `chain[pos]` (issued by `chain[pos + 1]`):
+    /// revoked, or status unknown (no usable CRL, or the newest has expired).
+    fn revocation_failure(
+        &self,
+        chain: &[usize],
+        pos: usize,
+        status: &Revocation,
+        ignored: &[IgnoredCrl],
+    ) -> Option<Fail> {
+        let cert = &self.nodes[chain[pos]];
+        let issuer = &self.nodes[*chain.get(pos + 1)?].info.subject;
+        match status {
+            Revocation::Revoked { at, reason, .. } => {
+                let why = reason
+                    .as_deref()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default();
+                let what = if pos == 0 {
+                    "certificate".to_owned()
+                } else {
+                    format!("CA certificate {}", cert.info.subject)
+                };
+                Some((
+                    Failure::Revoked,
+                    format!("{what} revoked at {}{why}", show_time(*at)),
+                ))
+            }
+            Revocation::CrlExpired { crl } => Some((
+                Failure::RevocationUnknown,
+                format!(
+                    "revocation status unknown: the CRL of {issuer} expired at {}",
+                    crl.next_update.map(show_time).unwrap_or_default()
+                ),
+            )),
+            Revocation::NoCrl if ignored.is_empty() => Some((
+                Failure::RevocationUnknown,
+                format!("revocation status unknown: no CRL of {issuer} is held (crl-use=yes)"),
+            )),
+            Revocation::NoCrl => {
+                let whys: Vec<&str> = ignored.iter().map(|i| i.why.as_str()).collect();
+                Some((
+                    Failure::RevocationUnknown,
+                    format!(
+                        "revocation status unknown: no usable CRL of {issuer} is held \
+                         (crl-use=yes; ignored: {})",
+                        whys.join("; ")
+                    ),
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// RFC 5280 §4.2.1.3 for the TLS purposes: the key signs (digitalSignature), or, for a
@@ -902,11 +1095,10 @@ impl<'a> Engine<'a> {
             .map(|(pos, &i)| {
                 let n = &self.nodes[i];
                 let is_anchor = anchored && pos + 1 == chain.len();
-                let issuer = chain.get(pos + 1).map(|&j| &self.nodes[j]);
                 let (revocation, ignored_crls) = if is_anchor {
                     (Revocation::TrustAnchor, Vec::new())
                 } else {
-                    self.revocation(n, issuer)
+                    self.revocation(i, chain.get(pos + 1).copied())
                 };
                 ChainCert {
                     store_name: n.store_name.map(str::to_owned),
@@ -924,66 +1116,86 @@ impl<'a> Engine<'a> {
             .collect()
     }
 
-    /// The status of `cert` on the CRLs of `issuer`: the same CRLs webpki was given (signature
-    /// verified, cRLSign allowed, readable by webpki, not expired, the newest), plus why the
-    /// others were left out.
-    fn revocation(
-        &self,
-        cert: &Node<'_>,
-        issuer: Option<&Node<'_>>,
-    ) -> (Revocation, Vec<IgnoredCrl>) {
+    /// Whether CRL `k` is signed with the key of node `i` (cached: paths share issuers).
+    fn crl_signed_by(&self, k: usize, i: usize) -> bool {
+        let Some(crls) = &self.crls else {
+            return false;
+        };
+        *self
+            .crl_signatures
+            .borrow_mut()
+            .entry((k, i))
+            .or_insert_with(|| crls[k].signed_by(&self.nodes[i]))
+    }
+
+    /// The revocation status of node `cert` issued by node `issuer` (the next certificate of
+    /// its path), by the rules of the module docs, and the CRLs of the issuer left out.
+    fn revocation(&self, cert: usize, issuer: Option<usize>) -> (Revocation, Vec<IgnoredCrl>) {
         let Some(crls) = &self.crls else {
             return (Revocation::NotChecked, Vec::new());
         };
         let Some(issuer) = issuer else {
             return (Revocation::IssuerUnknown, Vec::new());
         };
+        let cert = &self.nodes[cert];
+        let issuer_node = &self.nodes[issuer];
         let mut ignored = Vec::new();
         let mut usable: Vec<&Crl<'_>> = Vec::new();
-        for c in crls.iter().filter(|c| c.issuer_der == cert.issuer_der) {
-            let why = if !c.signed_by(issuer) {
-                Some("signature does not verify with the issuer's key".to_owned())
-            } else if !issuer.may_sign_crls() {
-                Some("the issuer's key usage lacks cRLSign".to_owned())
-            } else if let Err(e) = &c.webpki {
-                Some(format!("not supported by the validator ({e:?})"))
-            } else {
-                None
-            };
-            match why {
-                Some(why) => ignored.push(IgnoredCrl {
-                    crl: c.crl_ref(),
-                    why,
-                }),
-                None => usable.push(c),
+        for (k, c) in crls.iter().enumerate() {
+            if c.issuer_der != cert.issuer_der {
+                continue;
             }
+            let why = if !self.crl_signed_by(k, issuer) {
+                // The CRL of another certificate with the same name (and another key) is not
+                // this issuer's at all.
+                let elsewhere = (0..self.nodes.len()).any(|j| {
+                    j != issuer
+                        && self.nodes[j].subject_der == c.issuer_der
+                        && self.crl_signed_by(k, j)
+                });
+                if elsewhere {
+                    continue;
+                }
+                "signature does not verify with the issuer's key".to_owned()
+            } else if !issuer_node.may_sign_crls() {
+                "the issuer's key usage lacks cRLSign".to_owned()
+            } else if let Err(e) = &c.supported {
+                format!("not supported ({e:?})")
+            } else if let Some(why) = c.out_of_scope(cert) {
+                why.to_owned()
+            } else {
+                usable.push(c);
+                continue;
+            };
+            ignored.push(IgnoredCrl {
+                crl: c.crl_ref(),
+                why,
+            });
         }
-        let current = usable
-            .iter()
-            .filter(|c| !c.expired(self.now))
-            .max_by(|a, b| a.order_key().cmp(&b.order_key()));
-        let status = match current {
-            Some(c) => match c.entry(&cert.serial) {
-                Some((at, reason)) => Revocation::Revoked {
-                    crl: c.crl_ref(),
-                    at,
-                    reason,
-                },
-                None => Revocation::Good { crl: c.crl_ref() },
-            },
-            None => match usable
-                .iter()
-                .max_by(|a, b| a.order_key().cmp(&b.order_key()))
-            {
-                Some(c) => Revocation::CrlExpired { crl: c.crl_ref() },
-                None => Revocation::NoCrl,
-            },
+        // Newest first.
+        usable.sort_by(|a, b| b.order_key().cmp(&a.order_key()));
+        let hold = reason_name(CrlReason::CertificateHold);
+        // Listed on any of them: revoked, unless on hold and a newer CRL no longer lists it.
+        let revoked = usable.iter().enumerate().find_map(|(pos, c)| {
+            let (at, reason) = c.entry(&cert.serial)?;
+            let released = pos > 0 && reason.as_deref() == Some(hold);
+            (!released).then(|| Revocation::Revoked {
+                crl: c.crl_ref(),
+                at,
+                reason,
+            })
+        });
+        let status = match (revoked, usable.first()) {
+            (Some(revoked), _) => revoked,
+            (None, None) => Revocation::NoCrl,
+            (None, Some(c)) if c.expired(self.now) => Revocation::CrlExpired { crl: c.crl_ref() },
+            (None, Some(c)) => Revocation::Good { crl: c.crl_ref() },
         };
         (status, ignored)
     }
 
     /// webpki's error as a one-line reason, naming the certificate where the chain shows it.
-    fn explain(&self, err: &webpki::Error, chain: &[usize], report: &[ChainCert]) -> Fail {
+    fn explain(&self, err: &webpki::Error, chain: &[usize]) -> Fail {
         use webpki::Error as E;
         let subject = |pos: usize| &self.nodes[chain[pos]].info.subject;
         match err {
@@ -1041,31 +1253,6 @@ impl<'a> Engine<'a> {
                     Failure::UnknownIssuer,
                     format!("no trusted issuer in the store (unknown issuer): {detail}"),
                 )
-            }
-            E::CertRevoked => {
-                let revoked = report
-                    .iter()
-                    .enumerate()
-                    .find_map(|(pos, c)| match &c.revocation {
-                        Revocation::Revoked { at, reason, .. } => Some((pos, *at, reason.clone())),
-                        _ => None,
-                    });
-                let reason = match revoked {
-                    Some((pos, at, why)) => {
-                        let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
-                        if pos == 0 {
-                            format!("certificate revoked at {}{why}", show_time(at))
-                        } else {
-                            format!(
-                                "CA certificate {} revoked at {}{why}",
-                                subject(pos),
-                                show_time(at)
-                            )
-                        }
-                    }
-                    None => "certificate revoked".to_owned(),
-                };
-                (Failure::Revoked, reason)
             }
             E::RequiredEkuNotFoundContext(_) | E::EmptyEkuExtension => {
                 let oid = self.purpose.eku_oid();
@@ -1237,6 +1424,19 @@ mod tests {
             ext: &str,
             days: u32,
         ) -> Vec<u8> {
+            self.cert_cn(name, name, kind, issuer, ext, days)
+        }
+
+        /// As `cert`, with subject CN=`cn` (files still named after `name`).
+        fn cert_cn(
+            &self,
+            name: &str,
+            cn: &str,
+            kind: &str,
+            issuer: Option<&str>,
+            ext: &str,
+            days: u32,
+        ) -> Vec<u8> {
             self.key(name, kind);
             let ext_file = format!("{name}.ext");
             std::fs::write(self.path(&ext_file), format!("[ext]\n{ext}")).unwrap();
@@ -1245,7 +1445,7 @@ mod tests {
                 format!("{name}.csr"),
                 format!("{name}.pem"),
             );
-            let subj = format!("/CN={name}");
+            let subj = format!("/CN={cn}");
             self.openssl(&["req", "-new", "-key", &key, "-subj", &subj, "-out", &csr]);
             self.serial.set(self.serial.get() + 1);
             let serial = self.serial.get().to_string();
@@ -1299,6 +1499,42 @@ mod tests {
             std::fs::write(self.path(&format!("{ca}.index")), "").unwrap();
             std::fs::write(self.path(&format!("{ca}.crlnumber")), "01\n").unwrap();
             cnf
+        }
+
+        /// A second `openssl ca` set-up for CA `ca` (same database and CRL numbers as
+        /// `ca_config`, which must come first) whose CRLs carry the extensions `crl_ext`.
+        fn crl_ext_config(&self, ca: &str, crl_ext: &str) -> String {
+            let cnf = format!("{ca}-ext.cnf");
+            std::fs::write(
+                self.path(&cnf),
+                format!(
+                    "[ca]\ndefault_ca = this\n[this]\ndatabase = {ca}.index\n\
+                     crlnumber = {ca}.crlnumber\ncertificate = {ca}.pem\n\
+                     private_key = {ca}.key\ndefault_md = sha256\ndefault_crl_days = 30\n\
+                     crl_extensions = crl_ext\n[crl_ext]\n{crl_ext}"
+                ),
+            )
+            .unwrap();
+            cnf
+        }
+
+        /// Takes every revocation out of CA `ca`'s database (as if they had never been made),
+        /// so that its next CRL lists nothing.
+        fn unrevoke_all(&self, ca: &str) {
+            let index = self.path(&format!("{ca}.index"));
+            let text = std::fs::read_to_string(&index).unwrap();
+            let lines: Vec<String> = text
+                .lines()
+                .map(|l| {
+                    let mut f: Vec<&str> = l.split('\t').collect();
+                    if f[0] == "R" {
+                        f[0] = "V";
+                        f[2] = "";
+                    }
+                    f.join("\t")
+                })
+                .collect();
+            std::fs::write(&index, lines.join("\n") + "\n").unwrap();
         }
 
         fn revoke(&self, cnf: &str, cert: &str, reason: &str) {
@@ -1612,10 +1848,13 @@ mod tests {
         let cnf = pki.ca_config("int");
         pki.revoke(&cnf, "leaf", "keyCompromise");
         let crl = pki.crl(&cnf, None);
-        let crls = [crl];
+        let root_crl = pki.crl(&pki.ca_config("root"), None);
         let store = [("root", &root[..], true), ("int", &int[..], false)];
         let now = SystemTime::now();
 
+        // Only the intermediate's CRL: the leaf's revocation decides, although the
+        // intermediate's own status is unknown.
+        let crls = [crl.clone()];
         let r = check(&leaf, &[], &store, Some(&crls), Purpose::TlsServer, now);
         let (kind, reason) = failure(&r);
         assert_eq!(kind, Failure::Revoked);
@@ -1629,9 +1868,13 @@ mod tests {
             }
             other => panic!("leaf status {other:?}"),
         }
-        // The root publishes no CRL: unknown status is allowed.
         assert_eq!(r.chain[1].revocation, Revocation::NoCrl);
         assert_eq!(r.chain[2].revocation, Revocation::TrustAnchor);
+
+        let crls = [crl, root_crl];
+        let r = check(&leaf, &[], &store, Some(&crls), Purpose::TlsServer, now);
+        assert_eq!(failure(&r).0, Failure::Revoked);
+        assert!(matches!(r.chain[1].revocation, Revocation::Good { .. }));
 
         // crl-use=no
         let r = check(&leaf, &[], &store, None, Purpose::TlsServer, now);
@@ -1646,6 +1889,8 @@ mod tests {
             other => panic!("status {other:?}"),
         }
         assert!(r.chain[0].ignored_crls.is_empty());
+        assert!(matches!(r.chain[1].revocation, Revocation::Good { .. }));
+        assert_eq!(r.chain[2].revocation, Revocation::TrustAnchor);
     }
 
     #[test]
@@ -1656,13 +1901,14 @@ mod tests {
         let before = pki.crl(&int_cnf, None); // CRL #1: nothing revoked
         pki.revoke(&int_cnf, "leaf", "superseded");
         let after = pki.crl(&int_cnf, None); // CRL #2: the leaf
+        let root_cnf = pki.ca_config("root");
+        let root_crl = pki.crl(&root_cnf, None);
         let store = [("root", &root[..], true), ("int", &int[..], false)];
         let now = SystemTime::now();
-        // webpki consults the first CRL of an issuer it is given: the newest must come first
-        // whatever the order certman holds them in.
+        // Whatever the order certman holds them in.
         for crls in [
-            [before.clone(), after.clone()],
-            [after.clone(), before.clone()],
+            [before.clone(), after.clone(), root_crl.clone()],
+            [root_crl.clone(), after.clone(), before.clone()],
         ] {
             let r = check(&leaf, &[], &store, Some(&crls), Purpose::Any, now);
             let (kind, reason) = failure(&r);
@@ -1676,7 +1922,6 @@ mod tests {
 
         // The root revokes the intermediate: the chain fails at the CA.
         let other = pki.cert("other", "ec", Some("int"), SERVER, 365);
-        let root_cnf = pki.ca_config("root");
         pki.revoke(&root_cnf, "int", "cACompromise");
         let crls = [pki.crl(&root_cnf, None), before];
         let r = check(&other, &[], &store, Some(&crls), Purpose::Any, now);
@@ -1698,7 +1943,7 @@ mod tests {
     }
 
     #[test]
-    fn a_crl_whose_signature_does_not_verify_is_ignored() {
+    fn a_crl_whose_signature_does_not_verify_is_ignored_and_the_status_is_unknown() {
         let pki = Pki::new();
         let (root, int, leaf) = ec_chain(&pki, SERVER);
         let cnf = pki.ca_config("int");
@@ -1706,7 +1951,8 @@ mod tests {
         let mut crl = pki.crl(&cnf, None);
         let last = crl.len() - 1;
         crl[last] ^= 0x01; // inside the signature's s
-        let crls = [crl];
+        let root_crl = pki.crl(&pki.ca_config("root"), None);
+        let crls = [crl, root_crl];
         let store = [("root", &root[..], true), ("int", &int[..], false)];
         let r = check(
             &leaf,
@@ -1716,7 +1962,14 @@ mod tests {
             Purpose::Any,
             SystemTime::now(),
         );
-        assert_valid(&r);
+        let (kind, reason) = failure(&r);
+        assert_eq!(kind, Failure::RevocationUnknown);
+        assert!(
+            reason.starts_with("revocation status unknown: no usable CRL of CN=int is held")
+                && reason.contains("signature does not verify"),
+            "{reason}"
+        );
+        assert_eq!(r.chain.len(), 3, "{r:?}");
         assert_eq!(r.chain[0].revocation, Revocation::NoCrl);
         assert_eq!(r.chain[0].ignored_crls.len(), 1, "{r:?}");
         assert!(
@@ -1728,39 +1981,278 @@ mod tests {
     }
 
     #[test]
-    fn an_expired_crl_is_reported_and_not_used() {
+    fn an_expired_crl_still_revokes_and_leaves_other_certificates_unknown() {
         let pki = Pki::new();
         let (root, int, leaf) = ec_chain(&pki, SERVER);
+        let other = pki.cert("other", "ec", Some("int"), SERVER, 365);
         let cnf = pki.ca_config("int");
         pki.revoke(&cnf, "leaf", "keyCompromise");
-        let crls = [pki.crl(&cnf, Some(1))];
+        let expiring = pki.crl(&cnf, Some(1)); // #1, nextUpdate in an hour
+        let root_crl = pki.crl(&pki.ca_config("root"), None);
         let store = [("root", &root[..], true), ("int", &int[..], false)];
-        // Fresh, the CRL revokes the leaf; a day later it has expired and is not used
-        // (webpki alone would still apply it: its default ignores nextUpdate).
-        let r = check(
-            &leaf,
-            &[],
-            &store,
-            Some(&crls),
-            Purpose::Any,
-            SystemTime::now(),
+        let now = SystemTime::now();
+        let later = now + DAY;
+        let crls = [expiring.clone(), root_crl.clone()];
+
+        // Fresh: the leaf is revoked, the other certificate good.
+        assert_eq!(
+            failure(&check(&leaf, &[], &store, Some(&crls), Purpose::Any, now)).0,
+            Failure::Revoked
         );
-        assert_eq!(failure(&r).0, Failure::Revoked);
-        let r = check(
-            &leaf,
-            &[],
-            &store,
-            Some(&crls),
-            Purpose::Any,
-            SystemTime::now() + DAY,
+        assert_valid(&check(&other, &[], &store, Some(&crls), Purpose::Any, now));
+
+        // A day later the CRL has expired. A revocation is final: the leaf stays revoked
+        // (holding back newer CRLs must not un-revoke it)…
+        let r = check(&leaf, &[], &store, Some(&crls), Purpose::Any, later);
+        let (kind, reason) = failure(&r);
+        assert_eq!(kind, Failure::Revoked);
+        assert!(reason.ends_with("(key-compromise)"), "{reason}");
+        assert!(
+            matches!(&r.chain[0].revocation, Revocation::Revoked { crl, .. }
+                if crl.number.as_deref() == Some("1")),
+            "{r:?}"
         );
-        assert_valid(&r);
+        // …and a certificate it does not list has an unknown status: invalid.
+        let r = check(&other, &[], &store, Some(&crls), Purpose::Any, later);
+        let (kind, reason) = failure(&r);
+        assert_eq!(kind, Failure::RevocationUnknown);
+        assert!(
+            reason.starts_with("revocation status unknown: the CRL of CN=int expired at "),
+            "{reason}"
+        );
+        assert_eq!(r.chain.len(), 3, "{r:?}");
         match &r.chain[0].revocation {
             Revocation::CrlExpired { crl } => {
-                assert!(crl.next_update.is_some_and(|n| n < SystemTime::now() + DAY));
+                assert!(crl.next_update.is_some_and(|n| n < later));
             }
             other => panic!("status {other:?}"),
         }
+
+        // A fresh CRL makes it valid again; the leaf is still revoked.
+        let fresh = pki.crl(&cnf, None); // #2
+        let crls = [expiring, fresh, root_crl];
+        let r = check(&other, &[], &store, Some(&crls), Purpose::Any, later);
+        assert_valid(&r);
+        assert!(
+            matches!(&r.chain[0].revocation, Revocation::Good { crl }
+                if crl.number.as_deref() == Some("2")),
+            "{r:?}"
+        );
+        assert_eq!(
+            failure(&check(&leaf, &[], &store, Some(&crls), Purpose::Any, later)).0,
+            Failure::Revoked
+        );
+    }
+
+    #[test]
+    fn with_crl_use_an_issuer_without_a_crl_leaves_the_status_unknown() {
+        let pki = Pki::new();
+        let (root, int, leaf) = ec_chain(&pki, SERVER);
+        let int_crl = pki.crl(&pki.ca_config("int"), None);
+        let root_crl = pki.crl(&pki.ca_config("root"), None);
+        let store = [("root", &root[..], true), ("int", &int[..], false)];
+        let now = SystemTime::now();
+
+        let r = check(&leaf, &[], &store, Some(&[]), Purpose::Any, now);
+        let (kind, reason) = failure(&r);
+        assert_eq!(kind, Failure::RevocationUnknown);
+        assert_eq!(
+            reason,
+            "revocation status unknown: no CRL of CN=int is held (crl-use=yes)"
+        );
+        assert_eq!(r.chain.len(), 3, "{r:?}");
+        assert_eq!(r.chain[0].revocation, Revocation::NoCrl);
+
+        // The intermediate's CRL only: the root has none for the intermediate.
+        let crls = [int_crl.clone()];
+        let r = check(&leaf, &[], &store, Some(&crls), Purpose::Any, now);
+        let (kind, reason) = failure(&r);
+        assert_eq!(kind, Failure::RevocationUnknown);
+        assert_eq!(
+            reason,
+            "revocation status unknown: no CRL of CN=root is held (crl-use=yes)"
+        );
+        assert!(matches!(r.chain[0].revocation, Revocation::Good { .. }));
+        assert_eq!(r.chain[1].revocation, Revocation::NoCrl);
+
+        // Both: valid (the trust anchor needs no CRL); crl-use=no: valid without any.
+        let crls = [int_crl, root_crl];
+        assert_valid(&check(&leaf, &[], &store, Some(&crls), Purpose::Any, now));
+        assert_valid(&check(&leaf, &[], &store, None, Purpose::Any, now));
+    }
+
+    #[test]
+    fn two_cas_with_the_same_name_each_count_only_their_own_crls() {
+        let pki = Pki::new();
+        let ca = pki.cert("ca", "ec", None, CA, 3650);
+        let ca2 = pki.cert_cn("ca2", "ca", "ec", None, CA, 3650);
+        let ok = pki.cert("ok", "ec", Some("ca"), SERVER, 365);
+        // A certificate of ca2 with the same serial number, revoked by ca2.
+        pki.serial.set(pki.serial.get() - 1);
+        let twin = pki.cert("twin", "ec", Some("ca2"), SERVER, 365);
+        let ca_crl = pki.crl(&pki.ca_config("ca"), None); // #1
+        let cnf2 = pki.ca_config("ca2");
+        pki.revoke(&cnf2, "twin", "keyCompromise");
+        pki.crl(&cnf2, None);
+        let ca2_crl = pki.crl(&cnf2, None); // #2: newer than ca's
+        let store = [("ca", &ca[..], true), ("ca2", &ca2[..], true)];
+        let now = SystemTime::now();
+        for crls in [
+            [ca_crl.clone(), ca2_crl.clone()],
+            [ca2_crl.clone(), ca_crl.clone()],
+        ] {
+            let r = check(&ok, &[], &store, Some(&crls), Purpose::Any, now);
+            assert_valid(&r);
+            assert_eq!(r.chain[1].store_name.as_deref(), Some("ca"));
+            assert!(
+                matches!(&r.chain[0].revocation, Revocation::Good { crl }
+                    if crl.number.as_deref() == Some("1")),
+                "{r:?}"
+            );
+            assert!(r.chain[0].ignored_crls.is_empty(), "{r:?}");
+
+            let r = check(&twin, &[], &store, Some(&crls), Purpose::Any, now);
+            assert_eq!(failure(&r).0, Failure::Revoked, "{r:?}");
+            assert_eq!(r.chain[1].store_name.as_deref(), Some("ca2"));
+        }
+        // ca's only CRL missing: ca2's does not stand in for it.
+        let crls = [ca2_crl];
+        let r = check(&ok, &[], &store, Some(&crls), Purpose::Any, now);
+        assert_eq!(failure(&r).0, Failure::RevocationUnknown, "{r:?}");
+    }
+
+    #[test]
+    fn a_trusted_certificate_is_checked_against_its_issuers_crl() {
+        let pki = Pki::new();
+        let ca = pki.cert("ca", "ec", None, CA, 3650);
+        let leaf = pki.cert("leaf", "ec", Some("ca"), SERVER, 365);
+        let other = pki.cert("other", "ec", Some("ca"), SERVER, 365);
+        let cnf = pki.ca_config("ca");
+        pki.revoke(&cnf, "leaf", "keyCompromise");
+        let crls = [pki.crl(&cnf, None)];
+        let now = SystemTime::now();
+        // The CA is in the store (it need not be trusted); the leaves are trusted themselves.
+        for ca_trusted in [false, true] {
+            let store = [
+                ("ca", &ca[..], ca_trusted),
+                ("leaf", &leaf[..], true),
+                ("other", &other[..], true),
+            ];
+            let r = check(&leaf, &[], &store, Some(&crls), Purpose::Any, now);
+            let (kind, reason) = failure(&r);
+            assert_eq!(kind, Failure::Revoked);
+            assert!(
+                reason.starts_with("certificate revoked at ")
+                    && reason.ends_with("(key-compromise)"),
+                "{reason}"
+            );
+            assert_eq!(r.chain.len(), 1);
+            assert!(r.chain[0].trust_anchor);
+            assert!(matches!(r.chain[0].revocation, Revocation::Revoked { .. }));
+
+            let r = check(&other, &[], &store, Some(&crls), Purpose::Any, now);
+            assert_valid(&r);
+            assert!(matches!(r.chain[0].revocation, Revocation::Good { .. }));
+
+            let r = check(&other, &[], &store, Some(&[]), Purpose::Any, now);
+            let (kind, reason) = failure(&r);
+            assert_eq!(kind, Failure::RevocationUnknown);
+            assert!(reason.contains("no CRL of CN=ca is held"), "{reason}");
+
+            let r = check(&leaf, &[], &store, None, Purpose::Any, now);
+            assert_valid(&r);
+            assert_eq!(r.chain[0].revocation, Revocation::TrustAnchor);
+        }
+        // Trusted directly, its issuer unknown: valid, its revocation not checked.
+        let store = [("leaf", &leaf[..], true)];
+        let r = check(&leaf, &[], &store, Some(&crls), Purpose::Any, now);
+        assert_valid(&r);
+        assert_eq!(r.chain[0].revocation, Revocation::IssuerUnknown);
+        // The CA itself (self-issued) needs no CRL.
+        let store = [("ca", &ca[..], true)];
+        let r = check(&ca, &[], &store, Some(&[]), Purpose::Any, now);
+        assert_valid(&r);
+        assert_eq!(r.chain[0].revocation, Revocation::TrustAnchor);
+    }
+
+    #[test]
+    fn a_revocation_is_final_but_a_hold_can_be_released() {
+        let pki = Pki::new();
+        let (root, int, leaf) = ec_chain(&pki, SERVER);
+        let held = pki.cert("held", "ec", Some("int"), SERVER, 365);
+        let cnf = pki.ca_config("int");
+        pki.revoke(&cnf, "leaf", "keyCompromise");
+        pki.revoke(&cnf, "held", "certificateHold");
+        let first = pki.crl(&cnf, None); // #1: both
+        pki.unrevoke_all("int");
+        let second = pki.crl(&cnf, None); // #2: neither
+        let root_crl = pki.crl(&pki.ca_config("root"), None);
+        let store = [("root", &root[..], true), ("int", &int[..], false)];
+        let now = SystemTime::now();
+
+        let crls = [first.clone(), root_crl.clone()];
+        let r = check(&held, &[], &store, Some(&crls), Purpose::Any, now);
+        let (kind, reason) = failure(&r);
+        assert_eq!(kind, Failure::Revoked);
+        assert!(reason.ends_with("(certificate-hold)"), "{reason}");
+
+        let crls = [first, second, root_crl];
+        // A newer CRL that leaves out a revoked certificate does not un-revoke it…
+        let r = check(&leaf, &[], &store, Some(&crls), Purpose::Any, now);
+        assert_eq!(failure(&r).0, Failure::Revoked, "{r:?}");
+        assert!(
+            matches!(&r.chain[0].revocation, Revocation::Revoked { crl, .. }
+                if crl.number.as_deref() == Some("1")),
+            "{r:?}"
+        );
+        // …but releases a certificate on hold.
+        let r = check(&held, &[], &store, Some(&crls), Purpose::Any, now);
+        assert_valid(&r);
+        assert!(
+            matches!(&r.chain[0].revocation, Revocation::Good { crl }
+                if crl.number.as_deref() == Some("2")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_crl_whose_scope_excludes_the_certificate_does_not_count() {
+        let pki = Pki::new();
+        let (root, int, leaf) = ec_chain(&pki, SERVER);
+        let cnf = pki.ca_config("int");
+        let complete = pki.crl(&cnf, Some(1)); // #1, expires in an hour
+        let ca_only = pki.crl_ext_config(
+            "int",
+            "issuingDistributionPoint=critical,@idp\n\
+             [idp]\nfullname=URI:http://pki.example/int-ca.crl\nonlyCA=TRUE\n",
+        );
+        let ca_only = pki.crl(&ca_only, None); // #2, CA certificates only
+        let root_crl = pki.crl(&pki.ca_config("root"), None);
+        let store = [("root", &root[..], true), ("int", &int[..], false)];
+        let crls = [complete, ca_only, root_crl];
+        let now = SystemTime::now();
+
+        let r = check(&leaf, &[], &store, Some(&crls), Purpose::Any, now);
+        assert_valid(&r);
+        assert!(
+            matches!(&r.chain[0].revocation, Revocation::Good { crl }
+                if crl.number.as_deref() == Some("1")),
+            "{r:?}"
+        );
+        // Once the complete CRL has expired, the newer CA-only CRL does not vouch for the leaf.
+        let r = check(&leaf, &[], &store, Some(&crls), Purpose::Any, now + DAY);
+        assert_eq!(failure(&r).0, Failure::RevocationUnknown, "{r:?}");
+        assert!(
+            matches!(r.chain[0].revocation, Revocation::CrlExpired { .. }),
+            "{r:?}"
+        );
+        assert!(
+            r.chain[0]
+                .ignored_crls
+                .iter()
+                .any(|i| i.crl.number.as_deref() == Some("2") && i.why.contains("scope")),
+            "{r:?}"
+        );
     }
 
     #[test]
