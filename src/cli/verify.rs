@@ -119,7 +119,7 @@ pub(crate) fn status_text(c: &ChainCert) -> String {
         Revocation::NotChecked => "not checked (crl-use=no)".to_owned(),
         Revocation::TrustAnchor => "trust anchor".to_owned(),
         Revocation::IssuerUnknown => "not checked (issuer unknown)".to_owned(),
-        Revocation::NoCrl => "no CRL for its issuer".to_owned(),
+        Revocation::NoCrl => "unknown: no CRL of its issuer is held".to_owned(),
         Revocation::Good { crl } => format!("good per {}", crl_text(crl)),
         Revocation::Revoked { crl, at, reason } => {
             let why = reason
