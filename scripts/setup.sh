@@ -14,7 +14,7 @@ PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcs
 
 missing=()
 for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == "install ok installed" ]] || missing+=("$p")
 done
 
 if ((${#missing[@]})); then

@@ -31,8 +31,11 @@ die() {
 # True when PID is alive and its command line contains WORD (guards against PID reuse).
 alive_as() {
     local pid="$1" word="$2"
-    [[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] &&
-        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$word"
+    # No `… | grep -q` under pipefail: grep quitting at the first match can SIGPIPE the
+    # writer and fail the pipeline although the process is there.
+    local cmdline
+    [[ "$pid" =~ ^[0-9]+$ ]] && cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" &&
+        [[ "$cmdline" == *"$word"* ]]
 }
 
 # The PID in a PID file (pcscd's own ends in a NUL byte), or nothing.
@@ -67,7 +70,11 @@ end_pid() {
 
 vpcd_listening() {
     # Port 35963 = 0x8C7B, state 0A = LISTEN. No probe connection: vpcd would take it for a card.
-    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '{print $2, $4}' | grep -qi ':8C7B 0A$'
+    # (one awk, no `| grep -q`: under pipefail an early grep exit can fail the pipeline)
+    local f files=()
+    for f in /proc/net/tcp /proc/net/tcp6; do [ -r "$f" ] && files+=("$f"); done
+    ((${#files[@]})) &&
+        awk 'toupper($2) ~ /:8C7B$/ && $4 == "0A" { found = 1 } END { exit !found }' "${files[@]}"
 }
 
 check_packages() {
