@@ -159,54 +159,11 @@ fn ca_on_the_card_issues_and_its_certificate_is_in_slot_9c() {
     // Its CRLs are signed on the card too: a revocation gives CRL 2, which OpenSSL verifies
     // with the CA certificate and uses to reject the leaf.
     c.env.ok(&["issued-revoke", "leaf"]);
-    c.env.ok(&["crl", "export", "ca", "file-name=ca.crl"]);
-    openssl(
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            "ca.crl",
-            "-out",
-            "ca-crl.pem",
-        ],
-        &c.env.work,
-    );
-    let out = openssl_output(
-        &[
-            "crl",
-            "-in",
-            "ca-crl.pem",
-            "-noout",
-            "-crlnumber",
-            "-CAfile",
-            exported.to_str().unwrap(),
-            "-verify",
-        ],
-        &c.env.work,
-    );
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(
-        text.contains("verify OK") && text.contains("crlNumber=0x02"),
-        "{text}"
-    );
-    let out = openssl_output(
-        &[
-            "verify",
-            "-crl_check",
-            "-CRLfile",
-            "ca-crl.pem",
-            "-CAfile",
-            exported.to_str().unwrap(),
-            leaf.to_str().unwrap(),
-        ],
-        &c.env.work,
-    );
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(
-        !out.status.success() && text.contains("certificate revoked"),
-        "{text}"
-    );
+    let crl = export_crl(&c.env, "ca", "1");
+    assert_crl_signed_by(&crl, &exported);
+    assert_eq!(crl_number(&crl), 2);
+    let (ok, text) = openssl_verify_crl(&exported, &[], &[&crl], &leaf);
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
     // OpenSC's PKCS#11 module sees the key and the certificate
     let p11 = Command::new("pkcs11-tool")
         .args([

@@ -7,7 +7,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -154,34 +153,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn crl_export(env: &Env, ca: &str) -> Vec<u8> {
-    let out = env
-        .command(&["crl", "export", ca, "file-name=-"])
-        .output()
-        .unwrap();
-    assert_success(&out, "crl export");
-    out.stdout
-}
-
-fn crl_number_of(der: &[u8], dir: &Path) -> String {
-    let f = dir.join("n.crl");
-    std::fs::write(&f, der).unwrap();
-    openssl(
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            f.to_str().unwrap(),
-            "-noout",
-            "-crlnumber",
-        ],
-        dir,
-    )
-    .trim()
-    .to_owned()
-}
-
 /// Store 1: CA `ca` (ca-crl-host=127.0.0.1:PORT) and a TLS server certificate `srv`.
 fn ca_store(port: u16) -> Env {
     let env = Env::new();
@@ -222,50 +193,26 @@ fn serve_answers_the_cdp_with_the_stored_crl_and_follows_the_cli() {
             .contains("content-type: application/pkix-crl"),
         "{head}"
     );
-    assert_eq!(body, crl_export(&env, "ca"), "served = stored");
-    assert_eq!(crl_number_of(&body, &env.work), "crlNumber=0x01");
+    assert_eq!(body, crl_der(&env, "ca"), "served = stored");
+    let served = env.path("served-1.crl");
+    std::fs::write(&served, &body).unwrap();
+    assert_eq!(crl_number(&served), 1);
 
     // A revocation from the CLI while the daemon runs: the next request serves the new CRL.
     env.ok(&["issued-revoke", "srv"]);
     let (status, _, after) = d.get("/crl/ca.crl");
     assert_eq!(status, 200);
     assert_ne!(after, body);
-    assert_eq!(after, crl_export(&env, "ca"));
-    assert_eq!(crl_number_of(&after, &env.work), "crlNumber=0x02");
-    // OpenSSL, with the served CRL, rejects srv.
-    let crl_pem = env.work.join("served.pem");
-    std::fs::write(env.work.join("served.crl"), &after).unwrap();
-    openssl(
-        &[
-            "crl",
-            "-inform",
-            "DER",
-            "-in",
-            "served.crl",
-            "-out",
-            crl_pem.to_str().unwrap(),
-        ],
-        &env.work,
-    );
+    assert_eq!(after, crl_der(&env, "ca"));
+    // OpenSSL: the served CRL is number 2, signed by the CA, and rejects srv.
+    let served = env.path("served-2.crl");
+    std::fs::write(&served, &after).unwrap();
+    assert_eq!(crl_number(&served), 2);
     let ca = env.export_cert("ca");
     let srv = env.export_cert("srv");
-    let out = openssl_output(
-        &[
-            "verify",
-            "-crl_check",
-            "-CRLfile",
-            crl_pem.to_str().unwrap(),
-            "-CAfile",
-            ca.to_str().unwrap(),
-            srv.to_str().unwrap(),
-        ],
-        &env.work,
-    );
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(
-        !out.status.success() && text.contains("certificate revoked"),
-        "{text}"
-    );
+    assert_crl_signed_by(&served, &ca);
+    let (ok, text) = openssl_verify_crl(&ca, &[], &[&served], &srv);
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
 
     // The CDP in srv keeps working after the CA is renamed; the new name works too.
     env.ok(&["set", "ca", "name=root"]);
@@ -353,7 +300,7 @@ fn a_crl_with_a_bad_signature_is_refused_and_logged() {
     let port = listener.local_addr().unwrap().port();
     let issuer = ca_store(port);
     issuer.ok(&["issued-revoke", "srv"]);
-    let mut forged = crl_export(&issuer, "ca");
+    let mut forged = crl_der(&issuer, "ca");
     let last = forged.len() - 1;
     forged[last] ^= 0x01; // the signature's last octet
     serve_bytes(listener, forged);
@@ -416,7 +363,7 @@ fn the_daemon_and_concurrent_cli_writers_share_the_store() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let seen = reader.join().unwrap();
     // Eight revocations in eight processes: CRL numbers 2..=9, each one used once.
-    let last = crl_export(&env, "ca");
+    let last = crl_der(&env, "ca");
     let info = certman::x509::crl::inspect_crl(&last).unwrap();
     assert_eq!(info.number, Some(9));
     assert_eq!(info.entries, 8);

@@ -6,13 +6,7 @@ use serde_json::{Map, Value as Json};
 use crate::manager::view::FLAGS_LEGEND;
 use crate::manager::{Entry, Value};
 
-/// RouterOS date format in the local time zone: `nov/25/2026 02:16:20`.
-pub fn routeros_time(t: std::time::SystemTime) -> String {
-    DateTime::<Local>::from(t)
-        .format("%b/%d/%Y %H:%M:%S")
-        .to_string()
-        .to_lowercase()
-}
+pub use crate::x509::routeros_time;
 
 fn text_value(v: &Value) -> String {
     match v {

@@ -64,7 +64,6 @@ pub struct DownloadedCrl {
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use der::referenced::OwnedToRef;
 use der::Encode;
 use spki::DynSignatureAlgorithmIdentifier;
 
@@ -114,10 +113,7 @@ pub struct CrlListing {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    super::unix_secs(SystemTime::now())
 }
 
 fn fmt_unix(secs: i64) -> String {
@@ -128,12 +124,6 @@ fn fmt_unix(secs: i64) -> String {
 
 fn at(secs: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)
-}
-
-fn to_unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// A CA's key as the store knows it.
@@ -180,25 +170,12 @@ impl Manager {
                 None,
             ));
         }
-        let key_id = ca.cert.key_id.clone().ok_or_else(|| {
-            ManagerError::refused(
-                format!("CA \"{name}\" has no private key here, so it cannot sign its CRL"),
-                None,
-            )
-        })?;
-        let key = txn.key(&key_id)?.ok_or_else(|| {
-            ManagerError::Store(crate::error::StoreError::Corrupt(format!(
-                "key {key_id} of \"{name}\" is missing"
-            )))
-        })?;
+        let (key_id, handle) = super::ca_key_handle(txn, ca)?;
         Ok(CrlKey {
             ca_id: ca.id,
             key_id,
             name: name.clone(),
-            handle: KeyHandle {
-                uri: key.uri.parse()?,
-                sealed: key.sealed.clone(),
-            },
+            handle,
             digest: TemplateProperties::from_json(&ca.cert.properties)
                 .ok()
                 .and_then(|p| p.digest_algorithm)
@@ -213,24 +190,13 @@ impl Manager {
         let CrlKey {
             name, handle, info, ..
         } = key;
-        let signer = self
-            .keys
-            .provider(&handle.uri)?
-            .signer_with_public_key(&handle, &info.public_key)?;
-        if signer.public_key() != &info.public_key {
-            return Err(ManagerError::Key(crate::error::KeyError::Verification(
-                format!("the key of CA \"{name}\" does not match its certificate"),
-            )));
-        }
+        let signer = self.ca_signer(&name, &handle, &info)?;
         let scheme = signature_scheme_for(signer.as_ref(), key.digest, &name)?;
         Ok(CrlSigner {
             ca_id: key.ca_id,
             key_id: key.key_id,
             signer: X509Signer::new(signer, scheme)?,
-            key_identifier: info
-                .subject_key_identifier
-                .clone()
-                .unwrap_or_else(|| x509::key_identifier(info.public_key.owned_to_ref())),
+            key_identifier: super::signing_key_identifier(&info),
             issuer: info.subject_name,
         })
     }
@@ -318,7 +284,7 @@ impl Manager {
             ca_id: ca.id,
             number,
             this_update: now,
-            next_update: to_unix(spec.next_update),
+            next_update: super::unix_secs(spec.next_update),
             entries,
             der,
         })?;
@@ -493,6 +459,9 @@ impl Manager {
     /// `crl renew`: every CA whose CRL is made here, each in its own transaction.
     pub fn renew_all_crls(&self) -> Vec<CrlRenewal> {
         self.renew_where(|_| true, None)
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
     }
 
     /// Renews one CA's CRL: the key reached first, then one write transaction. With
@@ -517,7 +486,7 @@ impl Manager {
         &self,
         due: impl Fn(&CertificateRecord) -> bool,
         max_age: Option<Duration>,
-    ) -> Vec<CrlRenewal> {
+    ) -> Vec<(i64, CrlRenewal)> {
         let cas = match self
             .store
             .begin(TxnMode::Read)
@@ -538,16 +507,22 @@ impl Manager {
             }) {
             Ok(c) => c,
             Err(e) => {
-                return vec![CrlRenewal {
-                    ca: String::new(),
-                    result: Err(e),
-                }]
+                return vec![(
+                    0,
+                    CrlRenewal {
+                        ca: String::new(),
+                        result: Err(e),
+                    },
+                )]
             }
         };
         cas.into_iter()
-            .map(|ca| CrlRenewal {
-                result: self.renew_crl_of(ca.id, max_age),
-                ca: ca.cert.name,
+            .map(|ca| {
+                let renewal = CrlRenewal {
+                    result: self.renew_crl_of(ca.id, max_age),
+                    ca: ca.cert.name,
+                };
+                (ca.id, renewal)
             })
             .collect()
     }
@@ -563,21 +538,13 @@ impl Manager {
                 .contains(&id)
         };
         let mut out = self.renew_where(|ca| !failed_on_pin(ca.id), Some(max_age));
-        for r in &mut out {
+        for (id, r) in &mut out {
             if let Err(e) = &r.result {
                 if is_pin_error(e) {
-                    let id = {
-                        let txn = self.store.begin(TxnMode::Read);
-                        txn.ok()
-                            .and_then(|t| t.certificate(&r.ca).ok().flatten())
-                            .map(|c| c.id)
-                    };
-                    if let Some(id) = id {
-                        self.crl_pin_failures
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(id);
-                    }
+                    self.crl_pin_failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(*id);
                     r.result = Err(ManagerError::refused(
                         format!("{e}; not tried again until restart (a PIN try is precious)"),
                         None,
@@ -585,7 +552,7 @@ impl Manager {
                 }
             }
         }
-        out
+        out.into_iter().map(|(_, r)| r).collect()
     }
 
     // ------------------------------------------------------------- serving
@@ -779,7 +746,7 @@ impl Manager {
             if next < now {
                 return Err(refuse(format!(
                     "it expired at {} (nextUpdate)",
-                    fmt_unix(to_unix(next))
+                    fmt_unix(super::unix_secs(next))
                 )));
             }
         }
@@ -796,7 +763,7 @@ impl Manager {
         if let Some(old) = txn.downloaded_crl(signer.id)? {
             let older = match (info.number, old.number) {
                 (Some(new), Some(held)) => new < held,
-                _ => to_unix(info.this_update) < old.this_update,
+                _ => super::unix_secs(info.this_update) < old.this_update,
             };
             if older {
                 return Err(refuse(format!(
@@ -810,8 +777,8 @@ impl Manager {
             certificate_id: signer.id,
             url: target.url.clone(),
             number: info.number,
-            this_update: to_unix(info.this_update),
-            next_update: info.next_update.map(to_unix),
+            this_update: super::unix_secs(info.this_update),
+            next_update: info.next_update.map(super::unix_secs),
             entries: info.entries as i64,
             der: der.to_vec(),
             fetched_at: unix_now(),
@@ -934,10 +901,13 @@ fn read_settings(txn: &dyn Transaction) -> crate::store::Result<Settings> {
 /// its real issuer publishes (with `valid_only`, not expired).
 fn local_cas(txn: &dyn Transaction, valid_only: bool) -> Result<Vec<CertificateRecord>> {
     let now = SystemTime::now();
-    let with_crl: HashSet<i64> = txn.crl_summaries()?.iter().map(|c| c.ca_id).collect();
     let mut out = Vec::new();
-    for c in txn.certificates()? {
-        if c.cert.key_id.is_none() || !with_crl.contains(&c.id) {
+    // From the CRL rows, not from every certificate: the timer runs this every minute.
+    for crl in txn.crl_summaries()? {
+        let Some(c) = txn.certificate_by_id(crl.ca_id)? else {
+            continue;
+        };
+        if c.cert.key_id.is_none() {
             continue;
         }
         let Ok(info) = x509::inspect_certificate(&c.cert.der) else {

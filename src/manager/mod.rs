@@ -248,7 +248,7 @@ pub(crate) fn not_found(kind: &'static str, name: &str) -> ManagerError {
     }
 }
 
-fn unix_secs(t: SystemTime) -> i64 {
+pub(crate) fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
@@ -586,34 +586,9 @@ impl Manager {
                 None,
             ));
         }
-        let key_id = rec.cert.key_id.clone().ok_or_else(|| {
-            ManagerError::refused(
-                format!("CA \"{ca}\" has no private key here, so it cannot sign"),
-                Some("import the CA's private key, or sign with a CA whose print flags show K"),
-            )
-        })?;
-        let key = txn.key(&key_id)?.ok_or_else(|| {
-            ManagerError::Store(crate::error::StoreError::Corrupt(format!(
-                "key {key_id} of \"{ca}\" is missing"
-            )))
-        })?;
-        let handle = KeyHandle {
-            uri: key.uri.parse()?,
-            sealed: key.sealed.clone(),
-        };
-        let signer = self
-            .keys
-            .provider(&handle.uri)?
-            .signer_with_public_key(&handle, &info.public_key)?;
-        if signer.public_key() != &info.public_key {
-            return Err(ManagerError::Key(KeyError::Verification(format!(
-                "the key of CA \"{ca}\" does not match its certificate"
-            ))));
-        }
-        let key_identifier = info
-            .subject_key_identifier
-            .clone()
-            .unwrap_or_else(|| x509::key_identifier(info.public_key.owned_to_ref()));
+        let (_, handle) = ca_key_handle(txn, &rec)?;
+        let signer = self.ca_signer(ca, &handle, &info)?;
+        let key_identifier = signing_key_identifier(&info);
         Ok(LoadedIssuer {
             id: rec.id,
             name: rec.cert.name.clone(),
@@ -622,6 +597,26 @@ impl Manager {
             crl_host: rec.cert.ca_crl_host.clone(),
             signer,
         })
+    }
+
+    /// The signer of CA `ca`'s key (reaching it: token login, PIN), checked against the
+    /// CA's certificate.
+    pub(crate) fn ca_signer(
+        &self,
+        ca: &str,
+        handle: &KeyHandle,
+        info: &x509::CertificateInfo,
+    ) -> Result<Arc<dyn KeySigner>> {
+        let signer = self
+            .keys
+            .provider(&handle.uri)?
+            .signer_with_public_key(handle, &info.public_key)?;
+        if signer.public_key() != &info.public_key {
+            return Err(ManagerError::Key(KeyError::Verification(format!(
+                "the key of CA \"{ca}\" does not match its certificate"
+            ))));
+        }
+        Ok(signer)
     }
 
     /// Checks a template against its issuer and works out everything the certificates made
@@ -1719,6 +1714,38 @@ impl Manager {
         txn.certificate(name)?
             .ok_or_else(|| not_found("certificate", name))
     }
+}
+
+/// The key of CA `rec` as the store knows it: its store id and handle.
+pub(crate) fn ca_key_handle(
+    txn: &dyn Transaction,
+    rec: &CertificateRecord,
+) -> Result<(String, KeyHandle)> {
+    let ca = &rec.cert.name;
+    let key_id = rec.cert.key_id.clone().ok_or_else(|| {
+        ManagerError::refused(
+            format!("CA \"{ca}\" has no private key here, so it cannot sign"),
+            Some("import the CA's private key, or sign with a CA whose print flags show K"),
+        )
+    })?;
+    let key = txn.key(&key_id)?.ok_or_else(|| {
+        ManagerError::Store(crate::error::StoreError::Corrupt(format!(
+            "key {key_id} of \"{ca}\" is missing"
+        )))
+    })?;
+    let handle = KeyHandle {
+        uri: key.uri.parse()?,
+        sealed: key.sealed.clone(),
+    };
+    Ok((key_id, handle))
+}
+
+/// The identifier of a CA's key, as the AKI of what it signs: its certificate's SKI, else
+/// derived from the key.
+pub(crate) fn signing_key_identifier(info: &x509::CertificateInfo) -> Vec<u8> {
+    info.subject_key_identifier
+        .clone()
+        .unwrap_or_else(|| x509::key_identifier(info.public_key.owned_to_ref()))
 }
 
 /// The scheme `signer` signs with for `digest-algorithm` (or its default), refused as a

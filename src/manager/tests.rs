@@ -126,9 +126,8 @@ fn token_location() -> KeyLocation {
     KeyLocation::Uri("pkcs11:token=fake".parse().unwrap())
 }
 
-#[test]
-fn a_ca_on_a_token_issues_and_shows_flag_c() {
-    let (_d, m, token) = manager_with_token();
+/// An EC CA named "ca", its key where `location` says.
+fn make_ca(m: &Manager, location: KeyLocation) -> Entry {
     m.add_template(
         "ca-tpl",
         None,
@@ -139,14 +138,19 @@ fn a_ca_on_a_token_issues_and_shows_flag_c() {
         ]),
     )
     .unwrap();
-    let ca = m
-        .sign(&SignRequest {
-            template: "ca-tpl".into(),
-            name: Some("ca".into()),
-            key_location: token_location(),
-            ..Default::default()
-        })
-        .unwrap();
+    m.sign(&SignRequest {
+        template: "ca-tpl".into(),
+        name: Some("ca".into()),
+        key_location: location,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_ca_on_a_token_issues_and_shows_flag_c() {
+    let (_d, m, token) = manager_with_token();
+    let ca = make_ca(&m, token_location());
     assert_eq!(ca.flags.to_string(), "KCAT");
     assert!(ca
         .text("smart-card-key")
@@ -340,23 +344,7 @@ fn signing_with_a_ca_without_private_key_is_refused_and_changes_nothing() {
 #[test]
 fn scheduled_crl_renewal_does_not_retry_a_wrong_pin_but_retries_an_absent_token() {
     let (_d, m, token) = manager_with_token();
-    m.add_template(
-        "ca-tpl",
-        None,
-        &props(&[
-            ("common-name", "ca"),
-            ("key-usage", "key-cert-sign,crl-sign"),
-            ("key-type", "ec"),
-        ]),
-    )
-    .unwrap();
-    m.sign(&SignRequest {
-        template: "ca-tpl".into(),
-        name: Some("ca".into()),
-        key_location: token_location(),
-        ..Default::default()
-    })
-    .unwrap();
+    make_ca(&m, token_location());
     let number = |m: &Manager| m.crl_of("ca").unwrap().0;
     assert_eq!(number(&m), 1, "a new CA has CRL 1");
     // Due (max age 0): renewed.
@@ -395,22 +383,7 @@ fn scheduled_crl_renewal_does_not_retry_a_wrong_pin_but_retries_an_absent_token(
 #[test]
 fn an_expired_revoked_certificate_leaves_the_crl_after_a_crl_listed_it_past_expiry() {
     let (dir, m, _token) = manager_with_token();
-    m.add_template(
-        "ca-tpl",
-        None,
-        &props(&[
-            ("common-name", "ca"),
-            ("key-usage", "key-cert-sign,crl-sign"),
-            ("key-type", "ec"),
-        ]),
-    )
-    .unwrap();
-    m.sign(&SignRequest {
-        template: "ca-tpl".into(),
-        name: Some("ca".into()),
-        ..Default::default()
-    })
-    .unwrap();
+    make_ca(&m, KeyLocation::Software);
     for n in ["gone", "kept"] {
         m.add_template(n, None, &props(&[("common-name", n), ("key-type", "ec")]))
             .unwrap();

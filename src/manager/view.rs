@@ -300,7 +300,11 @@ fn certificate_entry(
     p.push(("authority", Value::Bool(flags.authority)));
     p.push(("issued", Value::Bool(flags.issued)));
     p.push(("revoked", Value::Bool(flags.revoked)));
-    if let Some(r) = txn.revocation(c.id)? {
+    let revocation = match c.revoked_at {
+        Some(_) => txn.revocation(c.id)?,
+        None => None,
+    };
+    if let Some(r) = revocation {
         p.push((
             "revoked-at",
             Value::Time(

@@ -83,16 +83,7 @@ impl RevocationReason {
 
     /// The RouterOS-style name.
     pub fn name(self) -> &'static str {
-        match self {
-            RevocationReason::Unspecified => "unspecified",
-            RevocationReason::KeyCompromise => "key-compromise",
-            RevocationReason::CaCompromise => "ca-compromise",
-            RevocationReason::AffiliationChanged => "affiliation-changed",
-            RevocationReason::Superseded => "superseded",
-            RevocationReason::CessationOfOperation => "cessation-of-operation",
-            RevocationReason::PrivilegeWithdrawn => "privilege-withdrawn",
-            RevocationReason::AaCompromise => "aa-compromise",
-        }
+        reason_name(self.crl_reason())
     }
 
     fn crl_reason(self) -> CrlReason {
@@ -289,14 +280,7 @@ pub fn build_crl(
 /// CRL lists none) and the encoded signature AlgorithmIdentifier and issuer of its TBS, without
 /// decoding the entries: how one more revocation reuses the previous CRL.
 pub fn revoked_entries(crl: &[u8]) -> Result<RawCrlParts<'_>, X509Error> {
-    let mut outer = SliceReader::new(crl)?;
-    let cert_list = Header::peek(&outer)?;
-    if cert_list.tag() != Tag::Sequence {
-        return Err(X509Error::Invalid("not a CRL".into()));
-    }
-    let outer_seq: der::asn1::AnyRef<'_> = outer.decode()?;
-    let mut seq = SliceReader::new(outer_seq.value())?;
-    let tbs: der::asn1::AnyRef<'_> = seq.decode()?;
+    let tbs: der::asn1::AnyRef<'_> = der::asn1::AnyRef::from_der(super::signed_part(crl)?)?;
     let mut r = SliceReader::new(tbs.value())?;
     let version: der::asn1::AnyRef<'_> = r.decode()?;
     if version.tag() != Tag::Integer || version.value() != [1] {
@@ -414,7 +398,7 @@ pub fn verify_crl_signature(
         })?;
     // The signature covers the TBS as received (a re-encoding could differ for a CRL made
     // elsewhere).
-    let tbs = tbs_bytes(der)?;
+    let tbs = super::signed_part(der)?;
     let sig = crl
         .signature
         .as_bytes()
@@ -423,59 +407,26 @@ pub fn verify_crl_signature(
         .map_err(|_| X509Error::Invalid("the CRL's signature does not verify".into()))
 }
 
-/// The encoded TBSCertList of a CRL, as it is in `der`.
-fn tbs_bytes(der: &[u8]) -> Result<&[u8], X509Error> {
-    let mut outer = SliceReader::new(der)?;
-    let seq: der::asn1::AnyRef<'_> = outer.decode()?;
-    let mut inner = SliceReader::new(seq.value())?;
-    Ok(inner.tlv_bytes()?)
-}
-
-/// The revocation of `serial` (big-endian magnitude) in a CRL, with its date and reason.
-pub fn find_revoked(
-    der: &[u8],
-    serial: &[u8],
-) -> Result<Option<(SystemTime, Option<u8>)>, X509Error> {
-    let crl: CertificateList = CertificateList::from_der(der)?;
-    let serial = strip_zeros(serial);
-    for entry in crl.tbs_cert_list.revoked_certificates.iter().flatten() {
-        if strip_zeros(entry.serial_number.as_bytes()) == serial {
-            let reason = entry
-                .crl_entry_extensions
-                .iter()
-                .flatten()
-                .find(|e| e.extn_id == <CrlReason as const_oid::AssociatedOid>::OID)
-                .and_then(|e| CrlReason::from_der(e.extn_value.as_bytes()).ok())
-                .map(|r| r as u8);
-            return Ok(Some((entry.revocation_date.to_system_time(), reason)));
-        }
+/// The RouterOS-style name of a CRLReason (of any CRL, so also the ones certman never gives).
+pub fn reason_name(r: CrlReason) -> &'static str {
+    match r {
+        CrlReason::Unspecified => "unspecified",
+        CrlReason::KeyCompromise => "key-compromise",
+        CrlReason::CaCompromise => "ca-compromise",
+        CrlReason::AffiliationChanged => "affiliation-changed",
+        CrlReason::Superseded => "superseded",
+        CrlReason::CessationOfOperation => "cessation-of-operation",
+        CrlReason::CertificateHold => "certificate-hold",
+        CrlReason::RemoveFromCRL => "remove-from-crl",
+        CrlReason::PrivilegeWithdrawn => "privilege-withdrawn",
+        CrlReason::AaCompromise => "aa-compromise",
     }
-    Ok(None)
 }
 
 /// A serial's magnitude: without the leading zero octets DER puts before a high bit.
 pub fn strip_zeros(serial: &[u8]) -> &[u8] {
     let first = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
     &serial[first..]
-}
-
-/// A DER CRL from PEM (`X509 CRL`) or DER input.
-pub fn crl_der_from_bytes(bytes: &[u8]) -> Result<Vec<u8>, X509Error> {
-    let trimmed = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map_or(bytes, |i| &bytes[i..]);
-    if trimmed.starts_with(b"-----BEGIN") {
-        let (label, der) = der::pem::decode_vec(trimmed)
-            .map_err(|e| X509Error::Invalid(format!("not a PEM CRL: {e}")))?;
-        if label != "X509 CRL" {
-            return Err(X509Error::Invalid(format!(
-                "a PEM \"{label}\" block, not an X509 CRL"
-            )));
-        }
-        return Ok(der);
-    }
-    Ok(bytes.to_vec())
 }
 
 #[cfg(test)]

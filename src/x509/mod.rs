@@ -529,6 +529,25 @@ pub fn inspect_certificate(der: &[u8]) -> Result<CertificateInfo, X509Error> {
     })
 }
 
+/// The to-be-signed part of a SIGNED{…} structure (certificate, CRL): the first element of
+/// the outer SEQUENCE, exactly as encoded.
+pub(crate) fn signed_part(der: &[u8]) -> Result<&[u8], der::Error> {
+    use der::{Decode, Reader};
+    let mut r = der::SliceReader::new(der)?;
+    der::Header::decode(&mut r)?
+        .tag()
+        .assert_eq(der::Tag::Sequence)?;
+    r.tlv_bytes()
+}
+
+/// RouterOS date format in the local time zone: `nov/25/2026 02:16:20`.
+pub fn routeros_time(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Local>::from(t)
+        .format("%b/%d/%Y %H:%M:%S")
+        .to_string()
+        .to_lowercase()
+}
+
 /// A certificate's fingerprint: SHA-256 of its DER, lower-case hex (RouterOS v6.18+).
 pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))

@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use const_oid::AssociatedOid;
 use der::flagset::FlagSet;
-use der::{Decode, Encode, Header, Reader, SliceReader, Tag};
+use der::{Decode, Encode, Reader, SliceReader};
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use spki::ObjectIdentifier;
 use webpki::{
@@ -347,14 +347,6 @@ fn first_tlv(der: &[u8]) -> Result<&[u8], der::Error> {
     SliceReader::new(der)?.tlv_bytes()
 }
 
-/// The to-be-signed part of a SIGNED{…} structure (certificate, CRL): the first element of
-/// the outer SEQUENCE, exactly as encoded.
-fn signed_part(der: &[u8]) -> Result<&[u8], der::Error> {
-    let mut r = SliceReader::new(der)?;
-    Header::decode(&mut r)?.tag().assert_eq(Tag::Sequence)?;
-    r.tlv_bytes()
-}
-
 /// Validates `input.target`. Never fails: a certificate that cannot be processed is an
 /// `Invalid` verdict.
 pub fn validate(input: &PathInput<'_>) -> PathReport {
@@ -429,7 +421,7 @@ impl<'a> Node<'a> {
             subject_der: tbs.subject().to_der()?,
             issuer_der: tbs.issuer().to_der()?,
             serial: tbs.serial_number().as_bytes().to_vec(),
-            tbs: signed_part(der)?,
+            tbs: super::signed_part(der)?,
             scheme: SignatureScheme::from_algorithm_identifier(cert.signature_algorithm()),
             signature: cert.signature().raw_bytes().to_vec(),
             key_usage,
@@ -544,7 +536,7 @@ impl<'a> Crl<'a> {
         };
         Some(Crl {
             issuer_der: tbs.issuer.to_der().ok()?,
-            tbs: signed_part(der).ok()?,
+            tbs: super::signed_part(der).ok()?,
             scheme: SignatureScheme::from_algorithm_identifier(&list.signature_algorithm),
             number,
             this_update: tbs.this_update.to_system_time(),
@@ -616,7 +608,7 @@ impl<'a> Crl<'a> {
             .flatten()
             .find(|x| x.extn_id == CrlReason::OID)
             .and_then(|x| CrlReason::from_der(x.extn_value.as_bytes()).ok())
-            .map(|r| reason_name(r).to_owned());
+            .map(|r| super::crl::reason_name(r).to_owned());
         Some((e.revocation_date.to_system_time(), reason))
     }
 }
@@ -633,35 +625,11 @@ fn number_text(n: &[u8]) -> String {
     }
 }
 
-fn reason_name(r: CrlReason) -> &'static str {
-    match r {
-        CrlReason::Unspecified => "unspecified",
-        CrlReason::KeyCompromise => "key-compromise",
-        CrlReason::CaCompromise => "ca-compromise",
-        CrlReason::AffiliationChanged => "affiliation-changed",
-        CrlReason::Superseded => "superseded",
-        CrlReason::CessationOfOperation => "cessation-of-operation",
-        CrlReason::CertificateHold => "certificate-hold",
-        CrlReason::RemoveFromCRL => "remove-from-crl",
-        CrlReason::PrivilegeWithdrawn => "privilege-withdrawn",
-        CrlReason::AaCompromise => "aa-compromise",
-    }
-}
-
 fn unix(t: SystemTime) -> UnixTime {
     UnixTime::since_unix_epoch(
         t.duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or(Duration::ZERO),
     )
-}
-
-/// A time in a verdict's text: RouterOS format in the local time zone, as
-/// `cli::output::routeros_time` prints (x509 does not depend on cli).
-fn show_time(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Local>::from(t)
-        .format("%b/%d/%Y %H:%M:%S")
-        .to_string()
-        .to_lowercase()
 }
 
 type Fail = (Failure, String);
@@ -971,14 +939,16 @@ impl<'a> Engine<'a> {
                 };
                 Some((
                     Failure::Revoked,
-                    format!("{what} revoked at {}{why}", show_time(*at)),
+                    format!("{what} revoked at {}{why}", super::routeros_time(*at)),
                 ))
             }
             Revocation::CrlExpired { crl } => Some((
                 Failure::RevocationUnknown,
                 format!(
                     "revocation status unknown: the CRL of {issuer} expired at {}",
-                    crl.next_update.map(show_time).unwrap_or_default()
+                    crl.next_update
+                        .map(super::routeros_time)
+                        .unwrap_or_default()
                 ),
             )),
             Revocation::NoCrl if ignored.is_empty() => Some((
@@ -1048,13 +1018,16 @@ impl<'a> Engine<'a> {
                 Failure::NotYetValid,
                 format!(
                     "{subject}is not valid before {}",
-                    show_time(n.info.not_before)
+                    super::routeros_time(n.info.not_before)
                 ),
             ))
         } else if now > unix(n.info.not_after) {
             Some((
                 Failure::Expired,
-                format!("{subject}expired at {}", show_time(n.info.not_after)),
+                format!(
+                    "{subject}expired at {}",
+                    super::routeros_time(n.info.not_after)
+                ),
             ))
         } else {
             None
@@ -1174,7 +1147,7 @@ impl<'a> Engine<'a> {
         }
         // Newest first.
         usable.sort_by(|a, b| b.order_key().cmp(&a.order_key()));
-        let hold = reason_name(CrlReason::CertificateHold);
+        let hold = super::crl::reason_name(CrlReason::CertificateHold);
         // Listed on any of them: revoked, unless on hold and a newer CRL no longer lists it.
         let revoked = usable.iter().enumerate().find_map(|(pos, c)| {
             let (at, reason) = c.entry(&cert.serial)?;
@@ -1211,7 +1184,7 @@ impl<'a> Engine<'a> {
                         Failure::Expired,
                         format!(
                             "a certificate of the chain expired at {}",
-                            show_time(
+                            super::routeros_time(
                                 SystemTime::UNIX_EPOCH + Duration::from_secs(not_after.as_secs())
                             )
                         ),
@@ -1230,7 +1203,7 @@ impl<'a> Engine<'a> {
                         Failure::NotYetValid,
                         format!(
                             "a certificate of the chain is not valid before {}",
-                            show_time(
+                            super::routeros_time(
                                 SystemTime::UNIX_EPOCH + Duration::from_secs(not_before.as_secs())
                             )
                         ),

@@ -354,6 +354,107 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+// ---- CRLs, checked by OpenSSL
+
+/// `crl export CA file-name=-`: the CA's current CRL, DER.
+pub fn crl_der(env: &Env, ca: &str) -> Vec<u8> {
+    let out = env.run(&["crl", "export", ca, "file-name=-"]);
+    assert_success(&out, "crl export");
+    out.stdout
+}
+
+/// `crl export CA` to `<CA>-<tag>.crl` (DER); returns the path.
+pub fn export_crl(env: &Env, ca: &str, tag: &str) -> PathBuf {
+    let file = format!("{ca}-{tag}.crl");
+    env.ok(&["crl", "export", ca, &format!("file-name={file}")]);
+    env.path(&file)
+}
+
+/// `openssl crl -text` of a DER CRL.
+pub fn crl_text(crl: &Path) -> String {
+    openssl(
+        &["crl", "-inform", "DER", "-in", p(crl), "-noout", "-text"],
+        Path::new("/"),
+    )
+}
+
+/// The CRL's number, as OpenSSL reads it.
+pub fn crl_number(crl: &Path) -> u64 {
+    let out = openssl(
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            p(crl),
+            "-noout",
+            "-crlnumber",
+        ],
+        Path::new("/"),
+    );
+    let hex = out.trim().trim_start_matches("crlNumber=0x");
+    u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("crl number in {out:?}"))
+}
+
+/// `openssl crl -verify` against the CA certificate passes.
+pub fn assert_crl_signed_by(crl: &Path, ca_crt: &Path) {
+    let out = openssl_output(
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            p(crl),
+            "-noout",
+            "-CAfile",
+            p(ca_crt),
+            "-verify",
+        ],
+        Path::new("/"),
+    );
+    assert!(
+        out.status.success() && stderr(&out).contains("verify OK"),
+        "openssl crl -verify: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+/// A PEM copy of a DER CRL (openssl verify -CRLfile wants PEM).
+pub fn crl_pem(crl: &Path) -> PathBuf {
+    let out = crl.with_extension("pem");
+    openssl(
+        &["crl", "-inform", "DER", "-in", p(crl), "-out", p(&out)],
+        Path::new("/"),
+    );
+    out
+}
+
+/// `openssl verify -crl_check_all -CAfile root [-untrusted …] [-CRLfile …] crt`.
+pub fn openssl_verify_crl(
+    root: &Path,
+    untrusted: &[&Path],
+    crls: &[&Path],
+    crt: &Path,
+) -> (bool, String) {
+    let pems: Vec<PathBuf> = crls.iter().map(|c| crl_pem(c)).collect();
+    let mut args = vec!["verify", "-crl_check_all", "-CAfile", p(root)];
+    for u in untrusted {
+        args.push("-untrusted");
+        args.push(p(u));
+    }
+    for c in &pems {
+        args.push("-CRLfile");
+        args.push(p(c));
+    }
+    args.push(p(crt));
+    let out = openssl_output(&args, Path::new("/"));
+    (
+        out.status.success(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
 /// `openssl x509 -text` of a PEM certificate.
 pub fn cert_text(crt: &Path) -> String {
     openssl(&["x509", "-in", p(crt), "-noout", "-text"], Path::new("/"))
