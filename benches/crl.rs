@@ -19,8 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use certman::app::{AppOptions, StoreLocation};
 use certman::manager::TemplateProperties;
-use certman::manager::{ExportRequest, ExportType, Manager, OpenOptions, SignRequest};
+use certman::manager::{ExportRequest, ExportType, SignRequest};
+use certman::seal::SealingKeySource;
 use certman::secret::Passphrase;
 use certman::store::sqlite::SqliteStore;
 use certman::store::{Store, TxnMode};
@@ -140,9 +142,11 @@ fn run(cfg: &Config, work: &Path, kind: &'static str) -> Outcome {
     let machine_id = dir.join("machine-id");
     std::fs::write(&machine_id, "5b8c1de04a2f4c6b9a7e3f1d2c4b6a80\n").expect("machine-id");
     let store_dir = dir.join("store");
-    let mut options = OpenOptions::new(&store_dir);
-    options.machine_id_file = machine_id;
-    let manager = Manager::open(&options).expect("open store");
+    let mut options = AppOptions::new(StoreLocation::Sqlite {
+        dir: store_dir.clone(),
+    });
+    options.sealing_key = SealingKeySource::MachineId { path: machine_id };
+    let manager = certman::app::open(&options).expect("open store");
     let (kt, ks) = match kind {
         "p256" => ("ec", "prime256v1"),
         _ => ("rsa", "2048"),

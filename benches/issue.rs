@@ -36,9 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use certman::manager::{
-    ExportRequest, ExportType, Manager, OpenOptions, SignRequest, TemplateProperties,
-};
+use certman::manager::{ExportRequest, ExportType, SignRequest, TemplateProperties};
 use certman::store::sqlite::SqliteStore;
 use certman::store::{Store, TxnMode};
 
@@ -553,9 +551,13 @@ fn certman_run(
 ) -> CertmanRun {
     let dir = work.join(format!("certman-{}-{threads}t", kind.slug()));
     let store_dir = dir.join("store");
-    let mut options = OpenOptions::new(&store_dir);
-    options.machine_id_file = machine_id.to_owned();
-    let manager = Manager::open(&options).expect("cannot open the certman store");
+    let mut options = certman::app::AppOptions::new(certman::app::StoreLocation::Sqlite {
+        dir: store_dir.clone(),
+    });
+    options.sealing_key = certman::seal::SealingKeySource::MachineId {
+        path: machine_id.to_owned(),
+    };
+    let manager = certman::app::open(&options).expect("cannot open the certman store");
 
     let mut ca_props = props(&[
         ("common-name", "certman bench CA"),

@@ -42,14 +42,9 @@ pub enum KeyError {
     /// The backend cannot do what was asked (e.g. export a key that lives on a token).
     #[error("{0}")]
     NotCapable(String),
-    /// The sealed key could not be opened: wrong machine id, or the store was tampered with.
-    #[error(
-        "cannot unseal key {id}: the store's keys were sealed on another machine or were altered"
-    )]
-    Unseal {
-        /// the key's store id
-        id: String,
-    },
+    /// A sealed software key could not be opened, or a key could not be sealed.
+    #[error(transparent)]
+    Seal(#[from] SealError),
     /// A PIN or token-state problem (wrong PIN, locked, final try).
     #[error("{0}")]
     Pin(String),
@@ -106,6 +101,31 @@ pub enum SecretError {
     NoTerminal(String, String),
 }
 
+/// Errors of sealing secrets at rest (`seal`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The sealing key's source could not be read (the machine id, …).
+    #[error("cannot read {what}: {reason}")]
+    Source {
+        /// the source, and how to name another
+        what: String,
+        /// why
+        reason: String,
+    },
+    /// A sealed secret did not open: another machine's (or store's) sealing key, or altered.
+    #[error(
+        "cannot unseal {what}: the store's secrets were sealed on another machine or were altered"
+    )]
+    Unseal {
+        /// what it is (never the secret)
+        what: String,
+    },
+    /// The cipher or the random generator failed.
+    #[error("sealing: {0}")]
+    Crypto(&'static str),
+}
+
 /// Errors of the certificate-format layer (`x509/`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -157,6 +177,9 @@ pub enum StoreError {
     /// A row holds something that does not decode.
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// The store location is not one this build can open.
+    #[error("store location: {0}")]
+    Location(String),
     /// Another process holds the store for too long.
     #[error("store is busy (locked by another certman process)")]
     Busy,
@@ -206,6 +229,9 @@ pub enum ManagerError {
     /// Secret could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// A secret at rest could not be sealed or opened.
+    #[error(transparent)]
+    Seal(#[from] SealError),
     /// The operation ran and its outcome is a failure (a certificate that does not verify,
     /// CRL downloads that failed); the details were printed.
     #[error("{0}")]
@@ -235,9 +261,10 @@ impl ManagerError {
             ManagerError::InvalidValue(_) => ExitCode::Usage,
             ManagerError::NotFound { .. } => ExitCode::NotFound,
             ManagerError::Refused { .. } => ExitCode::Refused,
-            ManagerError::File { .. } | ManagerError::Store(_) | ManagerError::Failed(_) => {
-                ExitCode::Failed
-            }
+            ManagerError::File { .. }
+            | ManagerError::Store(_)
+            | ManagerError::Seal(_)
+            | ManagerError::Failed(_) => ExitCode::Failed,
             ManagerError::Secret(_) => ExitCode::Usage,
             ManagerError::Key(k) | ManagerError::X509(X509Error::Key(k)) => key_exit_code(k),
             ManagerError::X509(_) => ExitCode::Failed,

@@ -6,11 +6,13 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod app;
 pub mod cli;
 pub mod error;
 pub mod fsutil;
 pub mod keys;
 pub mod manager;
+pub mod seal;
 pub mod secret;
 pub mod service;
 pub mod store;

@@ -11,11 +11,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use certman::keys::pkcs11::{Pkcs11Options, Pkcs11Provider};
-use certman::keys::soft::{Sealer, SoftProvider};
+use certman::keys::soft::SoftProvider;
 use certman::keys::{
     card_verify, verify::verify_signature, EcCurve, GenerateRequest, HashAlgorithm, KeyAlgorithm,
     KeyHandle, KeyProvider, KeyUri, SignatureScheme, X509Signer,
 };
+use certman::seal::Sealer;
 use certman::x509::{self, CertificateSpec, SubjectFields};
 use der::referenced::OwnedToRef;
 
@@ -37,9 +38,9 @@ struct Backend {
 fn soft() -> Backend {
     Backend {
         name: "software",
-        provider: Arc::new(SoftProvider::new(
+        provider: Arc::new(SoftProvider::new(Arc::new(
             Sealer::new(b"conformance-machine-id-0123456789", b"salt").unwrap(),
-        )),
+        ))),
         location: None,
         other_location: None,
         algorithms: vec![

@@ -27,8 +27,9 @@ use std::process::ExitCode;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, Subcommand};
 
+use crate::app::{AppOptions, StoreLocation};
 use crate::error::ManagerError;
-use crate::manager::{Manager, OpenOptions};
+use crate::manager::Manager;
 
 /// certman — the RouterOS /certificate manager, with keys on tokens, cards or sealed in software.
 #[derive(Debug, Parser)]
@@ -123,7 +124,7 @@ impl Ctx {
     }
 
     /// Opens the manager; `store`/`tokens` (a config file's) are used where the command line
-    /// and environment name none; `read_connection`: see [`OpenOptions::read_connection`].
+    /// and environment name none; `read_connection`: see [`AppOptions::read_connection`].
     pub fn manager_with(
         &self,
         store: Option<&std::path::Path>,
@@ -138,11 +139,11 @@ impl Ctx {
             Some(t) if !self.tokens_given => t.to_owned(),
             _ => self.tokens_dir.clone(),
         };
-        let mut options = OpenOptions::new(store_dir);
+        let mut options = AppOptions::new(StoreLocation::parse(&store_dir)?);
         options.tokens_dir = Some(tokens_dir);
         options.force_last_pin_try = self.force_last_pin_try;
         options.read_connection = read_connection;
-        Manager::open(&options)
+        crate::app::open(&options)
     }
 }
 

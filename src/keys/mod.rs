@@ -183,8 +183,6 @@ pub struct KeyRouter {
     soft: Arc<dyn KeyProvider>,
     providers: Vec<(Scheme, Arc<dyn KeyProvider>)>,
     profiles: profile::Profiles,
-    /// seals secrets the store keeps (CA export passphrases) as it seals software keys
-    sealer: Option<Arc<soft::Sealer>>,
     pkcs11: Option<Arc<pkcs11::Pkcs11Provider>>,
     #[cfg(feature = "pcsc")]
     piv: Option<Arc<piv::PivProvider>>,
@@ -193,8 +191,8 @@ pub struct KeyRouter {
 /// What the key layer is built from.
 #[derive(Debug)]
 pub struct KeysConfig {
-    /// seals software keys
-    pub sealer: soft::Sealer,
+    /// seals software keys at rest (the `seal` room's sealer, shared with the manager)
+    pub sealer: Arc<crate::seal::Sealer>,
     /// token profiles directory
     pub tokens_dir: Option<std::path::PathBuf>,
     /// spend a PIN try a token reports as the last one
@@ -226,7 +224,6 @@ impl KeyRouter {
             soft,
             providers: Vec::new(),
             profiles: profile::Profiles::default(),
-            sealer: None,
             pkcs11: None,
             #[cfg(feature = "pcsc")]
             piv: None,
@@ -255,11 +252,7 @@ impl KeyRouter {
             }
         }
         let pkcs11 = Arc::new(pkcs11::Pkcs11Provider::new(options));
-        let sealer = Arc::new(config.sealer);
-        let mut router = KeyRouter::new(Arc::new(soft::SoftProvider::with_shared_sealer(
-            sealer.clone(),
-        )));
-        router.sealer = Some(sealer);
+        let mut router = KeyRouter::new(Arc::new(soft::SoftProvider::new(config.sealer)));
         router.register(Scheme::Pkcs11, pkcs11.clone());
         router.pkcs11 = Some(pkcs11);
         #[cfg(feature = "pcsc")]
@@ -272,23 +265,6 @@ impl KeyRouter {
         }
         router.profiles = profiles;
         Ok(router)
-    }
-
-    /// Seals a secret for the store (bound to `label`), as software keys are sealed.
-    pub fn seal_secret(&self, label: &str, secret: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.sealer
-            .as_ref()
-            .ok_or_else(|| KeyError::NotCapable("no sealing key".into()))?
-            .seal(label, secret)
-    }
-
-    /// Opens a secret sealed with [`KeyRouter::seal_secret`].
-    pub fn open_secret(&self, label: &str, sealed: &[u8]) -> Result<SecretBytes, KeyError> {
-        self.sealer
-            .as_ref()
-            .ok_or_else(|| KeyError::NotCapable("no sealing key".into()))?
-            .open(label, sealed)
-            .map(SecretBytes::from)
     }
 
     /// Where `on-smart-card=PROFILE` puts a key.

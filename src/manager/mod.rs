@@ -17,45 +17,15 @@ pub use self::crl::{CrlRenewal, DownloadTarget, DownloadedCrl, ServedCrl, Settin
 pub use self::template::{TemplateProperties, TEMPLATE_PROPERTIES};
 pub use self::view::{Entry, Flags, Value};
 use crate::error::{KeyError, ManagerError, Result};
-use crate::keys::soft::{seal, Sealer};
 use crate::keys::{
     GenerateRequest, GeneratedKey, KeyHandle, KeyProvider, KeyRouter, KeySigner, KeyUri, X509Signer,
 };
+use crate::seal::{SealLabel, Sealer};
 use crate::secret::Passphrase;
-use crate::store::sqlite::SqliteStore;
 use crate::store::{
     now_micros, CertificateRecord, KeyRecord, NewCertificate, Store, Transaction, TxnMode,
 };
 use crate::x509::{self, CertificateSpec, IssuerInfo};
-
-/// How to open a manager.
-#[derive(Clone, Debug)]
-pub struct OpenOptions {
-    /// the store directory
-    pub store_dir: PathBuf,
-    /// the machine-id file (default `/etc/machine-id`, or `$CERTMAN_MACHINE_ID_FILE`)
-    pub machine_id_file: PathBuf,
-    /// token profiles (`--tokens DIR`)
-    pub tokens_dir: Option<PathBuf>,
-    /// spend a PIN try that a token reports as its last (`--force-last-pin-try`)
-    pub force_last_pin_try: bool,
-    /// a second store connection for what `serve` answers (CRLs, health), so that requests
-    /// never wait behind a transaction that is signing on a token
-    pub read_connection: bool,
-}
-
-impl OpenOptions {
-    /// Options for a store directory, machine id from the environment's default.
-    pub fn new(store_dir: impl Into<PathBuf>) -> Self {
-        OpenOptions {
-            store_dir: store_dir.into(),
-            machine_id_file: seal::machine_id_path(),
-            tokens_dir: None,
-            force_last_pin_try: false,
-            read_connection: false,
-        }
-    }
-}
 
 /// Where `sign` puts the new certificate's key.
 #[derive(Clone, Debug, Default)]
@@ -222,10 +192,13 @@ pub struct SetRequest {
 pub struct Manager {
     store: Box<dyn Store>,
     keys: KeyRouter,
+    /// seals the secrets the store keeps besides software keys (CA export passphrases, keys
+    /// kept encrypted)
+    sealer: Arc<Sealer>,
     /// CAs whose scheduled CRL renewal failed on the PIN: not tried again by this process, so
     /// that a wrong PIN in a profile does not spend the token's tries one renewal at a time
     crl_pin_failures: std::sync::Mutex<HashSet<i64>>,
-    /// see [`OpenOptions::read_connection`]
+    /// a second connection for what `serve` answers, see [`Manager::with_read_store`]
     reads: Option<Box<dyn Store>>,
 }
 
@@ -313,31 +286,23 @@ pub fn crl_url(host: &str, ca_name: &str) -> String {
 }
 
 impl Manager {
-    /// Opens the store and the key providers.
-    pub fn open(options: &OpenOptions) -> Result<Self> {
-        let store = SqliteStore::open(&options.store_dir)?;
-        let machine_id = seal::read_machine_id(&options.machine_id_file)?;
-        let sealer = Sealer::new(&machine_id, store.salt())?;
-        let keys = KeyRouter::from_config(crate::keys::KeysConfig {
-            sealer,
-            tokens_dir: options.tokens_dir.clone(),
-            force_last_pin_try: options.force_last_pin_try,
-        })?;
-        let mut manager = Manager::with_parts(Box::new(store), keys);
-        if options.read_connection {
-            manager.reads = Some(Box::new(SqliteStore::open(&options.store_dir)?));
-        }
-        Ok(manager)
-    }
-
-    /// A manager over any store and key router (tests, other backends).
-    pub fn with_parts(store: Box<dyn Store>, keys: KeyRouter) -> Self {
+    /// A manager over a store, the key providers and the sealer of secrets at rest. The
+    /// composition root (`app.rs`) builds them; tests build their own.
+    pub fn with_parts(store: Box<dyn Store>, keys: KeyRouter, sealer: Arc<Sealer>) -> Self {
         Manager {
             store,
             keys,
+            sealer,
             crl_pin_failures: std::sync::Mutex::default(),
             reads: None,
         }
+    }
+
+    /// Gives the manager a second store connection for what `serve` answers (CRLs, health),
+    /// so that requests never wait behind a transaction that is signing on a token.
+    pub fn with_read_store(mut self, reads: Box<dyn Store>) -> Self {
+        self.reads = Some(reads);
+        self
     }
 
     /// The key router.
@@ -997,9 +962,7 @@ impl Manager {
         // A CA with a passphrase set by ca-set-passphrase exports its key with it.
         let stored_pass = match (&req.passphrase, stored_pass) {
             (None, Some(sealed)) => {
-                let bytes = self
-                    .keys
-                    .open_secret(&ca_passphrase_label(rec.id), &sealed)?;
+                let bytes = self.sealer.open(SealLabel::CaPassphrase(rec.id), &sealed)?;
                 Some(Passphrase::new(
                     String::from_utf8(bytes.secret_bytes().to_vec()).map_err(|_| {
                         ManagerError::Store(crate::error::StoreError::Corrupt(
@@ -1120,8 +1083,8 @@ impl Manager {
                 None,
             ));
         }
-        let sealed = self.keys.seal_secret(
-            &ca_passphrase_label(rec.id),
+        let sealed = self.sealer.seal(
+            SealLabel::CaPassphrase(rec.id),
             passphrase.secret_str().as_bytes(),
         )?;
         txn.set_ca_passphrase(rec.id, &sealed)?;
@@ -1313,7 +1276,7 @@ impl Manager {
             // v2.8: without a passphrase an encrypted key is kept, sealed and still
             // encrypted (flag Q on the certificate of the same file), until `decrypt`.
             for enc in &contents.encrypted_keys {
-                let sealed = self.keys.seal_secret(ENCRYPTED_KEY_LABEL, enc)?;
+                let sealed = self.sealer.seal(SealLabel::EncryptedKey, enc)?;
                 txn.insert_encrypted_key(&sealed, file_certificate)?;
                 report.keys_kept_encrypted += 1;
                 imported = true;
@@ -1342,7 +1305,7 @@ impl Manager {
             if k.key_id.is_some() {
                 continue;
             }
-            let enc = self.keys.open_secret(ENCRYPTED_KEY_LABEL, &k.sealed)?;
+            let enc = self.sealer.open(SealLabel::EncryptedKey, &k.sealed)?;
             let Ok(pkcs8) =
                 x509::import::open_encrypted_key(enc.secret_bytes(), passphrase.secret_str())
             else {
@@ -1800,14 +1763,6 @@ fn give_key(txn: &mut dyn Transaction, certificate_id: i64, key: &GeneratedKey) 
     })?;
     txn.set_certificate_key(certificate_id, &key.uri.store_id())?;
     Ok(())
-}
-
-/// What keys kept encrypted are sealed under.
-const ENCRYPTED_KEY_LABEL: &str = "encrypted-key";
-
-/// What a CA's sealed export passphrase is bound to.
-fn ca_passphrase_label(certificate_id: i64) -> String {
-    format!("ca-passphrase:{certificate_id}")
 }
 
 fn with_extension(base: &Path, ext: &str) -> PathBuf {

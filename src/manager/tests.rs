@@ -39,9 +39,9 @@ impl KeySigner for FailingSigner {
 impl FakeToken {
     fn new() -> Self {
         FakeToken {
-            soft: SoftProvider::new(
+            soft: SoftProvider::new(Arc::new(
                 Sealer::new(b"fake-token-machine-id-0123456789", b"s").unwrap(),
-            ),
+            )),
             keys: Mutex::new(HashMap::new()),
             deleted: AtomicUsize::new(0),
             fail_signing: AtomicBool::new(false),
@@ -105,14 +105,27 @@ impl KeyProvider for FakeToken {
     }
 }
 
+/// A store in `dir` (the embedded kind, opened as the composition root opens it).
+fn open_store(dir: &std::path::Path) -> Box<dyn Store> {
+    crate::app::open_store(&crate::app::StoreLocation::Sqlite { dir: dir.into() }).unwrap()
+}
+
+/// A manager over a store in `dir` with software keys only.
+fn soft_manager(dir: &std::path::Path) -> Manager {
+    let store = open_store(dir);
+    let sealer = Arc::new(Sealer::new(b"unit-test-machine-id-0123456789ab", store.salt()).unwrap());
+    let router = KeyRouter::new(Arc::new(SoftProvider::new(sealer.clone())));
+    Manager::with_parts(store, router, sealer)
+}
+
 fn manager_with_token() -> (tempfile::TempDir, Manager, Arc<FakeToken>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
-    let sealer = Sealer::new(b"unit-test-machine-id-0123456789ab", store.salt()).unwrap();
-    let mut router = KeyRouter::new(Arc::new(SoftProvider::new(sealer)));
+    let store = open_store(dir.path());
+    let sealer = Arc::new(Sealer::new(b"unit-test-machine-id-0123456789ab", store.salt()).unwrap());
+    let mut router = KeyRouter::new(Arc::new(SoftProvider::new(sealer.clone())));
     let token = Arc::new(FakeToken::new());
     router.register(Scheme::Pkcs11, token.clone());
-    (dir, Manager::with_parts(Box::new(store), router), token)
+    (dir, Manager::with_parts(store, router, sealer), token)
 }
 
 fn props(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -281,12 +294,7 @@ fn issue_batch_is_all_or_nothing_on_names() {
 #[test]
 fn signing_with_a_ca_without_private_key_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
-    let sealer = Sealer::new(b"unit-test-machine-id-0123456789ab", store.salt()).unwrap();
-    let m = Manager::with_parts(
-        Box::new(store),
-        KeyRouter::new(Arc::new(SoftProvider::new(sealer))),
-    );
+    let m = soft_manager(dir.path());
     m.add_template(
         "ca",
         None,
@@ -303,7 +311,7 @@ fn signing_with_a_ca_without_private_key_is_refused_and_changes_nothing() {
     })
     .unwrap();
     // The same CA certificate without its key, as an import of a public CA would leave it.
-    let raw = SqliteStore::open(dir.path()).unwrap();
+    let raw = open_store(dir.path());
     let mut rec = m.certificate_record("ca").unwrap().cert;
     rec.name = "public-ca".into();
     rec.key_id = None;

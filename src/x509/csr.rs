@@ -211,12 +211,15 @@ pub fn request_pem(der: &[u8]) -> Result<String, X509Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::soft::{Sealer, SoftProvider};
+    use crate::keys::soft::SoftProvider;
     use crate::keys::{EcCurve, GenerateRequest, KeyAlgorithm, KeyHandle, KeyProvider};
+    use crate::seal::Sealer;
 
     #[test]
     fn requests_round_trip_and_tampering_is_caught() {
-        let p = SoftProvider::new(Sealer::new(b"csr-test-machine-id-0123456789ab", b"s").unwrap());
+        let p = SoftProvider::new(std::sync::Arc::new(
+            Sealer::new(b"csr-test-machine-id-0123456789ab", b"s").unwrap(),
+        ));
         let g = p
             .generate(&GenerateRequest {
                 algorithm: KeyAlgorithm::Ec(EcCurve::P256),

@@ -3,7 +3,6 @@
 //! still offers but aws-lc-rs refuses — go through [`legacy_rsa`] on the same AWS-LC library.
 
 mod legacy_rsa;
-pub mod seal;
 
 use std::sync::Arc;
 
@@ -19,12 +18,12 @@ use spki::{ObjectIdentifier, SubjectPublicKeyInfoOwned};
 use zeroize::Zeroizing;
 
 use self::legacy_rsa::{LegacyRsaDigest, LegacyRsaKey};
-pub use self::seal::Sealer;
 use super::{
     EcCurve, GenerateRequest, GeneratedKey, HashAlgorithm, KeyAlgorithm, KeyDecrypt, KeyExport,
     KeyHandle, KeyImport, KeyProvider, KeySigner, KeyUri, SignatureScheme,
 };
 use crate::error::KeyError;
+use crate::seal::{SealLabel, Sealer};
 use crate::secret::SecretBytes;
 
 /// Keys in software, sealed at rest.
@@ -33,17 +32,13 @@ pub struct SoftProvider {
 }
 
 impl SoftProvider {
-    /// A provider sealing with `sealer`.
-    pub fn new(sealer: Sealer) -> Self {
-        SoftProvider::with_shared_sealer(Arc::new(sealer))
-    }
-
-    /// A provider sealing with a sealer shared with other users (stored secrets).
-    pub fn with_shared_sealer(sealer: Arc<Sealer>) -> Self {
+    /// A provider whose keys are sealed at rest by `sealer` (the `seal` room's, shared with
+    /// the manager's other secrets).
+    pub fn new(sealer: Arc<Sealer>) -> Self {
         SoftProvider { sealer }
     }
 
-    fn unseal(&self, key: &KeyHandle) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    fn unseal(&self, key: &KeyHandle) -> Result<SecretBytes, KeyError> {
         let id = key
             .uri
             .soft_id()
@@ -51,7 +46,7 @@ impl SoftProvider {
         let sealed = key.sealed.as_deref().ok_or_else(|| {
             KeyError::NotFound(format!("{}: no key material in the store", key.uri))
         })?;
-        self.sealer.open(id, sealed)
+        Ok(self.sealer.open(SealLabel::SoftKey(id), sealed)?)
     }
 
     /// Generates a key: its unsealed PKCS#8 and its public key (taken from the key pair just
@@ -124,7 +119,7 @@ impl KeyProvider for SoftProvider {
         aws_lc_rs::rand::fill(&mut id_bytes)
             .map_err(|_| KeyError::device("key id", "random generator failed"))?;
         let id = hex::encode(id_bytes);
-        let sealed = self.sealer.seal(&id, &pkcs8)?;
+        let sealed = self.sealer.seal(SealLabel::SoftKey(&id), &pkcs8)?;
         Ok(GeneratedKey {
             uri: KeyUri::soft(&id),
             public_key,
@@ -136,11 +131,13 @@ impl KeyProvider for SoftProvider {
     }
 
     fn public_key(&self, key: &KeyHandle) -> Result<SubjectPublicKeyInfoOwned, KeyError> {
-        Ok(SoftSigner::from_pkcs8(&self.unseal(key)?)?.spki)
+        Ok(SoftSigner::from_pkcs8(self.unseal(key)?.secret_bytes())?.spki)
     }
 
     fn signer(&self, key: &KeyHandle) -> Result<Arc<dyn KeySigner>, KeyError> {
-        Ok(Arc::new(SoftSigner::from_pkcs8(&self.unseal(key)?)?))
+        Ok(Arc::new(SoftSigner::from_pkcs8(
+            self.unseal(key)?.secret_bytes(),
+        )?))
     }
 
     fn delete(&self, _key: &KeyHandle) -> Result<(), KeyError> {
@@ -169,7 +166,7 @@ impl KeyImport for SoftProvider {
         aws_lc_rs::rand::fill(&mut id_bytes)
             .map_err(|_| KeyError::device("key id", "random generator failed"))?;
         let id = hex::encode(id_bytes);
-        let sealed = self.sealer.seal(&id, pkcs8)?;
+        let sealed = self.sealer.seal(SealLabel::SoftKey(&id), pkcs8)?;
         Ok(GeneratedKey {
             uri: KeyUri::soft(&id),
             public_key: signer.spki.clone(),
@@ -188,9 +185,10 @@ impl KeyDecrypt for SoftProvider {
         ciphertext: &[u8],
     ) -> Result<SecretBytes, KeyError> {
         let pkcs8 = self.unseal(key)?;
-        let private = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(&pkcs8).map_err(|_| {
-            KeyError::Unsupported("decryption needs an RSA key of 2048 bits or more".into())
-        })?;
+        let private = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(pkcs8.secret_bytes())
+            .map_err(|_| {
+                KeyError::Unsupported("decryption needs an RSA key of 2048 bits or more".into())
+            })?;
         let k = aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey::new(private)
             .map_err(|_| KeyError::device("RSA decryption", "key rejected"))?;
         let mut out = Zeroizing::new(vec![0u8; k.min_output_size()]);
@@ -205,7 +203,7 @@ impl KeyDecrypt for SoftProvider {
 
 impl KeyExport for SoftProvider {
     fn export_pkcs8(&self, key: &KeyHandle) -> Result<SecretBytes, KeyError> {
-        Ok(SecretBytes::from(self.unseal(key)?))
+        self.unseal(key)
     }
 }
 
@@ -417,7 +415,9 @@ mod tests {
     use crate::keys::verify::verify_signature;
 
     fn provider() -> SoftProvider {
-        SoftProvider::new(Sealer::new(b"0123456789abcdef0123456789abcdef", b"salt").unwrap())
+        SoftProvider::new(Arc::new(
+            Sealer::new(b"0123456789abcdef0123456789abcdef", b"salt").unwrap(),
+        ))
     }
 
     #[test]

@@ -1,0 +1,183 @@
+//! The composition root: the one place that turns a store location into a [`Store`], a
+//! sealing-key source into a [`Sealer`], token profiles into a [`KeyRouter`], and hands them to
+//! [`Manager::with_parts`]. Nothing below this file names a store or key backend it does not
+//! own; a new store backend is one arm of [`open_store`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{ManagerError, StoreError};
+use crate::keys::{KeyRouter, KeysConfig};
+use crate::manager::Manager;
+use crate::seal::{Sealer, SealingKeySource};
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+
+/// Where the store lives: `--store`, `$CERTMAN_STORE`, or a config file's `store`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreLocation {
+    /// The embedded default: one SQLite file in a private directory (`DIR` or `sqlite:DIR`).
+    Sqlite {
+        /// the store directory
+        dir: PathBuf,
+    },
+}
+
+impl StoreLocation {
+    /// Reads a location as the operator writes it: `sqlite:DIR`, or a directory. URLs of
+    /// store backends this build lacks are refused rather than taken for directory names.
+    pub fn parse(text: &Path) -> Result<Self, StoreError> {
+        let Some(s) = text.to_str() else {
+            return Ok(StoreLocation::Sqlite {
+                dir: text.to_owned(),
+            });
+        };
+        if let Some(dir) = s.strip_prefix("sqlite:") {
+            let dir = dir.strip_prefix("//").unwrap_or(dir);
+            if dir.is_empty() {
+                return Err(StoreError::Location(
+                    "sqlite: needs a directory (sqlite:DIR)".into(),
+                ));
+            }
+            return Ok(StoreLocation::Sqlite { dir: dir.into() });
+        }
+        let lower = s.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return Err(StoreError::Location(
+                "this certman has no PostgreSQL store: give a directory (or sqlite:DIR)".into(),
+            ));
+        }
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(StoreError::Location(format!(
+                "unknown store kind '{scheme}://': give a directory (or sqlite:DIR)"
+            )));
+        }
+        Ok(StoreLocation::Sqlite { dir: text.into() })
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite { dir } => write!(f, "sqlite:{}", dir.display()),
+        }
+    }
+}
+
+/// Everything a manager is built from.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    /// the store
+    pub store: StoreLocation,
+    /// where the key sealing secrets at rest comes from
+    pub sealing_key: SealingKeySource,
+    /// token profiles (`--tokens DIR`)
+    pub tokens_dir: Option<PathBuf>,
+    /// spend a PIN try that a token reports as its last (`--force-last-pin-try`)
+    pub force_last_pin_try: bool,
+    /// a second store connection for what `serve` answers (CRLs, health), so that requests
+    /// never wait behind a transaction that is signing on a token
+    pub read_connection: bool,
+}
+
+impl AppOptions {
+    /// Options for a store, with the sealing key from the environment's default (the
+    /// machine id).
+    pub fn new(store: StoreLocation) -> Self {
+        AppOptions {
+            store,
+            sealing_key: SealingKeySource::from_env(),
+            tokens_dir: None,
+            force_last_pin_try: false,
+            read_connection: false,
+        }
+    }
+}
+
+/// Opens (creating if needed) the store at `location`.
+pub fn open_store(location: &StoreLocation) -> Result<Box<dyn Store>, StoreError> {
+    match location {
+        StoreLocation::Sqlite { dir } => Ok(Box::new(SqliteStore::open(dir)?)),
+    }
+}
+
+/// Opens the store, derives the sealing key, configures the key providers and builds the
+/// manager over them.
+pub fn open(options: &AppOptions) -> Result<Manager, ManagerError> {
+    let store = open_store(&options.store)?;
+    let sealer = Arc::new(options.sealing_key.sealer(store.salt())?);
+    let keys = key_router(options, sealer.clone())?;
+    let mut manager = Manager::with_parts(store, keys, sealer);
+    if options.read_connection {
+        manager = manager.with_read_store(open_store(&options.store)?);
+    }
+    Ok(manager)
+}
+
+/// The key router with every provider this build has, configured from the token profiles.
+pub fn key_router(options: &AppOptions, sealer: Arc<Sealer>) -> Result<KeyRouter, ManagerError> {
+    Ok(KeyRouter::from_config(KeysConfig {
+        sealer,
+        tokens_dir: options.tokens_dir.clone(),
+        force_last_pin_try: options.force_last_pin_try,
+    })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_locations() {
+        let dir = |s: &str| StoreLocation::Sqlite { dir: s.into() };
+        assert_eq!(
+            StoreLocation::parse(Path::new("/var/lib/certman")).unwrap(),
+            dir("/var/lib/certman")
+        );
+        assert_eq!(
+            StoreLocation::parse(Path::new("rel/dir")).unwrap(),
+            dir("rel/dir")
+        );
+        assert_eq!(
+            StoreLocation::parse(Path::new("sqlite:/srv/x")).unwrap(),
+            dir("/srv/x")
+        );
+        assert_eq!(
+            StoreLocation::parse(Path::new("sqlite:///srv/x")).unwrap(),
+            dir("/srv/x")
+        );
+        assert_eq!(dir("/srv/x").to_string(), "sqlite:/srv/x");
+        for bad in [
+            "postgres://db/certman",
+            "postgresql:///certman?host=/run",
+            "http://x",
+            "sqlite:",
+        ] {
+            let e = StoreLocation::parse(Path::new(bad)).unwrap_err();
+            assert!(matches!(e, StoreError::Location(_)), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn open_builds_a_manager_over_the_store_and_sealer() {
+        let d = tempfile::tempdir().unwrap();
+        let mid = d.path().join("machine-id");
+        std::fs::write(&mid, "3d1219c7c4c5404aaa1f6d2a48adfda4\n").unwrap();
+        let mut o = AppOptions::new(StoreLocation::Sqlite {
+            dir: d.path().join("store"),
+        });
+        o.sealing_key = SealingKeySource::MachineId { path: mid };
+        o.read_connection = true;
+        let m = open(&o).unwrap();
+        m.add_template("t", None, &[("common-name".into(), "t".into())])
+            .unwrap();
+        assert_eq!(m.entries(&[]).unwrap().len(), 1);
+        // without the machine id nothing opens, and the error names it
+        o.sealing_key = SealingKeySource::MachineId {
+            path: d.path().join("missing"),
+        };
+        let e = open(&o).unwrap_err();
+        assert!(matches!(e, ManagerError::Seal(_)), "{e:?}");
+    }
+}
