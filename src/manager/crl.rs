@@ -1,8 +1,18 @@
-//! Revocation and CRLs: `issued-revoke`, the CRLs of local CAs (built, signed through the key
-//! provider, stored as rows), RouterOS `/certificate settings`, and CRLs downloaded for trusted
-//! certificates.
+//! The CRLs of local CAs: built from the revocation rows, signed through the key provider,
+//! stored, renewed (`crl renew`, the daemon's daily job) and served at their CDP paths; `crl
+//! print`/`export`; RouterOS `/certificate settings`.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use der::Encode;
+use spki::DynSignatureAlgorithmIdentifier;
+
+use super::{not_found, signature_scheme_for, Manager, Result, TemplateProperties};
 use crate::error::ManagerError;
+use crate::keys::{KeyHandle, X509Signer};
+use crate::store::{CertificateRecord, CrlRecord, Transaction, TxnMode};
+use crate::x509;
+use crate::x509::crl::{self as x509crl, CrlSpec};
 
 /// A local CA's current CRL, as `serve` answers it at the CA's CDP.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,44 +47,6 @@ pub struct Settings {
     pub crl_use: bool,
 }
 
-/// A CRL to download: a trusted certificate's http CRL distribution point.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DownloadTarget {
-    /// the trusted certificate's name
-    pub certificate: String,
-    /// the CDP URL (`http://…`)
-    pub url: String,
-}
-
-/// A downloaded CRL, verified and stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DownloadedCrl {
-    /// the store certificate whose key signed it (flag L)
-    pub issuer: String,
-    /// its cRLNumber, if it has one
-    pub number: Option<u64>,
-    /// how many revoked certificates it lists
-    pub entries: usize,
-    /// thisUpdate, Unix seconds
-    pub this_update: i64,
-    /// nextUpdate, Unix seconds
-    pub next_update: Option<i64>,
-}
-
-use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use der::Encode;
-use spki::DynSignatureAlgorithmIdentifier;
-
-use super::{not_found, signature_scheme_for, Manager, Result, TemplateProperties};
-use crate::keys::{KeyHandle, X509Signer};
-use crate::store::{
-    CertificateRecord, CrlRecord, DownloadedCrlRecord, RevocationRecord, Transaction, TxnMode,
-};
-use crate::x509::crl::{self as x509crl, CrlSpec, RevocationReason};
-use crate::x509::{self};
-
 /// How long a CRL is valid: renewal runs every 24 hours (RouterOS), so a CRL stays valid for
 /// a day past its planned renewal, leaving relying parties a day's slack if `serve` was down.
 pub const CRL_VALIDITY: Duration = Duration::from_secs(2 * 86_400);
@@ -83,15 +55,6 @@ pub const CRL_RENEWAL: Duration = Duration::from_secs(86_400);
 
 /// `settings` keys.
 pub const SETTING_NAMES: &[&str] = &["crl-download", "crl-use"];
-
-/// What `issued-revoke` did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RevokeReport {
-    /// the certificates revoked
-    pub revoked: Vec<String>,
-    /// the CRLs made: (CA, cRLNumber)
-    pub crls: Vec<(String, u64)>,
-}
 
 /// One line of `crl print`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,23 +75,23 @@ pub struct CrlListing {
     pub fetched_at: Option<i64>,
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     super::unix_secs(SystemTime::now())
 }
 
-fn fmt_unix(secs: i64) -> String {
+pub(super) fn fmt_unix(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| secs.to_string())
 }
 
-fn at(secs: i64) -> SystemTime {
+pub(super) fn at(secs: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)
 }
 
 /// A CA's key as the store knows it.
-struct CrlKey {
-    ca_id: i64,
+pub(super) struct CrlKey {
+    pub(super) ca_id: i64,
     key_id: String,
     name: String,
     handle: KeyHandle,
@@ -138,7 +101,7 @@ struct CrlKey {
 
 /// A CA's key ready to sign CRLs.
 pub(crate) struct CrlSigner {
-    ca_id: i64,
+    pub(super) ca_id: i64,
     key_id: String,
     signer: X509Signer,
     issuer: x509_cert::name::Name,
@@ -161,7 +124,7 @@ pub fn crl_file_from_url(url: &str) -> Option<String> {
 
 impl Manager {
     /// What signing `ca`'s CRLs needs from the store: its key's handle (read in `txn`).
-    fn crl_key(&self, txn: &dyn Transaction, ca: &CertificateRecord) -> Result<CrlKey> {
+    pub(super) fn crl_key(&self, txn: &dyn Transaction, ca: &CertificateRecord) -> Result<CrlKey> {
         let name = &ca.cert.name;
         let info = x509::inspect_certificate(&ca.cert.der)?;
         if !info.is_ca {
@@ -186,7 +149,7 @@ impl Manager {
 
     /// The CA's key ready to sign CRLs. Reaching the key (token login, PIN) happens here, so
     /// callers do it before they take the store's write lock.
-    fn crl_signer(&self, key: CrlKey) -> Result<CrlSigner> {
+    pub(super) fn crl_signer(&self, key: CrlKey) -> Result<CrlSigner> {
         let CrlKey {
             name, handle, info, ..
         } = key;
@@ -202,7 +165,7 @@ impl Manager {
     }
 
     /// Reads a CA and its key in a read transaction and reaches the key, outside any lock.
-    fn crl_signer_of(&self, ca_id: i64) -> Result<(CertificateRecord, CrlSigner)> {
+    pub(super) fn crl_signer_of(&self, ca_id: i64) -> Result<(CertificateRecord, CrlSigner)> {
         let (ca, key) = {
             let txn = self.store.begin(TxnMode::Read)?;
             let ca = txn
@@ -313,7 +276,12 @@ impl Manager {
         Ok(())
     }
 
-    fn claim_crl_path(&self, txn: &mut dyn Transaction, file: &str, ca_id: i64) -> Result<()> {
+    pub(super) fn claim_crl_path(
+        &self,
+        txn: &mut dyn Transaction,
+        file: &str,
+        ca_id: i64,
+    ) -> Result<()> {
         match txn.crl_path_owner(file)? {
             Some(other) if other != ca_id => {
                 let other = txn
@@ -350,96 +318,6 @@ impl Manager {
             )),
             _ => Ok(()),
         }
-    }
-
-    // ------------------------------------------------------------- issued-revoke
-
-    /// `issued-revoke NAME… [reason=]`: marks certificates issued by local CAs revoked (flag
-    /// R) and gives each CA concerned its next CRL, all in one transaction. The CAs' keys are
-    /// reached (token login, PIN) before the store's write lock is taken.
-    pub fn revoke(
-        &self,
-        names: &[String],
-        reason: Option<RevocationReason>,
-    ) -> Result<RevokeReport> {
-        // 1. What to revoke, and by which CAs (read only).
-        let mut targets: Vec<(String, i64, i64)> = Vec::new();
-        let mut keys: Vec<CrlKey> = Vec::new();
-        {
-            let txn = self.store.begin(TxnMode::Read)?;
-            let mut seen = HashSet::new();
-            for name in names {
-                if !seen.insert(name) {
-                    continue;
-                }
-                let c = txn
-                    .certificate(name)?
-                    .ok_or_else(|| not_found("certificate", name))?;
-                let ca_id = revocable(&c)?;
-                if !keys.iter().any(|k| k.ca_id == ca_id) {
-                    let ca = txn
-                        .certificate_by_id(ca_id)?
-                        .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
-                    keys.push(self.crl_key(txn.as_ref(), &ca)?);
-                }
-                targets.push((name.clone(), c.id, ca_id));
-            }
-        }
-        // 2. The CAs' keys, outside any lock.
-        let signers = keys
-            .into_iter()
-            .map(|k| self.crl_signer(k))
-            .collect::<Result<Vec<_>>>()?;
-        // 3. The rows and the CRLs, in one transaction.
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let now = unix_now();
-        let mut report = RevokeReport::default();
-        let mut by_ca: Vec<(i64, Vec<Vec<u8>>)> = Vec::new();
-        for (name, cert_id, ca_id) in &targets {
-            let c = txn
-                .certificate_by_id(*cert_id)?
-                .ok_or_else(|| not_found("certificate", name))?;
-            if revocable(&c)? != *ca_id {
-                return Err(ManagerError::refused(
-                    format!("\"{name}\" changed meanwhile; try again"),
-                    None,
-                ));
-            }
-            let serial = hex::decode(&c.cert.serial).map_err(|_| {
-                crate::error::StoreError::Corrupt(format!("serial of \"{name}\" is not hex"))
-            })?;
-            let serial = x509crl::strip_zeros(&serial).to_vec();
-            let entry = x509crl::encode_entry(&serial, at(now), reason)?;
-            txn.insert_revocation(&RevocationRecord {
-                ca_id: *ca_id,
-                certificate_id: c.id,
-                serial,
-                revoked_at: now,
-                reason: reason
-                    .filter(|r| *r != RevocationReason::Unspecified)
-                    .map(RevocationReason::code),
-                not_after: c.cert.not_after,
-                entry: entry.clone(),
-            })?;
-            match by_ca.iter_mut().find(|(id, _)| id == ca_id) {
-                Some((_, entries)) => entries.push(entry),
-                None => by_ca.push((*ca_id, vec![entry])),
-            }
-            report.revoked.push(name.clone());
-        }
-        for (ca_id, entries) in &by_ca {
-            let ca = txn
-                .certificate_by_id(*ca_id)?
-                .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
-            let signer = signers
-                .iter()
-                .find(|s| s.ca_id == *ca_id)
-                .ok_or_else(|| not_found("CA", &ca.cert.name))?;
-            let number = self.write_crl(txn.as_mut(), &ca, signer, Some(entries))?;
-            report.crls.push((ca.cert.name.clone(), number));
-        }
-        txn.commit()?;
-        Ok(report)
     }
 
     // ------------------------------------------------------------- CRL renewal
@@ -644,156 +522,6 @@ impl Manager {
         Ok(s)
     }
 
-    // ------------------------------------------------------------- downloaded CRLs
-
-    /// The http CDPs of trusted certificates whose CRLs certman does not make itself.
-    pub fn crl_download_targets(&self) -> Result<Vec<DownloadTarget>> {
-        let txn = self.store.begin(TxnMode::Read)?;
-        let mut out: Vec<DownloadTarget> = Vec::new();
-        for c in txn.certificates()? {
-            if !c.cert.trusted || c.cert.issuer_id.is_some() {
-                continue; // a local CA's CRL is made here
-            }
-            let Ok(info) = x509::inspect_certificate(&c.cert.der) else {
-                continue;
-            };
-            if info.self_issued && c.cert.key_id.is_some() && txn.crl(c.id)?.is_some() {
-                continue; // our own CA, whose CRL points back at us
-            }
-            for url in info.crl_distribution_points {
-                if url.to_ascii_lowercase().starts_with("http://")
-                    && !out.iter().any(|t| t.url == url)
-                {
-                    out.push(DownloadTarget {
-                        certificate: c.cert.name.clone(),
-                        url,
-                    });
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Checks a downloaded CRL — it parses, it is signed by a trusted certificate of the store
-    /// whose subject is its issuer (the target's own key, or its issuer's), it has not expired,
-    /// and it is not older than the one held — and stores it (flag L on the signer).
-    pub fn store_downloaded_crl(
-        &self,
-        target: &DownloadTarget,
-        der: &[u8],
-    ) -> Result<DownloadedCrl> {
-        let refuse = |why: String| {
-            ManagerError::refused(
-                format!(
-                    "CRL from {} for \"{}\" refused: {why}",
-                    target.url, target.certificate
-                ),
-                None,
-            )
-        };
-        let info = x509crl::inspect_crl(der).map_err(|e| refuse(format!("not a CRL: {e}")))?;
-        // The trusted certificates named as its issuer, read first: the signature (of up to
-        // 16 MiB) is checked outside the write lock.
-        let candidates = {
-            let txn = self.store.begin(TxnMode::Read)?;
-            txn.certificates()?
-        };
-        let mut tried = Vec::new();
-        let mut signer = None;
-        for c in candidates {
-            if !c.cert.trusted {
-                continue;
-            }
-            let Ok(ci) = x509::inspect_certificate(&c.cert.der) else {
-                continue;
-            };
-            if ci.subject_name != info.issuer_name {
-                continue;
-            }
-            tried.push(c.cert.name.clone());
-            if x509crl::verify_crl_signature(der, &ci.public_key).is_ok() {
-                if !ci.key_usage.key_usage_flags().is_empty()
-                    && !ci.key_usage.contains(x509::KeyUsageName::CrlSign)
-                {
-                    return Err(refuse(format!(
-                        "\"{}\" signed it, but its key usage lacks crl-sign",
-                        c.cert.name
-                    )));
-                }
-                signer = Some(c);
-                break;
-            }
-        }
-        let Some(signer) = signer else {
-            return Err(refuse(if tried.is_empty() {
-                format!(
-                    "no trusted certificate in the store is its issuer ({})",
-                    info.issuer
-                )
-            } else {
-                format!(
-                    "its signature does not verify with the key of {}",
-                    tried
-                        .iter()
-                        .map(|n| format!("\"{n}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }));
-        };
-        let now = SystemTime::now();
-        if let Some(next) = info.next_update {
-            if next < now {
-                return Err(refuse(format!(
-                    "it expired at {} (nextUpdate)",
-                    fmt_unix(super::unix_secs(next))
-                )));
-            }
-        }
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        match txn.certificate_by_id(signer.id)? {
-            Some(now_) if now_.cert.trusted && now_.cert.der == signer.cert.der => {}
-            _ => {
-                return Err(refuse(format!(
-                    "\"{}\" changed meanwhile",
-                    signer.cert.name
-                )))
-            }
-        }
-        if let Some(old) = txn.downloaded_crl(signer.id)? {
-            let older = match (info.number, old.number) {
-                (Some(new), Some(held)) => new < held,
-                _ => super::unix_secs(info.this_update) < old.this_update,
-            };
-            if older {
-                return Err(refuse(format!(
-                    "it is older than the CRL held (number {}, thisUpdate {})",
-                    old.number.map_or("none".into(), |n| n.to_string()),
-                    fmt_unix(old.this_update)
-                )));
-            }
-        }
-        let record = DownloadedCrlRecord {
-            certificate_id: signer.id,
-            url: target.url.clone(),
-            number: info.number,
-            this_update: super::unix_secs(info.this_update),
-            next_update: info.next_update.map(super::unix_secs),
-            entries: info.entries as i64,
-            der: der.to_vec(),
-            fetched_at: unix_now(),
-        };
-        txn.put_downloaded_crl(&record)?;
-        txn.commit()?;
-        Ok(DownloadedCrl {
-            issuer: signer.cert.name,
-            number: info.number,
-            entries: info.entries,
-            this_update: record.this_update,
-            next_update: record.next_update,
-        })
-    }
-
     /// `crl print`: the CRLs of local CAs and the downloaded ones.
     pub fn crl_listing(&self) -> Result<Vec<CrlListing>> {
         let txn = self.store.begin(TxnMode::Read)?;
@@ -829,14 +557,6 @@ impl Manager {
         Ok(out)
     }
 
-    /// `crl flush`: drops the downloaded CRLs (the CAs' own stay).
-    pub fn crl_flush(&self) -> Result<usize> {
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let n = txn.delete_downloaded_crls()?;
-        txn.commit()?;
-        Ok(n)
-    }
-
     /// Every CRL `verify` may use with crl-use=yes: own and downloaded, DER.
     pub(crate) fn all_crls(&self, txn: &dyn Transaction) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
@@ -848,24 +568,6 @@ impl Manager {
         out.extend(txn.downloaded_crls()?.into_iter().map(|d| d.der));
         Ok(out)
     }
-}
-
-/// The local CA a certificate may be revoked by, or why not.
-fn revocable(c: &CertificateRecord) -> Result<i64> {
-    let name = &c.cert.name;
-    let Some(ca_id) = c.cert.issuer_id else {
-        return Err(ManagerError::refused(
-            format!("\"{name}\" was not issued by a CA here, so it cannot be revoked here"),
-            Some("only certificates a local CA issued (flag I) can be revoked; `remove` takes others"),
-        ));
-    };
-    if let Some(t) = c.revoked_at {
-        return Err(ManagerError::refused(
-            format!("\"{name}\" is already revoked (since {})", fmt_unix(t)),
-            None,
-        ));
-    }
-    Ok(ca_id)
 }
 
 /// Whether a CA's CRL is older than `max_age` (or missing).

@@ -8,8 +8,11 @@ use std::sync::Mutex;
 use spki::SubjectPublicKeyInfoOwned;
 
 use super::*;
+use crate::error::KeyError;
 use crate::keys::soft::SoftProvider;
+use crate::keys::{GenerateRequest, GeneratedKey, KeyProvider, KeyUri};
 use crate::keys::{KeyAlgorithm, Scheme, SignatureScheme};
+use crate::store::TxnMode;
 
 /// Pretends to be a PKCS#11 token: keys are soft keys kept in memory under `pkcs11:` URIs.
 struct FakeToken {

@@ -1,0 +1,285 @@
+//! Templates and entries: `add`, `print`, `set`, `remove` (RouterOS's rules for what may
+//! change and what goes with what).
+
+use super::template::{self, TemplateProperties, TEMPLATE_PROPERTIES};
+use super::{not_found, validate_name, view, Entry, Manager};
+use crate::error::{ManagerError, Result};
+use crate::keys::KeyHandle;
+use crate::store::{Transaction, TxnMode};
+use crate::x509;
+
+/// What `remove` removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemoveReport {
+    /// names of removed templates
+    pub templates: Vec<String>,
+    /// names of removed certificates, the asked-for ones and the chains they took with them
+    pub certificates: Vec<String>,
+    /// (certificate, key URI) of token keys left on their tokens
+    pub token_keys_kept: Vec<(String, String)>,
+    /// (certificate, key URI) of token keys destroyed (`--delete-key`)
+    pub token_keys_deleted: Vec<(String, String)>,
+    /// (certificate, error) of token keys that could not be destroyed
+    pub token_key_errors: Vec<(String, String)>,
+}
+
+/// Changes for `set NAME …`.
+#[derive(Clone, Debug, Default)]
+pub struct SetRequest {
+    /// the template or certificate
+    pub name: String,
+    /// (property, value) in the order given; `name` and `trusted` included
+    pub changes: Vec<(String, String)>,
+}
+
+impl Manager {
+    // ---------------------------------------------------------------- add
+
+    /// `add name=… [copy-from=…] props…`: adds a template.
+    pub fn add_template(
+        &self,
+        name: &str,
+        copy_from: Option<&str>,
+        changes: &[(String, String)],
+    ) -> Result<()> {
+        validate_name(name)?;
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut props = match copy_from {
+            Some(src) => copy_properties(txn.as_ref(), src)?,
+            None => TemplateProperties::default(),
+        };
+        for (k, v) in changes {
+            props.set(k, v)?;
+        }
+        props.resolve()?;
+        if txn.name_in_use(name)? {
+            return Err(ManagerError::refused(
+                format!("name \"{name}\" is already in use"),
+                Some("pick another name, or `remove` the existing item first"),
+            ));
+        }
+        txn.insert_template(name, &props.to_json())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- print
+
+    /// All templates and certificates in creation order, or those named (in the order asked).
+    pub fn entries(&self, names: &[String]) -> Result<Vec<Entry>> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        if names.is_empty() {
+            return view::collect(txn.as_ref());
+        }
+        names
+            .iter()
+            .map(|n| {
+                view::lookup(txn.as_ref(), n)?
+                    .ok_or_else(|| not_found("certificate or template", n))
+            })
+            .collect()
+    }
+
+    /// One entry by name.
+    pub fn entry(&self, name: &str) -> Result<Entry> {
+        let txn = self.store.begin(TxnMode::Read)?;
+        view::lookup(txn.as_ref(), name)?.ok_or_else(|| not_found("certificate or template", name))
+    }
+
+    // ---------------------------------------------------------------- set
+
+    /// `set NAME prop=value…`: any property of a template; only `name` and `trusted` of a
+    /// certificate (the rest is read-only once signed).
+    pub fn set(&self, req: &SetRequest) -> Result<()> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let new_name = req
+            .changes
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "name")
+            .map(|(_, v)| v.clone());
+        if let Some(n) = &new_name {
+            validate_name(n)?;
+            if n != &req.name && txn.name_in_use(n)? {
+                return Err(ManagerError::refused(
+                    format!("name \"{n}\" is already in use"),
+                    None,
+                ));
+            }
+        }
+        if let Some(t) = txn.template(&req.name)? {
+            let mut props = TemplateProperties::from_json(&t.properties)?;
+            for (k, v) in req.changes.iter().filter(|(k, _)| k != "name") {
+                props.set(k, v)?;
+            }
+            props.resolve()?;
+            txn.update_template(
+                t.id,
+                new_name.as_deref().unwrap_or(&t.name),
+                &props.to_json(),
+            )?;
+        } else if let Some(c) = txn.certificate(&req.name)? {
+            let mut trusted = c.cert.trusted;
+            for (k, v) in &req.changes {
+                match k.as_str() {
+                    "name" => {}
+                    "trusted" => trusted = template::parse_yes_no("trusted", v)?,
+                    other => {
+                        if !TEMPLATE_PROPERTIES.contains(&other) {
+                            return Err(ManagerError::InvalidValue(format!(
+                                "unknown property '{other}'"
+                            )));
+                        }
+                        return Err(ManagerError::refused(
+                            format!("{other} of certificate \"{}\" is read-only after signing", req.name),
+                            Some("only name and trusted can change; make a new template to change the rest"),
+                        ));
+                    }
+                }
+            }
+            if let Some(n) = &new_name {
+                self.check_crl_rename(txn.as_ref(), &c, n)?;
+            }
+            txn.update_certificate(c.id, new_name.as_deref().unwrap_or(&c.cert.name), trusted)?;
+        } else {
+            return Err(not_found("certificate or template", &req.name));
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- remove
+
+    /// `remove NAME…`: templates and self-signed/imported certificates go; a CA takes every
+    /// certificate it issued with it (recursively); an issued certificate is refused. All or
+    /// nothing.
+    pub fn remove(&self, names: &[String], delete_token_keys: bool) -> Result<RemoveReport> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut token_keys: Vec<(String, KeyHandle)> = Vec::new();
+        let mut report = RemoveReport::default();
+        // Issued certificates last, so that `remove leaf ca` works like `remove ca leaf`: the
+        // leaf goes with its CA; asked for alone it is refused.
+        let mut ordered: Vec<&String> = Vec::with_capacity(names.len());
+        let mut issued = Vec::new();
+        for name in names {
+            match txn.certificate(name)? {
+                Some(c) if c.cert.issuer_id.is_some() => issued.push(name),
+                _ => ordered.push(name),
+            }
+        }
+        ordered.extend(issued);
+        for name in ordered {
+            if let Some(t) = txn.template(name)? {
+                txn.delete_template(t.id)?;
+                report.templates.push(t.name);
+                continue;
+            }
+            let Some(c) = txn.certificate(name)? else {
+                if report.certificates.contains(name) {
+                    continue; // already removed with its CA
+                }
+                return Err(not_found("certificate or template", name));
+            };
+            if let Some(issuer_id) = c.cert.issuer_id {
+                let ca = txn
+                    .certificate_by_id(issuer_id)?
+                    .map(|r| r.cert.name)
+                    .unwrap_or_default();
+                return Err(ManagerError::refused(
+                    format!("\"{name}\" was issued by CA \"{ca}\" and cannot be removed"),
+                    Some(&format!(
+                        "revoke it with `certman issued-revoke {name}`; issued certificates go when their CA is removed"
+                    )),
+                ));
+            }
+            // Depth-first: every descendant before its issuer (foreign keys).
+            let mut order = Vec::new();
+            let mut stack = vec![(c.id, false)];
+            while let Some((id, expanded)) = stack.pop() {
+                if expanded {
+                    order.push(id);
+                } else {
+                    stack.push((id, true));
+                    for child in txn.issued_by(id)? {
+                        stack.push((child, false));
+                    }
+                }
+            }
+            for id in order {
+                let rec = txn
+                    .certificate_by_id(id)?
+                    .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+                txn.delete_certificate(id)?;
+                if let Some(key_id) = &rec.cert.key_id {
+                    if txn.key_users(key_id)? == 0 {
+                        if let Some(k) = txn.key(key_id)? {
+                            if k.sealed.is_none() {
+                                token_keys.push((
+                                    rec.cert.name.clone(),
+                                    KeyHandle {
+                                        uri: k.uri.parse()?,
+                                        sealed: None,
+                                    },
+                                ));
+                            }
+                        }
+                        txn.delete_key(key_id)?;
+                    }
+                }
+                report.certificates.push(rec.cert.name);
+            }
+        }
+        txn.commit()?;
+        // Token keys outlive their certificates unless asked: a token is the operator's.
+        for (name, handle) in token_keys {
+            if !delete_token_keys {
+                report.token_keys_kept.push((name, handle.uri.to_string()));
+                continue;
+            }
+            let result = self.keys.provider(&handle.uri).and_then(|p| {
+                if let Some(objects) = p.certificate_objects() {
+                    objects.delete_certificate(&handle)?;
+                }
+                p.delete(&handle)
+            });
+            match result {
+                Ok(()) => report
+                    .token_keys_deleted
+                    .push((name, handle.uri.to_string())),
+                Err(e) => report
+                    .token_key_errors
+                    .push((name, format!("{}: {e}", handle.uri))),
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn copy_properties(txn: &dyn Transaction, src: &str) -> Result<TemplateProperties> {
+    if let Some(t) = txn.template(src)? {
+        return TemplateProperties::from_json(&t.properties);
+    }
+    // copy-from a certificate: take what it was made of, as RouterOS does.
+    let c = txn
+        .certificate(src)?
+        .ok_or_else(|| not_found("template or certificate", src))?;
+    let info = x509::inspect_certificate(&c.cert.der)?;
+    let mut p = TemplateProperties::from_json(&c.cert.properties).unwrap_or_default();
+    let f = info.subject_fields;
+    p.common_name = f.common_name;
+    p.country = f.country;
+    p.state = f.state;
+    p.locality = f.locality;
+    p.organization = f.organization;
+    p.unit = f.unit;
+    p.subject_alt_name = (!info.subject_alt_name.is_empty()).then_some(info.subject_alt_name);
+    if let Some(a) = info.key_algorithm {
+        p.key_type = Some(a.key_type().to_owned());
+        p.key_size = match a {
+            crate::keys::KeyAlgorithm::Ed25519 => None,
+            _ => Some(a.key_size()),
+        };
+    }
+    p.key_usage = (!info.key_usage.is_empty()).then(|| info.key_usage.to_string());
+    Ok(p)
+}

@@ -1,0 +1,333 @@
+//! `import` (certificates and keys by content), and RouterOS v2.8's `decrypt` and
+//! `reset-certificate-cache` for keys kept encrypted.
+
+use std::path::PathBuf;
+
+use super::{unix_secs, validate_name, Manager};
+use crate::error::{KeyError, ManagerError, Result};
+use crate::keys::GeneratedKey;
+use crate::seal::SealLabel;
+use crate::secret::Passphrase;
+use crate::store::{now_micros, KeyRecord, NewCertificate, Transaction, TxnMode};
+use crate::x509;
+
+/// `import [file-name=…] [passphrase=…] [name=…] [trusted=…]`.
+#[derive(Debug, Default)]
+pub struct ImportRequest {
+    /// a file or a directory; `None`: every file in `dir`
+    pub file_name: Option<PathBuf>,
+    /// opens encrypted keys
+    pub passphrase: Option<Passphrase>,
+    /// the name of the (first) imported certificate
+    pub name: Option<String>,
+    /// `trusted` of the imported certificates
+    pub trusted: Option<bool>,
+    /// the current directory
+    pub dir: PathBuf,
+}
+
+/// The RouterOS import counters, and what went wrong per file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// new certificates
+    pub certificates_imported: usize,
+    /// private keys that joined a certificate
+    pub private_keys_imported: usize,
+    /// files with at least one item imported
+    pub files_imported: usize,
+    /// files whose encrypted content the passphrase did not open
+    pub decryption_failures: usize,
+    /// keys that opened but match no certificate
+    pub keys_with_no_certificate: usize,
+    /// encrypted keys kept (sealed, still encrypted) until `decrypt passphrase=`
+    pub keys_kept_encrypted: usize,
+    /// (file, why) for every file that could not be read
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+impl Manager {
+    // ---------------------------------------------------------------- import
+
+    /// `import`: certificates and keys from files (formats found by content). Keys join the
+    /// certificates (already in the store, or in the same import) whose public key they
+    /// match. Duplicates are skipped. A file that cannot be read is reported and changes
+    /// nothing; the rest is imported in one transaction.
+    pub fn import(&self, req: &ImportRequest) -> Result<ImportReport> {
+        let files: Vec<PathBuf> = {
+            let target = match &req.file_name {
+                Some(f) if f.is_absolute() => f.clone(),
+                Some(f) => req.dir.join(f),
+                None => req.dir.clone(),
+            };
+            let meta = std::fs::metadata(&target).map_err(|source| ManagerError::File {
+                path: target.clone(),
+                source,
+            })?;
+            if meta.is_dir() {
+                let mut v: Vec<PathBuf> = std::fs::read_dir(&target)
+                    .map_err(|source| ManagerError::File {
+                        path: target.clone(),
+                        source,
+                    })?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect();
+                v.sort();
+                v
+            } else {
+                vec![target]
+            }
+        };
+        if let Some(n) = &req.name {
+            validate_name(n)?;
+        }
+        let mut report = ImportReport::default();
+        let pass = req.passphrase.as_ref().map(|p| p.secret_str());
+        let mut parsed = Vec::new();
+        for f in files {
+            let bytes = match std::fs::metadata(&f) {
+                Ok(m) if m.len() > x509::import::MAX_IMPORT_BYTES as u64 => {
+                    report
+                        .errors
+                        .push((f, format!("{} bytes is too large to import", m.len())));
+                    continue;
+                }
+                _ => match std::fs::read(&f) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        report.errors.push((f, e.to_string()));
+                        continue;
+                    }
+                },
+            };
+            match x509::import::read_file(&bytes, pass) {
+                Ok(c) => parsed.push((f, c)),
+                Err(x509::import::ImportError::Decryption(m)) => {
+                    report.decryption_failures += 1;
+                    report.errors.push((f, m));
+                }
+                Err(e) => report.errors.push((f, e.to_string())),
+            }
+        }
+        let importer = self
+            .keys
+            .soft()
+            .importer()
+            .ok_or_else(|| ManagerError::Key(KeyError::NotCapable("no key importer".into())))?;
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        // Certificates without a key, by public key DER: where imported keys go.
+        let mut keyless = keyless_certificates(txn.as_ref())?;
+        // Keys of requests made here: a certificate coming back for one joins its key.
+        let requested: Vec<(Vec<u8>, String)> = txn
+            .requests()?
+            .into_iter()
+            .filter_map(|r| Some((r.request.public_key, r.request.key_id?)))
+            .collect();
+        let mut n_named = 0usize;
+        for (file, contents) in &parsed {
+            let mut imported = false;
+            let mut file_certificate: Option<i64> = None;
+            // Names from file names: characters a name may not hold become '_'.
+            let stem: String = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+                .chars()
+                .map(|c| {
+                    if c.is_control() || c == '/' || c == '=' {
+                        '_'
+                    } else {
+                        c
+                    }
+                })
+                .scan(0usize, |bytes, c| {
+                    // at most 200 bytes, so that `_N` keeps it under the 255-byte limit
+                    *bytes += c.len_utf8();
+                    (*bytes <= 200).then_some(c)
+                })
+                .collect::<String>()
+                .trim_start_matches('-')
+                .to_owned();
+            let stem = if stem.is_empty() {
+                "cert".to_owned()
+            } else {
+                stem
+            };
+            for der_cert in &contents.certificates {
+                let info = x509::inspect_certificate(der_cert)?;
+                if txn.certificate_by_fingerprint(&info.fingerprint)?.is_some() {
+                    continue; // already here
+                }
+                let name = loop {
+                    let candidate = match (&req.name, n_named) {
+                        (Some(n), 0) => n.clone(),
+                        (Some(n), i) => format!("{n}_{i}"),
+                        (None, i) => format!("{stem}_{i}"),
+                    };
+                    n_named += 1;
+                    if validate_name(&candidate).is_ok() && !txn.name_in_use(&candidate)? {
+                        break candidate;
+                    }
+                    if n_named > 100_000 {
+                        return Err(ManagerError::refused(
+                            format!("no free name for a certificate from {}", file.display()),
+                            Some("give name="),
+                        ));
+                    }
+                    if req.name.is_some() && n_named == 1 {
+                        return Err(ManagerError::refused(
+                            format!("name \"{candidate}\" is already in use"),
+                            Some("give another name="),
+                        ));
+                    }
+                };
+                let spki = der::Encode::to_der(&info.public_key).unwrap_or_default();
+                let request_key = requested
+                    .iter()
+                    .find(|(pk, _)| *pk == spki)
+                    .map(|(_, k)| k.clone());
+                let id = txn.insert_certificate(&NewCertificate {
+                    name,
+                    serial: info.serial_hex.clone(),
+                    fingerprint: info.fingerprint.clone(),
+                    der: der_cert.clone(),
+                    key_id: request_key.clone(),
+                    issuer_id: None,
+                    trusted: req.trusted.unwrap_or(false),
+                    ca_crl_host: None,
+                    properties: "{}".into(),
+                    not_after: unix_secs(info.not_after),
+                })?;
+                file_certificate.get_or_insert(id);
+                if request_key.is_none() {
+                    keyless.push((id, spki));
+                }
+                report.certificates_imported += 1;
+                imported = true;
+            }
+            for key in &contents.keys {
+                let g = match importer.import_pkcs8(key.secret_bytes()) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        report
+                            .errors
+                            .push((file.clone(), format!("private key: {e}")));
+                        continue;
+                    }
+                };
+                let spki = der::Encode::to_der(&g.public_key).unwrap_or_default();
+                match keyless.iter().position(|(_, pk)| *pk == spki) {
+                    Some(i) => {
+                        let (cert_id, _) = keyless.remove(i);
+                        give_key(txn.as_mut(), cert_id, &g)?;
+                        report.private_keys_imported += 1;
+                        imported = true;
+                    }
+                    None => report.keys_with_no_certificate += 1,
+                }
+            }
+            // v2.8: without a passphrase an encrypted key is kept, sealed and still
+            // encrypted (flag Q on the certificate of the same file), until `decrypt`.
+            for enc in &contents.encrypted_keys {
+                let sealed = self.sealer.seal(SealLabel::EncryptedKey, enc)?;
+                txn.insert_encrypted_key(&sealed, file_certificate)?;
+                report.keys_kept_encrypted += 1;
+                imported = true;
+            }
+            if imported {
+                report.files_imported += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(report)
+    }
+
+    /// `decrypt passphrase=…` (v2.8): opens the keys imported still encrypted; each that
+    /// matches a certificate without a key is cached (decrypted, sealed) and gives it K.
+    /// Returns `keys-decrypted`.
+    pub fn decrypt_keys(&self, passphrase: &Passphrase) -> Result<usize> {
+        let importer = self
+            .keys
+            .soft()
+            .importer()
+            .ok_or_else(|| ManagerError::Key(KeyError::NotCapable("no key importer".into())))?;
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut keyless = keyless_certificates(txn.as_ref())?;
+        let mut decrypted = 0;
+        for k in txn.encrypted_keys()? {
+            if k.key_id.is_some() {
+                continue;
+            }
+            let enc = self.sealer.open(SealLabel::EncryptedKey, &k.sealed)?;
+            let Ok(pkcs8) =
+                x509::import::open_encrypted_key(enc.secret_bytes(), passphrase.secret_str())
+            else {
+                continue; // another passphrase's key
+            };
+            let g = importer.import_pkcs8(pkcs8.secret_bytes())?;
+            let spki = der::Encode::to_der(&g.public_key).unwrap_or_default();
+            let Some(i) = keyless.iter().position(|(_, pk)| *pk == spki) else {
+                continue;
+            };
+            let (cert_id, _) = keyless.remove(i);
+            give_key(txn.as_mut(), cert_id, &g)?;
+            txn.set_encrypted_key_copy(k.id, Some(&g.uri.store_id()), Some(cert_id))?;
+            decrypted += 1;
+        }
+        txn.commit()?;
+        Ok(decrypted)
+    }
+
+    /// `reset-certificate-cache` (v2.8): drops the decrypted copies of keys imported
+    /// encrypted; their certificates go back to Q until the next `decrypt`. Returns how many.
+    pub fn reset_certificate_cache(&self) -> Result<usize> {
+        let mut txn = self.store.begin(TxnMode::Write)?;
+        let mut dropped = 0;
+        for k in txn.encrypted_keys()? {
+            let Some(key_id) = &k.key_id else { continue };
+            if let Some(cert_id) = k.certificate_id {
+                txn.clear_certificate_key(cert_id)?;
+            }
+            txn.set_encrypted_key_copy(k.id, None, None)?;
+            if txn.key_users(key_id)? == 0 {
+                txn.delete_key(key_id)?;
+            }
+            dropped += 1;
+        }
+        txn.commit()?;
+        Ok(dropped)
+    }
+}
+
+/// Certificates without a private key, with their public keys (DER): where keys coming from
+/// outside go.
+fn keyless_certificates(txn: &dyn Transaction) -> Result<Vec<(i64, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for c in txn.certificates()? {
+        if c.cert.key_id.is_none() {
+            if let Ok(info) = x509::inspect_certificate(&c.cert.der) {
+                out.push((
+                    c.id,
+                    der::Encode::to_der(&info.public_key).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Stores a key taken from outside and gives it to a certificate.
+fn give_key(txn: &mut dyn Transaction, certificate_id: i64, key: &GeneratedKey) -> Result<()> {
+    txn.insert_key(&KeyRecord {
+        id: key.uri.store_id(),
+        uri: key.uri.without_secrets().to_string(),
+        algorithm: format!("{}/{}", key.algorithm.key_type(), key.algorithm.key_size()),
+        sealed: key.sealed.clone(),
+        token_serial: key.token_serial.clone(),
+        slot: key.slot.clone(),
+        created_at: now_micros(),
+    })?;
+    txn.set_certificate_key(certificate_id, &key.uri.store_id())?;
+    Ok(())
+}

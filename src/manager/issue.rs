@@ -1,0 +1,392 @@
+//! The issuance core: a template (or a verified request) and its issuer become a signed
+//! certificate ready to store — the issuer loaded and its key reached, the plan checked, the
+//! key generated where asked, the certificate built and signed. No file paths: callers write
+//! files after their transaction commits.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::template::{self, TemplateProperties};
+use super::{
+    ca_key_handle, not_found, signature_scheme_for, signing_key_identifier, unix_secs, Manager,
+};
+use crate::error::{KeyError, ManagerError, Result};
+use crate::keys::{
+    GenerateRequest, GeneratedKey, KeyHandle, KeyProvider, KeySigner, KeyUri, X509Signer,
+};
+use crate::store::{now_micros, KeyRecord, NewCertificate, Transaction};
+use crate::x509::{self, CertificateSpec, IssuerInfo};
+
+/// Where `sign` puts the new certificate's key.
+#[derive(Clone, Debug, Default)]
+pub enum KeyLocation {
+    /// generated in software, sealed in the store
+    #[default]
+    Software,
+    /// `on-smart-card=PROFILE` / `ca-on-smart-card=PROFILE`
+    Profile(String),
+    /// `key=URI`
+    Uri(KeyUri),
+}
+
+/// A prepared certificate ready to be stored.
+pub(super) struct Issued {
+    pub(super) record: NewCertificate,
+    pub(super) key: Option<GeneratedKey>,
+}
+
+/// `ca-crl-host`: `HOST`, `HOST:PORT` or `[IPv6]:PORT`.
+pub(super) fn validate_crl_host(value: &str) -> Result<()> {
+    let bad = |why: &str| ManagerError::InvalidValue(format!("ca-crl-host={value}: {why}"));
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| bad("not an IPv6 address"))?;
+        match after {
+            "" => (None, None),
+            p => (
+                None,
+                Some(p.strip_prefix(':').ok_or_else(|| bad("expected :PORT"))?),
+            ),
+        }
+    } else {
+        match value.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(value), None),
+        }
+    };
+    if let Some(h) = host {
+        let ok = !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !ok {
+            return Err(bad(
+                "expected a host name or IPv4 address, optionally :PORT",
+            ));
+        }
+    }
+    if let Some(p) = port {
+        if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
+            return Err(bad("the port must be a number 1-65535"));
+        }
+    }
+    Ok(())
+}
+
+/// The CRL distribution point `serve` answers for a CA: `http://HOST[:PORT]/crl/<CA>.crl`.
+pub fn crl_url(host: &str, ca_name: &str) -> String {
+    let name = percent_encoding::utf8_percent_encode(ca_name, percent_encoding::NON_ALPHANUMERIC);
+    format!("http://{host}/crl/{name}.crl")
+}
+
+impl Manager {
+    /// A token profile becomes the URI of the token it names.
+    pub(super) fn resolve_location(&self, loc: &KeyLocation) -> Result<KeyLocation> {
+        Ok(match loc {
+            KeyLocation::Profile(p) => KeyLocation::Uri(self.keys.profile_location(p)?),
+            other => other.clone(),
+        })
+    }
+    pub(super) fn provider_for(&self, loc: &KeyLocation) -> Result<&dyn KeyProvider> {
+        match loc {
+            KeyLocation::Software => Ok(self.keys.soft()),
+            KeyLocation::Uri(uri) => Ok(self.keys.provider(uri)?),
+            KeyLocation::Profile(p) => Ok(self.keys.provider(&self.keys.profile_location(p)?)?),
+        }
+    }
+
+    pub(super) fn discard_key(&self, provider: &dyn KeyProvider, key: Option<&GeneratedKey>) {
+        if let Some(k) = key {
+            let _ = provider.delete(&KeyHandle {
+                uri: k.uri.clone(),
+                sealed: k.sealed.clone(),
+            });
+        }
+    }
+
+    pub(super) fn load_issuer(&self, txn: &dyn Transaction, ca: &str) -> Result<LoadedIssuer> {
+        let rec = txn
+            .certificate(ca)?
+            .ok_or_else(|| not_found("CA certificate", ca))?;
+        let info = x509::inspect_certificate(&rec.cert.der)?;
+        if !info.is_ca {
+            return Err(ManagerError::refused(
+                format!("\"{ca}\" is not a certificate authority"),
+                Some("sign a template with key-usage=key-cert-sign,crl-sign to make a CA"),
+            ));
+        }
+        if rec.revoked_at.is_some() {
+            return Err(ManagerError::refused(
+                format!("CA \"{ca}\" is revoked"),
+                None,
+            ));
+        }
+        if info.not_after < SystemTime::now() {
+            return Err(ManagerError::refused(
+                format!("CA \"{ca}\" has expired"),
+                None,
+            ));
+        }
+        let (_, handle) = ca_key_handle(txn, &rec)?;
+        let signer = self.ca_signer(ca, &handle, &info)?;
+        let key_identifier = signing_key_identifier(&info);
+        Ok(LoadedIssuer {
+            id: rec.id,
+            name: rec.cert.name.clone(),
+            subject: info.subject_name,
+            key_identifier,
+            crl_host: rec.cert.ca_crl_host.clone(),
+            signer,
+        })
+    }
+
+    /// The signer of CA `ca`'s key (reaching it: token login, PIN), checked against the
+    /// CA's certificate.
+    pub(crate) fn ca_signer(
+        &self,
+        ca: &str,
+        handle: &KeyHandle,
+        info: &x509::CertificateInfo,
+    ) -> Result<Arc<dyn KeySigner>> {
+        let signer = self
+            .keys
+            .provider(&handle.uri)?
+            .signer_with_public_key(handle, &info.public_key)?;
+        if signer.public_key() != &info.public_key {
+            return Err(ManagerError::Key(KeyError::Verification(format!(
+                "the key of CA \"{ca}\" does not match its certificate"
+            ))));
+        }
+        Ok(signer)
+    }
+
+    /// Checks a template against its issuer and works out everything the certificates made
+    /// from it share, once (a batch issues many certificates from one plan).
+    pub(super) fn plan(
+        &self,
+        props: &TemplateProperties,
+        resolved: &template::ResolvedTemplate,
+        issuer: Option<&LoadedIssuer>,
+        ca_crl_host: Option<&str>,
+    ) -> Result<Plan> {
+        let self_signed = issuer.is_none();
+        let is_ca = resolved.is_ca(self_signed);
+        if ca_crl_host.is_some() && !is_ca {
+            return Err(ManagerError::InvalidValue(
+                "ca-crl-host applies only to CA certificates (key-usage with key-cert-sign)".into(),
+            ));
+        }
+        let subject = resolved.subject.to_name()?;
+        if subject.is_empty() && (self_signed || is_ca) {
+            return Err(ManagerError::InvalidValue(format!(
+                "a {} certificate needs a subject: set common-name",
+                if is_ca { "CA" } else { "self-signed" }
+            )));
+        }
+        if subject.is_empty() && resolved.subject_alt_names.is_empty() {
+            return Err(ManagerError::InvalidValue(
+                "the certificate would have neither a subject nor a subject-alt-name: set common-name"
+                    .into(),
+            ));
+        }
+        // Fails now, not after a key was made, if days-valid overflows.
+        CertificateSpec::validity_from_now(resolved.days_valid)
+            .map_err(|e| ManagerError::InvalidValue(e.to_string()))?;
+        // An issuer's signature scheme is known before any key is made: check it first.
+        let issuer_signer = match issuer {
+            Some(i) => Some(X509Signer::new(
+                i.signer.clone(),
+                signature_scheme_for(i.signer.as_ref(), resolved.digest, &i.name)?,
+            )?),
+            None => None,
+        };
+        Ok(Plan {
+            algorithm: resolved.algorithm,
+            digest: resolved.digest,
+            days_valid: resolved.days_valid,
+            subject,
+            subject_alt_names: resolved.subject_alt_names.clone(),
+            is_ca,
+            key_usage: resolved.effective_key_usage(is_ca),
+            trusted: resolved.trusted.unwrap_or(self_signed && is_ca),
+            ca_crl_host: if is_ca {
+                ca_crl_host.map(str::to_owned)
+            } else {
+                None
+            },
+            crl_distribution_point: issuer
+                .and_then(|i| i.crl_host.as_deref().map(|h| crl_url(h, &i.name))),
+            issuer: issuer.map(|i| IssuerInfo {
+                name: i.subject.clone(),
+                key_identifier: i.key_identifier.clone(),
+            }),
+            issuer_id: issuer.map(|i| i.id),
+            issuer_signer,
+            properties: props.to_json(),
+        })
+    }
+
+    /// Generates the key and builds the signed certificate (no store writes). A key made
+    /// here is destroyed again if anything after its generation fails.
+    pub(super) fn prepare(
+        &self,
+        plan: &Plan,
+        name: &str,
+        provider: &dyn KeyProvider,
+        location: &KeyLocation,
+    ) -> Result<Issued> {
+        let generated = provider.generate(&GenerateRequest {
+            algorithm: plan.algorithm,
+            label: name.to_owned(),
+            location: match location {
+                KeyLocation::Uri(u) => Some(u.clone()),
+                _ => None,
+            },
+        })?;
+        let result = (|| {
+            let self_signer;
+            let signer = match &plan.issuer_signer {
+                Some(s) => s,
+                None => {
+                    let key = provider.signer_with_public_key(
+                        &KeyHandle {
+                            uri: generated.uri.clone(),
+                            sealed: generated.sealed.clone(),
+                        },
+                        &generated.public_key,
+                    )?;
+                    let scheme = signature_scheme_for(key.as_ref(), plan.digest, name)?;
+                    self_signer = X509Signer::new(key, scheme)?;
+                    &self_signer
+                }
+            };
+            let mut record = Self::certify(plan, name, &generated.public_key, signer)?;
+            record.key_id = Some(generated.uri.store_id());
+            Ok(record)
+        })();
+        match result {
+            Ok(record) => Ok(Issued {
+                record,
+                key: Some(generated),
+            }),
+            Err(e) => {
+                self.discard_key(provider, Some(&generated));
+                Err(e)
+            }
+        }
+    }
+
+    /// Builds and signs the certificate of `plan` for `public_key` (no store writes).
+    pub(super) fn certify(
+        plan: &Plan,
+        name: &str,
+        public_key: &spki::SubjectPublicKeyInfoOwned,
+        signer: &X509Signer,
+    ) -> Result<NewCertificate> {
+        let (not_before, not_after) = CertificateSpec::validity_from_now(plan.days_valid)?;
+        let spec = CertificateSpec {
+            subject: plan.subject.clone(),
+            public_key: public_key.clone(),
+            serial: x509::random_serial()?,
+            not_before,
+            not_after,
+            is_ca: plan.is_ca,
+            key_usage: plan.key_usage.clone(),
+            subject_alt_names: plan.subject_alt_names.clone(),
+            crl_distribution_point: plan.crl_distribution_point.clone(),
+            issuer: plan.issuer.clone(),
+        };
+        let der = x509::build_certificate(&spec, signer)?;
+        Ok(NewCertificate {
+            name: name.to_owned(),
+            serial: hex::encode_upper(spec.serial.as_bytes()),
+            fingerprint: x509::fingerprint(&der),
+            der,
+            key_id: None,
+            issuer_id: plan.issuer_id,
+            trusted: plan.trusted,
+            ca_crl_host: plan.ca_crl_host.clone(),
+            properties: plan.properties.clone(),
+            not_after: unix_secs(not_after),
+        })
+    }
+
+    pub(super) fn insert_issued(txn: &mut dyn Transaction, issued: &Issued) -> Result<i64> {
+        if let Some(k) = &issued.key {
+            txn.insert_key(&KeyRecord {
+                id: k.uri.store_id(),
+                uri: k.uri.without_secrets().to_string(),
+                algorithm: format!("{}/{}", k.algorithm.key_type(), k.algorithm.key_size()),
+                sealed: k.sealed.clone(),
+                token_serial: k.token_serial.clone(),
+                slot: k.slot.clone(),
+                created_at: now_micros(),
+            })?;
+        }
+        Ok(txn.insert_certificate(&issued.record)?)
+    }
+}
+
+/// What every certificate made from one template by one issuer shares.
+pub(super) struct Plan {
+    pub(super) algorithm: crate::keys::KeyAlgorithm,
+    pub(super) digest: Option<crate::keys::HashAlgorithm>,
+    pub(super) days_valid: u32,
+    pub(super) subject: x509_cert::name::Name,
+    pub(super) subject_alt_names: Vec<x509_cert::ext::pkix::name::GeneralName>,
+    pub(super) is_ca: bool,
+    pub(super) key_usage: x509::KeyUsageSet,
+    pub(super) trusted: bool,
+    pub(super) ca_crl_host: Option<String>,
+    pub(super) crl_distribution_point: Option<String>,
+    pub(super) issuer: Option<IssuerInfo>,
+    pub(super) issuer_id: Option<i64>,
+    /// the issuer's key with its scheme; `None` = self-signed by the new key
+    pub(super) issuer_signer: Option<X509Signer>,
+    pub(super) properties: String,
+}
+
+pub(super) struct LoadedIssuer {
+    pub(super) id: i64,
+    pub(super) name: String,
+    pub(super) subject: x509_cert::name::Name,
+    pub(super) key_identifier: Vec<u8>,
+    pub(super) crl_host: Option<String>,
+    pub(super) signer: Arc<dyn KeySigner>,
+}
+
+#[cfg(test)]
+mod crl_host_tests {
+    use super::*;
+
+    #[test]
+    fn crl_hosts() {
+        for ok in [
+            "127.0.0.1:8080",
+            "crl.example",
+            "crl.example:80",
+            "[::1]:8080",
+            "[2001:db8::1]",
+        ] {
+            validate_crl_host(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "a b",
+            "host:0",
+            "host:x",
+            "host:70000",
+            "[::1",
+            "[zz]:1",
+            "http://x",
+            "a:1:2",
+        ] {
+            assert!(validate_crl_host(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            crl_url("127.0.0.1:8080", "my ca"),
+            "http://127.0.0.1:8080/crl/my%20ca.crl"
+        );
+    }
+}
