@@ -12,6 +12,7 @@ pub mod error;
 pub mod fsutil;
 pub mod keys;
 pub mod manager;
+pub mod protocols;
 pub mod seal;
 pub mod secret;
 pub mod service;

@@ -49,10 +49,13 @@ fn when(secs: Option<i64>) -> String {
 
 /// `crl download`: every trusted certificate's http CDP, now (whatever crl-download says).
 fn download(ctx: &Ctx) -> Result<(), ManagerError> {
-    use crate::service::fetch::{download_crls, FetchLimits};
-    let backend: std::sync::Arc<dyn crate::service::ServiceBackend> =
-        std::sync::Arc::new(ctx.manager()?);
-    let outcomes = download_crls(&backend, &FetchLimits::default())?;
+    use crate::protocols::crl_download::{download_crls, DownloadError};
+    use crate::protocols::fetch::FetchLimits;
+    let manager = std::sync::Arc::new(ctx.manager()?);
+    let outcomes = download_crls(&manager, &FetchLimits::default()).map_err(|e| match e {
+        DownloadError::Targets(e) | DownloadError::Refused(e) => e,
+        other => ManagerError::Failed(other.to_string()),
+    })?;
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if ctx.json {
         let v: Vec<_> = outcomes

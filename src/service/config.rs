@@ -84,6 +84,14 @@ impl Config {
         Ok(config)
     }
 
+    /// The bounds of CRL downloads (`crl-download-max-bytes`, `crl-download-timeout`).
+    pub fn fetch_limits(&self) -> crate::protocols::fetch::FetchLimits {
+        crate::protocols::fetch::FetchLimits::new(
+            usize::try_from(self.crl_download_max_bytes).unwrap_or(usize::MAX),
+            std::time::Duration::from_secs(self.crl_download_timeout),
+        )
+    }
+
     /// Checks the values (after command-line overrides).
     pub fn validate(&self) -> Result<(), ServiceError> {
         let bad = |m: String| Err(ServiceError::Config(m));

@@ -175,7 +175,7 @@ mod tests {
 
     use super::*;
     use crate::manager::crl_url;
-    use crate::service::fetch::FetchLimits;
+    use crate::protocols::fetch::FetchLimits;
     use crate::service::testing::FakeBackend;
     use crate::service::{serve, Schedule};
 

@@ -9,7 +9,6 @@
 
 mod backend;
 mod config;
-pub mod fetch;
 mod http;
 mod timers;
 
@@ -27,15 +26,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use self::config::Config;
-pub use self::fetch::{
-    download_crls, fetch_crl, DownloadError, DownloadOutcome, FetchError, FetchLimits,
-};
 pub use self::timers::Schedule;
 use crate::error::{ExitCode, ManagerError};
-use crate::manager::{CrlRenewal, DownloadTarget, DownloadedCrl, ServedCrl, Settings};
+use crate::manager::{CrlRenewal, ServedCrl, Settings};
+use crate::protocols::crl_download::CrlDownloads;
+use crate::protocols::fetch::{FetchLimits, Fetcher};
 
-/// What the service needs from the certificate manager. Every method blocks.
-pub trait ServiceBackend: Send + Sync + 'static {
+/// What the service needs from the certificate manager (with the CRL-download port the
+/// download timer uses). Every method blocks.
+pub trait ServiceBackend: CrlDownloads + Send + Sync + 'static {
     /// The current CRL of the local CA a CDP file names. `file` is the percent-decoded last
     /// path segment, e.g. "my ca.crl". `None` when there is no such CA or it has no CRL.
     fn served_crl(&self, file: &str) -> Result<Option<ServedCrl>, ManagerError>;
@@ -43,15 +42,6 @@ pub trait ServiceBackend: Send + Sync + 'static {
     fn renew_due_crls(&self, max_age: Duration) -> Vec<CrlRenewal>;
     /// RouterOS `/certificate settings`.
     fn settings(&self) -> Result<Settings, ManagerError>;
-    /// The http CDPs of trusted certificates.
-    fn crl_download_targets(&self) -> Result<Vec<DownloadTarget>, ManagerError>;
-    /// Verifies the CRL's signature against the target's certificate (or its issuer) and
-    /// stores it.
-    fn store_downloaded_crl(
-        &self,
-        target: &DownloadTarget,
-        der: &[u8],
-    ) -> Result<DownloadedCrl, ManagerError>;
     /// A cheap read of the store, for `/health`.
     fn check_store(&self) -> Result<(), ManagerError>;
 }
@@ -153,7 +143,7 @@ pub fn run(config: Config, backend: Arc<dyn ServiceBackend>) -> Result<(), Servi
             source,
         })?;
     let schedule = Schedule::from_config(&config);
-    let limits = FetchLimits::from_config(&config);
+    let limits = config.fetch_limits();
     let result = runtime.block_on(async {
         let signal = shutdown_signal()?;
         let listener =
@@ -223,19 +213,13 @@ pub async fn serve(
             context: "cannot read the bound address",
             source,
         })?;
-    let client = limits.client().map_err(|e| ServiceError::Setup {
+    let fetcher = Fetcher::new(limits).map_err(|e| ServiceError::Setup {
         context: "cannot build the HTTP client",
         source: std::io::Error::other(e.to_string()),
     })?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let timers = timers::spawn(
-        backend.clone(),
-        schedule,
-        client,
-        limits.max_bytes,
-        stop_rx.clone(),
-    );
+    let timers = timers::spawn(backend.clone(), schedule, fetcher, stop_rx.clone());
     let mut server_stop = stop_rx.clone();
     let app = http::router(backend).into_make_service_with_connect_info::<SocketAddr>();
     let mut server = tokio::spawn(

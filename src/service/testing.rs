@@ -9,6 +9,8 @@ use std::time::Duration;
 use super::ServiceBackend;
 use crate::error::{ManagerError, StoreError};
 use crate::manager::{CrlRenewal, DownloadTarget, DownloadedCrl, ServedCrl, Settings};
+use crate::protocols::crl_download::CrlDownloads;
+use crate::protocols::testing::FakeDownloads;
 
 #[derive(Default)]
 pub(crate) struct FakeBackend {
@@ -17,11 +19,8 @@ pub(crate) struct FakeBackend {
     /// every store read fails with this
     store_error: Mutex<Option<String>>,
     settings: Mutex<Settings>,
-    targets: Mutex<Vec<DownloadTarget>>,
-    /// CRL bytes that store_downloaded_crl refuses, and why
-    refused: Mutex<Option<(Vec<u8>, String)>>,
-    stored: Mutex<Vec<(DownloadTarget, Vec<u8>)>>,
-    offered: AtomicUsize,
+    /// the CRL-download port: targets, what is offered and stored
+    downloads: FakeDownloads,
     /// CAs that renew_due_crls reports (Ok) and one that fails
     due: Mutex<Vec<String>>,
     failing_ca: Mutex<Option<String>>,
@@ -46,6 +45,7 @@ impl FakeBackend {
 
     pub(crate) fn fail_store(&self, message: &str) {
         *self.store_error.lock().unwrap() = Some(message.to_owned());
+        self.downloads.fail_store(message);
     }
 
     pub(crate) fn set_settings(&self, s: Settings) {
@@ -53,26 +53,20 @@ impl FakeBackend {
     }
 
     pub(crate) fn set_targets(&self, targets: Vec<(&str, String)>) {
-        *self.targets.lock().unwrap() = targets
-            .into_iter()
-            .map(|(c, url)| DownloadTarget {
-                certificate: c.to_owned(),
-                url,
-            })
-            .collect();
+        self.downloads.set_targets(targets);
     }
 
     pub(crate) fn refuse_der(&self, der: Vec<u8>, why: &str) {
-        *self.refused.lock().unwrap() = Some((der, why.to_owned()));
+        self.downloads.refuse_der(der, why);
     }
 
     pub(crate) fn stored(&self) -> Vec<(DownloadTarget, Vec<u8>)> {
-        self.stored.lock().unwrap().clone()
+        self.downloads.stored()
     }
 
     /// how many CRLs were handed to store_downloaded_crl
     pub(crate) fn offered(&self) -> usize {
-        self.offered.load(Ordering::SeqCst)
+        self.downloads.offered()
     }
 
     pub(crate) fn set_due(&self, cas: &[&str], failing: Option<&str>) {
@@ -141,9 +135,14 @@ impl ServiceBackend for FakeBackend {
         Ok(*self.settings.lock().unwrap())
     }
 
+    fn check_store(&self) -> Result<(), ManagerError> {
+        self.check()
+    }
+}
+
+impl CrlDownloads for FakeBackend {
     fn crl_download_targets(&self) -> Result<Vec<DownloadTarget>, ManagerError> {
-        self.check()?;
-        Ok(self.targets.lock().unwrap().clone())
+        self.downloads.crl_download_targets()
     }
 
     fn store_downloaded_crl(
@@ -151,28 +150,7 @@ impl ServiceBackend for FakeBackend {
         target: &DownloadTarget,
         der: &[u8],
     ) -> Result<DownloadedCrl, ManagerError> {
-        self.offered.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        if let Some((bad, why)) = &*self.refused.lock().unwrap() {
-            if bad == der {
-                return Err(ManagerError::refused(why.clone(), None));
-            }
-        }
-        self.stored
-            .lock()
-            .unwrap()
-            .push((target.clone(), der.to_vec()));
-        Ok(DownloadedCrl {
-            issuer: target.certificate.clone(),
-            number: Some(7),
-            entries: 0,
-            this_update: 0,
-            next_update: None,
-        })
-    }
-
-    fn check_store(&self) -> Result<(), ManagerError> {
-        self.check()
+        self.downloads.store_downloaded_crl(target, der)
     }
 }
 

@@ -8,9 +8,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::fetch::{fetch_crl, store_fetched, DownloadOutcome};
 use super::{blocking, Config, ServiceBackend, SHUTDOWN_GRACE};
 use crate::manager::CrlRenewal;
+use crate::protocols::crl_download::{fetch_crl, store_fetched, DownloadOutcome};
+use crate::protocols::fetch::Fetcher;
 
 /// When the timers fire, and how long shutdown waits. Built from the config; tests shorten it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +64,7 @@ impl Schedule {
 pub(crate) fn spawn(
     backend: Arc<dyn ServiceBackend>,
     schedule: Schedule,
-    client: reqwest::Client,
-    max_bytes: usize,
+    fetcher: Fetcher,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let renew = {
@@ -81,7 +81,7 @@ pub(crate) fn spawn(
         tokio::spawn(async move {
             let mut ticks = ticker(schedule.download_first, schedule.download_interval);
             while next_tick(&mut ticks, &mut stop).await {
-                download_tick(&backend, &client, max_bytes, &mut stop).await;
+                download_tick(&backend, &fetcher, &mut stop).await;
             }
         })
     };
@@ -133,8 +133,7 @@ pub(crate) async fn renew_tick(
 /// during a fetch; a CRL being stored is stored.
 pub(crate) async fn download_tick(
     backend: &Arc<dyn ServiceBackend>,
-    client: &reqwest::Client,
-    max_bytes: usize,
+    fetcher: &Fetcher,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Vec<DownloadOutcome>> {
     let settings = match blocking(backend, "reading settings", |b| b.settings()).await {
@@ -173,7 +172,7 @@ pub(crate) async fn download_tick(
         let fetched = tokio::select! {
             biased;
             _ = stop.wait_for(|stop| *stop) => break,
-            r = fetch_crl(client, &target.url, max_bytes) => r,
+            r = fetch_crl(fetcher, &target.url) => r,
         };
         let outcome = store_fetched(backend, target, fetched).await;
         outcome.log();
@@ -186,8 +185,8 @@ pub(crate) async fn download_tick(
 mod tests {
     use super::*;
     use crate::manager::Settings;
-    use crate::service::fetch::tests::{fake_der, test_client, test_limits, Reply, TestServer};
-    use crate::service::fetch::DownloadError;
+    use crate::protocols::crl_download::DownloadError;
+    use crate::protocols::testing::{fake_der, test_fetcher, test_limits, Reply, TestServer};
     use crate::service::testing::{capture_logs, FakeBackend};
 
     fn backend(fake: &Arc<FakeBackend>) -> Arc<dyn ServiceBackend> {
@@ -234,7 +233,7 @@ mod tests {
         fake.set_targets(vec![("root", s.url("/a.crl"))]);
         let (_tx, mut stop) = watch::channel(false);
         let l = test_limits();
-        let r = download_tick(&backend(&fake), &test_client(&l), l.max_bytes, &mut stop).await;
+        let r = download_tick(&backend(&fake), &test_fetcher(&l), &mut stop).await;
         assert!(r.is_none());
         assert_eq!(fake.offered(), 0);
         assert_eq!(s.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
@@ -262,7 +261,7 @@ mod tests {
         fake.refuse_der(bad, "signature does not verify");
         let (_tx, mut stop) = watch::channel(false);
         let l = test_limits();
-        let outcomes = download_tick(&backend(&fake), &test_client(&l), l.max_bytes, &mut stop)
+        let outcomes = download_tick(&backend(&fake), &test_fetcher(&l), &mut stop)
             .await
             .unwrap();
         assert_eq!(outcomes.len(), 3);
@@ -305,7 +304,7 @@ mod tests {
         let (tx, mut stop) = watch::channel(false);
         tx.send(true).unwrap();
         let l = test_limits();
-        let outcomes = download_tick(&backend(&fake), &test_client(&l), l.max_bytes, &mut stop)
+        let outcomes = download_tick(&backend(&fake), &test_fetcher(&l), &mut stop)
             .await
             .unwrap();
         assert!(outcomes.is_empty());
@@ -329,7 +328,7 @@ mod tests {
         };
         let (tx, stop) = watch::channel(false);
         let l = test_limits();
-        let handles = spawn(backend(&fake), schedule, test_client(&l), l.max_bytes, stop);
+        let handles = spawn(backend(&fake), schedule, test_fetcher(&l), stop);
         tokio::time::sleep(Duration::from_millis(150)).await;
         // crl-download=no so far: nothing fetched
         assert_eq!(fake.offered(), 0);

@@ -1,0 +1,9 @@
+//! Wire protocols with no HTTP framework in them, talking to the certificate manager through
+//! small ports it implements: bounded outbound HTTP ([`fetch`]) and CRL downloads
+//! ([`crl_download`]); SCEP lands here next.
+
+pub mod crl_download;
+pub mod fetch;
+
+#[cfg(test)]
+pub(crate) mod testing;
