@@ -28,41 +28,61 @@ die() {
     exit 1
 }
 
-# True when PID is alive and its command line contains WORD (guards against PID reuse).
+# The state letter of PID (R, S, D, Z, …), or nothing when there is no such process.
+proc_state() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+    stat="${stat##*) }" # after "PID (comm) ", comm may hold spaces
+    echo "${stat%% *}"
+}
+
+# True while PID runs. A zombie has ended: its files, sockets and ports are released. (Not by
+# its command line: that reads empty while a process execs or exits, and a child that has not
+# exec'd yet still shows this script's.)
+running() {
+    local state
+    [[ "$1" =~ ^[0-9]+$ ]] || return 1
+    state="$(proc_state "$1")"
+    [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# True when PID (from a PID file) runs and its command line contains WORD (guards against PID
+# reuse).
 alive_as() {
     local pid="$1" word="$2"
     # No `… | grep -q` under pipefail: grep quitting at the first match can SIGPIPE the
     # writer and fail the pipeline although the process is there.
     local cmdline
-    [[ "$pid" =~ ^[0-9]+$ ]] && cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" &&
+    running "$pid" && cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")" &&
         [[ "$cmdline" == *"$word"* ]]
 }
 
 # The PID in a PID file (pcscd's own ends in a NUL byte), or nothing.
 pid_from() { if [ -r "$1" ]; then tr -cd '0-9' <"$1"; fi; }
 
-# PIDs of running processes named pcscd (no pgrep needed).
+# PIDs of running processes named pcscd (no pgrep needed; zombies left out).
 pcscd_pids() {
     local d
     for d in /proc/[0-9]*; do
-        [ "$(cat "$d/comm" 2>/dev/null)" = pcscd ] && echo "${d#/proc/}"
+        [ "$(cat "$d/comm" 2>/dev/null)" = pcscd ] && running "${d#/proc/}" && echo "${d#/proc/}"
     done
     return 0
 }
 
-# Ends PID (TERM, then KILL after 5 s) and waits until it is gone.
+# Ends PID (TERM, then KILL after 5 s) and waits until it has ended (a zombie or gone: its
+# port and socket are free again).
 end_pid() {
     local pid="$1" word="$2" i
     alive_as "$pid" "$word" || return 0
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
-        alive_as "$pid" "$word" || return 0
+        running "$pid" || return 0
         sleep 0.1
     done
     say "$word (PID $pid) did not stop on TERM; killing it"
     kill -KILL "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
-        alive_as "$pid" "$word" || return 0
+        running "$pid" || return 0
         sleep 0.1
     done
     die "could not end $word (PID $pid)"
@@ -198,7 +218,8 @@ EOF
     echo "$pcscd_pid" >"$STATE_DIR/pcscd.pid"
     for ((i = 0; i < 100; i++)); do
         vpcd_listening && [ -S "$PCSCD_SOCKET" ] && break
-        alive_as "$pcscd_pid" pcscd || {
+        # our own child: by state, not by command line (see `running`)
+        running "$pcscd_pid" || {
             tail -n 5 "$STATE_DIR/pcscd.log" >&2 || true
             stop
             die "pcscd exited at start (log: $STATE_DIR/pcscd.log)"
@@ -216,7 +237,7 @@ EOF
 
     reader=""
     for ((i = 0; i < 150; i++)); do
-        alive_as "$card_pid" virtual-piv || {
+        running "$card_pid" || {
             tail -n 5 "$STATE_DIR/card.log" >&2 || true
             stop
             die "the virtual card exited at start (log: $STATE_DIR/card.log)"
