@@ -133,30 +133,68 @@ pub enum X509Error {
     /// ASN.1 encoding or decoding failed.
     #[error("ASN.1: {0}")]
     Asn1(#[from] der::Error),
+    /// Input is not the structure expected (not PEM, another PEM label, not a v2 CRL, too
+    /// large, an unknown critical extension, …).
+    #[error("{0}")]
+    Malformed(String),
+    /// A signature over input does not verify (a request's self-signature, a CRL's).
+    #[error("{0}")]
+    BadSignature(String),
+    /// A key or signature algorithm certman does not support.
+    #[error("unsupported algorithm: {0}")]
+    UnsupportedAlgorithm(String),
+    /// A value to encode (name, SAN, reason, validity) is not valid.
+    #[error("{0}")]
+    Value(String),
     /// The builder refused the certificate.
     #[error("certificate builder: {0}")]
     Builder(String),
-    /// A value (name, SAN, usage) is invalid.
-    #[error("{0}")]
-    Invalid(String),
-    /// A public key in an unsupported algorithm.
-    #[error("unsupported public key: {0}")]
-    UnsupportedKey(String),
     /// Signing through the key provider failed.
     #[error(transparent)]
     Key(#[from] KeyError),
     /// Encrypting a private key for export failed.
     #[error("private key encryption: {0}")]
     Pkcs8(String),
+    /// The random generator or a cipher failed.
+    #[error("{0} failed")]
+    Crypto(&'static str),
 }
 
-/// Errors of the persistence layer (`store/`).
+impl X509Error {
+    /// What this says about a request from outside that could not be read.
+    pub fn request_fault(&self) -> RequestFault {
+        match self {
+            X509Error::BadSignature(_) => RequestFault::BadSignature,
+            X509Error::UnsupportedAlgorithm(_) => RequestFault::BadAlgorithm,
+            _ => RequestFault::BadRequest,
+        }
+    }
+}
+
+/// Errors of the persistence layer (`store/`). Backend errors are carried as their message
+/// and source; the kinds the store contract names (a taken name, a duplicate, a conflict with
+/// another writer, a busy store) are variants.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// SQLite reported an error.
-    #[error("store database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The database reported an error.
+    #[error("store database: {source}")]
+    Database {
+        /// the backend's error
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A template or certificate already has this name (one namespace for both).
+    #[error("name \"{0}\" is already in use")]
+    NameTaken(String),
+    /// A uniqueness rule other than names was broken (a serial twice by one CA, a certificate
+    /// revoked twice, …).
+    #[error("{0} already exists")]
+    Duplicate(&'static str),
+    /// Another writer changed what this transaction read or meant to change: the operation
+    /// may be retried (a bounded number of times).
+    #[error("the store changed under this transaction (another writer)")]
+    Conflict,
     /// The store directory or file could not be created or opened.
     #[error("store {path}: {source}")]
     Io {
@@ -185,6 +223,98 @@ pub enum StoreError {
     Busy,
 }
 
+/// What kind of object a name was looked up as (the words of "no such …").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ObjectKind {
+    /// a template
+    Template,
+    /// a certificate
+    Certificate,
+    /// a certificate or a template (`print`, `set`, `remove`)
+    Entry,
+    /// a template, or a certificate to copy from (`add copy-from=`)
+    CopySource,
+    /// the issuing CA's certificate
+    CaCertificate,
+    /// a CA by row (changed meanwhile)
+    Ca,
+    /// the CRL of a CA
+    Crl,
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Template => "template",
+            ObjectKind::Certificate => "certificate",
+            ObjectKind::Entry => "certificate or template",
+            ObjectKind::CopySource => "template or certificate",
+            ObjectKind::CaCertificate => "CA certificate",
+            ObjectKind::Ca => "CA",
+            ObjectKind::Crl => "CRL of",
+        })
+    }
+}
+
+/// Why a rule of the certificate manager refuses an operation (exit 4). Callers branch on
+/// these, never on the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// a template or certificate already has the name
+    NameInUse,
+    /// no free name could be made (import)
+    NoFreeName,
+    /// a certificate's property other than name/trusted cannot change
+    ReadOnlyProperty,
+    /// an issued certificate goes only with its CA (revoke it instead)
+    IssuedCertificate,
+    /// the certificate is not a CA
+    NotACa,
+    /// the CA is revoked
+    CaRevoked,
+    /// the CA has expired
+    CaExpired,
+    /// the certificate (or CA) has no private key here
+    NoPrivateKey,
+    /// the key is on a token and cannot leave it
+    KeyNotExportable,
+    /// the key is not on a token (card-reinstall)
+    NotOnToken,
+    /// a request asks for a CA certificate and allow-ca was not given
+    CaRequestNotAllowed,
+    /// the certificate was not issued by a CA here
+    NotRevocable,
+    /// the certificate is revoked already
+    AlreadyRevoked,
+    /// a CRL path belongs to another CA
+    CrlPathTaken,
+    /// a downloaded CRL was not accepted (signature, issuer, age)
+    CrlNotAccepted,
+    /// the CA's key failed on its PIN earlier in this process and is not tried again
+    PinFailedBefore,
+    /// what the operation read changed meanwhile (another process); it may be tried again
+    ChangedMeanwhile,
+}
+
+/// What is wrong with a request from outside (a PKCS#10 file now; SCEP messages next): the
+/// kinds SCEP's failInfo names (RFC 8894 §3.2.1.4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestFault {
+    /// unreadable or not permitted (failInfo badRequest)
+    BadRequest,
+    /// an algorithm certman does not support (badAlg)
+    BadAlgorithm,
+    /// a signature that does not verify (badMessageCheck)
+    BadSignature,
+    /// a time too far from now (badTime)
+    BadTime,
+    /// a certificate that cannot be identified (badCertId)
+    UnknownCertificate,
+}
+
 /// Errors of the certificate manager (`manager/`): the RouterOS rules.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -195,18 +325,28 @@ pub enum ManagerError {
     /// No template or certificate with that name.
     #[error("no such {kind} \"{name}\"")]
     NotFound {
-        /// what was looked for ("certificate", "template", "item")
-        kind: &'static str,
+        /// what was looked for
+        kind: ObjectKind,
         /// the name asked for
         name: String,
     },
     /// A rule of the certificate manager refuses the operation.
     #[error("{message}")]
     Refused {
+        /// which rule
+        reason: Refusal,
         /// what was refused and why
         message: String,
         /// what to do instead
         hint: Option<String>,
+    },
+    /// A request from outside cannot be honoured as it is.
+    #[error("{message}")]
+    BadRequest {
+        /// what is wrong with it
+        fault: RequestFault,
+        /// one line naming the request and why
+        message: String,
     },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
@@ -217,6 +357,18 @@ pub enum ManagerError {
         #[source]
         source: std::io::Error,
     },
+    /// `remove` took the certificate out of the store, but its key could not be destroyed on
+    /// its token (`--delete-key`).
+    #[error("removed \"{certificate}\" from the store, but its token key could not be deleted: {uri}: {source}")]
+    TokenKeyNotDeleted {
+        /// the certificate removed
+        certificate: String,
+        /// the key's URI (no secrets)
+        uri: String,
+        /// why (a PIN, an absent token, …)
+        #[source]
+        source: KeyError,
+    },
     /// Key-provider failure.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -225,7 +377,7 @@ pub enum ManagerError {
     X509(#[from] X509Error),
     /// Store failure.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// Secret could not be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
@@ -238,12 +390,44 @@ pub enum ManagerError {
     Failed(String),
 }
 
+/// A store error as the manager reports it: a name the store found taken is the manager's
+/// "name in use" refusal, whichever check saw it first.
+impl From<StoreError> for ManagerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NameTaken(name) => ManagerError::refused(
+                Refusal::NameInUse,
+                format!("name \"{name}\" is already in use"),
+                Some("pick another name, or `remove` the existing item first"),
+            ),
+            e => ManagerError::Store(e),
+        }
+    }
+}
+
 impl ManagerError {
-    /// A refusal with a hint.
-    pub fn refused(message: impl Into<String>, hint: Option<&str>) -> Self {
+    /// A refusal by rule `reason`, with a hint.
+    pub fn refused(reason: Refusal, message: impl Into<String>, hint: Option<&str>) -> Self {
         ManagerError::Refused {
+            reason,
             message: message.into(),
             hint: hint.map(str::to_owned),
+        }
+    }
+
+    /// No `kind` named `name`.
+    pub fn not_found(kind: ObjectKind, name: impl Into<String>) -> Self {
+        ManagerError::NotFound {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// The refusal reason, if this is a refusal.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            ManagerError::Refused { reason, .. } => Some(*reason),
+            _ => None,
         }
     }
 
@@ -255,19 +439,27 @@ impl ManagerError {
         }
     }
 
+    /// The key-provider error underneath, if the failure is a key's.
+    pub fn key_error(&self) -> Option<&KeyError> {
+        match self {
+            ManagerError::Key(k)
+            | ManagerError::X509(X509Error::Key(k))
+            | ManagerError::TokenKeyNotDeleted { source: k, .. } => Some(k),
+            _ => None,
+        }
+    }
+
     /// The CLI exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
+        if let Some(k) = self.key_error() {
+            return key_exit_code(k);
+        }
         match self {
-            ManagerError::InvalidValue(_) => ExitCode::Usage,
+            ManagerError::InvalidValue(_) | ManagerError::BadRequest { .. } => ExitCode::Usage,
             ManagerError::NotFound { .. } => ExitCode::NotFound,
             ManagerError::Refused { .. } => ExitCode::Refused,
-            ManagerError::File { .. }
-            | ManagerError::Store(_)
-            | ManagerError::Seal(_)
-            | ManagerError::Failed(_) => ExitCode::Failed,
             ManagerError::Secret(_) => ExitCode::Usage,
-            ManagerError::Key(k) | ManagerError::X509(X509Error::Key(k)) => key_exit_code(k),
-            ManagerError::X509(_) => ExitCode::Failed,
+            _ => ExitCode::Failed,
         }
     }
 }

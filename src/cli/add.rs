@@ -2,8 +2,7 @@
 
 use clap::Args;
 
-use super::Ctx;
-use crate::error::ManagerError;
+use super::{CliError, Ctx};
 
 /// Template properties shared by `add` and `set`.
 #[derive(Debug, Args, Default)]
@@ -89,8 +88,12 @@ pub struct AddArgs {
 
 impl AddArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
-        ctx.manager()?
-            .add_template(&self.name, self.copy_from.as_deref(), &self.props.changes())
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
+        ctx.manager()?.add_template(
+            &self.name,
+            self.copy_from.as_deref(),
+            &self.props.changes(),
+        )?;
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::Ctx;
+use super::{CliError, Ctx};
 use crate::error::ManagerError;
 
 /// `ca-set-passphrase NAME passphrase=…|passphrase-source=…`
@@ -20,7 +20,7 @@ pub struct CaSetPassphraseArgs {
 
 impl CaSetPassphraseArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let pass = super::secret(
             &self.passphrase,
             &self.passphrase_source,
@@ -29,6 +29,7 @@ impl CaSetPassphraseArgs {
             true,
         )?
         .ok_or_else(|| ManagerError::InvalidValue("passphrase= is needed".into()))?;
-        ctx.manager()?.ca_set_passphrase(&self.name, &pass)
+        ctx.manager()?.ca_set_passphrase(&self.name, &pass)?;
+        Ok(())
     }
 }

@@ -2,8 +2,7 @@
 
 use clap::Args;
 
-use super::Ctx;
-use crate::error::ManagerError;
+use super::{CliError, Ctx};
 use crate::manager::CardVerifyResult;
 
 /// `card-verify NAME`
@@ -67,7 +66,7 @@ fn print_result(r: &CardVerifyResult, json: bool) {
 
 impl CardVerifyArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let r = ctx.manager()?.card_verify(&self.name)?;
         if !ctx.quiet || ctx.json {
             print_result(&r, ctx.json);
@@ -78,7 +77,7 @@ impl CardVerifyArgs {
 
 impl CardReinstallArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let force = self.force.unwrap_or(false);
         let verified = ctx.manager()?.card_reinstall(&self.name, force)?;
         if ctx.json {

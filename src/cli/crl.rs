@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::output::routeros_time;
-use super::Ctx;
+use super::{CliError, Ctx};
 use crate::error::ManagerError;
 
 /// `crl …`
@@ -48,14 +48,11 @@ fn when(secs: Option<i64>) -> String {
 }
 
 /// `crl download`: every trusted certificate's http CDP, now (whatever crl-download says).
-fn download(ctx: &Ctx) -> Result<(), ManagerError> {
-    use crate::protocols::crl_download::{download_crls, DownloadError};
+fn download(ctx: &Ctx) -> Result<(), CliError> {
+    use crate::protocols::crl_download::download_crls;
     use crate::protocols::fetch::FetchLimits;
     let manager = std::sync::Arc::new(ctx.manager()?);
-    let outcomes = download_crls(&manager, &FetchLimits::default()).map_err(|e| match e {
-        DownloadError::Targets(e) | DownloadError::Refused(e) => e,
-        other => ManagerError::Failed(other.to_string()),
-    })?;
+    let outcomes = download_crls(&manager, &FetchLimits::default())?;
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if ctx.json {
         let v: Vec<_> = outcomes
@@ -89,14 +86,15 @@ fn download(ctx: &Ctx) -> Result<(), ManagerError> {
         return Err(ManagerError::Failed(format!(
             "{failed} of {} CRL downloads failed",
             outcomes.len()
-        )));
+        ))
+        .into());
     }
     Ok(())
 }
 
 impl CrlArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         match &self.command {
             CrlCommand::Print => {
                 let list = ctx.manager()?.crl_listing()?;
@@ -185,7 +183,8 @@ impl CrlArgs {
                     return Err(ManagerError::Failed(format!(
                         "{failed} of {} CRLs not renewed",
                         made.len()
-                    )));
+                    ))
+                    .into());
                 }
             }
             CrlCommand::Export { name, file_name } => {

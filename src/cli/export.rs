@@ -2,8 +2,7 @@
 
 use clap::{Args, ValueEnum};
 
-use super::Ctx;
-use crate::error::ManagerError;
+use super::{CliError, Ctx};
 use crate::manager::{ExportRequest, ExportType};
 
 /// Export file types.
@@ -39,7 +38,7 @@ pub struct ExportArgs {
 
 impl ExportArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let passphrase = super::secret(
             &self.export_passphrase,
             &self.export_passphrase_source,

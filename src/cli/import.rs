@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::Ctx;
+use super::{CliError, Ctx};
 use crate::error::ManagerError;
 use crate::manager::ImportRequest;
 
@@ -30,7 +30,7 @@ pub struct ImportArgs {
 
 impl ImportArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let passphrase = super::secret(
             &self.passphrase,
             &self.passphrase_source,
@@ -76,7 +76,8 @@ impl ImportArgs {
             return Err(ManagerError::InvalidValue(format!(
                 "nothing was imported ({} file(s) could not be read)",
                 r.errors.len()
-            )));
+            ))
+            .into());
         }
         Ok(())
     }
@@ -95,7 +96,7 @@ pub struct DecryptArgs {
 
 impl DecryptArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let pass = super::secret(
             &self.passphrase,
             &self.passphrase_source,
@@ -120,7 +121,7 @@ pub struct ResetCacheArgs {}
 
 impl ResetCacheArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let n = ctx.manager()?.reset_certificate_cache()?;
         if ctx.json {
             println!("{}", serde_json::json!({ "keys-dropped": n }));

@@ -28,8 +28,10 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Parser, Subcommand};
 
 use crate::app::{AppOptions, StoreLocation};
-use crate::error::ManagerError;
+use crate::error::{ExitCode as Exit, ManagerError};
 use crate::manager::Manager;
+use crate::protocols::crl_download::DownloadError;
+use crate::service::ServiceError;
 
 /// certman — the RouterOS /certificate manager, with keys on tokens, cards or sealed in software.
 #[derive(Debug, Parser)]
@@ -101,6 +103,62 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// The service: CRLs at their CDP paths, /health, CRL renewal and download timers.
     Serve(serve::ServeArgs),
+}
+
+/// A command's error: the layer's own error, kept as it is, so that its exit code and hint
+/// are chosen by variant.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The certificate manager's.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    /// The service's (`serve`).
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// CRL downloads could not run (`crl download`).
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+}
+
+impl From<crate::error::StoreError> for CliError {
+    fn from(e: crate::error::StoreError) -> Self {
+        CliError::Manager(e.into())
+    }
+}
+
+impl From<crate::error::KeyError> for CliError {
+    fn from(e: crate::error::KeyError) -> Self {
+        CliError::Manager(e.into())
+    }
+}
+
+impl From<crate::error::SecretError> for CliError {
+    fn from(e: crate::error::SecretError) -> Self {
+        CliError::Manager(e.into())
+    }
+}
+
+impl CliError {
+    /// The process exit code (design/CLI.md).
+    pub fn exit_code(&self) -> Exit {
+        match self {
+            CliError::Manager(e) => e.exit_code(),
+            CliError::Service(e) => e.exit_code(),
+            CliError::Download(DownloadError::Targets(e) | DownloadError::Refused(e)) => {
+                e.exit_code()
+            }
+            CliError::Download(_) => Exit::Failed,
+        }
+    }
+
+    /// The hint line to print under the error, if any.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            CliError::Manager(e) | CliError::Service(ServiceError::Manager(e)) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// What every command gets.
@@ -260,7 +318,7 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
 }
 
 /// Prints an error as one line (plus a hint line) on stderr.
-pub fn report_error(err: &ManagerError, verbose: bool) {
+pub fn report_error(err: &CliError, verbose: bool) {
     eprintln!("certman: error: {err}");
     if verbose {
         let mut src = std::error::Error::source(err);

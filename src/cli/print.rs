@@ -2,8 +2,7 @@
 
 use clap::Args;
 
-use super::{output, Ctx};
-use crate::error::ManagerError;
+use super::{output, CliError, Ctx};
 
 /// `print [detail] [NAME…]`
 #[derive(Debug, Args)]
@@ -18,7 +17,7 @@ pub struct PrintArgs {
 
 impl PrintArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let (detail, names) = match self.items.split_first() {
             Some((first, rest)) if first == "detail" => (true, rest.to_vec()),
             _ => (self.detail, self.items.clone()),

@@ -2,8 +2,7 @@
 
 use clap::Args;
 
-use super::Ctx;
-use crate::error::ManagerError;
+use super::{CliError, Ctx};
 
 /// `remove NAME…`
 #[derive(Debug, Args)]
@@ -18,7 +17,7 @@ pub struct RemoveArgs {
 
 impl RemoveArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let report = ctx
             .manager()?
             .remove(&self.names, self.delete_key.unwrap_or(false))?;
@@ -30,7 +29,7 @@ impl RemoveArgs {
                     "certificates-removed": report.certificates,
                     "token-keys-kept": report.token_keys_kept.iter().map(|(_, u)| u).collect::<Vec<_>>(),
                     "token-keys-deleted": report.token_keys_deleted.iter().map(|(_, u)| u).collect::<Vec<_>>(),
-                    "token-key-errors": report.token_key_errors.iter().map(|(_, e)| e).collect::<Vec<_>>(),
+                    "token-key-errors": report.token_key_errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
                 })
             );
         } else if !ctx.quiet {
@@ -47,12 +46,16 @@ impl RemoveArgs {
                 println!("deleted the token key of {c}: {uri}");
             }
         }
-        if let Some((c, e)) = report.token_key_errors.first() {
-            return Err(ManagerError::Key(crate::error::KeyError::device(
-                format!("removed \"{c}\" from the store, but its token key could not be deleted"),
-                e.clone(),
-            )));
+        // Each failure on its line, in order; the last is the command's error, and its kind
+        // the exit code (a PIN failure exits 5).
+        let mut errors = report.token_key_errors;
+        let last = errors.pop();
+        for e in errors {
+            eprintln!("certman: error: {e}");
         }
-        Ok(())
+        match last {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 }

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{cwd, secret, Ctx};
-use crate::error::ManagerError;
+use super::{cwd, secret, CliError, Ctx};
 use crate::manager::{CreateRequest, KeyLocation, SignRequestFile};
 
 /// `create-certificate-request template=… [key-passphrase=…] [file-name=…] [on-smart-card=…]`
@@ -42,7 +41,7 @@ pub struct CreateRequestArgs {
 
 impl CreateRequestArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let key_location = match (&self.on_smart_card, &self.key) {
             (Some(p), _) => KeyLocation::Profile(p.clone()),
             (_, Some(uri)) => KeyLocation::Uri(uri.parse()?),
@@ -101,7 +100,7 @@ pub struct SignRequestArgs {
 
 impl SignRequestArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let (entry, file) = ctx.manager()?.sign_certificate_request(&SignRequestFile {
             ca: self.ca.clone(),
             file: self.file_name.clone(),

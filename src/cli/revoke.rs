@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::Ctx;
+use super::{CliError, Ctx};
 use crate::error::ManagerError;
 use crate::x509::crl::RevocationReason;
 
@@ -20,7 +20,7 @@ pub struct RevokeArgs {
 
 impl RevokeArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let reason = self
             .reason
             .as_deref()

@@ -5,14 +5,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::Ctx;
-use crate::error::ManagerError;
-use crate::service::Config;
+use super::{CliError, Ctx};
+use crate::service::{Config, ServiceError};
 
 impl ServeArgs {
     /// Runs the service until SIGTERM/SIGINT. The store and token directories of the command
     /// line (`--store`, `$CERTMAN_STORE`, …) win over the config file's `store`/`tokens`.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let config = load_config(self)?;
         let manager = ctx.manager_with(config.store.as_deref(), config.tokens.as_deref(), true)?;
         crate::service::run(config, std::sync::Arc::new(manager))?;
@@ -33,7 +32,7 @@ pub struct ServeArgs {
 
 /// The service's configuration: the config file (if given; defaults otherwise), then the
 /// command line over it.
-pub(crate) fn load_config(args: &ServeArgs) -> Result<Config, ManagerError> {
+pub(crate) fn load_config(args: &ServeArgs) -> Result<Config, ServiceError> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -106,7 +105,7 @@ mod tests {
 
         let missing = dir.path().join("nope.toml");
         let e = load_config(&parse(&[&format!("config={}", missing.display())])).unwrap_err();
-        assert!(matches!(e, ManagerError::File { .. }), "{e:?}");
+        assert!(matches!(e, ServiceError::ConfigFile { .. }), "{e:?}");
         assert_eq!(e.exit_code(), ExitCode::Failed);
     }
 }

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::add::TemplateArgs;
-use super::Ctx;
+use super::{CliError, Ctx};
 use crate::error::ManagerError;
 use crate::manager::SetRequest;
 
@@ -21,7 +21,7 @@ pub struct SetArgs {
 
 impl SetArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let mut changes = self.props.changes();
         if let Some(n) = &self.name {
             changes.push(("name".into(), n.clone()));
@@ -29,11 +29,13 @@ impl SetArgs {
         if changes.is_empty() {
             return Err(ManagerError::InvalidValue(
                 "nothing to set: give name=, trusted= or template properties".into(),
-            ));
+            )
+            .into());
         }
         ctx.manager()?.set(&SetRequest {
             name: self.target.clone(),
             changes,
-        })
+        })?;
+        Ok(())
     }
 }

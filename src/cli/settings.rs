@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::Ctx;
+use super::{CliError, Ctx};
 use crate::error::ManagerError;
 use crate::manager::Settings;
 
@@ -44,7 +44,7 @@ fn print(ctx: &Ctx, s: &Settings) {
 
 impl SettingsArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         match &self.command {
             SettingsCommand::Print => print(ctx, &ctx.manager()?.settings()?),
             SettingsCommand::Set {
@@ -61,7 +61,8 @@ impl SettingsArgs {
                 if changes.is_empty() {
                     return Err(ManagerError::InvalidValue(
                         "nothing to set: give crl-download=yes|no and/or crl-use=yes|no".into(),
-                    ));
+                    )
+                    .into());
                 }
                 print(ctx, &ctx.manager()?.set_settings(&changes)?);
             }

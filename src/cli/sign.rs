@@ -2,8 +2,7 @@
 
 use clap::Args;
 
-use super::Ctx;
-use crate::error::ManagerError;
+use super::{CliError, Ctx};
 use crate::manager::{KeyLocation, SignRequest};
 
 /// `sign TEMPLATE [name=] [ca=] [ca-crl-host=] [on-smart-card=|ca-on-smart-card=|key=]`
@@ -37,7 +36,7 @@ pub struct SignArgs {
 
 impl SignArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let key_location = match (&self.on_smart_card, &self.ca_on_smart_card, &self.key) {
             (Some(p), _, _) | (_, Some(p), _) => KeyLocation::Profile(p.clone()),
             (_, _, Some(uri)) => KeyLocation::Uri(uri.parse()?),

@@ -2,8 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::Ctx;
-use crate::error::ManagerError;
+use super::{CliError, Ctx};
 
 /// `token …`
 #[derive(Debug, Args)]
@@ -24,7 +23,7 @@ pub enum TokenCommand {
 
 impl TokenArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx) -> Result<(), ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let TokenCommand::Print { profile } = &self.command;
         let listing = ctx.manager()?.token_listing(profile.as_deref())?;
         if ctx.json {

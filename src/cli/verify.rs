@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::{json, Value as Json};
 
 use super::output::routeros_time;
-use super::Ctx;
+use super::{CliError, Ctx};
 use crate::x509::path::{ChainCert, CrlRef, PathReport, Purpose, Revocation, Verdict};
 
 /// `verify FILE [purpose=…]` (`file-name=FILE` as RouterOS spells it)
@@ -40,7 +40,7 @@ impl VerifyArgs {
 
     /// Runs the command: exit 0 when the certificate is valid, 1 when not (the report is
     /// printed either way).
-    pub fn run(&self, ctx: &Ctx) -> Result<(), crate::error::ManagerError> {
+    pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let file = super::cwd()?.join(self.file());
         let report = ctx.manager()?.verify_file(&file, self.purpose)?;
         print_report(ctx, &report);
@@ -49,7 +49,8 @@ impl VerifyArgs {
             Verdict::Invalid { reason, .. } => Err(crate::error::ManagerError::Failed(format!(
                 "{} is not valid: {reason}",
                 self.file().display()
-            ))),
+            ))
+            .into()),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Keys on tokens and cards: `card-verify`, `card-reinstall`, `token print`.
 
-use super::{not_found, Manager};
-use crate::error::{ManagerError, Result};
+use super::Manager;
+use crate::error::{ManagerError, ObjectKind, Refusal, Result};
 use crate::keys::KeyHandle;
 use crate::store::{CertificateRecord, TxnMode};
 use crate::x509;
@@ -55,6 +55,7 @@ impl Manager {
         let provider = self.keys.provider(&handle.uri)?;
         let objects = provider.certificate_objects().ok_or_else(|| {
             ManagerError::refused(
+                Refusal::NotOnToken,
                 format!(
                     "the key of \"{name}\" is in {} storage, not on a token",
                     provider.name()
@@ -80,6 +81,7 @@ impl Manager {
         let rec = self.certificate_record(name)?;
         let handle = self.key_handle(name)?.ok_or_else(|| {
             ManagerError::refused(
+                Refusal::NoPrivateKey,
                 format!("certificate \"{name}\" has no private key here"),
                 None,
             )
@@ -92,7 +94,7 @@ impl Manager {
         let txn = self.store.begin(TxnMode::Read)?;
         let rec = txn
             .certificate(name)?
-            .ok_or_else(|| not_found("certificate", name))?;
+            .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, name))?;
         let Some(id) = rec.cert.key_id else {
             return Ok(None);
         };

@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use der::Encode;
 use spki::DynSignatureAlgorithmIdentifier;
 
-use super::{not_found, signature_scheme_for, Manager, Result, TemplateProperties};
-use crate::error::ManagerError;
+use super::{signature_scheme_for, Manager, Result, TemplateProperties};
+use crate::error::{ManagerError, ObjectKind, Refusal};
 use crate::keys::{KeyHandle, X509Signer};
-use crate::store::{CertificateRecord, CrlRecord, Transaction, TxnMode};
+use crate::store::{CertificateRecord, CrlRecord, Lock, Transaction, TxnMode};
 use crate::x509;
 use crate::x509::crl::{self as x509crl, CrlSpec};
 
@@ -129,6 +129,7 @@ impl Manager {
         let info = x509::inspect_certificate(&ca.cert.der)?;
         if !info.is_ca {
             return Err(ManagerError::refused(
+                Refusal::NotACa,
                 format!("\"{name}\" is not a certificate authority, so it has no CRL"),
                 None,
             ));
@@ -170,14 +171,15 @@ impl Manager {
             let txn = self.store.begin(TxnMode::Read)?;
             let ca = txn
                 .certificate_by_id(ca_id)?
-                .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
+                .ok_or_else(|| ManagerError::not_found(ObjectKind::Ca, ca_id.to_string()))?;
             let key = self.crl_key(txn.as_ref(), &ca)?;
             (ca, key)
         };
         Ok((ca, self.crl_signer(key)?))
     }
 
-    /// Makes and stores the next CRL of `ca`, inside `txn`. With `appended` (the entries just
+    /// Makes and stores the next CRL of `ca`, inside `txn`, which holds `Lock::Ca` of `ca` (the
+    /// number read here is incremented). With `appended` (the entries just
     /// revoked, already stored as rows) and a previous CRL by the same key and name, the new
     /// CRL is the previous one's entries plus these — one more revocation does not re-read
     /// every row. Otherwise (`appended` = None) the list is rebuilt from the rows, leaving out
@@ -192,6 +194,7 @@ impl Manager {
         // The CA and its key may have changed since the signer was made (another process).
         if s.ca_id != ca.id || ca.cert.key_id.as_deref() != Some(s.key_id.as_str()) {
             return Err(ManagerError::refused(
+                Refusal::ChangedMeanwhile,
                 format!("CA \"{}\" changed meanwhile; try again", ca.cert.name),
                 None,
             ));
@@ -259,7 +262,7 @@ impl Manager {
     pub(crate) fn after_insert(&self, txn: &mut dyn Transaction, id: i64) -> Result<()> {
         let rec = txn
             .certificate_by_id(id)?
-            .ok_or_else(|| not_found("certificate", &id.to_string()))?;
+            .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, id.to_string()))?;
         let info = x509::inspect_certificate(&rec.cert.der)?;
         // certman's CDPs name the issuer's CRL, or (a CA made with ca-crl-host) its own.
         let owner = rec.cert.issuer_id.unwrap_or(rec.id);
@@ -267,6 +270,9 @@ impl Manager {
             if let Some(file) = crl_file_from_url(url) {
                 self.claim_crl_path(txn, &file, owner)?;
             }
+        }
+        if info.is_ca && rec.cert.key_id.is_some() {
+            txn.lock(Lock::Ca(rec.id))?;
         }
         if info.is_ca && rec.cert.key_id.is_some() && txn.crl(rec.id)?.is_none() {
             // The key was reached a moment ago to sign the certificate.
@@ -282,22 +288,21 @@ impl Manager {
         file: &str,
         ca_id: i64,
     ) -> Result<()> {
-        match txn.crl_path_owner(file)? {
-            Some(other) if other != ca_id => {
-                let other = txn
-                    .certificate_by_id(other)?
-                    .map(|c| c.cert.name)
-                    .unwrap_or_default();
-                Err(ManagerError::refused(
-                    format!(
-                        "the CRL path /crl/{file} already serves the CRL of CA \"{other}\" (which was renamed)"
-                    ),
-                    Some("give this CA another name, so that its CRL gets a path of its own"),
-                ))
-            }
-            Some(_) => Ok(()),
-            None => Ok(txn.insert_crl_path(file, ca_id)?),
+        let owner = txn.claim_crl_path(file, ca_id)?;
+        if owner == ca_id {
+            return Ok(());
         }
+        let other = txn
+            .certificate_by_id(owner)?
+            .map(|c| c.cert.name)
+            .unwrap_or_default();
+        Err(ManagerError::refused(
+            Refusal::CrlPathTaken,
+            format!(
+                "the CRL path /crl/{file} already serves the CRL of CA \"{other}\" (which was renamed)"
+            ),
+            Some("give this CA another name, so that its CRL gets a path of its own"),
+        ))
     }
 
     /// Refuses renaming a CA to a name whose CRL path belongs to another CA.
@@ -313,6 +318,7 @@ impl Manager {
         let file = format!("{new_name}.crl");
         match txn.crl_path_owner(&file)? {
             Some(other) if other != cert.id => Err(ManagerError::refused(
+                Refusal::CrlPathTaken,
                 format!("the CRL path /crl/{file} already serves the CRL of another CA"),
                 Some("choose another name"),
             )),
@@ -328,7 +334,7 @@ impl Manager {
         let id = {
             let txn = self.store.begin(TxnMode::Read)?;
             txn.certificate(name)?
-                .ok_or_else(|| not_found("certificate", name))?
+                .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, name))?
                 .id
         };
         self.renew_crl_of(id, None)
@@ -346,18 +352,18 @@ impl Manager {
     /// `only_if_older_than`, a CRL renewed meanwhile by another process is left as it is.
     fn renew_crl_of(&self, ca_id: i64, only_if_older_than: Option<Duration>) -> Result<u64> {
         let (_, signer) = self.crl_signer_of(ca_id)?;
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let ca = txn
-            .certificate_by_id(ca_id)?
-            .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
-        if let Some(max_age) = only_if_older_than {
-            if !crl_due(txn.as_ref(), ca_id, max_age)? {
-                return Ok(txn.crl_state(ca_id)?.map_or(0, |(n, _)| n));
+        self.write(|txn| {
+            txn.lock(Lock::Ca(ca_id))?;
+            let ca = txn
+                .certificate_by_id(ca_id)?
+                .ok_or_else(|| ManagerError::not_found(ObjectKind::Ca, ca_id.to_string()))?;
+            if let Some(max_age) = only_if_older_than {
+                if !crl_due(txn, ca_id, max_age)? {
+                    return Ok(txn.crl_state(ca_id)?.map_or(0, |(n, _)| n));
+                }
             }
-        }
-        let n = self.write_crl(txn.as_mut(), &ca, &signer, None)?;
-        txn.commit()?;
-        Ok(n)
+            self.write_crl(txn, &ca, &signer, None)
+        })
     }
 
     fn renew_where(
@@ -424,6 +430,7 @@ impl Manager {
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(*id);
                     r.result = Err(ManagerError::refused(
+                        Refusal::PinFailedBefore,
                         format!("{e}; not tried again until restart (a PIN try is precious)"),
                         None,
                     ));
@@ -472,7 +479,7 @@ impl Manager {
         let txn = self.store.begin(TxnMode::Read)?;
         let c = txn
             .certificate(ca)?
-            .ok_or_else(|| not_found("certificate", ca))?;
+            .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, ca))?;
         if let Some(crl) = txn.crl(c.id)? {
             return Ok((crl.number, crl.der));
         }
@@ -480,7 +487,7 @@ impl Manager {
             return Ok((d.number.unwrap_or(0), d.der));
         }
         Err(ManagerError::NotFound {
-            kind: "CRL of",
+            kind: ObjectKind::Crl,
             name: ca.to_owned(),
         })
     }
@@ -506,20 +513,19 @@ impl Manager {
 
     /// `settings set crl-download=yes crl-use=yes`.
     pub fn set_settings(&self, changes: &[(String, String)]) -> Result<Settings> {
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        for (k, v) in changes {
-            if !SETTING_NAMES.contains(&k.as_str()) {
-                return Err(ManagerError::InvalidValue(format!(
-                    "unknown setting '{k}' (settings are {})",
-                    SETTING_NAMES.join(", ")
-                )));
+        self.write(|txn| {
+            for (k, v) in changes {
+                if !SETTING_NAMES.contains(&k.as_str()) {
+                    return Err(ManagerError::InvalidValue(format!(
+                        "unknown setting '{k}' (settings are {})",
+                        SETTING_NAMES.join(", ")
+                    )));
+                }
+                let b = super::template::parse_yes_no(k, v)?;
+                txn.set_setting(k, if b { "yes" } else { "no" })?;
             }
-            let b = super::template::parse_yes_no(k, v)?;
-            txn.set_setting(k, if b { "yes" } else { "no" })?;
-        }
-        let s = read_settings(txn.as_ref())?;
-        txn.commit()?;
-        Ok(s)
+            Ok(read_settings(txn)?)
+        })
     }
 
     /// `crl print`: the CRLs of local CAs and the downloaded ones.

@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use super::crl::{fmt_unix, unix_now};
 use super::Manager;
-use crate::error::{ManagerError, Result};
-use crate::store::{DownloadedCrlRecord, TxnMode};
+use crate::error::{ManagerError, Refusal, Result};
+use crate::store::{DownloadedCrlRecord, Lock, TxnMode};
 use crate::x509;
 use crate::x509::crl::{self as x509crl};
 
@@ -75,6 +75,7 @@ impl Manager {
     ) -> Result<DownloadedCrl> {
         let refuse = |why: String| {
             ManagerError::refused(
+                Refusal::CrlNotAccepted,
                 format!(
                     "CRL from {} for \"{}\" refused: {why}",
                     target.url, target.certificate
@@ -141,29 +142,6 @@ impl Manager {
                 )));
             }
         }
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        match txn.certificate_by_id(signer.id)? {
-            Some(now_) if now_.cert.trusted && now_.cert.der == signer.cert.der => {}
-            _ => {
-                return Err(refuse(format!(
-                    "\"{}\" changed meanwhile",
-                    signer.cert.name
-                )))
-            }
-        }
-        if let Some(old) = txn.downloaded_crl(signer.id)? {
-            let older = match (info.number, old.number) {
-                (Some(new), Some(held)) => new < held,
-                _ => super::unix_secs(info.this_update) < old.this_update,
-            };
-            if older {
-                return Err(refuse(format!(
-                    "it is older than the CRL held (number {}, thisUpdate {})",
-                    old.number.map_or("none".into(), |n| n.to_string()),
-                    fmt_unix(old.this_update)
-                )));
-            }
-        }
         let record = DownloadedCrlRecord {
             certificate_id: signer.id,
             url: target.url.clone(),
@@ -174,8 +152,33 @@ impl Manager {
             der: der.to_vec(),
             fetched_at: unix_now(),
         };
-        txn.put_downloaded_crl(&record)?;
-        txn.commit()?;
+        self.write(|txn| {
+            // the held CRL is re-checked: another download may have stored a newer one
+            txn.lock(Lock::Ca(signer.id))?;
+            match txn.certificate_by_id(signer.id)? {
+                Some(now_) if now_.cert.trusted && now_.cert.der == signer.cert.der => {}
+                _ => {
+                    return Err(refuse(format!(
+                        "\"{}\" changed meanwhile",
+                        signer.cert.name
+                    )))
+                }
+            }
+            if let Some(old) = txn.downloaded_crl(signer.id)? {
+                let older = match (info.number, old.number) {
+                    (Some(new), Some(held)) => new < held,
+                    _ => record.this_update < old.this_update,
+                };
+                if older {
+                    return Err(refuse(format!(
+                        "it is older than the CRL held (number {}, thisUpdate {})",
+                        old.number.map_or("none".into(), |n| n.to_string()),
+                        fmt_unix(old.this_update)
+                    )));
+                }
+            }
+            Ok(txn.put_downloaded_crl(&record)?)
+        })?;
         Ok(DownloadedCrl {
             issuer: signer.cert.name,
             number: info.number,
@@ -187,9 +190,6 @@ impl Manager {
 
     /// `crl flush`: drops the downloaded CRLs (the CAs' own stay).
     pub fn crl_flush(&self) -> Result<usize> {
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let n = txn.delete_downloaded_crls()?;
-        txn.commit()?;
-        Ok(n)
+        self.write(|txn| Ok(txn.delete_downloaded_crls()?))
     }
 }

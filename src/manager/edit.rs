@@ -2,14 +2,14 @@
 //! change and what goes with what).
 
 use super::template::{self, TemplateProperties, TEMPLATE_PROPERTIES};
-use super::{not_found, validate_name, view, Entry, Manager};
-use crate::error::{ManagerError, Result};
+use super::{validate_name, view, Entry, Manager};
+use crate::error::{ManagerError, ObjectKind, Refusal, Result};
 use crate::keys::KeyHandle;
 use crate::store::{Transaction, TxnMode};
 use crate::x509;
 
 /// What `remove` removed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct RemoveReport {
     /// names of removed templates
     pub templates: Vec<String>,
@@ -19,8 +19,10 @@ pub struct RemoveReport {
     pub token_keys_kept: Vec<(String, String)>,
     /// (certificate, key URI) of token keys destroyed (`--delete-key`)
     pub token_keys_deleted: Vec<(String, String)>,
-    /// (certificate, error) of token keys that could not be destroyed
-    pub token_key_errors: Vec<(String, String)>,
+    /// token keys that could not be destroyed, each a
+    /// [`ManagerError::TokenKeyNotDeleted`] keeping the key error's kind (a PIN failure is
+    /// still a PIN failure)
+    pub token_key_errors: Vec<ManagerError>,
 }
 
 /// Changes for `set NAME …`.
@@ -43,24 +45,19 @@ impl Manager {
         changes: &[(String, String)],
     ) -> Result<()> {
         validate_name(name)?;
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let mut props = match copy_from {
-            Some(src) => copy_properties(txn.as_ref(), src)?,
-            None => TemplateProperties::default(),
-        };
-        for (k, v) in changes {
-            props.set(k, v)?;
-        }
-        props.resolve()?;
-        if txn.name_in_use(name)? {
-            return Err(ManagerError::refused(
-                format!("name \"{name}\" is already in use"),
-                Some("pick another name, or `remove` the existing item first"),
-            ));
-        }
-        txn.insert_template(name, &props.to_json())?;
-        txn.commit()?;
-        Ok(())
+        self.write(|txn| {
+            let mut props = match copy_from {
+                Some(src) => copy_properties(txn, src)?,
+                None => TemplateProperties::default(),
+            };
+            for (k, v) in changes {
+                props.set(k, v)?;
+            }
+            props.resolve()?;
+            // the store refuses a name in use (NameTaken: "already in use")
+            txn.insert_template(name, &props.to_json())?;
+            Ok(())
+        })
     }
 
     // ---------------------------------------------------------------- print
@@ -75,7 +72,7 @@ impl Manager {
             .iter()
             .map(|n| {
                 view::lookup(txn.as_ref(), n)?
-                    .ok_or_else(|| not_found("certificate or template", n))
+                    .ok_or_else(|| ManagerError::not_found(ObjectKind::Entry, n))
             })
             .collect()
     }
@@ -83,7 +80,8 @@ impl Manager {
     /// One entry by name.
     pub fn entry(&self, name: &str) -> Result<Entry> {
         let txn = self.store.begin(TxnMode::Read)?;
-        view::lookup(txn.as_ref(), name)?.ok_or_else(|| not_found("certificate or template", name))
+        view::lookup(txn.as_ref(), name)?
+            .ok_or_else(|| ManagerError::not_found(ObjectKind::Entry, name))
     }
 
     // ---------------------------------------------------------------- set
@@ -91,7 +89,6 @@ impl Manager {
     /// `set NAME prop=value…`: any property of a template; only `name` and `trusted` of a
     /// certificate (the rest is read-only once signed).
     pub fn set(&self, req: &SetRequest) -> Result<()> {
-        let mut txn = self.store.begin(TxnMode::Write)?;
         let new_name = req
             .changes
             .iter()
@@ -100,24 +97,24 @@ impl Manager {
             .map(|(_, v)| v.clone());
         if let Some(n) = &new_name {
             validate_name(n)?;
-            if n != &req.name && txn.name_in_use(n)? {
-                return Err(ManagerError::refused(
-                    format!("name \"{n}\" is already in use"),
-                    None,
-                ));
-            }
         }
+        // a new name is checked by the store (NameTaken) as it is written
+        self.write(|txn| self.set_in(txn, req, new_name.as_deref()))
+    }
+
+    fn set_in(
+        &self,
+        txn: &mut dyn Transaction,
+        req: &SetRequest,
+        new_name: Option<&str>,
+    ) -> Result<()> {
         if let Some(t) = txn.template(&req.name)? {
             let mut props = TemplateProperties::from_json(&t.properties)?;
             for (k, v) in req.changes.iter().filter(|(k, _)| k != "name") {
                 props.set(k, v)?;
             }
             props.resolve()?;
-            txn.update_template(
-                t.id,
-                new_name.as_deref().unwrap_or(&t.name),
-                &props.to_json(),
-            )?;
+            txn.update_template(t.id, new_name.unwrap_or(&t.name), &props.to_json())?;
         } else if let Some(c) = txn.certificate(&req.name)? {
             let mut trusted = c.cert.trusted;
             for (k, v) in &req.changes {
@@ -131,20 +128,20 @@ impl Manager {
                             )));
                         }
                         return Err(ManagerError::refused(
+                            Refusal::ReadOnlyProperty,
                             format!("{other} of certificate \"{}\" is read-only after signing", req.name),
                             Some("only name and trusted can change; make a new template to change the rest"),
                         ));
                     }
                 }
             }
-            if let Some(n) = &new_name {
-                self.check_crl_rename(txn.as_ref(), &c, n)?;
+            if let Some(n) = new_name {
+                self.check_crl_rename(txn, &c, n)?;
             }
-            txn.update_certificate(c.id, new_name.as_deref().unwrap_or(&c.cert.name), trusted)?;
+            txn.update_certificate(c.id, new_name.unwrap_or(&c.cert.name), trusted)?;
         } else {
-            return Err(not_found("certificate or template", &req.name));
+            return Err(ManagerError::not_found(ObjectKind::Entry, &req.name));
         }
-        txn.commit()?;
         Ok(())
     }
 
@@ -154,82 +151,7 @@ impl Manager {
     /// certificate it issued with it (recursively); an issued certificate is refused. All or
     /// nothing.
     pub fn remove(&self, names: &[String], delete_token_keys: bool) -> Result<RemoveReport> {
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let mut token_keys: Vec<(String, KeyHandle)> = Vec::new();
-        let mut report = RemoveReport::default();
-        // Issued certificates last, so that `remove leaf ca` works like `remove ca leaf`: the
-        // leaf goes with its CA; asked for alone it is refused.
-        let mut ordered: Vec<&String> = Vec::with_capacity(names.len());
-        let mut issued = Vec::new();
-        for name in names {
-            match txn.certificate(name)? {
-                Some(c) if c.cert.issuer_id.is_some() => issued.push(name),
-                _ => ordered.push(name),
-            }
-        }
-        ordered.extend(issued);
-        for name in ordered {
-            if let Some(t) = txn.template(name)? {
-                txn.delete_template(t.id)?;
-                report.templates.push(t.name);
-                continue;
-            }
-            let Some(c) = txn.certificate(name)? else {
-                if report.certificates.contains(name) {
-                    continue; // already removed with its CA
-                }
-                return Err(not_found("certificate or template", name));
-            };
-            if let Some(issuer_id) = c.cert.issuer_id {
-                let ca = txn
-                    .certificate_by_id(issuer_id)?
-                    .map(|r| r.cert.name)
-                    .unwrap_or_default();
-                return Err(ManagerError::refused(
-                    format!("\"{name}\" was issued by CA \"{ca}\" and cannot be removed"),
-                    Some(&format!(
-                        "revoke it with `certman issued-revoke {name}`; issued certificates go when their CA is removed"
-                    )),
-                ));
-            }
-            // Depth-first: every descendant before its issuer (foreign keys).
-            let mut order = Vec::new();
-            let mut stack = vec![(c.id, false)];
-            while let Some((id, expanded)) = stack.pop() {
-                if expanded {
-                    order.push(id);
-                } else {
-                    stack.push((id, true));
-                    for child in txn.issued_by(id)? {
-                        stack.push((child, false));
-                    }
-                }
-            }
-            for id in order {
-                let rec = txn
-                    .certificate_by_id(id)?
-                    .ok_or_else(|| not_found("certificate", &id.to_string()))?;
-                txn.delete_certificate(id)?;
-                if let Some(key_id) = &rec.cert.key_id {
-                    if txn.key_users(key_id)? == 0 {
-                        if let Some(k) = txn.key(key_id)? {
-                            if k.sealed.is_none() {
-                                token_keys.push((
-                                    rec.cert.name.clone(),
-                                    KeyHandle {
-                                        uri: k.uri.parse()?,
-                                        sealed: None,
-                                    },
-                                ));
-                            }
-                        }
-                        txn.delete_key(key_id)?;
-                    }
-                }
-                report.certificates.push(rec.cert.name);
-            }
-        }
-        txn.commit()?;
+        let (mut report, token_keys) = self.write(|txn| remove_in(txn, names))?;
         // Token keys outlive their certificates unless asked: a token is the operator's.
         for (name, handle) in token_keys {
             if !delete_token_keys {
@@ -246,13 +168,104 @@ impl Manager {
                 Ok(()) => report
                     .token_keys_deleted
                     .push((name, handle.uri.to_string())),
-                Err(e) => report
+                Err(source) => report
                     .token_key_errors
-                    .push((name, format!("{}: {e}", handle.uri))),
+                    .push(ManagerError::TokenKeyNotDeleted {
+                        certificate: name,
+                        uri: handle.uri.to_string(),
+                        source,
+                    }),
             }
         }
         Ok(report)
     }
+}
+
+/// A token key whose last certificate went: (that certificate's name, the key).
+type OrphanedTokenKey = (String, KeyHandle);
+
+/// The rows `remove` deletes, in `txn`; the token keys whose last user went, to deal with
+/// after the commit.
+fn remove_in(
+    txn: &mut dyn Transaction,
+    names: &[String],
+) -> Result<(RemoveReport, Vec<OrphanedTokenKey>)> {
+    let mut token_keys: Vec<OrphanedTokenKey> = Vec::new();
+    let mut report = RemoveReport::default();
+    // Issued certificates last, so that `remove leaf ca` works like `remove ca leaf`: the
+    // leaf goes with its CA; asked for alone it is refused.
+    let mut ordered: Vec<&String> = Vec::with_capacity(names.len());
+    let mut issued = Vec::new();
+    for name in names {
+        match txn.certificate(name)? {
+            Some(c) if c.cert.issuer_id.is_some() => issued.push(name),
+            _ => ordered.push(name),
+        }
+    }
+    ordered.extend(issued);
+    for name in ordered {
+        if let Some(t) = txn.template(name)? {
+            txn.delete_template(t.id)?;
+            report.templates.push(t.name);
+            continue;
+        }
+        let Some(c) = txn.certificate(name)? else {
+            if report.certificates.contains(name) {
+                continue; // already removed with its CA
+            }
+            return Err(ManagerError::not_found(ObjectKind::Entry, name));
+        };
+        if let Some(issuer_id) = c.cert.issuer_id {
+            let ca = txn
+                .certificate_by_id(issuer_id)?
+                .map(|r| r.cert.name)
+                .unwrap_or_default();
+            return Err(ManagerError::refused(
+                Refusal::IssuedCertificate,
+                format!("\"{name}\" was issued by CA \"{ca}\" and cannot be removed"),
+                Some(&format!(
+                    "revoke it with `certman issued-revoke {name}`; issued certificates go when their CA is removed"
+                )),
+            ));
+        }
+        // Depth-first: every descendant before its issuer (foreign keys).
+        let mut order = Vec::new();
+        let mut stack = vec![(c.id, false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if expanded {
+                order.push(id);
+            } else {
+                stack.push((id, true));
+                for child in txn.issued_by(id)? {
+                    stack.push((child, false));
+                }
+            }
+        }
+        for id in order {
+            let rec = txn
+                .certificate_by_id(id)?
+                .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, id.to_string()))?;
+            txn.delete_certificate(id)?;
+            if let Some(key_id) = &rec.cert.key_id {
+                if txn.key_users(key_id)? == 0 {
+                    if let Some(k) = txn.key(key_id)? {
+                        if k.sealed.is_none() {
+                            token_keys.push((
+                                rec.cert.name.clone(),
+                                KeyHandle {
+                                    uri: k.uri.parse()?,
+                                    sealed: None,
+                                },
+                            ));
+                        }
+                    }
+                    txn.delete_key(key_id)?;
+                }
+            }
+            report.certificates.push(rec.cert.name);
+        }
+    }
+    Ok((report, token_keys))
 }
 
 fn copy_properties(txn: &dyn Transaction, src: &str) -> Result<TemplateProperties> {
@@ -262,7 +275,7 @@ fn copy_properties(txn: &dyn Transaction, src: &str) -> Result<TemplatePropertie
     // copy-from a certificate: take what it was made of, as RouterOS does.
     let c = txn
         .certificate(src)?
-        .ok_or_else(|| not_found("template or certificate", src))?;
+        .ok_or_else(|| ManagerError::not_found(ObjectKind::CopySource, src))?;
     let info = x509::inspect_certificate(&c.cert.der)?;
     let mut p = TemplateProperties::from_json(&c.cert.properties).unwrap_or_default();
     let f = info.subject_fields;

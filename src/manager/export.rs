@@ -1,9 +1,9 @@
 //! `export-certificate` (PEM, PKCS#12) and `ca-set-passphrase`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::{not_found, with_extension, Manager};
-use crate::error::{ManagerError, Result};
+use super::{prepare, publish, with_extension, Manager};
+use crate::error::{ManagerError, ObjectKind, Refusal, Result};
 use crate::keys::KeyHandle;
 use crate::seal::SealLabel;
 use crate::secret::Passphrase;
@@ -49,7 +49,7 @@ impl Manager {
             let txn = self.store.begin(TxnMode::Read)?;
             let rec = txn
                 .certificate(&req.name)?
-                .ok_or_else(|| not_found("certificate", &req.name))?;
+                .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, &req.name))?;
             let key = match &rec.cert.key_id {
                 Some(id) => txn.key(id)?,
                 None => None,
@@ -83,6 +83,7 @@ impl Manager {
             Some(_) => {
                 let key = key.ok_or_else(|| {
                     ManagerError::refused(
+                        Refusal::NoPrivateKey,
                         format!("certificate \"{}\" has no private key to export", req.name),
                         Some("export without export-passphrase to write the certificate alone"),
                     )
@@ -94,6 +95,7 @@ impl Manager {
                 let provider = self.keys.provider(&handle.uri)?;
                 let exporter = provider.exporter().ok_or_else(|| {
                     ManagerError::refused(
+                        Refusal::KeyNotExportable,
                         format!(
                             "the private key of \"{}\" is on a {} token and cannot be exported",
                             req.name,
@@ -105,28 +107,24 @@ impl Manager {
                 Some(exporter.export_pkcs8(&handle)?)
             }
         };
-        let write = |path: &Path, data: &[u8], mode: u32| {
-            crate::fsutil::write_atomic(path, data, mode).map_err(|source| ManagerError::File {
-                path: path.to_owned(),
-                source,
-            })
-        };
-        let mut written = Vec::new();
+        // Every file written in full before any is published.
+        let mut files = Vec::new();
         match req.kind {
             ExportType::Pem => {
                 if let (Some(k), Some(pass)) = (&pkcs8, passphrase) {
                     let pem = x509::encrypted_private_key_pem(k.secret_bytes(), pass.secret_str())?;
-                    let path = with_extension(&base, "key");
-                    write(&path, pem.as_bytes(), 0o600)?;
-                    written.push(path);
+                    files.push(prepare(
+                        &with_extension(&base, "key"),
+                        pem.as_bytes(),
+                        0o600,
+                    )?);
                 }
-                let crt = with_extension(&base, "crt");
-                write(
-                    &crt,
-                    x509::certificate_pem(&rec.cert.der)?.as_bytes(),
+                let crt = x509::certificate_pem(&rec.cert.der)?;
+                files.push(prepare(
+                    &with_extension(&base, "crt"),
+                    crt.as_bytes(),
                     0o644,
-                )?;
-                written.insert(0, crt);
+                )?);
             }
             ExportType::Pkcs12 { legacy } => {
                 // RouterOS: a certificate issued here is exported with its CA chain.
@@ -158,10 +156,13 @@ impl Manager {
                         x509::pkcs12::Pkcs12Encryption::Aes256Pbkdf2
                     },
                 )?;
-                let path = with_extension(&base, "p12");
-                write(&path, &p12, 0o600)?;
-                written.push(path);
+                files.push(prepare(&with_extension(&base, "p12"), &p12, 0o600)?);
             }
+        }
+        let mut written = publish(files)?;
+        // The key is published before its certificate; the report names the certificate first.
+        if written.len() == 2 {
+            written.swap(0, 1);
         }
         Ok(written)
     }
@@ -171,22 +172,23 @@ impl Manager {
     /// `ca-set-passphrase NAME passphrase=…`: stores, sealed like the keys, the passphrase
     /// this CA's key exports use when none is given.
     pub fn ca_set_passphrase(&self, name: &str, passphrase: &Passphrase) -> Result<()> {
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let rec = txn
-            .certificate(name)?
-            .ok_or_else(|| not_found("certificate", name))?;
-        if !x509::inspect_certificate(&rec.cert.der)?.is_ca {
-            return Err(ManagerError::refused(
-                format!("\"{name}\" is not a certificate authority"),
-                None,
-            ));
-        }
-        let sealed = self.sealer.seal(
-            SealLabel::CaPassphrase(rec.id),
-            passphrase.secret_str().as_bytes(),
-        )?;
-        txn.set_ca_passphrase(rec.id, &sealed)?;
-        txn.commit()?;
-        Ok(())
+        self.write(|txn| {
+            let rec = txn
+                .certificate(name)?
+                .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, name))?;
+            if !x509::inspect_certificate(&rec.cert.der)?.is_ca {
+                return Err(ManagerError::refused(
+                    Refusal::NotACa,
+                    format!("\"{name}\" is not a certificate authority"),
+                    None,
+                ));
+            }
+            let sealed = self.sealer.seal(
+                SealLabel::CaPassphrase(rec.id),
+                passphrase.secret_str().as_bytes(),
+            )?;
+            txn.set_ca_passphrase(rec.id, &sealed)?;
+            Ok(())
+        })
     }
 }

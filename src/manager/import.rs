@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use super::{unix_secs, validate_name, Manager};
-use crate::error::{KeyError, ManagerError, Result};
+use crate::error::{KeyError, ManagerError, Refusal, Result};
 use crate::keys::GeneratedKey;
 use crate::seal::SealLabel;
 use crate::secret::Passphrase;
-use crate::store::{now_micros, KeyRecord, NewCertificate, Transaction, TxnMode};
+use crate::store::{NewCertificate, Transaction};
 use crate::x509;
 
 /// `import [file-name=…] [passphrase=…] [name=…] [trusted=…]`.
@@ -115,132 +115,137 @@ impl Manager {
             .soft()
             .importer()
             .ok_or_else(|| ManagerError::Key(KeyError::NotCapable("no key importer".into())))?;
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        // Certificates without a key, by public key DER: where imported keys go.
-        let mut keyless = keyless_certificates(txn.as_ref())?;
-        // Keys of requests made here: a certificate coming back for one joins its key.
-        let requested: Vec<(Vec<u8>, String)> = txn
-            .requests()?
-            .into_iter()
-            .filter_map(|r| Some((r.request.public_key, r.request.key_id?)))
-            .collect();
-        let mut n_named = 0usize;
-        for (file, contents) in &parsed {
-            let mut imported = false;
-            let mut file_certificate: Option<i64> = None;
-            // Names from file names: characters a name may not hold become '_'.
-            let stem: String = file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-                .chars()
-                .map(|c| {
-                    if c.is_control() || c == '/' || c == '=' {
-                        '_'
-                    } else {
-                        c
+        // Every file that could be read, in one transaction (run again whole on a conflict).
+        let read = report;
+        self.write(|txn| {
+            let mut report = read.clone();
+            // Certificates without a key, by public key DER: where imported keys go.
+            let mut keyless = keyless_certificates(txn)?;
+            // Keys of requests made here: a certificate coming back for one joins its key.
+            let requested: Vec<(Vec<u8>, String)> = txn
+                .requests()?
+                .into_iter()
+                .filter_map(|r| Some((r.request.public_key, r.request.key_id?)))
+                .collect();
+            let mut n_named = 0usize;
+            for (file, contents) in &parsed {
+                let mut imported = false;
+                let mut file_certificate: Option<i64> = None;
+                // Names from file names: characters a name may not hold become '_'.
+                let stem: String = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() || c == '/' || c == '=' {
+                            '_'
+                        } else {
+                            c
+                        }
+                    })
+                    .scan(0usize, |bytes, c| {
+                        // at most 200 bytes, so that `_N` keeps it under the 255-byte limit
+                        *bytes += c.len_utf8();
+                        (*bytes <= 200).then_some(c)
+                    })
+                    .collect::<String>()
+                    .trim_start_matches('-')
+                    .to_owned();
+                let stem = if stem.is_empty() {
+                    "cert".to_owned()
+                } else {
+                    stem
+                };
+                for der_cert in &contents.certificates {
+                    let info = x509::inspect_certificate(der_cert)?;
+                    if txn.certificate_by_fingerprint(&info.fingerprint)?.is_some() {
+                        continue; // already here
                     }
-                })
-                .scan(0usize, |bytes, c| {
-                    // at most 200 bytes, so that `_N` keeps it under the 255-byte limit
-                    *bytes += c.len_utf8();
-                    (*bytes <= 200).then_some(c)
-                })
-                .collect::<String>()
-                .trim_start_matches('-')
-                .to_owned();
-            let stem = if stem.is_empty() {
-                "cert".to_owned()
-            } else {
-                stem
-            };
-            for der_cert in &contents.certificates {
-                let info = x509::inspect_certificate(der_cert)?;
-                if txn.certificate_by_fingerprint(&info.fingerprint)?.is_some() {
-                    continue; // already here
-                }
-                let name = loop {
-                    let candidate = match (&req.name, n_named) {
-                        (Some(n), 0) => n.clone(),
-                        (Some(n), i) => format!("{n}_{i}"),
-                        (None, i) => format!("{stem}_{i}"),
+                    let name = loop {
+                        let candidate = match (&req.name, n_named) {
+                            (Some(n), 0) => n.clone(),
+                            (Some(n), i) => format!("{n}_{i}"),
+                            (None, i) => format!("{stem}_{i}"),
+                        };
+                        n_named += 1;
+                        if validate_name(&candidate).is_ok() && !txn.name_in_use(&candidate)? {
+                            break candidate;
+                        }
+                        if n_named > 100_000 {
+                            return Err(ManagerError::refused(
+                                Refusal::NoFreeName,
+                                format!("no free name for a certificate from {}", file.display()),
+                                Some("give name="),
+                            ));
+                        }
+                        if req.name.is_some() && n_named == 1 {
+                            return Err(ManagerError::refused(
+                                Refusal::NameInUse,
+                                format!("name \"{candidate}\" is already in use"),
+                                Some("give another name="),
+                            ));
+                        }
                     };
-                    n_named += 1;
-                    if validate_name(&candidate).is_ok() && !txn.name_in_use(&candidate)? {
-                        break candidate;
+                    let spki = der::Encode::to_der(&info.public_key).unwrap_or_default();
+                    let request_key = requested
+                        .iter()
+                        .find(|(pk, _)| *pk == spki)
+                        .map(|(_, k)| k.clone());
+                    let id = txn.insert_certificate(&NewCertificate {
+                        name,
+                        serial: info.serial_hex.clone(),
+                        fingerprint: info.fingerprint.clone(),
+                        der: der_cert.clone(),
+                        key_id: request_key.clone(),
+                        issuer_id: None,
+                        trusted: req.trusted.unwrap_or(false),
+                        ca_crl_host: None,
+                        properties: "{}".into(),
+                        not_after: unix_secs(info.not_after),
+                    })?;
+                    file_certificate.get_or_insert(id);
+                    if request_key.is_none() {
+                        keyless.push((id, spki));
                     }
-                    if n_named > 100_000 {
-                        return Err(ManagerError::refused(
-                            format!("no free name for a certificate from {}", file.display()),
-                            Some("give name="),
-                        ));
-                    }
-                    if req.name.is_some() && n_named == 1 {
-                        return Err(ManagerError::refused(
-                            format!("name \"{candidate}\" is already in use"),
-                            Some("give another name="),
-                        ));
-                    }
-                };
-                let spki = der::Encode::to_der(&info.public_key).unwrap_or_default();
-                let request_key = requested
-                    .iter()
-                    .find(|(pk, _)| *pk == spki)
-                    .map(|(_, k)| k.clone());
-                let id = txn.insert_certificate(&NewCertificate {
-                    name,
-                    serial: info.serial_hex.clone(),
-                    fingerprint: info.fingerprint.clone(),
-                    der: der_cert.clone(),
-                    key_id: request_key.clone(),
-                    issuer_id: None,
-                    trusted: req.trusted.unwrap_or(false),
-                    ca_crl_host: None,
-                    properties: "{}".into(),
-                    not_after: unix_secs(info.not_after),
-                })?;
-                file_certificate.get_or_insert(id);
-                if request_key.is_none() {
-                    keyless.push((id, spki));
+                    report.certificates_imported += 1;
+                    imported = true;
                 }
-                report.certificates_imported += 1;
-                imported = true;
-            }
-            for key in &contents.keys {
-                let g = match importer.import_pkcs8(key.secret_bytes()) {
-                    Ok(g) => g,
-                    Err(e) => {
-                        report
-                            .errors
-                            .push((file.clone(), format!("private key: {e}")));
-                        continue;
+                for key in &contents.keys {
+                    let g = match importer.import_pkcs8(key.secret_bytes()) {
+                        Ok(g) => g,
+                        Err(e) => {
+                            report
+                                .errors
+                                .push((file.clone(), format!("private key: {e}")));
+                            continue;
+                        }
+                    };
+                    let spki = der::Encode::to_der(&g.public_key).unwrap_or_default();
+                    match keyless.iter().position(|(_, pk)| *pk == spki) {
+                        Some(i) => {
+                            let (cert_id, _) = keyless.remove(i);
+                            give_key(txn, cert_id, &g)?;
+                            report.private_keys_imported += 1;
+                            imported = true;
+                        }
+                        None => report.keys_with_no_certificate += 1,
                     }
-                };
-                let spki = der::Encode::to_der(&g.public_key).unwrap_or_default();
-                match keyless.iter().position(|(_, pk)| *pk == spki) {
-                    Some(i) => {
-                        let (cert_id, _) = keyless.remove(i);
-                        give_key(txn.as_mut(), cert_id, &g)?;
-                        report.private_keys_imported += 1;
-                        imported = true;
-                    }
-                    None => report.keys_with_no_certificate += 1,
+                }
+                // v2.8: without a passphrase an encrypted key is kept, sealed and still
+                // encrypted (flag Q on the certificate of the same file), until `decrypt`.
+                for enc in &contents.encrypted_keys {
+                    let sealed = self.sealer.seal(SealLabel::EncryptedKey, enc)?;
+                    txn.insert_encrypted_key(&sealed, file_certificate)?;
+                    report.keys_kept_encrypted += 1;
+                    imported = true;
+                }
+                if imported {
+                    report.files_imported += 1;
                 }
             }
-            // v2.8: without a passphrase an encrypted key is kept, sealed and still
-            // encrypted (flag Q on the certificate of the same file), until `decrypt`.
-            for enc in &contents.encrypted_keys {
-                let sealed = self.sealer.seal(SealLabel::EncryptedKey, enc)?;
-                txn.insert_encrypted_key(&sealed, file_certificate)?;
-                report.keys_kept_encrypted += 1;
-                imported = true;
-            }
-            if imported {
-                report.files_imported += 1;
-            }
-        }
-        txn.commit()?;
-        Ok(report)
+            Ok(report)
+        })
     }
 
     /// `decrypt passphrase=…` (v2.8): opens the keys imported still encrypted; each that
@@ -252,51 +257,51 @@ impl Manager {
             .soft()
             .importer()
             .ok_or_else(|| ManagerError::Key(KeyError::NotCapable("no key importer".into())))?;
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let mut keyless = keyless_certificates(txn.as_ref())?;
-        let mut decrypted = 0;
-        for k in txn.encrypted_keys()? {
-            if k.key_id.is_some() {
-                continue;
+        self.write(|txn| {
+            let mut keyless = keyless_certificates(txn)?;
+            let mut decrypted = 0;
+            for k in txn.encrypted_keys()? {
+                if k.key_id.is_some() {
+                    continue;
+                }
+                let enc = self.sealer.open(SealLabel::EncryptedKey, &k.sealed)?;
+                let Ok(pkcs8) =
+                    x509::import::open_encrypted_key(enc.secret_bytes(), passphrase.secret_str())
+                else {
+                    continue; // another passphrase's key
+                };
+                let g = importer.import_pkcs8(pkcs8.secret_bytes())?;
+                let spki = der::Encode::to_der(&g.public_key).unwrap_or_default();
+                let Some(i) = keyless.iter().position(|(_, pk)| *pk == spki) else {
+                    continue;
+                };
+                let (cert_id, _) = keyless.remove(i);
+                give_key(txn, cert_id, &g)?;
+                txn.set_encrypted_key_copy(k.id, Some(&g.uri.store_id()), Some(cert_id))?;
+                decrypted += 1;
             }
-            let enc = self.sealer.open(SealLabel::EncryptedKey, &k.sealed)?;
-            let Ok(pkcs8) =
-                x509::import::open_encrypted_key(enc.secret_bytes(), passphrase.secret_str())
-            else {
-                continue; // another passphrase's key
-            };
-            let g = importer.import_pkcs8(pkcs8.secret_bytes())?;
-            let spki = der::Encode::to_der(&g.public_key).unwrap_or_default();
-            let Some(i) = keyless.iter().position(|(_, pk)| *pk == spki) else {
-                continue;
-            };
-            let (cert_id, _) = keyless.remove(i);
-            give_key(txn.as_mut(), cert_id, &g)?;
-            txn.set_encrypted_key_copy(k.id, Some(&g.uri.store_id()), Some(cert_id))?;
-            decrypted += 1;
-        }
-        txn.commit()?;
-        Ok(decrypted)
+            Ok(decrypted)
+        })
     }
 
     /// `reset-certificate-cache` (v2.8): drops the decrypted copies of keys imported
     /// encrypted; their certificates go back to Q until the next `decrypt`. Returns how many.
     pub fn reset_certificate_cache(&self) -> Result<usize> {
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let mut dropped = 0;
-        for k in txn.encrypted_keys()? {
-            let Some(key_id) = &k.key_id else { continue };
-            if let Some(cert_id) = k.certificate_id {
-                txn.clear_certificate_key(cert_id)?;
+        self.write(|txn| {
+            let mut dropped = 0;
+            for k in txn.encrypted_keys()? {
+                let Some(key_id) = &k.key_id else { continue };
+                if let Some(cert_id) = k.certificate_id {
+                    txn.clear_certificate_key(cert_id)?;
+                }
+                txn.set_encrypted_key_copy(k.id, None, None)?;
+                if txn.key_users(key_id)? == 0 {
+                    txn.delete_key(key_id)?;
+                }
+                dropped += 1;
             }
-            txn.set_encrypted_key_copy(k.id, None, None)?;
-            if txn.key_users(key_id)? == 0 {
-                txn.delete_key(key_id)?;
-            }
-            dropped += 1;
-        }
-        txn.commit()?;
-        Ok(dropped)
+            Ok(dropped)
+        })
     }
 }
 
@@ -319,15 +324,7 @@ fn keyless_certificates(txn: &dyn Transaction) -> Result<Vec<(i64, Vec<u8>)>> {
 
 /// Stores a key taken from outside and gives it to a certificate.
 fn give_key(txn: &mut dyn Transaction, certificate_id: i64, key: &GeneratedKey) -> Result<()> {
-    txn.insert_key(&KeyRecord {
-        id: key.uri.store_id(),
-        uri: key.uri.without_secrets().to_string(),
-        algorithm: format!("{}/{}", key.algorithm.key_type(), key.algorithm.key_size()),
-        sealed: key.sealed.clone(),
-        token_serial: key.token_serial.clone(),
-        slot: key.slot.clone(),
-        created_at: now_micros(),
-    })?;
+    txn.insert_key(&super::key_record(key))?;
     txn.set_certificate_key(certificate_id, &key.uri.store_id())?;
     Ok(())
 }

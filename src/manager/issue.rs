@@ -7,14 +7,17 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::template::{self, TemplateProperties};
+use der::referenced::OwnedToRef;
+
 use super::{
-    ca_key_handle, not_found, signature_scheme_for, signing_key_identifier, unix_secs, Manager,
+    ca_key_handle, key_record, signature_scheme_for, signing_key_identifier, unix_secs,
+    validate_name, Entry, Manager,
 };
-use crate::error::{KeyError, ManagerError, Result};
+use crate::error::{KeyError, ManagerError, ObjectKind, Refusal, RequestFault, Result};
 use crate::keys::{
     GenerateRequest, GeneratedKey, KeyHandle, KeyProvider, KeySigner, KeyUri, X509Signer,
 };
-use crate::store::{now_micros, KeyRecord, NewCertificate, Transaction};
+use crate::store::{NewCertificate, Transaction, TxnMode};
 use crate::x509::{self, CertificateSpec, IssuerInfo};
 
 /// Where `sign` puts the new certificate's key.
@@ -108,22 +111,25 @@ impl Manager {
     pub(super) fn load_issuer(&self, txn: &dyn Transaction, ca: &str) -> Result<LoadedIssuer> {
         let rec = txn
             .certificate(ca)?
-            .ok_or_else(|| not_found("CA certificate", ca))?;
+            .ok_or_else(|| ManagerError::not_found(ObjectKind::CaCertificate, ca))?;
         let info = x509::inspect_certificate(&rec.cert.der)?;
         if !info.is_ca {
             return Err(ManagerError::refused(
+                Refusal::NotACa,
                 format!("\"{ca}\" is not a certificate authority"),
                 Some("sign a template with key-usage=key-cert-sign,crl-sign to make a CA"),
             ));
         }
         if rec.revoked_at.is_some() {
             return Err(ManagerError::refused(
+                Refusal::CaRevoked,
                 format!("CA \"{ca}\" is revoked"),
                 None,
             ));
         }
         if info.not_after < SystemTime::now() {
             return Err(ManagerError::refused(
+                Refusal::CaExpired,
                 format!("CA \"{ca}\" has expired"),
                 None,
             ));
@@ -314,18 +320,146 @@ impl Manager {
 
     pub(super) fn insert_issued(txn: &mut dyn Transaction, issued: &Issued) -> Result<i64> {
         if let Some(k) = &issued.key {
-            txn.insert_key(&KeyRecord {
-                id: k.uri.store_id(),
-                uri: k.uri.without_secrets().to_string(),
-                algorithm: format!("{}/{}", k.algorithm.key_type(), k.algorithm.key_size()),
-                sealed: k.sealed.clone(),
-                token_serial: k.token_serial.clone(),
-                slot: k.slot.clone(),
-                created_at: now_micros(),
-            })?;
+            txn.insert_key(&key_record(k))?;
         }
         Ok(txn.insert_certificate(&issued.record)?)
     }
+
+    // ------------------------------------------------------------ requests from outside
+
+    /// The issuance core for requests from outside, first half: checks the verified request
+    /// against the policy and the CA, reaches the CA's key (token login, PIN) and signs the
+    /// certificate for the request's key, with its subject as asked, its SANs and usages. No
+    /// store writes and no files.
+    pub fn certify_request(&self, req: &IssueRequest<'_>) -> Result<CertifiedRequest> {
+        let info = req.request;
+        let asks_ca = info.ca || info.key_usage.contains(x509::KeyUsageName::KeyCertSign);
+        if asks_ca && !req.allow_ca {
+            return Err(ManagerError::refused(
+                Refusal::CaRequestNotAllowed,
+                "the request asks for a CA certificate",
+                Some("give allow-ca=yes to issue a sub-CA for it"),
+            ));
+        }
+        let fields = x509::subject_fields(&info.subject);
+        let name = match req.name {
+            Some(n) => n.to_owned(),
+            None => fields.common_name.clone().ok_or_else(|| {
+                ManagerError::InvalidValue(
+                    "the request has no common name: give name= for the certificate".into(),
+                )
+            })?,
+        };
+        validate_name(&name)?;
+        let mut props = TemplateProperties::default();
+        if let Some(d) = req.days_valid {
+            props.set("days-valid", &d.to_string())?;
+        }
+        let issuer = {
+            let txn = self.store.begin(TxnMode::Read)?;
+            // Early, before the CA's key is reached; the store has the last word.
+            if txn.name_in_use(&name)? {
+                return Err(ManagerError::refused(
+                    Refusal::NameInUse,
+                    format!("name \"{name}\" is already in use"),
+                    Some("give name= for the certificate"),
+                ));
+            }
+            self.load_issuer(txn.as_ref(), req.ca)?
+        };
+        let algorithm = crate::keys::KeyAlgorithm::from_spki(info.public_key.owned_to_ref())
+            .map_err(|e| ManagerError::BadRequest {
+                fault: RequestFault::BadAlgorithm,
+                message: format!("the request's key: {}", crate::error::key_detail(&e)),
+            })?;
+        let resolved = template::ResolvedTemplate {
+            subject: fields,
+            subject_alt_names: info.subject_alt_names.clone(),
+            algorithm,
+            days_valid: req.days_valid.unwrap_or(template::DEFAULT_DAYS_VALID),
+            key_usage: if info.ca {
+                let mut k = info.key_usage.clone();
+                k.insert(x509::KeyUsageName::KeyCertSign);
+                k
+            } else {
+                info.key_usage.clone()
+            },
+            trusted: None,
+            digest: None,
+        };
+        let mut plan = self.plan(&props, &resolved, Some(&issuer), None)?;
+        // The request's subject as it was asked for, not as certman would spell it.
+        plan.subject = info.subject.clone();
+        let signer = plan.issuer_signer.clone().ok_or_else(|| {
+            ManagerError::Failed("an issued certificate's plan has no issuer".into())
+        })?;
+        Ok(CertifiedRequest {
+            record: Self::certify(&plan, &name, &info.public_key, &signer)?,
+        })
+    }
+
+    /// The issuance core, second half: stores a certificate [`Manager::certify_request`]
+    /// signed (flag I) in one transaction — a name taken meanwhile is refused — and gives a
+    /// CA its first CRL. Files the caller writes for it are written after this returns.
+    pub fn store_certified(&self, certified: CertifiedRequest) -> Result<IssuedCertificate> {
+        let record = certified.record;
+        self.write(|txn| {
+            let id = txn.insert_certificate(&record)?;
+            self.after_insert(txn, id)
+        })?;
+        Ok(IssuedCertificate {
+            entry: self.entry(&record.name)?,
+            der: record.der,
+        })
+    }
+
+    /// The issuance core: [`Manager::certify_request`] then [`Manager::store_certified`].
+    pub fn issue_request(&self, req: &IssueRequest<'_>) -> Result<IssuedCertificate> {
+        self.store_certified(self.certify_request(req)?)
+    }
+}
+
+/// A request from outside to issue a certificate for (a PKCS#10 file; a SCEP PKCSReq next):
+/// its verified content and the issuing policy.
+#[derive(Clone, Copy, Debug)]
+pub struct IssueRequest<'a> {
+    /// the issuing CA
+    pub ca: &'a str,
+    /// the request, parsed and its self-signature verified
+    pub request: &'a x509::csr::RequestInfo,
+    /// the certificate's name (default: the request's common name)
+    pub name: Option<&'a str>,
+    /// validity in days (default 365)
+    pub days_valid: Option<u32>,
+    /// issue a CA certificate when the request asks for one (refused otherwise)
+    pub allow_ca: bool,
+}
+
+/// A certificate signed for a request and not yet stored.
+#[derive(Debug)]
+pub struct CertifiedRequest {
+    record: NewCertificate,
+}
+
+impl CertifiedRequest {
+    /// The name it will be stored under.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The certificate, DER.
+    pub fn der(&self) -> &[u8] {
+        &self.record.der
+    }
+}
+
+/// A certificate issued and stored.
+#[derive(Debug)]
+pub struct IssuedCertificate {
+    /// as `print` shows it
+    pub entry: Entry,
+    /// the certificate, DER
+    pub der: Vec<u8>,
 }
 
 /// What every certificate made from one template by one issuer shares.

@@ -28,17 +28,21 @@ pub use self::crl_download::{DownloadTarget, DownloadedCrl};
 pub use self::edit::{RemoveReport, SetRequest};
 pub use self::export::{ExportRequest, ExportType};
 pub use self::import::{ImportReport, ImportRequest};
-pub use self::issue::{crl_url, KeyLocation};
+pub use self::issue::{crl_url, CertifiedRequest, IssueRequest, IssuedCertificate, KeyLocation};
 pub use self::requests::{CreateRequest, SignRequestFile};
 pub use self::revoke::RevokeReport;
 pub use self::sign::SignRequest;
 pub use self::template::{TemplateProperties, TEMPLATE_PROPERTIES};
 pub use self::view::{Entry, Flags, Value};
-use crate::error::{ManagerError, Result};
-use crate::keys::{KeyHandle, KeyRouter, KeySigner};
+use crate::error::{ManagerError, ObjectKind, Refusal, Result, StoreError};
+use crate::keys::{GeneratedKey, KeyHandle, KeyRouter, KeySigner};
 use crate::seal::Sealer;
-use crate::store::{CertificateRecord, Store, Transaction, TxnMode};
+use crate::store::{now_micros, CertificateRecord, KeyRecord, Store, Transaction, TxnMode};
 use crate::x509;
+
+/// How many times an operation runs again when the store reports a conflict with another
+/// writer (PostgreSQL; SQLite's writers never overlap).
+const CONFLICT_RETRIES: usize = 3;
 
 /// The certificate manager.
 pub struct Manager {
@@ -57,13 +61,6 @@ pub struct Manager {
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Manager")
-    }
-}
-
-pub(crate) fn not_found(kind: &'static str, name: &str) -> ManagerError {
-    ManagerError::NotFound {
-        kind,
-        name: name.to_owned(),
     }
 }
 
@@ -106,6 +103,29 @@ impl Manager {
         self
     }
 
+    /// Runs `op` in a write transaction and commits what it did. When the store reports a
+    /// conflict with another writer, the whole of `op` runs again in a new transaction, at most
+    /// [`CONFLICT_RETRIES`] more times; `op` must therefore start from what it reads in `txn`.
+    pub(crate) fn write<T>(
+        &self,
+        mut op: impl FnMut(&mut dyn Transaction) -> Result<T>,
+    ) -> Result<T> {
+        let mut retries = 0;
+        loop {
+            let mut txn = self.store.begin(TxnMode::Write)?;
+            let outcome = match op(txn.as_mut()) {
+                Ok(v) => txn.commit().map(|()| v).map_err(ManagerError::from),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(ManagerError::Store(StoreError::Conflict)) if retries < CONFLICT_RETRIES => {
+                    retries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The key router.
     pub fn keys(&self) -> &KeyRouter {
         &self.keys
@@ -115,7 +135,7 @@ impl Manager {
     pub fn certificate_record(&self, name: &str) -> Result<CertificateRecord> {
         let txn = self.store.begin(TxnMode::Read)?;
         txn.certificate(name)?
-            .ok_or_else(|| not_found("certificate", name))
+            .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, name))
     }
 }
 
@@ -127,6 +147,7 @@ pub(crate) fn ca_key_handle(
     let ca = &rec.cert.name;
     let key_id = rec.cert.key_id.clone().ok_or_else(|| {
         ManagerError::refused(
+            Refusal::NoPrivateKey,
             format!("CA \"{ca}\" has no private key here, so it cannot sign"),
             Some("import the CA's private key, or sign with a CA whose print flags show K"),
         )
@@ -171,6 +192,41 @@ pub(crate) fn signature_scheme_for(
         return Err(refuse(format!("cannot sign with {scheme}")));
     }
     Ok(scheme)
+}
+
+/// The store's record of a key just generated or taken in.
+pub(crate) fn key_record(key: &GeneratedKey) -> KeyRecord {
+    KeyRecord {
+        id: key.uri.store_id(),
+        uri: key.uri.without_secrets().to_string(),
+        algorithm: format!("{}/{}", key.algorithm.key_type(), key.algorithm.key_size()),
+        sealed: key.sealed.clone(),
+        token_serial: key.token_serial.clone(),
+        slot: key.slot.clone(),
+        created_at: now_micros(),
+    }
+}
+
+/// Writes `data` to be `path` (mode `mode`), invisible until published.
+pub(crate) fn prepare(path: &Path, data: &[u8], mode: u32) -> Result<crate::fsutil::PendingFile> {
+    crate::fsutil::prepare(path, data, mode).map_err(|source| ManagerError::File {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Publishes prepared files in order; returns their paths.
+pub(crate) fn publish(files: Vec<crate::fsutil::PendingFile>) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::with_capacity(files.len());
+    for f in files {
+        let path = f.path().to_owned();
+        f.publish().map_err(|source| ManagerError::File {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 fn with_extension(base: &Path, ext: &str) -> PathBuf {

@@ -3,16 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use der::referenced::OwnedToRef;
-
-use super::template::{self, TemplateProperties};
+use super::template::TemplateProperties;
 use super::{
-    not_found, signature_scheme_for, validate_name, with_extension, Entry, KeyLocation, Manager,
+    key_record, prepare, publish, signature_scheme_for, with_extension, Entry, IssueRequest,
+    KeyLocation, Manager,
 };
-use crate::error::{ManagerError, Result};
+use crate::error::{ManagerError, ObjectKind, Refusal, RequestFault, Result};
 use crate::keys::{GenerateRequest, KeyHandle, X509Signer};
 use crate::secret::Passphrase;
-use crate::store::{now_micros, KeyRecord, TxnMode};
+use crate::store::TxnMode;
 use crate::x509;
 
 /// `create-certificate-request template=… [key-passphrase=…] [file-name=…] [on-smart-card=…]`.
@@ -61,7 +60,7 @@ impl Manager {
             let txn = self.store.begin(TxnMode::Read)?;
             let t = txn
                 .template(&req.template)?
-                .ok_or_else(|| not_found("template", &req.template))?;
+                .ok_or_else(|| ManagerError::not_found(ObjectKind::Template, &req.template))?;
             (t.id, TemplateProperties::from_json(&t.properties)?)
         };
         let resolved = props.resolve()?;
@@ -104,7 +103,6 @@ impl Manager {
             uri: generated.uri.clone(),
             sealed: generated.sealed.clone(),
         };
-        let mut written: Vec<PathBuf> = Vec::new();
         let result = (|| {
             let key = provider.signer_with_public_key(&handle, &generated.public_key)?;
             let scheme = signature_scheme_for(key.as_ref(), resolved.digest, &req.template)?;
@@ -132,161 +130,115 @@ impl Manager {
                 }
                 _ => None,
             };
-            let write = |path: &Path, data: &[u8], mode: u32| {
-                crate::fsutil::write_atomic(path, data, mode).map_err(|source| ManagerError::File {
-                    path: path.to_owned(),
-                    source,
-                })
-            };
-            write(&csr_path, x509::csr::request_pem(&der)?.as_bytes(), 0o644)?;
-            written.push(csr_path.clone());
+            // Written now, published only after the commit.
+            let mut files = vec![prepare(
+                &csr_path,
+                x509::csr::request_pem(&der)?.as_bytes(),
+                0o644,
+            )?];
             if let Some(k) = key_pem {
-                write(&key_path, k.as_bytes(), 0o600)?;
-                written.push(key_path.clone());
+                files.push(prepare(&key_path, k.as_bytes(), 0o600)?);
             }
-            let mut txn = self.store.begin(TxnMode::Write)?;
-            match txn.template(&req.template)? {
-                Some(t) if t.id == template_id => txn.delete_template(t.id)?,
-                _ => return Err(not_found("template", &req.template)),
-            }
-            txn.insert_key(&KeyRecord {
-                id: generated.uri.store_id(),
-                uri: generated.uri.without_secrets().to_string(),
-                algorithm: format!(
-                    "{}/{}",
-                    generated.algorithm.key_type(),
-                    generated.algorithm.key_size()
-                ),
-                sealed: generated.sealed.clone(),
-                token_serial: generated.token_serial.clone(),
-                slot: generated.slot.clone(),
-                created_at: now_micros(),
-            })?;
-            txn.insert_request(&crate::store::NewRequest {
+            let request = crate::store::NewRequest {
                 name: req.template.clone(),
                 key_id: Some(generated.uri.store_id()),
                 subject: x509::name_to_string(&resolved.subject.to_name()?),
                 public_key: der::Encode::to_der(&generated.public_key)
                     .map_err(|e| ManagerError::X509(e.into()))?,
                 der,
+            };
+            self.write(|txn| {
+                // consumed once: a request or sign of the same template meanwhile took it
+                if !txn.delete_template(template_id)? {
+                    return Err(ManagerError::not_found(ObjectKind::Template, &req.template));
+                }
+                txn.insert_key(&key_record(&generated))?;
+                txn.insert_request(&request)?;
+                Ok(())
             })?;
-            txn.commit()?;
-            Ok(())
+            Ok(files)
         })();
-        if let Err(e) = result {
-            for f in &written {
-                let _ = std::fs::remove_file(f);
+        match result {
+            Ok(files) => publish(files),
+            Err(e) => {
+                // The files were never published; a key made here goes again.
+                self.discard_key(provider, Some(&generated));
+                Err(e)
             }
-            self.discard_key(provider, Some(&generated));
-            return Err(e);
         }
-        Ok(written)
     }
 
-    /// `sign-certificate-request`: verifies a PKCS#10 request made elsewhere, issues a
-    /// certificate for its key from `ca` with its subject, SANs and requested usages, stores it
-    /// (flag I) and writes `cert_export_<name>.crt`. Returns the entry and the file.
+    /// `sign-certificate-request`: reads and verifies a PKCS#10 request made elsewhere, issues
+    /// a certificate for its key from `ca` through the issuance core (one transaction), then
+    /// writes `cert_export_<name>.crt` — prepared before the commit, published after it, so
+    /// that no certificate file exists for a certificate the store does not hold. Returns the
+    /// entry and the file.
     pub fn sign_certificate_request(&self, req: &SignRequestFile) -> Result<(Entry, PathBuf)> {
-        let meta = std::fs::metadata(&req.file).map_err(|source| ManagerError::File {
-            path: req.file.clone(),
-            source,
+        let file = &req.file;
+        let bytes = read_bounded(file, x509::csr::MAX_REQUEST_BYTES, "a certificate request")?;
+        let info = x509::csr::parse_request(&bytes).map_err(|e| ManagerError::BadRequest {
+            fault: e.request_fault(),
+            message: format!("{}: {e}", file.display()),
         })?;
-        if meta.len() > x509::csr::MAX_REQUEST_BYTES as u64 {
-            return Err(ManagerError::InvalidValue(format!(
-                "{}: {} bytes is too large for a certificate request",
-                req.file.display(),
-                meta.len()
-            )));
-        }
-        let bytes = std::fs::read(&req.file).map_err(|source| ManagerError::File {
-            path: req.file.clone(),
-            source,
-        })?;
-        let info = x509::csr::parse_request(&bytes)
-            .map_err(|e| ManagerError::InvalidValue(format!("{}: {e}", req.file.display())))?;
-        let asks_ca = info.ca || info.key_usage.contains(x509::KeyUsageName::KeyCertSign);
-        if asks_ca && !req.allow_ca {
-            return Err(ManagerError::refused(
-                format!(
-                    "{}: the request asks for a CA certificate",
-                    req.file.display()
-                ),
-                Some("give allow-ca=yes to issue a sub-CA for it"),
-            ));
-        }
-        let fields = x509::subject_fields(&info.subject);
-        let name = match &req.name {
-            Some(n) => n.clone(),
-            None => fields.common_name.clone().ok_or_else(|| {
-                ManagerError::InvalidValue(
-                    "the request has no common name: give name= for the certificate".into(),
-                )
-            })?,
-        };
-        validate_name(&name)?;
-        let mut props = TemplateProperties::default();
-        if let Some(d) = req.days_valid {
-            props.set("days-valid", &d.to_string())?;
-        }
-        let issuer = {
-            let txn = self.store.begin(TxnMode::Read)?;
-            if txn.name_in_use(&name)? {
-                return Err(ManagerError::refused(
-                    format!("name \"{name}\" is already in use"),
-                    Some("give name= for the certificate"),
-                ));
-            }
-            self.load_issuer(txn.as_ref(), &req.ca)?
-        };
-        let algorithm = crate::keys::KeyAlgorithm::from_spki(info.public_key.owned_to_ref())?;
-        let resolved = template::ResolvedTemplate {
-            subject: fields,
-            subject_alt_names: info.subject_alt_names.clone(),
-            algorithm,
-            days_valid: req.days_valid.unwrap_or(template::DEFAULT_DAYS_VALID),
-            key_usage: if info.ca {
-                let mut k = info.key_usage.clone();
-                k.insert(x509::KeyUsageName::KeyCertSign);
-                k
-            } else {
-                info.key_usage.clone()
+        let about_file = |e: ManagerError| match e {
+            ManagerError::Refused {
+                reason: reason @ Refusal::CaRequestNotAllowed,
+                message,
+                hint,
+            } => ManagerError::Refused {
+                reason,
+                message: format!("{}: {message}", file.display()),
+                hint,
             },
-            trusted: None,
-            digest: None,
+            ManagerError::BadRequest { fault, message } => ManagerError::BadRequest {
+                fault,
+                message: format!("{}: {message}", file.display()),
+            },
+            e => e,
         };
-        let mut plan = self.plan(&props, &resolved, Some(&issuer), None)?;
-        // The request's subject as it was asked for, not as certman would spell it.
-        plan.subject = info.subject.clone();
-        let signer = plan
-            .issuer_signer
-            .clone()
-            .ok_or_else(|| ManagerError::InvalidValue("no issuer".into()))?;
-        let record = Self::certify(&plan, &name, &info.public_key, &signer)?;
-        let out = req.dir.join(format!("cert_export_{name}.crt"));
-        {
-            let mut txn = self.store.begin(TxnMode::Write)?;
-            if txn.name_in_use(&name)? {
-                return Err(ManagerError::refused(
-                    format!("name \"{name}\" is already in use"),
-                    None,
-                ));
-            }
-            let id = txn.insert_certificate(&record)?;
-            self.after_insert(txn.as_mut(), id)?;
-            crate::fsutil::write_atomic(
-                &out,
-                x509::certificate_pem(&record.der)?.as_bytes(),
-                0o644,
-            )
-            .map_err(|source| ManagerError::File {
-                path: out.clone(),
-                source,
-            })?;
-            if let Err(e) = txn.commit() {
-                let _ = std::fs::remove_file(&out);
-                return Err(e.into());
-            }
-        }
-        Ok((self.entry(&name)?, out))
+        let certified = self
+            .certify_request(&IssueRequest {
+                ca: &req.ca,
+                request: &info,
+                name: req.name.as_deref(),
+                days_valid: req.days_valid,
+                allow_ca: req.allow_ca,
+            })
+            .map_err(about_file)?;
+        let out = req
+            .dir
+            .join(format!("cert_export_{}.crt", certified.name()));
+        let pending = prepare(
+            &out,
+            x509::certificate_pem(certified.der())?.as_bytes(),
+            0o644,
+        )?;
+        let issued = self.store_certified(certified)?;
+        publish(vec![pending])?;
+        Ok((issued.entry, out))
     }
+}
+
+/// Reads a file from outside of at most `max` bytes (`what` it should be, for the message).
+fn read_bounded(path: &Path, max: usize, what: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file_err = |source| ManagerError::File {
+        path: path.to_owned(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(file_err)?;
+    let mut bytes = Vec::new();
+    f.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(file_err)?;
+    if bytes.len() > max {
+        return Err(ManagerError::BadRequest {
+            fault: RequestFault::BadRequest,
+            message: format!(
+                "{}: too large for {what} (more than {max} bytes)",
+                path.display()
+            ),
+        });
+    }
+    Ok(bytes)
 }

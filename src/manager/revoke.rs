@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 
 use super::crl::{at, fmt_unix, unix_now, CrlKey};
-use super::{not_found, Manager};
-use crate::error::{ManagerError, Result};
-use crate::store::{CertificateRecord, RevocationRecord, TxnMode};
+use super::Manager;
+use crate::error::{ManagerError, ObjectKind, Refusal, Result};
+use crate::store::{CertificateRecord, Lock, RevocationRecord, TxnMode};
 use crate::x509::crl::{self as x509crl, RevocationReason};
 
 /// What `issued-revoke` did.
@@ -41,12 +41,12 @@ impl Manager {
                 }
                 let c = txn
                     .certificate(name)?
-                    .ok_or_else(|| not_found("certificate", name))?;
+                    .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, name))?;
                 let ca_id = revocable(&c)?;
                 if !keys.iter().any(|k| k.ca_id == ca_id) {
-                    let ca = txn
-                        .certificate_by_id(ca_id)?
-                        .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
+                    let ca = txn.certificate_by_id(ca_id)?.ok_or_else(|| {
+                        ManagerError::not_found(ObjectKind::Ca, ca_id.to_string())
+                    })?;
                     keys.push(self.crl_key(txn.as_ref(), &ca)?);
                 }
                 targets.push((name.clone(), c.id, ca_id));
@@ -58,55 +58,63 @@ impl Manager {
             .map(|k| self.crl_signer(k))
             .collect::<Result<Vec<_>>>()?;
         // 3. The rows and the CRLs, in one transaction.
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let now = unix_now();
-        let mut report = RevokeReport::default();
-        let mut by_ca: Vec<(i64, Vec<Vec<u8>>)> = Vec::new();
-        for (name, cert_id, ca_id) in &targets {
-            let c = txn
-                .certificate_by_id(*cert_id)?
-                .ok_or_else(|| not_found("certificate", name))?;
-            if revocable(&c)? != *ca_id {
-                return Err(ManagerError::refused(
-                    format!("\"{name}\" changed meanwhile; try again"),
-                    None,
-                ));
+        // Each CA's lock first (ascending, so that two revocations never wait on each other),
+        // then the re-checks: a certificate revoked meanwhile is refused, not revoked twice.
+        let mut cas: Vec<i64> = signers.iter().map(|s| s.ca_id).collect();
+        cas.sort_unstable();
+        self.write(|txn| {
+            for ca_id in &cas {
+                txn.lock(Lock::Ca(*ca_id))?;
             }
-            let serial = hex::decode(&c.cert.serial).map_err(|_| {
-                crate::error::StoreError::Corrupt(format!("serial of \"{name}\" is not hex"))
-            })?;
-            let serial = x509crl::strip_zeros(&serial).to_vec();
-            let entry = x509crl::encode_entry(&serial, at(now), reason)?;
-            txn.insert_revocation(&RevocationRecord {
-                ca_id: *ca_id,
-                certificate_id: c.id,
-                serial,
-                revoked_at: now,
-                reason: reason
-                    .filter(|r| *r != RevocationReason::Unspecified)
-                    .map(RevocationReason::code),
-                not_after: c.cert.not_after,
-                entry: entry.clone(),
-            })?;
-            match by_ca.iter_mut().find(|(id, _)| id == ca_id) {
-                Some((_, entries)) => entries.push(entry),
-                None => by_ca.push((*ca_id, vec![entry])),
+            let now = unix_now();
+            let mut report = RevokeReport::default();
+            let mut by_ca: Vec<(i64, Vec<Vec<u8>>)> = Vec::new();
+            for (name, cert_id, ca_id) in &targets {
+                let c = txn
+                    .certificate_by_id(*cert_id)?
+                    .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, name))?;
+                if revocable(&c)? != *ca_id {
+                    return Err(ManagerError::refused(
+                        Refusal::ChangedMeanwhile,
+                        format!("\"{name}\" changed meanwhile; try again"),
+                        None,
+                    ));
+                }
+                let serial = hex::decode(&c.cert.serial).map_err(|_| {
+                    crate::error::StoreError::Corrupt(format!("serial of \"{name}\" is not hex"))
+                })?;
+                let serial = x509crl::strip_zeros(&serial).to_vec();
+                let entry = x509crl::encode_entry(&serial, at(now), reason)?;
+                txn.insert_revocation(&RevocationRecord {
+                    ca_id: *ca_id,
+                    certificate_id: c.id,
+                    serial,
+                    revoked_at: now,
+                    reason: reason
+                        .filter(|r| *r != RevocationReason::Unspecified)
+                        .map(RevocationReason::code),
+                    not_after: c.cert.not_after,
+                    entry: entry.clone(),
+                })?;
+                match by_ca.iter_mut().find(|(id, _)| id == ca_id) {
+                    Some((_, entries)) => entries.push(entry),
+                    None => by_ca.push((*ca_id, vec![entry])),
+                }
+                report.revoked.push(name.clone());
             }
-            report.revoked.push(name.clone());
-        }
-        for (ca_id, entries) in &by_ca {
-            let ca = txn
-                .certificate_by_id(*ca_id)?
-                .ok_or_else(|| not_found("CA", &ca_id.to_string()))?;
-            let signer = signers
-                .iter()
-                .find(|s| s.ca_id == *ca_id)
-                .ok_or_else(|| not_found("CA", &ca.cert.name))?;
-            let number = self.write_crl(txn.as_mut(), &ca, signer, Some(entries))?;
-            report.crls.push((ca.cert.name.clone(), number));
-        }
-        txn.commit()?;
-        Ok(report)
+            for (ca_id, entries) in &by_ca {
+                let ca = txn
+                    .certificate_by_id(*ca_id)?
+                    .ok_or_else(|| ManagerError::not_found(ObjectKind::Ca, ca_id.to_string()))?;
+                let signer = signers
+                    .iter()
+                    .find(|s| s.ca_id == *ca_id)
+                    .ok_or_else(|| ManagerError::not_found(ObjectKind::Ca, &ca.cert.name))?;
+                let number = self.write_crl(txn, &ca, signer, Some(entries))?;
+                report.crls.push((ca.cert.name.clone(), number));
+            }
+            Ok(report)
+        })
     }
 }
 
@@ -115,12 +123,14 @@ fn revocable(c: &CertificateRecord) -> Result<i64> {
     let name = &c.cert.name;
     let Some(ca_id) = c.cert.issuer_id else {
         return Err(ManagerError::refused(
+            Refusal::NotRevocable,
             format!("\"{name}\" was not issued by a CA here, so it cannot be revoked here"),
             Some("only certificates a local CA issued (flag I) can be revoked; `remove` takes others"),
         ));
     };
     if let Some(t) = c.revoked_at {
         return Err(ManagerError::refused(
+            Refusal::AlreadyRevoked,
             format!("\"{name}\" is already revoked (since {})", fmt_unix(t)),
             None,
         ));

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use super::issue::{validate_crl_host, Issued};
 use super::template::TemplateProperties;
-use super::{crl_url, not_found, validate_name, Entry, KeyLocation, Manager};
-use crate::error::{ManagerError, Result};
+use super::{crl_url, validate_name, Entry, KeyLocation, Manager};
+use crate::error::{ManagerError, ObjectKind, Refusal, Result};
 use crate::keys::KeyHandle;
 use crate::store::TxnMode;
 
@@ -35,11 +35,12 @@ impl Manager {
             let txn = self.store.begin(TxnMode::Read)?;
             let t = txn
                 .template(&req.template)?
-                .ok_or_else(|| not_found("template", &req.template))?;
+                .ok_or_else(|| ManagerError::not_found(ObjectKind::Template, &req.template))?;
             let name = req.name.clone().unwrap_or_else(|| t.name.clone());
             validate_name(&name)?;
             if name != t.name && txn.name_in_use(&name)? {
                 return Err(ManagerError::refused(
+                    Refusal::NameInUse,
                     format!("name \"{name}\" is already in use"),
                     Some("choose another name= for the certificate"),
                 ));
@@ -90,23 +91,15 @@ impl Manager {
             }
             _ => None,
         };
-        let result = (|| {
-            let mut txn = self.store.begin(TxnMode::Write)?;
-            match txn.template(&req.template)? {
-                Some(t) if t.id == template_id => txn.delete_template(t.id)?,
-                _ => return Err(not_found("template", &req.template)),
+        let result = self.write(|txn| {
+            // consumed once: a sign of the same template meanwhile took it
+            if !txn.delete_template(template_id)? {
+                return Err(ManagerError::not_found(ObjectKind::Template, &req.template));
             }
-            if txn.name_in_use(&name)? {
-                return Err(ManagerError::refused(
-                    format!("name \"{name}\" is already in use"),
-                    None,
-                ));
-            }
-            let id = Self::insert_issued(txn.as_mut(), &issued)?;
-            self.after_insert(txn.as_mut(), id)?;
-            txn.commit()?;
-            Ok(())
-        })();
+            // the name is the store's to refuse (NameTaken), if taken meanwhile
+            let id = Self::insert_issued(txn, &issued)?;
+            self.after_insert(txn, id)
+        });
         if let Err(e) = result {
             if let Some((objects, handle)) = &on_token {
                 let _ = objects.delete_certificate(handle);
@@ -136,6 +129,7 @@ impl Manager {
                 validate_name(n)?;
                 if !seen.insert(n) || txn.name_in_use(n)? {
                     return Err(ManagerError::refused(
+                        Refusal::NameInUse,
                         format!("name \"{n}\" is already in use"),
                         None,
                     ));
@@ -165,27 +159,24 @@ impl Manager {
                     .into_iter()
                     .map(|h| {
                         h.join().unwrap_or_else(|_| {
-                            Err(ManagerError::X509(crate::error::X509Error::Invalid(
-                                "a signing thread panicked".into(),
-                            )))
+                            Err(ManagerError::Failed("a signing thread panicked".into()))
                         })
                     })
                     .collect()
             })
         };
-        let mut txn = self.store.begin(TxnMode::Write)?;
-        let mut n = 0;
-        for part in prepared {
-            for issued in part? {
-                let id = Self::insert_issued(txn.as_mut(), &issued)?;
+        let issued = prepared.into_iter().collect::<Result<Vec<_>>>()?;
+        self.write(|txn| {
+            let mut n = 0;
+            for issued in issued.iter().flatten() {
+                let id = Self::insert_issued(txn, issued)?;
                 // Every certificate of the batch names the same CDP: one claim will do.
                 if plan.is_ca || n == 0 {
-                    self.after_insert(txn.as_mut(), id)?;
+                    self.after_insert(txn, id)?;
                 }
                 n += 1;
             }
-        }
-        txn.commit()?;
-        Ok(n)
+            Ok(n)
+        })
     }
 }

@@ -195,7 +195,11 @@ impl CrlDownloads for FakeDownloads {
         self.check()?;
         if let Some((bad, why)) = &*self.refused.lock().unwrap() {
             if bad == der {
-                return Err(ManagerError::refused(why.clone(), None));
+                return Err(ManagerError::refused(
+                    crate::error::Refusal::CrlNotAccepted,
+                    why.clone(),
+                    None,
+                ));
             }
         }
         self.stored

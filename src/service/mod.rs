@@ -102,32 +102,6 @@ impl ServiceError {
     }
 }
 
-/// For CLI commands, whose errors are `ManagerError`s: the exit code and the one error line
-/// stay those of the service error.
-impl From<ServiceError> for ManagerError {
-    fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::Manager(e) => e,
-            ServiceError::Config(m) => ManagerError::InvalidValue(m),
-            ServiceError::ConfigFile { path, source } => ManagerError::File { path, source },
-            other => {
-                let kind = match &other {
-                    ServiceError::Bind { source, .. } | ServiceError::Setup { source, .. } => {
-                        source.kind()
-                    }
-                    _ => std::io::ErrorKind::Other,
-                };
-                // `File` prints "{path}: {source}"; an empty path would print ": …", so the
-                // whole message goes into the source and the path names the service.
-                ManagerError::File {
-                    path: PathBuf::from("serve"),
-                    source: std::io::Error::new(kind, other.to_string()),
-                }
-            }
-        }
-    }
-}
-
 /// Runs `certman serve` until SIGTERM or SIGINT: sets up logging (stderr; `log=` of the config,
 /// overridden by `$CERTMAN_LOG`), binds `listen`, serves, runs the timers, shuts down
 /// gracefully.
@@ -354,7 +328,8 @@ mod tests {
     }
 
     #[test]
-    fn service_errors_keep_their_exit_code_and_line_as_manager_errors() {
+    fn service_errors_keep_their_exit_code_and_line_through_the_cli() {
+        use crate::cli::CliError;
         let bind = ServiceError::Bind {
             addr: "127.0.0.1:8080".parse().unwrap(),
             source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
@@ -364,11 +339,11 @@ mod tests {
             line.starts_with("cannot listen on 127.0.0.1:8080: "),
             "{line}"
         );
-        let m = ManagerError::from(bind);
+        let m = CliError::from(bind);
         assert_eq!(m.exit_code(), ExitCode::Failed);
         assert!(m.to_string().contains(&line), "{m}");
 
-        let m = ManagerError::from(ServiceError::Config("bad".into()));
+        let m = CliError::from(ServiceError::Config("bad".into()));
         assert_eq!(m.exit_code(), ExitCode::Usage);
         assert_eq!(m.to_string(), "bad");
     }

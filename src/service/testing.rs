@@ -124,7 +124,11 @@ impl ServiceBackend for FakeBackend {
         if let Some(ca) = &*self.failing_ca.lock().unwrap() {
             out.push(CrlRenewal {
                 ca: ca.clone(),
-                result: Err(ManagerError::refused("token not present", None)),
+                result: Err(ManagerError::refused(
+                    crate::error::Refusal::ChangedMeanwhile,
+                    "token not present",
+                    None,
+                )),
             });
         }
         out

@@ -1,8 +1,29 @@
-//! Persistence: templates, certificates, sealed software keys and the key inventory.
+//! Persistence: templates, certificates, sealed software keys and the key inventory, revocations
+//! and CRLs. Records, not RouterOS rules.
 //!
 //! [`Store`] is a trait so that a second backend (PostgreSQL for several `serve` nodes) is an
-//! addition, not a rewrite; the embedded default is [`sqlite::SqliteStore`]. Every operation
-//! of the manager runs in one [`Transaction`]; dropping it uncommitted rolls back.
+//! addition, not a rewrite; the embedded default is [`sqlite::SqliteStore`], opened by the
+//! composition root (`app.rs`).
+//!
+//! # The contract
+//!
+//! What every backend guarantees, and all the manager may assume (`tests/store_conformance.rs`
+//! checks it on every backend):
+//! - every operation of the manager is one [`Transaction`]; dropping it uncommitted rolls back;
+//!   a committed transaction is durable;
+//! - a write transaction that reads a value it will increment or re-check (a CA's CRL number,
+//!   "is this CRL due", whether a certificate is revoked, the CRL held for a certificate) first
+//!   takes that object's [`Lock`], and holds it until it ends; two transactions holding the same
+//!   lock never overlap. (SQLite: a write transaction holds the database's one write lock from
+//!   `BEGIN IMMEDIATE` on, so the lock is already held; PostgreSQL: a row or advisory lock.)
+//! - uniqueness is a constraint, not a read-then-insert: one name across templates and
+//!   certificates ([`StoreError::NameTaken`]), a serial once per issuing CA and a certificate
+//!   revoked once ([`StoreError::Duplicate`]), a template deleted (consumed) once
+//!   ([`Transaction::delete_template`] says whether it was there), a CRL path claimed once
+//!   ([`Transaction::claim_crl_path`]), a CA's CRL number only growing ([`Transaction::put_crl`]);
+//! - a conflict with another writer is [`StoreError::Conflict`]; the caller may retry the whole
+//!   transaction a bounded number of times. A store held too long by another process is
+//!   [`StoreError::Busy`].
 
 pub mod sqlite;
 
@@ -189,6 +210,15 @@ pub enum TxnMode {
     Write,
 }
 
+/// An object a write transaction locks before reading what it will change (see the contract).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Lock {
+    /// a CA certificate's row: its CRL (number, due-ness), its revocations, the CRL downloaded
+    /// for it
+    Ca(i64),
+}
+
 /// A place certman's state lives.
 pub trait Store: Send + Sync {
     /// Starts a transaction.
@@ -202,6 +232,9 @@ pub trait Transaction {
     /// Makes the changes durable.
     fn commit(self: Box<Self>) -> Result<()>;
 
+    /// Takes `what`'s lock until the transaction ends (write transactions; see the contract).
+    fn lock(&mut self, what: Lock) -> Result<()>;
+
     /// Whether a template or certificate has this name.
     fn name_in_use(&self, name: &str) -> Result<bool>;
 
@@ -209,12 +242,13 @@ pub trait Transaction {
     fn template(&self, name: &str) -> Result<Option<TemplateRecord>>;
     /// All templates.
     fn templates(&self) -> Result<Vec<TemplateRecord>>;
-    /// Adds a template.
+    /// Adds a template; [`StoreError::NameTaken`] if a template or certificate has the name.
     fn insert_template(&mut self, name: &str, properties: &str) -> Result<i64>;
-    /// Changes a template.
+    /// Changes a template (a new name must be free: [`StoreError::NameTaken`]).
     fn update_template(&mut self, id: i64, name: &str, properties: &str) -> Result<()>;
-    /// Deletes a template.
-    fn delete_template(&mut self, id: i64) -> Result<()>;
+    /// Deletes a template; false when it was not there (deleted meanwhile: a template is
+    /// consumed once).
+    fn delete_template(&mut self, id: i64) -> Result<bool>;
 
     /// A certificate by name.
     fn certificate(&self, name: &str) -> Result<Option<CertificateRecord>>;
@@ -224,13 +258,14 @@ pub trait Transaction {
     fn certificates(&self) -> Result<Vec<CertificateRecord>>;
     /// Ids of the certificates a local CA issued directly.
     fn issued_by(&self, issuer_id: i64) -> Result<Vec<i64>>;
-    /// Adds a certificate.
+    /// Adds a certificate; [`StoreError::NameTaken`] if its name is in use,
+    /// [`StoreError::Duplicate`] if its issuer already has its serial.
     fn insert_certificate(&mut self, cert: &NewCertificate) -> Result<i64>;
     /// A certificate by its SHA-256 fingerprint.
     fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Option<CertificateRecord>>;
     /// Gives a certificate its private key (a key imported after the certificate).
     fn set_certificate_key(&mut self, id: i64, key_id: &str) -> Result<()>;
-    /// Renames a certificate and sets `trusted`.
+    /// Renames a certificate (the new name must be free) and sets `trusted`.
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()>;
     /// Deletes a certificate.
     fn delete_certificate(&mut self, id: i64) -> Result<()>;
@@ -268,7 +303,8 @@ pub trait Transaction {
     /// The requests made here.
     fn requests(&self) -> Result<Vec<RequestRecord>>;
 
-    /// Marks a certificate revoked (flag R) and records its CRL entry.
+    /// Marks a certificate revoked (flag R) and records its CRL entry;
+    /// [`StoreError::Duplicate`] if it is revoked already.
     fn insert_revocation(&mut self, r: &RevocationRecord) -> Result<()>;
     /// The revocation of a certificate.
     fn revocation(&self, certificate_id: i64) -> Result<Option<RevocationRecord>>;
@@ -283,12 +319,14 @@ pub trait Transaction {
     fn crl_state(&self, ca_id: i64) -> Result<Option<(u64, i64)>>;
     /// Every local CA's current CRL, without the DER (`der` empty).
     fn crl_summaries(&self) -> Result<Vec<CrlRecord>>;
-    /// Replaces a CA's current CRL.
+    /// Replaces a CA's current CRL by one with a higher number; [`StoreError::Conflict`] if
+    /// the stored one's number is not lower (the number only grows).
     fn put_crl(&mut self, crl: &CrlRecord) -> Result<()>;
     /// The CA whose CRL a CDP path (`/crl/<name>.crl`, decoded) names.
     fn crl_path_owner(&self, path: &str) -> Result<Option<i64>>;
-    /// Records that a CA's CRL is published at `path` (kept across renames).
-    fn insert_crl_path(&mut self, path: &str, ca_id: i64) -> Result<()>;
+    /// Claims `path` for a CA's CRL (kept across renames) unless another CA holds it; returns
+    /// the CA that holds it now.
+    fn claim_crl_path(&mut self, path: &str, ca_id: i64) -> Result<i64>;
 
     /// A setting (`/certificate settings`).
     fn setting(&self, key: &str) -> Result<Option<String>>;

@@ -1,4 +1,11 @@
 //! The embedded store: one SQLite file (WAL, `synchronous=FULL`) in a private directory.
+//!
+//! How it keeps the store contract (`store/mod.rs`): a write transaction starts with `BEGIN
+//! IMMEDIATE`, which takes the database's one write lock at once and holds it to the end — so
+//! writers never overlap and every [`super::Lock`] is already held (taking one is a no-op); a
+//! reader sees a consistent snapshot (WAL) and never blocks the writer. Uniqueness rules are
+//! constraints: the `names` table (one row per template or certificate name, schema v4), the
+//! unique index on (issuer, serial), the revocations' primary key.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -10,13 +17,13 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
     now_micros, CertificateRecord, CrlRecord, DownloadedCrlRecord, EncryptedKeyRecord, KeyRecord,
-    NewCertificate, NewRequest, RequestRecord, Result, RevocationRecord, Store, TemplateRecord,
-    Transaction, TxnMode,
+    Lock, NewCertificate, NewRequest, RequestRecord, Result, RevocationRecord, Store,
+    TemplateRecord, Transaction, TxnMode,
 };
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// The database file's name inside the store directory.
 pub const DB_FILE: &str = "certman.db";
 
@@ -129,6 +136,46 @@ CREATE TABLE downloaded_crls (
 );
 ";
 
+/// v4: one namespace for templates and certificates as a constraint: a row per name, inserted,
+/// renamed and deleted with its template or certificate, so that two writers cannot both take
+/// a name.
+const SCHEMA_V4: &str = "
+CREATE TABLE names (
+    name TEXT PRIMARY KEY
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO names(name) SELECT name FROM templates;
+INSERT OR IGNORE INTO names(name) SELECT name FROM certificates;
+";
+
+/// SQLite's extended result codes for the constraints the contract names.
+const SQLITE_CONSTRAINT_PRIMARYKEY: i32 = 1555;
+const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                StoreError::Busy
+            }
+            _ => StoreError::Database {
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
+/// Whether `e` is a UNIQUE or PRIMARY KEY constraint failing (not a foreign key).
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -215,6 +262,9 @@ fn migrate(conn: &Connection) -> Result<Vec<u8>> {
         if version < 3 {
             conn.execute_batch(SCHEMA_V3)?;
         }
+        if version < 4 {
+            conn.execute_batch(SCHEMA_V4)?;
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         let salt: Vec<u8> = conn
             .query_row("SELECT value FROM meta WHERE key = 'salt'", [], |r| {
@@ -243,13 +293,12 @@ impl Store for SqliteStore {
             TxnMode::Read => "BEGIN DEFERRED",
             TxnMode::Write => "BEGIN IMMEDIATE",
         };
-        conn.execute_batch(sql).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
-                StoreError::Busy
-            }
-            e => StoreError::Sqlite(e),
-        })?;
-        Ok(Box::new(SqliteTxn { conn, done: false }))
+        conn.execute_batch(sql)?;
+        Ok(Box::new(SqliteTxn {
+            conn,
+            done: false,
+            write: mode == TxnMode::Write,
+        }))
     }
 
     fn salt(&self) -> &[u8] {
@@ -260,6 +309,61 @@ impl Store for SqliteStore {
 struct SqliteTxn<'a> {
     conn: MutexGuard<'a, Connection>,
     done: bool,
+    /// began with `BEGIN IMMEDIATE` (holds the write lock)
+    write: bool,
+}
+
+impl SqliteTxn<'_> {
+    /// Takes a name for a new template or certificate.
+    fn claim_name(&mut self, name: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO names(name) VALUES (?1)")?
+            .execute(params![name])
+            .map_err(|e| name_error(e, name))?;
+        Ok(())
+    }
+
+    /// Moves a name (a rename); nothing when it stays.
+    fn rename(&mut self, old: &str, new: &str) -> Result<()> {
+        if old != new {
+            self.conn
+                .prepare_cached("UPDATE names SET name = ?2 WHERE name = ?1")?
+                .execute(params![old, new])
+                .map_err(|e| name_error(e, new))?;
+        }
+        Ok(())
+    }
+
+    fn release_name(&mut self, name: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM names WHERE name = ?1")?
+            .execute(params![name])?;
+        Ok(())
+    }
+
+    fn template_name(&self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT name FROM templates WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn certificate_name(&self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT name FROM certificates WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))
+            .optional()?)
+    }
+}
+
+fn name_error(e: rusqlite::Error, name: &str) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::NameTaken(name.to_owned())
+    } else {
+        e.into()
+    }
 }
 
 impl Drop for SqliteTxn<'_> {
@@ -309,6 +413,12 @@ impl Transaction for SqliteTxn<'_> {
         Ok(())
     }
 
+    fn lock(&mut self, _what: Lock) -> Result<()> {
+        // `BEGIN IMMEDIATE` took the database's write lock: every object's lock is held.
+        debug_assert!(self.write, "a lock taken in a read transaction");
+        Ok(())
+    }
+
     fn name_in_use(&self, name: &str) -> Result<bool> {
         let n: i64 = self
             .conn
@@ -339,6 +449,7 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn insert_template(&mut self, name: &str, properties: &str) -> Result<i64> {
+        self.claim_name(name)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO templates(name, properties, created_at) VALUES (?1, ?2, ?3)",
@@ -348,17 +459,25 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn update_template(&mut self, id: i64, name: &str, properties: &str) -> Result<()> {
+        if let Some(old) = self.template_name(id)? {
+            self.rename(&old, name)?;
+        }
         self.conn
             .prepare_cached("UPDATE templates SET name = ?2, properties = ?3 WHERE id = ?1")?
             .execute(params![id, name, properties])?;
         Ok(())
     }
 
-    fn delete_template(&mut self, id: i64) -> Result<()> {
-        self.conn
+    fn delete_template(&mut self, id: i64) -> Result<bool> {
+        let Some(name) = self.template_name(id)? else {
+            return Ok(false);
+        };
+        self.release_name(&name)?;
+        let n = self
+            .conn
             .prepare_cached("DELETE FROM templates WHERE id = ?1")?
             .execute(params![id])?;
-        Ok(())
+        Ok(n == 1)
     }
 
     fn certificate(&self, name: &str) -> Result<Option<CertificateRecord>> {
@@ -398,6 +517,7 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn insert_certificate(&mut self, c: &NewCertificate) -> Result<i64> {
+        self.claim_name(&c.name)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO certificates(name, der, serial, fingerprint, key_id, issuer_id, \
@@ -416,7 +536,14 @@ impl Transaction for SqliteTxn<'_> {
                 c.properties,
                 c.not_after,
                 now_micros()
-            ])?;
+            ])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Duplicate("a certificate with this serial from this issuer")
+                } else {
+                    e.into()
+                }
+            })?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -438,6 +565,9 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()> {
+        if let Some(old) = self.certificate_name(id)? {
+            self.rename(&old, name)?;
+        }
         self.conn
             .prepare_cached("UPDATE certificates SET name = ?2, trusted = ?3 WHERE id = ?1")?
             .execute(params![id, name, trusted])?;
@@ -445,6 +575,9 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn delete_certificate(&mut self, id: i64) -> Result<()> {
+        if let Some(name) = self.certificate_name(id)? {
+            self.release_name(&name)?;
+        }
         self.conn
             .prepare_cached("DELETE FROM ca_passphrases WHERE certificate_id = ?1")?
             .execute(params![id])?;
@@ -624,10 +757,13 @@ impl Transaction for SqliteTxn<'_> {
             )?
             .execute(params![r.certificate_id, r.revoked_at])?;
         if changed != 1 {
-            return Err(StoreError::Corrupt(format!(
-                "certificate {} is missing or already revoked",
-                r.certificate_id
-            )));
+            return Err(match self.certificate_name(r.certificate_id)? {
+                Some(_) => StoreError::Duplicate("a revocation of this certificate"),
+                None => StoreError::Corrupt(format!(
+                    "certificate {} to revoke is missing",
+                    r.certificate_id
+                )),
+            });
         }
         self.conn
             .prepare_cached(
@@ -714,10 +850,15 @@ impl Transaction for SqliteTxn<'_> {
     fn put_crl(&mut self, c: &CrlRecord) -> Result<()> {
         let number = i64::try_from(c.number)
             .map_err(|_| StoreError::Corrupt("CRL number past 2^63".into()))?;
-        self.conn
+        let changed = self
+            .conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO crls(ca_id, number, this_update, next_update, entries, \
-                 der) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO crls(ca_id, number, this_update, next_update, entries, der) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT(ca_id) DO UPDATE SET number = excluded.number, \
+                 this_update = excluded.this_update, next_update = excluded.next_update, \
+                 entries = excluded.entries, der = excluded.der \
+                 WHERE excluded.number > crls.number",
             )?
             .execute(params![
                 c.ca_id,
@@ -727,6 +868,9 @@ impl Transaction for SqliteTxn<'_> {
                 c.entries,
                 c.der
             ])?;
+        if changed != 1 {
+            return Err(StoreError::Conflict);
+        }
         Ok(())
     }
 
@@ -738,11 +882,14 @@ impl Transaction for SqliteTxn<'_> {
             .optional()?)
     }
 
-    fn insert_crl_path(&mut self, path: &str, ca_id: i64) -> Result<()> {
+    fn claim_crl_path(&mut self, path: &str, ca_id: i64) -> Result<i64> {
         self.conn
-            .prepare_cached("INSERT OR IGNORE INTO crl_paths(path, ca_id) VALUES (?1, ?2)")?
+            .prepare_cached(
+                "INSERT INTO crl_paths(path, ca_id) VALUES (?1, ?2) ON CONFLICT(path) DO NOTHING",
+            )?
             .execute(params![path, ca_id])?;
-        Ok(())
+        self.crl_path_owner(path)?
+            .ok_or_else(|| StoreError::Corrupt(format!("CRL path {path} vanished")))
     }
 
     fn setting(&self, key: &str) -> Result<Option<String>> {
@@ -889,7 +1036,8 @@ mod tests {
         c.execute_batch(
             "DROP TABLE requests; DROP TABLE encrypted_keys; DROP TABLE ca_passphrases; \
              DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
-             DROP TABLE settings; DROP TABLE downloaded_crls; PRAGMA user_version = 1;",
+             DROP TABLE settings; DROP TABLE downloaded_crls; DROP TABLE names; \
+             PRAGMA user_version = 1;",
         )
         .unwrap();
         drop(c);
@@ -911,7 +1059,8 @@ mod tests {
         let c = Connection::open(d.path().join(DB_FILE)).unwrap();
         c.execute_batch(
             "DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
-             DROP TABLE settings; DROP TABLE downloaded_crls; PRAGMA user_version = 2;",
+             DROP TABLE settings; DROP TABLE downloaded_crls; DROP TABLE names; \
+             PRAGMA user_version = 2;",
         )
         .unwrap();
         drop(c);
@@ -925,6 +1074,27 @@ mod tests {
         assert!(t.downloaded_crls().unwrap().is_empty());
         let v: i64 = t_version(&d);
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_3_store_gains_the_names_of_its_templates_and_certificates() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(d.path()).unwrap();
+        let mut t = s.begin(TxnMode::Write).unwrap();
+        t.insert_template("tpl", "{}").unwrap();
+        t.commit().unwrap();
+        drop(s);
+        let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+        c.execute_batch("DROP TABLE names; PRAGMA user_version = 3;")
+            .unwrap();
+        drop(c);
+        let s = SqliteStore::open(d.path()).unwrap();
+        let mut t = s.begin(TxnMode::Write).unwrap();
+        assert!(matches!(
+            t.insert_template("tpl", "{}"),
+            Err(StoreError::NameTaken(n)) if n == "tpl"
+        ));
+        assert_eq!(t_version(&d), SCHEMA_VERSION);
     }
 
     fn t_version(d: &tempfile::TempDir) -> i64 {

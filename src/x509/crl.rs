@@ -119,12 +119,12 @@ impl FromStr for RevocationReason {
             "privilege-withdrawn" => RevocationReason::PrivilegeWithdrawn,
             "aa-compromise" => RevocationReason::AaCompromise,
             "certificate-hold" => {
-                return Err(X509Error::Invalid(
+                return Err(X509Error::Value(
                     "reason=certificate-hold: certman's revocations are final (no hold)".into(),
                 ))
             }
             _ => {
-                return Err(X509Error::Invalid(format!(
+                return Err(X509Error::Value(format!(
                     "reason={s}: expected one of {}",
                     REASON_NAMES.join(", ")
                 )))
@@ -284,7 +284,7 @@ pub fn revoked_entries(crl: &[u8]) -> Result<RawCrlParts<'_>, X509Error> {
     let mut r = SliceReader::new(tbs.value())?;
     let version: der::asn1::AnyRef<'_> = r.decode()?;
     if version.tag() != Tag::Integer || version.value() != [1] {
-        return Err(X509Error::Invalid("not a v2 CRL".into()));
+        return Err(X509Error::Malformed("not a v2 CRL".into()));
     }
     let algorithm = r.tlv_bytes()?;
     let issuer = r.tlv_bytes()?;
@@ -360,7 +360,7 @@ pub fn inspect_crl(der: &[u8]) -> Result<CrlInfo, X509Error> {
                 .key_identifier
                 .map(|k| k.as_bytes().to_vec());
         } else if e.critical {
-            return Err(X509Error::Invalid(format!(
+            return Err(X509Error::Malformed(format!(
                 "the CRL has a critical extension certman does not know ({})",
                 e.extn_id
             )));
@@ -385,13 +385,13 @@ pub fn verify_crl_signature(
 ) -> Result<(), X509Error> {
     let crl: CertificateList = CertificateList::from_der(der)?;
     if crl.signature_algorithm != crl.tbs_cert_list.signature {
-        return Err(X509Error::Invalid(
+        return Err(X509Error::Malformed(
             "the CRL's two signature algorithms differ".into(),
         ));
     }
     let scheme = crate::keys::SignatureScheme::from_algorithm_identifier(&crl.signature_algorithm)
         .ok_or_else(|| {
-            X509Error::Invalid(format!(
+            X509Error::UnsupportedAlgorithm(format!(
                 "unsupported CRL signature algorithm {}",
                 crl.signature_algorithm.oid
             ))
@@ -402,9 +402,9 @@ pub fn verify_crl_signature(
     let sig = crl
         .signature
         .as_bytes()
-        .ok_or_else(|| X509Error::Invalid("the CRL's signature has unused bits".into()))?;
+        .ok_or_else(|| X509Error::Malformed("the CRL's signature has unused bits".into()))?;
     crate::keys::verify::verify_signature(issuer_key, scheme, tbs, sig)
-        .map_err(|_| X509Error::Invalid("the CRL's signature does not verify".into()))
+        .map_err(|_| X509Error::BadSignature("the CRL's signature does not verify".into()))
 }
 
 /// The RouterOS-style name of a CRLReason (of any CRL, so also the ones certman never gives).

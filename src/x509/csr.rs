@@ -119,18 +119,18 @@ pub struct RequestInfo {
 /// or DER input.
 pub fn request_der(input: &[u8]) -> Result<Vec<u8>, X509Error> {
     if input.len() > MAX_REQUEST_BYTES {
-        return Err(X509Error::Invalid(format!(
+        return Err(X509Error::Malformed(format!(
             "{} bytes is too large for a certificate request (at most {MAX_REQUEST_BYTES})",
             input.len()
         )));
     }
     if input.starts_with(b"-----BEGIN") || input.trim_ascii_start().starts_with(b"-----BEGIN") {
         let text = std::str::from_utf8(input.trim_ascii())
-            .map_err(|_| X509Error::Invalid("PEM that is not text".into()))?;
+            .map_err(|_| X509Error::Malformed("PEM that is not text".into()))?;
         let (label, der) = der::pem::decode_vec(text.as_bytes())
-            .map_err(|e| X509Error::Invalid(format!("not a PEM certificate request: {e}")))?;
+            .map_err(|e| X509Error::Malformed(format!("not a PEM certificate request: {e}")))?;
         if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
-            return Err(X509Error::Invalid(format!(
+            return Err(X509Error::Malformed(format!(
                 "PEM block \"{label}\" is not a certificate request"
             )));
         }
@@ -144,9 +144,12 @@ pub fn request_der(input: &[u8]) -> Result<Vec<u8>, X509Error> {
 pub fn parse_request(input: &[u8]) -> Result<RequestInfo, X509Error> {
     let der = request_der(input)?;
     let req = CertReq::from_der(&der)
-        .map_err(|e| X509Error::Invalid(format!("not a PKCS#10 certificate request: {e}")))?;
+        .map_err(|e| X509Error::Malformed(format!("not a PKCS#10 certificate request: {e}")))?;
     let scheme = SignatureScheme::from_algorithm_identifier(&req.algorithm).ok_or_else(|| {
-        X509Error::UnsupportedKey(format!("request signature algorithm {}", req.algorithm.oid))
+        X509Error::UnsupportedAlgorithm(format!(
+            "request signature algorithm {}",
+            req.algorithm.oid
+        ))
     })?;
     let info_der = req.info.to_der()?;
     crate::keys::verify::verify_signature(
@@ -155,7 +158,7 @@ pub fn parse_request(input: &[u8]) -> Result<RequestInfo, X509Error> {
         &info_der,
         req.signature.raw_bytes(),
     )
-    .map_err(|_| X509Error::Invalid("the request's signature does not verify".into()))?;
+    .map_err(|_| X509Error::BadSignature("the request's signature does not verify".into()))?;
     let mut out = RequestInfo {
         subject_text: name_to_string(&req.info.subject),
         subject: req.info.subject.clone(),
@@ -205,7 +208,7 @@ pub fn parse_request(input: &[u8]) -> Result<RequestInfo, X509Error> {
 /// PEM `CERTIFICATE REQUEST`.
 pub fn request_pem(der: &[u8]) -> Result<String, X509Error> {
     der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, der)
-        .map_err(|e| X509Error::Invalid(format!("PEM encoding: {e}")))
+        .map_err(|e| X509Error::Malformed(format!("PEM encoding: {e}")))
 }
 
 #[cfg(test)]

@@ -76,14 +76,14 @@ impl SubjectFields {
             };
             let value = if oid == rfc4519::COUNTRY_NAME {
                 if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_alphabetic()) {
-                    return Err(X509Error::Invalid(format!(
+                    return Err(X509Error::Value(format!(
                         "country '{v}' must be a two-letter ISO 3166 code"
                     )));
                 }
                 Any::new(Tag::PrintableString, v.to_ascii_uppercase().as_bytes())?
             } else {
                 if v.chars().count() > 64 {
-                    return Err(X509Error::Invalid(format!(
+                    return Err(X509Error::Value(format!(
                         "'{v}' is longer than the 64 characters X.520 allows"
                     )));
                 }
@@ -138,13 +138,13 @@ pub fn parse_subject_alt_names(s: &str) -> Result<Vec<GeneralName>, X509Error> {
     let mut out = Vec::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (kind, value) = item.split_once(':').ok_or_else(|| {
-            X509Error::Invalid(format!(
+            X509Error::Value(format!(
                 "subject-alt-name item '{item}' needs a type prefix: DNS:, IP:, email: or URI:"
             ))
         })?;
         let ia5 = |v: &str| {
             Ia5String::new(v)
-                .map_err(|_| X509Error::Invalid(format!("subject-alt-name '{item}' must be ASCII")))
+                .map_err(|_| X509Error::Value(format!("subject-alt-name '{item}' must be ASCII")))
         };
         let gn = match kind.to_ascii_lowercase().as_str() {
             "dns" => {
@@ -154,19 +154,19 @@ pub fn parse_subject_alt_names(s: &str) -> Result<Vec<GeneralName>, X509Error> {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"-._*".contains(&b));
                 if !ok {
-                    return Err(X509Error::Invalid(format!("'{value}' is not a DNS name")));
+                    return Err(X509Error::Value(format!("'{value}' is not a DNS name")));
                 }
                 GeneralName::DnsName(ia5(value)?)
             }
             "ip" => {
                 let ip = IpAddr::from_str(value).map_err(|_| {
-                    X509Error::Invalid(format!("'{value}' is not an IPv4 or IPv6 address"))
+                    X509Error::Value(format!("'{value}' is not an IPv4 or IPv6 address"))
                 })?;
                 GeneralName::from(ip)
             }
             "email" => {
                 if !value.contains('@') {
-                    return Err(X509Error::Invalid(format!(
+                    return Err(X509Error::Value(format!(
                         "'{value}' is not an email address"
                     )));
                 }
@@ -174,14 +174,14 @@ pub fn parse_subject_alt_names(s: &str) -> Result<Vec<GeneralName>, X509Error> {
             }
             "uri" => {
                 if !value.contains(':') {
-                    return Err(X509Error::Invalid(format!(
+                    return Err(X509Error::Value(format!(
                         "'{value}' is not an absolute URI"
                     )));
                 }
                 GeneralName::UniformResourceIdentifier(ia5(value)?)
             }
             other => {
-                return Err(X509Error::Invalid(format!(
+                return Err(X509Error::Value(format!(
                     "subject-alt-name type '{other}' (use DNS, IP, email or URI)"
                 )))
             }
@@ -221,8 +221,7 @@ pub fn general_names_to_string(names: &[GeneralName]) -> String {
 /// it never shrinks below 64 bits of entropy-bearing length (RFC 5280 §4.1.2.2: ≤ 20 octets).
 pub fn random_serial() -> Result<SerialNumber, X509Error> {
     let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| X509Error::Invalid("random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| X509Error::Crypto("random generator"))?;
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     Ok(SerialNumber::new(&bytes)?)
 }
@@ -275,13 +274,13 @@ impl CertificateSpec {
     pub fn validity_from_now(days: u32) -> Result<(SystemTime, SystemTime), X509Error> {
         let now_secs = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_err(|_| X509Error::Invalid("the system clock is before 1970".into()))?
+            .map_err(|_| X509Error::Value("the system clock is before 1970".into()))?
             .as_secs();
         let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs);
         let not_after = not_before + Duration::from_secs(u64::from(days) * 86_400);
         // 9999-12-31T23:59:59Z
         if not_after > SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_799) {
-            return Err(X509Error::Invalid(format!(
+            return Err(X509Error::Value(format!(
                 "days-valid={days} ends after the year 9999"
             )));
         }
@@ -377,7 +376,7 @@ pub fn build_certificate(
     signer: &X509Signer,
 ) -> Result<Vec<u8>, X509Error> {
     if spec.issuer.is_none() && signer.public_key() != &spec.public_key {
-        return Err(X509Error::Invalid(
+        return Err(X509Error::Value(
             "a self-signed certificate must be signed by its own key".into(),
         ));
     }
@@ -556,7 +555,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// PEM `CERTIFICATE` block.
 pub fn certificate_pem(der: &[u8]) -> Result<String, X509Error> {
     der::pem::encode_string("CERTIFICATE", LineEnding::LF, der)
-        .map_err(|e| X509Error::Invalid(format!("PEM encoding: {e}")))
+        .map_err(|e| X509Error::Malformed(format!("PEM encoding: {e}")))
 }
 
 /// PBKDF2 iterations for exported keys (OWASP's figure for PBKDF2-HMAC-SHA256).

@@ -77,7 +77,7 @@ impl std::error::Error for Pkcs12Error {}
 
 impl From<Pkcs12Error> for X509Error {
     fn from(e: Pkcs12Error) -> Self {
-        X509Error::Invalid(e.to_string())
+        X509Error::Malformed(e.to_string())
     }
 }
 
@@ -500,8 +500,7 @@ impl Legacy {
 
 fn random<const N: usize>() -> Result<[u8; N], X509Error> {
     let mut b = [0u8; N];
-    aws_lc_rs::rand::fill(&mut b)
-        .map_err(|_| X509Error::Invalid("random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| X509Error::Crypto("random generator"))?;
     Ok(b)
 }
 
@@ -533,16 +532,16 @@ fn encrypt(
             use cbc::cipher::{BlockModeEncrypt, KeyIvInit};
             let salt = random::<8>()?;
             let rounds = i32::try_from(ENCODE_ITERATIONS)
-                .map_err(|_| X509Error::Invalid("iteration count".into()))?;
+                .map_err(|_| X509Error::Malformed("iteration count".into()))?;
             let bmp = bmp_password(password);
             let key = Hash::Sha1.kdf(&bmp, &salt, Pkcs12KeyType::EncryptionKey, rounds, 24);
             let iv = Hash::Sha1.kdf(&bmp, &salt, Pkcs12KeyType::Iv, rounds, 8);
             let mut buf = Zeroizing::new(vec![0u8; plain.len() + 8]);
             buf[..plain.len()].copy_from_slice(plain);
             let ct = cbc::Encryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
-                .map_err(|_| X509Error::Invalid("3DES key length".into()))?
+                .map_err(|_| X509Error::Malformed("3DES key length".into()))?
                 .encrypt_padded::<Pkcs7>(&mut buf, plain.len())
-                .map_err(|_| X509Error::Invalid("3DES padding".into()))?
+                .map_err(|_| X509Error::Malformed("3DES padding".into()))?
                 .to_vec();
             let params = Pkcs12PbeParams {
                 salt: OctetString::new(salt.to_vec())?,
@@ -564,7 +563,7 @@ fn bag_attributes(
     let mut attrs = SetOfVec::new();
     if let Some(name) = friendly_name {
         let bmp = BmpString::from_utf8(name).map_err(|_| {
-            X509Error::Invalid(format!(
+            X509Error::Value(format!(
                 "friendly name '{name}' has characters outside the Basic Multilingual Plane"
             ))
         })?;
@@ -600,7 +599,7 @@ pub fn encode(
     for c in std::iter::once(cert).chain(chain.iter().map(Vec::as_slice)) {
         match der::AnyRef::from_der(c) {
             Ok(a) if a.tag() == Tag::Sequence => {}
-            _ => return Err(X509Error::Invalid("certificate is not DER".into())),
+            _ => return Err(X509Error::Malformed("certificate is not DER".into())),
         }
     }
     if let Some(k) = key_pkcs8 {
@@ -674,7 +673,7 @@ pub fn encode(
     };
     let salt = random::<8>()?;
     let rounds = i32::try_from(ENCODE_ITERATIONS)
-        .map_err(|_| X509Error::Invalid("iteration count".into()))?;
+        .map_err(|_| X509Error::Malformed("iteration count".into()))?;
     let mac_key = hash.kdf(
         &bmp_password(password),
         &salt,

@@ -275,7 +275,7 @@ impl PathReport {
 pub fn read_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
     let max = super::import::MAX_IMPORT_BYTES;
     if bytes.len() > max {
-        return Err(X509Error::Invalid(format!(
+        return Err(X509Error::Malformed(format!(
             "{} bytes is larger than the {max} a certificate file may have",
             bytes.len()
         )));
@@ -285,7 +285,7 @@ pub fn read_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
     }
     match Certificate::from_der(bytes) {
         Ok(_) => Ok(vec![bytes.to_vec()]),
-        Err(e) => Err(X509Error::Invalid(format!(
+        Err(e) => Err(X509Error::Malformed(format!(
             "not a certificate file: neither PEM nor a DER certificate ({e})"
         ))),
     }
@@ -299,11 +299,11 @@ fn read_pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
         let block = &rest[start..];
         let label_end = block[11..]
             .find("-----")
-            .ok_or_else(|| X509Error::Invalid("a PEM header is cut off".into()))?;
+            .ok_or_else(|| X509Error::Malformed("a PEM header is cut off".into()))?;
         let label = &block[11..11 + label_end];
         let end_marker = format!("-----END {label}-----");
         let end = block.find(&end_marker).ok_or_else(|| {
-            X509Error::Invalid(format!("PEM block \"{label}\" has no end (truncated?)"))
+            X509Error::Malformed(format!("PEM block \"{label}\" has no end (truncated?)"))
         })?;
         let whole = &block[..end + end_marker.len()];
         rest = &block[end + end_marker.len()..];
@@ -314,18 +314,18 @@ fn read_pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
             continue;
         }
         let (_, der) = der::pem::decode_vec(whole.as_bytes())
-            .map_err(|e| X509Error::Invalid(format!("PEM block \"{label}\": {e}")))?;
+            .map_err(|e| X509Error::Malformed(format!("PEM block \"{label}\": {e}")))?;
         // OpenSSL's TRUSTED CERTIFICATE is the certificate followed by its trust settings.
         let cert = first_tlv(&der)
-            .map_err(|e| X509Error::Invalid(format!("PEM block \"{label}\": {e}")))?
+            .map_err(|e| X509Error::Malformed(format!("PEM block \"{label}\": {e}")))?
             .to_vec();
         Certificate::from_der(&cert).map_err(|e| {
-            X509Error::Invalid(format!("PEM block \"{label}\" is not a certificate: {e}"))
+            X509Error::Malformed(format!("PEM block \"{label}\" is not a certificate: {e}"))
         })?;
         out.push(cert);
     }
     if out.is_empty() {
-        return Err(X509Error::Invalid(
+        return Err(X509Error::Malformed(
             "no CERTIFICATE block in the PEM file".into(),
         ));
     }
