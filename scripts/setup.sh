@@ -8,9 +8,10 @@ set -euo pipefail
 # PKCS#11 token of the demo and the tests, OpenSC's pkcs11-tool their independent PKCS#11 peer;
 # libpcsclite-dev builds the PC/SC (PIV) support; pcscd, vsmartcard-vpcd and libclang-dev (for the
 # virtual card's littlefs2) run the virtual PIV card of the tests, yubico-piv-tool and ykcs11 are
-# its independent peers; curl fetches the CRL that `certman serve` publishes in the demo.
+# its independent peers; curl fetches the CRL that `certman serve` publishes in the demo;
+# strace kills commands at each of their writes in the crash tests.
 PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcsclite-dev
-          pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11 curl)
+          pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11 curl strace)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -4,10 +4,12 @@
 //! A [`PendingFile`] is written, synced and given its mode as an unnamed file in the target's
 //! directory (Linux `O_TMPFILE`): nothing is visible, and a process killed at any point leaves
 //! nothing behind. [`PendingFile::publish`] then links it in under its name in one step. Where
-//! the name exists already, the new file is linked under a hidden temporary name and renamed
-//! over it (POSIX atomic replace, so readers never see a missing or partial file): a kill
-//! exactly between those two calls leaves that complete temporary file. Filesystems without
-//! `O_TMPFILE` get a named temporary from the start.
+//! the name exists already (an earlier export), the old file is unlinked first and the new one
+//! linked in: the name holds the old file, then none, then the new one — never a partial file
+//! and never a temporary name (Linux cannot link over a name, and a temporary name renamed over
+//! it is what a kill would leave behind). Filesystems without `O_TMPFILE` (rare: not ext4, xfs,
+//! btrfs or tmpfs) get a named temporary renamed into place, which a kill at the wrong moment
+//! does leave.
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -97,18 +99,25 @@ impl PendingFile {
                 }
                 result?;
             }
-            None => match link_unnamed(&self.file, &self.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let tmp = temp_name(&self.path, &self.dir);
-                    link_unnamed(&self.file, &tmp)?;
-                    if let Err(e) = fs::rename(&tmp, &self.path) {
-                        let _ = fs::remove_file(&tmp);
-                        return Err(e);
+            None => {
+                // Another writer may put a file there between the unlink and the link: a few
+                // rounds, then its error.
+                let mut rounds = 0;
+                loop {
+                    match link_unnamed(&self.file, &self.path) {
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && rounds < 3 => {
+                            rounds += 1;
+                            match fs::remove_file(&self.path) {
+                                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                    return Err(e)
+                                }
+                                _ => {}
+                            }
+                        }
+                        other => break other?,
                     }
                 }
-                Err(e) => return Err(e),
-            },
+            }
         }
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
@@ -126,7 +135,7 @@ impl Drop for PendingFile {
     }
 }
 
-/// A hidden name beside `path` for a file on its way in.
+/// A hidden name beside `path` for a file on its way in (filesystems without `O_TMPFILE`).
 fn temp_name(path: &Path, dir: &Path) -> PathBuf {
     let mut rnd = [0u8; 8];
     let _ = aws_lc_rs::rand::fill(&mut rnd);

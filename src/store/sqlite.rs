@@ -236,7 +236,15 @@ impl SqliteStore {
     }
 }
 
+/// The store's salt, after bringing its schema to [`SCHEMA_VERSION`]. A store that is current
+/// is only read: opening it (every CLI command does) writes nothing and syncs nothing.
 fn migrate(conn: &Connection) -> Result<Vec<u8>> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == SCHEMA_VERSION {
+        if let Some(salt) = read_salt(conn)? {
+            return Ok(salt);
+        }
+    }
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -265,14 +273,10 @@ fn migrate(conn: &Connection) -> Result<Vec<u8>> {
         if version < 4 {
             conn.execute_batch(SCHEMA_V4)?;
         }
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        let salt: Vec<u8> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'salt'", [], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .ok_or_else(|| StoreError::Corrupt("no salt in meta".into()))?;
-        Ok(salt)
+        if version < SCHEMA_VERSION {
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        read_salt(conn)?.ok_or_else(|| StoreError::Corrupt("no salt in meta".into()))
     })();
     match result {
         Ok(salt) => {
@@ -284,6 +288,14 @@ fn migrate(conn: &Connection) -> Result<Vec<u8>> {
             Err(e)
         }
     }
+}
+
+fn read_salt(conn: &Connection) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = 'salt'", [], |r| {
+            r.get(0)
+        })
+        .optional()?)
 }
 
 impl Store for SqliteStore {
