@@ -359,7 +359,10 @@ pub enum ManagerError {
     },
     /// `remove` took the certificate out of the store, but its key could not be destroyed on
     /// its token (`--delete-key`).
-    #[error("removed \"{certificate}\" from the store, but its token key could not be deleted: {uri}: {source}")]
+    #[error(
+        "removed \"{certificate}\" from the store, but its token key could not be deleted: {uri}: {source}{}",
+        if *more > 0 { format!(" (nor {more} more token key(s))") } else { String::new() }
+    )]
     TokenKeyNotDeleted {
         /// the certificate removed
         certificate: String,
@@ -368,6 +371,8 @@ pub enum ManagerError {
         /// why (a PIN, an absent token, …)
         #[source]
         source: KeyError,
+        /// how many other token keys of the same `remove` could not be deleted either
+        more: usize,
     },
     /// Key-provider failure.
     #[error(transparent)]
@@ -435,6 +440,9 @@ impl ManagerError {
     pub fn hint(&self) -> Option<&str> {
         match self {
             ManagerError::Refused { hint, .. } => hint.as_deref(),
+            ManagerError::TokenKeyNotDeleted { .. } => Some(
+                "the key stays on its token (`certman token print` lists it); delete it with the token's own tools",
+            ),
             _ => None,
         }
     }

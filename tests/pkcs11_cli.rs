@@ -519,6 +519,24 @@ fn remove_keeps_the_token_key_unless_delete_key() {
     assert_eq!(hsm.objects_labelled("Private Key", "ca1").len(), 1);
 }
 
+#[test]
+fn remove_delete_key_with_a_wrong_pin_is_exit_5_and_says_the_certificate_went() {
+    let Some(hsm) = SoftHsm::new("removepin") else {
+        return;
+    };
+    let env = hsm.env();
+    token_ca(&env, "ca", EC, &format!("ca-on-smart-card={PROFILE}"));
+    // The PIN file goes wrong: the key cannot be reached to destroy it.
+    fs::write(&hsm.pin_file, "999999\n").expect("overwrite PIN file");
+    let err = env.fail(&["remove", "ca", "--delete-key"], EXIT_TOKEN);
+    assert!(err.contains("removed \"ca\" from the store"), "{err}");
+    assert!(err.to_lowercase().contains("pin"), "{err}");
+    assert!(!err.contains("999999"), "the error shows the PIN: {err}");
+    // the store row went (one transaction, committed); the key stays on the token
+    assert!(!env.names().contains(&"ca".to_owned()));
+    assert_eq!(hsm.objects_labelled("Private Key", "ca").len(), 1);
+}
+
 // --- g. token print ---
 
 #[test]

@@ -18,9 +18,14 @@ pub struct RemoveArgs {
 impl RemoveArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        let report = ctx
+        let mut report = ctx
             .manager()?
             .remove(&self.names, self.delete_key.unwrap_or(false))?;
+        // A token key that could not be destroyed fails the command (exit code by its kind: a
+        // PIN failure exits 5), with the one error line saying what went from the store.
+        if let Some(e) = report.token_key_error.take() {
+            return Err(e.into());
+        }
         if ctx.json {
             println!(
                 "{}",
@@ -29,7 +34,6 @@ impl RemoveArgs {
                     "certificates-removed": report.certificates,
                     "token-keys-kept": report.token_keys_kept.iter().map(|(_, u)| u).collect::<Vec<_>>(),
                     "token-keys-deleted": report.token_keys_deleted.iter().map(|(_, u)| u).collect::<Vec<_>>(),
-                    "token-key-errors": report.token_key_errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
                 })
             );
         } else if !ctx.quiet {
@@ -46,16 +50,6 @@ impl RemoveArgs {
                 println!("deleted the token key of {c}: {uri}");
             }
         }
-        // Each failure on its line, in order; the last is the command's error, and its kind
-        // the exit code (a PIN failure exits 5).
-        let mut errors = report.token_key_errors;
-        let last = errors.pop();
-        for e in errors {
-            eprintln!("certman: error: {e}");
-        }
-        match last {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
+        Ok(())
     }
 }

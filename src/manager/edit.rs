@@ -19,10 +19,10 @@ pub struct RemoveReport {
     pub token_keys_kept: Vec<(String, String)>,
     /// (certificate, key URI) of token keys destroyed (`--delete-key`)
     pub token_keys_deleted: Vec<(String, String)>,
-    /// token keys that could not be destroyed, each a
+    /// the first token key that could not be destroyed (and how many more), a
     /// [`ManagerError::TokenKeyNotDeleted`] keeping the key error's kind (a PIN failure is
     /// still a PIN failure)
-    pub token_key_errors: Vec<ManagerError>,
+    pub token_key_error: Option<ManagerError>,
 }
 
 /// Changes for `set NAME …`.
@@ -168,13 +168,17 @@ impl Manager {
                 Ok(()) => report
                     .token_keys_deleted
                     .push((name, handle.uri.to_string())),
-                Err(source) => report
-                    .token_key_errors
-                    .push(ManagerError::TokenKeyNotDeleted {
-                        certificate: name,
-                        uri: handle.uri.to_string(),
-                        source,
-                    }),
+                Err(source) => match &mut report.token_key_error {
+                    Some(ManagerError::TokenKeyNotDeleted { more, .. }) => *more += 1,
+                    _ => {
+                        report.token_key_error = Some(ManagerError::TokenKeyNotDeleted {
+                            certificate: name,
+                            uri: handle.uri.to_string(),
+                            source,
+                            more: 0,
+                        })
+                    }
+                },
             }
         }
         Ok(report)

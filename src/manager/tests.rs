@@ -102,6 +102,10 @@ impl KeyProvider for FakeToken {
         Ok(s)
     }
     fn delete(&self, key: &KeyHandle) -> std::result::Result<(), KeyError> {
+        if self.fail_pin.load(Ordering::SeqCst) {
+            self.pin_attempts.fetch_add(1, Ordering::SeqCst);
+            return Err(KeyError::Pin("wrong PIN (2 tries left)".into()));
+        }
         self.keys.lock().unwrap().remove(&key.uri.to_string());
         self.deleted.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -227,6 +231,49 @@ fn a_failed_sign_deletes_the_token_key_and_keeps_the_template() {
     let after = m.entries(&[]).unwrap();
     assert_eq!(before.len(), after.len());
     assert!(after[0].template);
+}
+
+#[test]
+fn a_token_key_remove_cannot_delete_keeps_its_pin_kind_and_exit_code() {
+    let (_d, m, token) = manager_with_token();
+    make_ca(&m, token_location());
+    m.add_template(
+        "t2",
+        None,
+        &props(&[
+            ("common-name", "ca2"),
+            ("key-type", "ec"),
+            ("key-usage", "key-cert-sign,crl-sign"),
+        ]),
+    )
+    .unwrap();
+    m.sign(&SignRequest {
+        template: "t2".into(),
+        name: Some("ca2".into()),
+        key_location: token_location(),
+        ..Default::default()
+    })
+    .unwrap();
+    token.fail_pin.store(true, Ordering::SeqCst);
+    let report = m.remove(&["ca".into(), "ca2".into()], true).unwrap();
+    // the rows went (committed first); both token keys stayed, one error says so
+    assert_eq!(report.certificates, ["ca", "ca2"]);
+    assert!(report.token_keys_deleted.is_empty());
+    let e = report.token_key_error.expect("the key deletions failed");
+    assert!(
+        matches!(
+            &e,
+            ManagerError::TokenKeyNotDeleted {
+                source: KeyError::Pin(_),
+                more: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.exit_code(), crate::error::ExitCode::Token);
+    assert!(e.to_string().contains("nor 1 more token key"), "{e}");
+    assert_eq!(token.keys.lock().unwrap().len(), 2);
 }
 
 #[test]
