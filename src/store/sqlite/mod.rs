@@ -1,0 +1,208 @@
+//! The embedded store: one SQLite file (WAL, `synchronous=FULL`) in a private directory.
+//!
+//! How it keeps the store contract (`store/mod.rs`): a write transaction starts with `BEGIN
+//! IMMEDIATE`, which takes the database's one write lock at once and holds it to the end — so
+//! writers never overlap and every [`super::Lock`] is already held (taking one is a no-op); a
+//! reader sees a consistent snapshot (WAL) and never blocks the writer. Uniqueness rules are
+//! constraints: the `names` table (one row per template or certificate name, schema v4), the
+//! unique index on (issuer, serial), the revocations' primary key.
+
+mod schema;
+mod txn;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use self::schema::migrate;
+use super::{Result, Store, Transaction, TxnMode};
+use crate::error::StoreError;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 4;
+/// The database file's name inside the store directory.
+pub const DB_FILE: &str = "certman.db";
+
+/// SQLite's extended result codes for the constraints the contract names.
+const SQLITE_CONSTRAINT_PRIMARYKEY: i32 = 1555;
+const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                StoreError::Busy
+            }
+            _ => StoreError::Database {
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
+/// Whether `e` is a UNIQUE or PRIMARY KEY constraint failing (not a foreign key).
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    salt: Vec<u8>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqliteStore({})", self.path.display())
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`: directory 0700, database 0600.
+    pub fn open(dir: &Path) -> Result<Self> {
+        crate::fsutil::ensure_private_dir(dir).map_err(io_err(dir))?;
+        let path = dir.join(DB_FILE);
+        // Create the file with 0600 before SQLite does (SQLite gives its -wal/-shm files the
+        // database file's mode).
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_err(&path))?;
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let salt = migrate(&conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            salt,
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the open transaction is
+        // rolled back by the guard's drop), so a poisoned mutex is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for SqliteStore {
+    fn begin(&self, mode: TxnMode) -> Result<Box<dyn Transaction + '_>> {
+        let conn = self.lock();
+        let sql = match mode {
+            TxnMode::Read => "BEGIN DEFERRED",
+            TxnMode::Write => "BEGIN IMMEDIATE",
+        };
+        conn.execute_batch(sql)?;
+        Ok(Box::new(SqliteTxn {
+            conn,
+            done: false,
+            write: mode == TxnMode::Write,
+        }))
+    }
+
+    fn salt(&self) -> &[u8] {
+        &self.salt
+    }
+}
+
+struct SqliteTxn<'a> {
+    conn: MutexGuard<'a, Connection>,
+    done: bool,
+    /// began with `BEGIN IMMEDIATE` (holds the write lock)
+    write: bool,
+}
+
+impl SqliteTxn<'_> {
+    /// Takes a name for a new template or certificate.
+    fn claim_name(&mut self, name: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO names(name) VALUES (?1)")?
+            .execute(params![name])
+            .map_err(|e| name_error(e, name))?;
+        Ok(())
+    }
+
+    /// Moves a name (a rename); nothing when it stays.
+    fn rename(&mut self, old: &str, new: &str) -> Result<()> {
+        if old != new {
+            self.conn
+                .prepare_cached("UPDATE names SET name = ?2 WHERE name = ?1")?
+                .execute(params![old, new])
+                .map_err(|e| name_error(e, new))?;
+        }
+        Ok(())
+    }
+
+    fn release_name(&mut self, name: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM names WHERE name = ?1")?
+            .execute(params![name])?;
+        Ok(())
+    }
+
+    fn template_name(&self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT name FROM templates WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn certificate_name(&self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT name FROM certificates WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))
+            .optional()?)
+    }
+}
+
+fn name_error(e: rusqlite::Error, name: &str) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::NameTaken(name.to_owned())
+    } else {
+        e.into()
+    }
+}
+
+impl Drop for SqliteTxn<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

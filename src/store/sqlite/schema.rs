@@ -1,0 +1,189 @@
+//! The schema, version by version, and the migration of a store to the newest.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::SCHEMA_VERSION;
+use crate::error::StoreError;
+use crate::store::Result;
+
+pub(super) const SCHEMA_V1: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE keys (
+    id           TEXT PRIMARY KEY,
+    uri          TEXT NOT NULL,
+    algorithm    TEXT NOT NULL,
+    sealed       BLOB,
+    token_serial TEXT,
+    slot         TEXT,
+    created_at   INTEGER NOT NULL
+);
+CREATE TABLE templates (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    properties TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE certificates (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    der         BLOB NOT NULL,
+    serial      TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    key_id      TEXT REFERENCES keys(id),
+    issuer_id   INTEGER REFERENCES certificates(id),
+    trusted     INTEGER NOT NULL,
+    ca_crl_host TEXT,
+    properties  TEXT NOT NULL,
+    not_after   INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    created_at  INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX certificates_issuer_serial ON certificates(issuer_id, serial);
+CREATE INDEX certificates_key ON certificates(key_id);
+";
+
+/// v2: certificate requests made here, remembered so that the signed certificate, when it
+/// comes back, joins its key.
+pub(super) const SCHEMA_V2: &str = "
+CREATE TABLE requests (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    key_id      TEXT REFERENCES keys(id),
+    subject     TEXT NOT NULL,
+    public_key  BLOB NOT NULL,
+    der         BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX requests_public_key ON requests(public_key);
+CREATE TABLE encrypted_keys (
+    id                  INTEGER PRIMARY KEY,
+    sealed              BLOB NOT NULL,
+    hint_certificate_id INTEGER REFERENCES certificates(id),
+    key_id              TEXT REFERENCES keys(id),
+    certificate_id      INTEGER REFERENCES certificates(id),
+    created_at          INTEGER NOT NULL
+);
+CREATE TABLE ca_passphrases (
+    certificate_id INTEGER PRIMARY KEY REFERENCES certificates(id) ON DELETE CASCADE,
+    sealed         BLOB NOT NULL
+);
+";
+
+/// v3: revocations (one row per revoked certificate, with its encoded CRL entry), each local
+/// CA's current CRL, the CDP paths a CA's CRL is published at, `/certificate settings`, and CRLs
+/// downloaded for trusted certificates. Everything goes with its CA (ON DELETE CASCADE).
+pub(super) const SCHEMA_V3: &str = "
+CREATE TABLE revocations (
+    ca_id          INTEGER NOT NULL REFERENCES certificates(id) ON DELETE CASCADE,
+    serial         BLOB NOT NULL,
+    certificate_id INTEGER NOT NULL UNIQUE REFERENCES certificates(id) ON DELETE CASCADE,
+    revoked_at     INTEGER NOT NULL,
+    reason         INTEGER,
+    not_after      INTEGER NOT NULL,
+    entry          BLOB NOT NULL,
+    PRIMARY KEY (ca_id, serial)
+) WITHOUT ROWID;
+CREATE TABLE crls (
+    ca_id       INTEGER PRIMARY KEY REFERENCES certificates(id) ON DELETE CASCADE,
+    number      INTEGER NOT NULL,
+    this_update INTEGER NOT NULL,
+    next_update INTEGER NOT NULL,
+    entries     INTEGER NOT NULL,
+    der         BLOB NOT NULL
+);
+CREATE TABLE crl_paths (
+    path  TEXT PRIMARY KEY,
+    ca_id INTEGER NOT NULL REFERENCES certificates(id) ON DELETE CASCADE
+);
+CREATE INDEX crl_paths_ca ON crl_paths(ca_id);
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE downloaded_crls (
+    certificate_id INTEGER PRIMARY KEY REFERENCES certificates(id) ON DELETE CASCADE,
+    url            TEXT NOT NULL,
+    number         INTEGER,
+    this_update    INTEGER NOT NULL,
+    next_update    INTEGER,
+    entries        INTEGER NOT NULL,
+    der            BLOB NOT NULL,
+    fetched_at     INTEGER NOT NULL
+);
+";
+
+/// v4: one namespace for templates and certificates as a constraint: a row per name, inserted,
+/// renamed and deleted with its template or certificate, so that two writers cannot both take
+/// a name.
+pub(super) const SCHEMA_V4: &str = "
+CREATE TABLE names (
+    name TEXT PRIMARY KEY
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO names(name) SELECT name FROM templates;
+INSERT OR IGNORE INTO names(name) SELECT name FROM certificates;
+";
+
+/// The store's salt, after bringing its schema to [`SCHEMA_VERSION`]. A store that is current
+/// is only read: opening it (every CLI command does) writes nothing and syncs nothing.
+pub(super) fn migrate(conn: &Connection) -> Result<Vec<u8>> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == SCHEMA_VERSION {
+        if let Some(salt) = read_salt(conn)? {
+            return Ok(salt);
+        }
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < 1 {
+            conn.execute_batch(SCHEMA_V1)?;
+            let mut salt = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut salt)
+                .map_err(|_| StoreError::Corrupt("random generator failed".into()))?;
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('salt', ?1)",
+                params![salt.to_vec()],
+            )?;
+        }
+        if version < 2 {
+            conn.execute_batch(SCHEMA_V2)?;
+        }
+        if version < 3 {
+            conn.execute_batch(SCHEMA_V3)?;
+        }
+        if version < 4 {
+            conn.execute_batch(SCHEMA_V4)?;
+        }
+        if version < SCHEMA_VERSION {
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        read_salt(conn)?.ok_or_else(|| StoreError::Corrupt("no salt in meta".into()))
+    })();
+    match result {
+        Ok(salt) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(salt)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+pub(super) fn read_salt(conn: &Connection) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = 'salt'", [], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
