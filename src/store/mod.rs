@@ -21,9 +21,11 @@
 //!   revoked once ([`StoreError::Duplicate`]), a template deleted (consumed) once
 //!   ([`Transaction::delete_template`] says whether it was there), a CRL path claimed once
 //!   ([`Transaction::claim_crl_path`]), a CA's CRL number only growing ([`Transaction::put_crl`]);
-//! - a conflict with another writer is [`StoreError::Conflict`]; the caller may retry the whole
-//!   transaction a bounded number of times. A store held too long by another process is
-//!   [`StoreError::Busy`].
+//! - an operation (a method) that fails changes nothing, and the caller then drops the
+//!   transaction rather than committing it (PostgreSQL aborts it anyway);
+//! - a conflict with another writer is [`StoreError::Conflict`] (also: a row this transaction
+//!   read and then updates has gone); the caller may retry the whole transaction a bounded
+//!   number of times. A store held too long by another process is [`StoreError::Busy`].
 
 pub mod sqlite;
 
@@ -267,7 +269,10 @@ pub trait Transaction {
     fn set_certificate_key(&mut self, id: i64, key_id: &str) -> Result<()>;
     /// Renames a certificate (the new name must be free) and sets `trusted`.
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()>;
-    /// Deletes a certificate.
+    /// Deletes a certificate, with what is its alone: its CA passphrase, the keys kept
+    /// encrypted that came in its file (flag Q) or were decrypted for it, and (as a CA) its
+    /// revocations, CRL, CRL paths and downloaded CRL. The certificates it issued must be gone
+    /// first.
     fn delete_certificate(&mut self, id: i64) -> Result<()>;
 
     /// A key by store id.

@@ -144,6 +144,24 @@ struct SqliteTxn<'a> {
 }
 
 impl SqliteTxn<'_> {
+    /// Runs an operation of several statements all or nothing (a savepoint): a failed one
+    /// leaves no part of itself behind, as PostgreSQL's failed statements leave nothing.
+    fn atomic<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("SAVEPOINT operation")?;
+        match op(self) {
+            Ok(v) => {
+                self.conn.execute_batch("RELEASE operation")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self
+                    .conn
+                    .execute_batch("ROLLBACK TO operation; RELEASE operation");
+                Err(e)
+            }
+        }
+    }
+
     /// Takes a name for a new template or certificate.
     fn claim_name(&mut self, name: &str) -> Result<()> {
         self.conn

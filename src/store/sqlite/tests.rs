@@ -6,6 +6,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use super::*;
+use crate::store::{NewCertificate, RevocationRecord};
 
 #[test]
 fn open_creates_private_files_and_keeps_salt() {
@@ -126,5 +127,78 @@ fn newer_schema_is_refused() {
     assert!(matches!(
         SqliteStore::open(d.path()),
         Err(StoreError::SchemaTooNew { found: 99, .. })
+    ));
+}
+
+/// A certificate record for the tests below (the store does not parse the DER).
+fn record(name: &str, serial: &str, issuer: Option<i64>) -> NewCertificate {
+    NewCertificate {
+        name: name.into(),
+        der: name.as_bytes().to_vec(),
+        serial: serial.into(),
+        fingerprint: format!("{name:0>64}"),
+        key_id: None,
+        issuer_id: issuer,
+        trusted: false,
+        ca_crl_host: None,
+        properties: "{}".into(),
+        not_after: 0,
+    }
+}
+
+#[test]
+fn a_failed_operation_leaves_no_part_of_itself_behind() {
+    let d = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(d.path()).unwrap();
+    let mut t = s.begin(TxnMode::Write).unwrap();
+    let ca = t.insert_certificate(&record("ca", "01", None)).unwrap();
+    t.insert_certificate(&record("a", "0A", Some(ca))).unwrap();
+    t.set_ca_passphrase(ca, b"sealed").unwrap();
+    // a duplicate serial: the name it claimed first is free again
+    assert!(matches!(
+        t.insert_certificate(&record("b", "0A", Some(ca))),
+        Err(StoreError::Duplicate(_))
+    ));
+    assert!(!t.name_in_use("b").unwrap());
+    t.insert_template("b", "{}").unwrap();
+    // a CA with issued certificates cannot go (foreign key): its name and passphrase stay
+    assert!(t.delete_certificate(ca).is_err());
+    assert!(t.name_in_use("ca").unwrap());
+    assert_eq!(
+        t.ca_passphrase(ca).unwrap().as_deref(),
+        Some(&b"sealed"[..])
+    );
+    // a serial the CA revoked already, for another certificate: not marked revoked
+    let other = t.insert_certificate(&record("c", "0C", Some(ca))).unwrap();
+    let revocation = |certificate_id, serial: &[u8]| RevocationRecord {
+        ca_id: ca,
+        certificate_id,
+        serial: serial.to_vec(),
+        revoked_at: 1,
+        reason: None,
+        not_after: 2,
+        entry: vec![0x30, 0x00],
+    };
+    let a = t.certificate("a").unwrap().unwrap().id;
+    t.insert_revocation(&revocation(a, &[0x0A])).unwrap();
+    assert!(matches!(
+        t.insert_revocation(&revocation(other, &[0x0A])),
+        Err(StoreError::Duplicate(_))
+    ));
+    assert_eq!(t.certificate("c").unwrap().unwrap().revoked_at, None);
+}
+
+#[test]
+fn an_update_of_a_row_gone_meanwhile_is_a_conflict() {
+    let d = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(d.path()).unwrap();
+    let mut t = s.begin(TxnMode::Write).unwrap();
+    assert!(matches!(
+        t.update_template(42, "x", "{}"),
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        t.update_certificate(42, "x", false),
+        Err(StoreError::Conflict)
     ));
 }

@@ -85,35 +85,41 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn insert_template(&mut self, name: &str, properties: &str) -> Result<i64> {
-        self.claim_name(name)?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO templates(name, properties, created_at) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![name, properties, now_micros()])?;
-        Ok(self.conn.last_insert_rowid())
+        self.atomic(|t| {
+            t.claim_name(name)?;
+            t.conn
+                .prepare_cached(
+                    "INSERT INTO templates(name, properties, created_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![name, properties, now_micros()])?;
+            Ok(t.conn.last_insert_rowid())
+        })
     }
 
     fn update_template(&mut self, id: i64, name: &str, properties: &str) -> Result<()> {
-        if let Some(old) = self.template_name(id)? {
-            self.rename(&old, name)?;
-        }
-        self.conn
-            .prepare_cached("UPDATE templates SET name = ?2, properties = ?3 WHERE id = ?1")?
-            .execute(params![id, name, properties])?;
-        Ok(())
+        self.atomic(|t| {
+            // gone under this transaction: another writer deleted it
+            let old = t.template_name(id)?.ok_or(StoreError::Conflict)?;
+            t.rename(&old, name)?;
+            t.conn
+                .prepare_cached("UPDATE templates SET name = ?2, properties = ?3 WHERE id = ?1")?
+                .execute(params![id, name, properties])?;
+            Ok(())
+        })
     }
 
     fn delete_template(&mut self, id: i64) -> Result<bool> {
-        let Some(name) = self.template_name(id)? else {
-            return Ok(false);
-        };
-        self.release_name(&name)?;
-        let n = self
-            .conn
-            .prepare_cached("DELETE FROM templates WHERE id = ?1")?
-            .execute(params![id])?;
-        Ok(n == 1)
+        self.atomic(|t| {
+            let Some(name) = t.template_name(id)? else {
+                return Ok(false);
+            };
+            t.release_name(&name)?;
+            let n = t
+                .conn
+                .prepare_cached("DELETE FROM templates WHERE id = ?1")?
+                .execute(params![id])?;
+            Ok(n == 1)
+        })
     }
 
     fn certificate(&self, name: &str) -> Result<Option<CertificateRecord>> {
@@ -153,34 +159,36 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn insert_certificate(&mut self, c: &NewCertificate) -> Result<i64> {
-        self.claim_name(&c.name)?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO certificates(name, der, serial, fingerprint, key_id, issuer_id, \
-                 trusted, ca_crl_host, properties, not_after, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                c.name,
-                c.der,
-                c.serial,
-                c.fingerprint,
-                c.key_id,
-                c.issuer_id,
-                c.trusted,
-                c.ca_crl_host,
-                c.properties,
-                c.not_after,
-                now_micros()
-            ])
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Duplicate("a certificate with this serial from this issuer")
-                } else {
-                    e.into()
-                }
-            })?;
-        Ok(self.conn.last_insert_rowid())
+        self.atomic(|t| {
+            t.claim_name(&c.name)?;
+            t.conn
+                .prepare_cached(
+                    "INSERT INTO certificates(name, der, serial, fingerprint, key_id, issuer_id, \
+                     trusted, ca_crl_host, properties, not_after, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )?
+                .execute(params![
+                    c.name,
+                    c.der,
+                    c.serial,
+                    c.fingerprint,
+                    c.key_id,
+                    c.issuer_id,
+                    c.trusted,
+                    c.ca_crl_host,
+                    c.properties,
+                    c.not_after,
+                    now_micros()
+                ])
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::Duplicate("a certificate with this serial from this issuer")
+                    } else {
+                        e.into()
+                    }
+                })?;
+            Ok(t.conn.last_insert_rowid())
+        })
     }
 
     fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Option<CertificateRecord>> {
@@ -201,31 +209,34 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()> {
-        if let Some(old) = self.certificate_name(id)? {
-            self.rename(&old, name)?;
-        }
-        self.conn
-            .prepare_cached("UPDATE certificates SET name = ?2, trusted = ?3 WHERE id = ?1")?
-            .execute(params![id, name, trusted])?;
-        Ok(())
+        self.atomic(|t| {
+            let old = t.certificate_name(id)?.ok_or(StoreError::Conflict)?;
+            t.rename(&old, name)?;
+            t.conn
+                .prepare_cached("UPDATE certificates SET name = ?2, trusted = ?3 WHERE id = ?1")?
+                .execute(params![id, name, trusted])?;
+            Ok(())
+        })
     }
 
     fn delete_certificate(&mut self, id: i64) -> Result<()> {
-        if let Some(name) = self.certificate_name(id)? {
-            self.release_name(&name)?;
-        }
-        self.conn
-            .prepare_cached("DELETE FROM ca_passphrases WHERE certificate_id = ?1")?
-            .execute(params![id])?;
-        self.conn
-            .prepare_cached(
-                "DELETE FROM encrypted_keys WHERE certificate_id = ?1 OR hint_certificate_id = ?1",
-            )?
-            .execute(params![id])?;
-        self.conn
-            .prepare_cached("DELETE FROM certificates WHERE id = ?1")?
-            .execute(params![id])?;
-        Ok(())
+        self.atomic(|t| {
+            if let Some(name) = t.certificate_name(id)? {
+                t.release_name(&name)?;
+            }
+            t.conn
+                .prepare_cached("DELETE FROM ca_passphrases WHERE certificate_id = ?1")?
+                .execute(params![id])?;
+            t.conn
+                .prepare_cached(
+                    "DELETE FROM encrypted_keys WHERE certificate_id = ?1 OR hint_certificate_id = ?1",
+                )?
+                .execute(params![id])?;
+            t.conn
+                .prepare_cached("DELETE FROM certificates WHERE id = ?1")?
+                .execute(params![id])?;
+            Ok(())
+        })
     }
 
     fn insert_encrypted_key(&mut self, sealed: &[u8], hint: Option<i64>) -> Result<i64> {
@@ -386,36 +397,45 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn insert_revocation(&mut self, r: &RevocationRecord) -> Result<()> {
-        let changed = self
-            .conn
-            .prepare_cached(
-                "UPDATE certificates SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            )?
-            .execute(params![r.certificate_id, r.revoked_at])?;
-        if changed != 1 {
-            return Err(match self.certificate_name(r.certificate_id)? {
-                Some(_) => StoreError::Duplicate("a revocation of this certificate"),
-                None => StoreError::Corrupt(format!(
-                    "certificate {} to revoke is missing",
-                    r.certificate_id
-                )),
-            });
-        }
-        self.conn
-            .prepare_cached(
-                "INSERT INTO revocations(ca_id, serial, certificate_id, revoked_at, reason, \
-                 not_after, entry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                r.ca_id,
-                r.serial,
-                r.certificate_id,
-                r.revoked_at,
-                r.reason,
-                r.not_after,
-                r.entry
-            ])?;
-        Ok(())
+        self.atomic(|t| {
+            let changed = t
+                .conn
+                .prepare_cached(
+                    "UPDATE certificates SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                )?
+                .execute(params![r.certificate_id, r.revoked_at])?;
+            if changed != 1 {
+                return Err(match t.certificate_name(r.certificate_id)? {
+                    Some(_) => StoreError::Duplicate("a revocation of this certificate"),
+                    None => StoreError::Corrupt(format!(
+                        "certificate {} to revoke is missing",
+                        r.certificate_id
+                    )),
+                });
+            }
+            t.conn
+                .prepare_cached(
+                    "INSERT INTO revocations(ca_id, serial, certificate_id, revoked_at, reason, \
+                     not_after, entry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    r.ca_id,
+                    r.serial,
+                    r.certificate_id,
+                    r.revoked_at,
+                    r.reason,
+                    r.not_after,
+                    r.entry
+                ])
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::Duplicate("a revocation of this serial by this CA")
+                    } else {
+                        e.into()
+                    }
+                })?;
+            Ok(())
+        })
     }
 
     fn revocation(&self, certificate_id: i64) -> Result<Option<RevocationRecord>> {
