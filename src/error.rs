@@ -463,7 +463,9 @@ impl ManagerError {
             return key_exit_code(k);
         }
         match self {
-            ManagerError::InvalidValue(_) | ManagerError::BadRequest { .. } => ExitCode::Usage,
+            ManagerError::InvalidValue(_)
+            | ManagerError::BadRequest { .. }
+            | ManagerError::Store(StoreError::Location(_)) => ExitCode::Usage,
             ManagerError::NotFound { .. } => ExitCode::NotFound,
             ManagerError::Refused { .. } => ExitCode::Refused,
             ManagerError::Secret(_) => ExitCode::Usage,
