@@ -567,6 +567,9 @@ fn the_newest_crl_counts_and_a_revoked_ca_fails_the_chain() {
     let other = pki.cert("other", "ec", Some("int"), SERVER, 365);
     pki.revoke(&root_cnf, "int", "cACompromise");
     let crls = [pki.crl(&root_cnf, None), before];
+    // "other" was made after `now` was read: if a second ticked meanwhile, it would not be
+    // valid yet at `now`.
+    let now = SystemTime::now();
     let r = check(&other, &[], &store, Some(&crls), Purpose::Any, now);
     let (kind, reason) = failure(&r);
     assert_eq!(kind, Failure::Revoked);
