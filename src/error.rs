@@ -357,6 +357,20 @@ pub enum ManagerError {
         #[source]
         source: std::io::Error,
     },
+    /// The operation's transaction committed, but a file it writes afterwards could not be put
+    /// in place (the store has what the operation made).
+    #[error("{stored}, but {path} could not be written: {source}")]
+    NotWritten {
+        /// what the store holds now
+        stored: String,
+        /// the file
+        path: PathBuf,
+        /// why
+        #[source]
+        source: std::io::Error,
+        /// how to get the file
+        hint: String,
+    },
     /// `remove` took the certificate out of the store, but its key could not be destroyed on
     /// its token (`--delete-key`).
     #[error(
@@ -440,6 +454,7 @@ impl ManagerError {
     pub fn hint(&self) -> Option<&str> {
         match self {
             ManagerError::Refused { hint, .. } => hint.as_deref(),
+            ManagerError::NotWritten { hint, .. } => Some(hint),
             ManagerError::TokenKeyNotDeleted { .. } => Some(
                 "the key stays on its token (`certman token print` lists it); delete it with the token's own tools",
             ),

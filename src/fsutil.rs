@@ -7,9 +7,9 @@
 //! the name exists already (an earlier export), the old file is unlinked first and the new one
 //! linked in: the name holds the old file, then none, then the new one — never a partial file
 //! and never a temporary name (Linux cannot link over a name, and a temporary name renamed over
-//! it is what a kill would leave behind). Filesystems without `O_TMPFILE` (rare: not ext4, xfs,
-//! btrfs or tmpfs) get a named temporary renamed into place, which a kill at the wrong moment
-//! does leave.
+//! it is what a kill would leave behind). Where unnamed files cannot be had (some network and
+//! overlay filesystems, no /proc), a hidden named temporary is renamed into place: a kill
+//! before the rename leaves it, and the next write of the same file clears it.
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -32,48 +32,82 @@ pub struct PendingFile {
 /// Writes `data` with `mode` as a file that will become `path` when published. Fails (and
 /// leaves nothing) if the directory cannot take it.
 pub fn prepare(path: &Path, data: &[u8], mode: u32) -> std::io::Result<PendingFile> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    if path.file_name().is_none() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "no file name",
-        ));
+    let dir = parent_dir(path)?;
+    // An unnamed file is linked in through /proc/self/fd: without /proc, a named temporary.
+    if !Path::new("/proc/self/fd").is_dir() {
+        return prepare_named(path, data, mode);
     }
-    let (file, named) = match OpenOptions::new()
+    match OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_TMPFILE)
         .mode(mode)
         .open(&dir)
     {
-        Ok(f) => (f, None),
-        // EOPNOTSUPP: the filesystem has no unnamed files; EISDIR/EINVAL: the kernel does not
-        // know O_TMPFILE.
+        Ok(file) => fill(
+            PendingFile {
+                file,
+                path: path.to_owned(),
+                dir,
+                named: None,
+            },
+            data,
+            mode,
+        ),
+        // EOPNOTSUPP: the filesystem has no unnamed files (some network and overlay
+        // filesystems); EISDIR/EINVAL: the kernel does not know O_TMPFILE.
         Err(e)
             if matches!(
                 e.raw_os_error(),
                 Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
             ) =>
         {
-            let tmp = temp_name(path, &dir);
-            let f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&tmp)?;
-            (f, Some(tmp))
+            prepare_named(path, data, mode)
         }
-        Err(e) => return Err(e),
-    };
-    // From here on, a failure drops `pending`, which removes a named temporary.
-    let mut pending = PendingFile {
-        file,
-        path: path.to_owned(),
-        dir,
-        named,
-    };
+        Err(e) => Err(e),
+    }
+}
+
+/// [`prepare`] with a hidden named temporary beside `path`, renamed into place when published:
+/// where unnamed files cannot be had. A process killed before the rename leaves that file; the
+/// next write of the same `path` removes such leftovers once they are a minute old (younger
+/// ones may be another writer's, in flight).
+fn prepare_named(path: &Path, data: &[u8], mode: u32) -> std::io::Result<PendingFile> {
+    let dir = parent_dir(path)?;
+    remove_stale_temporaries(path, &dir);
+    let tmp = temp_name(path, &dir);
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    fill(
+        PendingFile {
+            file,
+            path: path.to_owned(),
+            dir,
+            named: Some(tmp),
+        },
+        data,
+        mode,
+    )
+}
+
+fn parent_dir(path: &Path) -> std::io::Result<PathBuf> {
+    if path.file_name().is_none() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no file name",
+        ));
+    }
+    Ok(match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    })
+}
+
+/// Writes, sets the mode and syncs the file of `pending`; a failure drops it (which removes a
+/// named temporary).
+fn fill(mut pending: PendingFile, data: &[u8], mode: u32) -> std::io::Result<PendingFile> {
     pending.file.write_all(data)?;
     // the mode exactly, whatever the umask took away
     pending
@@ -135,15 +169,47 @@ impl Drop for PendingFile {
     }
 }
 
-/// A hidden name beside `path` for a file on its way in (filesystems without `O_TMPFILE`).
+/// A hidden name beside `path` for a file on its way in (filesystems without `O_TMPFILE`):
+/// `.NAME.<16 hex digits>.tmp`.
 fn temp_name(path: &Path, dir: &Path) -> PathBuf {
     let mut rnd = [0u8; 8];
     let _ = aws_lc_rs::rand::fill(&mut rnd);
+    dir.join(format!("{}{}.tmp", temp_prefix(path), hex::encode(rnd)))
+}
+
+fn temp_prefix(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dir.join(format!(".{name}.{}.tmp", hex::encode(rnd)))
+    format!(".{name}.")
+}
+
+/// Removes `path`'s temporaries (see [`temp_name`]) that are older than a minute: what a
+/// process killed between writing and renaming one left.
+fn remove_stale_temporaries(path: &Path, dir: &Path) {
+    let prefix = temp_prefix(path);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(middle) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(60));
+        if middle.len() == 16 && middle.bytes().all(|b| b.is_ascii_hexdigit()) && old {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Gives the unnamed (`O_TMPFILE`) file `file` the name `to` (linkat through /proc, as
@@ -169,7 +235,8 @@ fn link_unnamed(file: &File, to: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Writes `data` to `path` atomically, now: [`prepare`] then [`PendingFile::publish`].
+/// Writes `data` to `path` now, whole or not at all: [`prepare`] then
+/// [`PendingFile::publish`] (see the module docs for a file that exists already).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     prepare(path, data, mode)?.publish()
 }
@@ -241,6 +308,50 @@ mod tests {
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o640
         );
+    }
+
+    #[test]
+    fn without_unnamed_files_a_named_temporary_is_renamed_and_stale_ones_are_cleared() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.crt");
+        fs::write(&p, b"old").unwrap();
+        let pending = prepare_named(&p, b"new", 0o644).unwrap();
+        let hidden: Vec<String> = names(d.path())
+            .into_iter()
+            .filter(|n| n.starts_with(".x.crt."))
+            .collect();
+        assert_eq!(hidden.len(), 1, "{hidden:?}");
+        assert_eq!(fs::read(&p).unwrap(), b"old", "published early");
+        pending.publish().unwrap();
+        assert_eq!(names(d.path()), ["x.crt"]);
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        // dropped unpublished: its temporary goes
+        drop(prepare_named(&p, b"other", 0o644).unwrap());
+        assert_eq!(names(d.path()), ["x.crt"]);
+        // what a killed writer left: removed by the next write once a minute old, and only
+        // names of the temporary's shape
+        let stale = d.path().join(".x.crt.0123456789abcdef.tmp");
+        let young = d.path().join(".x.crt.fedcba9876543210.tmp");
+        let other = d.path().join(".x.crt.notours.tmp");
+        for f in [&stale, &young, &other] {
+            fs::write(f, b"left").unwrap();
+        }
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for f in [&stale, &other] {
+            fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(an_hour_ago)
+                .unwrap();
+        }
+        prepare_named(&p, b"newer", 0o644)
+            .unwrap()
+            .publish()
+            .unwrap();
+        assert!(!stale.exists());
+        assert!(young.exists() && other.exists());
+        assert_eq!(fs::read(&p).unwrap(), b"newer");
     }
 
     #[test]

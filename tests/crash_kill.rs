@@ -200,18 +200,27 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Kills `args` at every call of KILL_AT it makes, checking after each; returns how many
-/// kills there were.
-fn kill_everywhere(lab: &Lab, strace: &str, args: &[&str], p12_passphrase: &str) -> usize {
+/// kills there were, and after how many of them `file` (in work/) was not there.
+fn kill_everywhere(
+    lab: &Lab,
+    strace: &str,
+    args: &[&str],
+    p12_passphrase: &str,
+    file: &str,
+) -> (usize, usize) {
     let counts = lab.count_calls(strace, args);
     assert!(
         counts.contains_key("linkat") || counts.contains_key("rename"),
         "{args:?} published no file: {counts:?}"
     );
-    let mut kills = 0;
+    let (mut kills, mut absent) = (0, 0);
     for (syscall, n) in &counts {
         for i in 1..=*n {
             if lab.kill_at(strace, args, syscall, i) {
                 kills += 1;
+                if !lab.env.path(file).exists() {
+                    absent += 1;
+                }
             }
             lab.check(
                 &format!("{args:?} killed at {syscall} #{i}"),
@@ -219,7 +228,7 @@ fn kill_everywhere(lab: &Lab, strace: &str, args: &[&str], p12_passphrase: &str)
             );
         }
     }
-    kills
+    (kills, absent)
 }
 
 #[test]
@@ -252,7 +261,7 @@ fn sign_certificate_request_killed_anywhere_leaves_no_file_the_store_lacks() {
         "file-name=r.csr",
         "name=leaf",
     ];
-    let kills = kill_everywhere(&lab, strace, &args, "");
+    let (kills, _) = kill_everywhere(&lab, strace, &args, "", "cert_export_leaf.crt");
     eprintln!("sign-certificate-request: killed at {kills} points");
     assert!(kills >= 10, "only {kills} kill points");
     // Without a kill it works, and its file is what the store holds.
@@ -272,11 +281,12 @@ fn export_pkcs12_killed_anywhere_leaves_nothing_partial() {
         "type=pkcs12",
         "export-passphrase=kill-test-pass",
     ];
-    let kills = kill_everywhere(&lab, strace, &args, "kill-test-pass");
+    let (kills, _) = kill_everywhere(&lab, strace, &args, "kill-test-pass", "cert_export_ca.p12");
     eprintln!("export-certificate type=pkcs12: killed at {kills} points");
     assert!(kills >= 3, "only {kills} kill points");
-    // an export over an existing file: killed anywhere, the file is the old or the new one,
-    // whole
+    // An export over an existing file, killed anywhere: the file is the old one, the new one,
+    // or — killed between unlinking the old and linking the new — none; never partial, never
+    // a temporary.
     lab.reset();
     lab.env.ok(&args);
     let lab = Lab {
@@ -288,6 +298,12 @@ fn export_pkcs12_killed_anywhere_leaves_nothing_partial() {
         },
         env: lab.env,
     };
-    let kills = kill_everywhere(&lab, strace, &args, "kill-test-pass");
-    eprintln!("export-certificate type=pkcs12 over an existing file: killed at {kills} points");
+    let (kills, absent) =
+        kill_everywhere(&lab, strace, &args, "kill-test-pass", "cert_export_ca.p12");
+    eprintln!(
+        "export-certificate type=pkcs12 over an existing file: killed at {kills} points, \
+         the file absent after {absent}"
+    );
+    assert!(kills >= 3, "only {kills} kill points");
+    assert!(absent <= 1, "the file was missing after {absent} kills");
 }

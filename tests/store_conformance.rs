@@ -575,6 +575,15 @@ fn certificates<B: Backend>() {
     // certificates with no local issuer (imported) do not share a serial space
     write(&*s, |t| t.insert_certificate(&ca_cert("root-x", "01")));
     write(&*s, |t| t.insert_certificate(&ca_cert("root-y", "01")));
+    // a certificate is held once: the same one (fingerprint) under another name is refused,
+    // and the name it tried stays free
+    assert_duplicate(refused(&*s, |t| {
+        t.insert_certificate(&NewCertificate {
+            name: "root-x-again".to_owned(),
+            ..ca_cert("root-x", "01")
+        })
+    }));
+    assert!(!read(&*s, |t| t.name_in_use("root-x-again")));
 
     // delete
     write(&*s, |t| t.delete_certificate(b));

@@ -155,7 +155,9 @@ impl CliError {
     /// The hint line to print under the error, if any.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            CliError::Manager(e) | CliError::Service(ServiceError::Manager(e)) => e.hint(),
+            CliError::Manager(e)
+            | CliError::Service(ServiceError::Manager(e))
+            | CliError::Download(DownloadError::Targets(e) | DownloadError::Refused(e)) => e.hint(),
             _ => None,
         }
     }

@@ -73,9 +73,9 @@ impl Manager {
         target: &DownloadTarget,
         der: &[u8],
     ) -> Result<DownloadedCrl> {
-        let refuse = |why: String| {
+        let refuse_as = |reason: Refusal, why: String| {
             ManagerError::refused(
-                Refusal::CrlNotAccepted,
+                reason,
                 format!(
                     "CRL from {} for \"{}\" refused: {why}",
                     target.url, target.certificate
@@ -83,6 +83,7 @@ impl Manager {
                 None,
             )
         };
+        let refuse = |why: String| refuse_as(Refusal::CrlNotAccepted, why);
         let info = x509crl::inspect_crl(der).map_err(|e| refuse(format!("not a CRL: {e}")))?;
         // The trusted certificates named as its issuer, read first: the signature (of up to
         // 16 MiB) is checked outside the write lock.
@@ -158,10 +159,10 @@ impl Manager {
             match txn.certificate_by_id(signer.id)? {
                 Some(now_) if now_.cert.trusted && now_.cert.der == signer.cert.der => {}
                 _ => {
-                    return Err(refuse(format!(
-                        "\"{}\" changed meanwhile",
-                        signer.cert.name
-                    )))
+                    return Err(refuse_as(
+                        Refusal::ChangedMeanwhile,
+                        format!("\"{}\" changed meanwhile", signer.cert.name),
+                    ))
                 }
             }
             if let Some(old) = txn.downloaded_crl(signer.id)? {

@@ -5,7 +5,7 @@ use super::template::{self, TemplateProperties, TEMPLATE_PROPERTIES};
 use super::{validate_name, view, Entry, Manager};
 use crate::error::{ManagerError, ObjectKind, Refusal, Result};
 use crate::keys::KeyHandle;
-use crate::store::{Transaction, TxnMode};
+use crate::store::{Lock, Transaction, TxnMode};
 use crate::x509;
 
 /// What `remove` removed.
@@ -98,7 +98,6 @@ impl Manager {
         if let Some(n) = &new_name {
             validate_name(n)?;
         }
-        // a new name is checked by the store (NameTaken) as it is written
         self.write(|txn| self.set_in(txn, req, new_name.as_deref()))
     }
 
@@ -108,6 +107,17 @@ impl Manager {
         req: &SetRequest,
         new_name: Option<&str>,
     ) -> Result<()> {
+        // A taken name is refused before anything else is looked at (the store refuses it
+        // too, as it is written: NameTaken).
+        if let Some(n) = new_name {
+            if n != req.name && txn.name_in_use(n)? {
+                return Err(ManagerError::refused(
+                    Refusal::NameInUse,
+                    format!("name \"{n}\" is already in use"),
+                    None,
+                ));
+            }
+        }
         if let Some(t) = txn.template(&req.name)? {
             let mut props = TemplateProperties::from_json(&t.properties)?;
             for (k, v) in req.changes.iter().filter(|(k, _)| k != "name") {
@@ -240,6 +250,9 @@ fn remove_in(
                 order.push(id);
             } else {
                 stack.push((id, true));
+                // what a CA issued, read under its lock: an issuance that re-checks the CA
+                // under the same lock sees it gone
+                txn.lock(Lock::Ca(id))?;
                 for child in txn.issued_by(id)? {
                     stack.push((child, false));
                 }

@@ -159,7 +159,7 @@ impl Manager {
                 files.push(prepare(&with_extension(&base, "p12"), &p12, 0o600)?);
             }
         }
-        let mut written = publish(files)?;
+        let mut written = publish(files, None)?;
         // The key is published before its certificate; the report names the certificate first.
         if written.len() == 2 {
             written.swap(0, 1);

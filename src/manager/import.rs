@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::{unix_secs, validate_name, Manager};
-use crate::error::{KeyError, ManagerError, Refusal, Result};
+use crate::error::{KeyError, ManagerError, Refusal, Result, StoreError};
 use crate::keys::GeneratedKey;
 use crate::seal::SealLabel;
 use crate::secret::Passphrase;
@@ -192,18 +192,28 @@ impl Manager {
                         .iter()
                         .find(|(pk, _)| *pk == spki)
                         .map(|(_, k)| k.clone());
-                    let id = txn.insert_certificate(&NewCertificate {
-                        name,
-                        serial: info.serial_hex.clone(),
-                        fingerprint: info.fingerprint.clone(),
-                        der: der_cert.clone(),
-                        key_id: request_key.clone(),
-                        issuer_id: None,
-                        trusted: req.trusted.unwrap_or(false),
-                        ca_crl_host: None,
-                        properties: "{}".into(),
-                        not_after: unix_secs(info.not_after),
-                    })?;
+                    let id = txn
+                        .insert_certificate(&NewCertificate {
+                            name,
+                            serial: info.serial_hex.clone(),
+                            fingerprint: info.fingerprint.clone(),
+                            der: der_cert.clone(),
+                            key_id: request_key.clone(),
+                            issuer_id: None,
+                            trusted: req.trusted.unwrap_or(false),
+                            ca_crl_host: None,
+                            properties: "{}".into(),
+                            not_after: unix_secs(info.not_after),
+                        })
+                        // The name and the fingerprint were read free in this transaction: taken
+                        // now means another writer took them meanwhile (PostgreSQL). The whole
+                        // import runs again and reads them anew.
+                        .map_err(|e| match e {
+                            StoreError::NameTaken(_) | StoreError::Duplicate(_) => {
+                                StoreError::Conflict
+                            }
+                            e => e,
+                        })?;
                     file_certificate.get_or_insert(id);
                     if request_key.is_none() {
                         keyless.push((id, spki));

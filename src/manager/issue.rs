@@ -17,7 +17,7 @@ use crate::error::{KeyError, ManagerError, ObjectKind, Refusal, RequestFault, Re
 use crate::keys::{
     GenerateRequest, GeneratedKey, KeyHandle, KeyProvider, KeySigner, KeyUri, X509Signer,
 };
-use crate::store::{NewCertificate, Transaction, TxnMode};
+use crate::store::{Lock, NewCertificate, Transaction, TxnMode};
 use crate::x509::{self, CertificateSpec, IssuerInfo};
 
 /// Where `sign` puts the new certificate's key.
@@ -134,11 +134,12 @@ impl Manager {
                 None,
             ));
         }
-        let (_, handle) = ca_key_handle(txn, &rec)?;
+        let (key_id, handle) = ca_key_handle(txn, &rec)?;
         let signer = self.ca_signer(ca, &handle, &info)?;
         let key_identifier = signing_key_identifier(&info);
         Ok(LoadedIssuer {
             id: rec.id,
+            key_id,
             name: rec.cert.name.clone(),
             subject: info.subject_name,
             key_identifier,
@@ -228,6 +229,11 @@ impl Manager {
                 key_identifier: i.key_identifier.clone(),
             }),
             issuer_id: issuer.map(|i| i.id),
+            issuer_check: issuer.map(|i| IssuerCheck {
+                id: i.id,
+                key_id: i.key_id.clone(),
+                name: i.name.clone(),
+            }),
             issuer_signer,
             properties: props.to_json(),
         })
@@ -395,6 +401,7 @@ impl Manager {
         })?;
         Ok(CertifiedRequest {
             record: Self::certify(&plan, &name, &info.public_key, &signer)?,
+            issuer: plan.issuer_check.clone(),
         })
     }
 
@@ -402,8 +409,11 @@ impl Manager {
     /// signed (flag I) in one transaction — a name taken meanwhile is refused — and gives a
     /// CA its first CRL. Files the caller writes for it are written after this returns.
     pub fn store_certified(&self, certified: CertifiedRequest) -> Result<IssuedCertificate> {
-        let record = certified.record;
+        let CertifiedRequest { record, issuer } = certified;
         self.write(|txn| {
+            if let Some(issuer) = &issuer {
+                issuer.recheck(txn)?;
+            }
             let id = txn.insert_certificate(&record)?;
             self.after_insert(txn, id)
         })?;
@@ -439,6 +449,7 @@ pub struct IssueRequest<'a> {
 #[derive(Debug)]
 pub struct CertifiedRequest {
     record: NewCertificate,
+    issuer: Option<IssuerCheck>,
 }
 
 impl CertifiedRequest {
@@ -476,13 +487,55 @@ pub(super) struct Plan {
     pub(super) crl_distribution_point: Option<String>,
     pub(super) issuer: Option<IssuerInfo>,
     pub(super) issuer_id: Option<i64>,
+    /// what the write transaction re-checks of the issuer
+    pub(super) issuer_check: Option<IssuerCheck>,
     /// the issuer's key with its scheme; `None` = self-signed by the new key
     pub(super) issuer_signer: Option<X509Signer>,
     pub(super) properties: String,
 }
 
+/// What was checked of an issuing CA when its key was reached, re-checked under its lock when
+/// the certificate is stored: the CA may have been removed, revoked or given another key by
+/// another process meanwhile.
+#[derive(Clone, Debug)]
+pub(super) struct IssuerCheck {
+    id: i64,
+    key_id: String,
+    name: String,
+}
+
+impl IssuerCheck {
+    /// Takes the CA's lock and re-checks it.
+    pub(super) fn recheck(&self, txn: &mut dyn Transaction) -> Result<()> {
+        txn.lock(Lock::Ca(self.id))?;
+        let name = &self.name;
+        match txn.certificate_by_id(self.id)? {
+            None => Err(ManagerError::refused(
+                Refusal::ChangedMeanwhile,
+                format!("CA \"{name}\" was removed meanwhile"),
+                None,
+            )),
+            Some(ca) if ca.revoked_at.is_some() => Err(ManagerError::refused(
+                Refusal::CaRevoked,
+                format!("CA \"{name}\" is revoked"),
+                None,
+            )),
+            Some(ca) if ca.cert.key_id.as_deref() != Some(self.key_id.as_str()) => {
+                Err(ManagerError::refused(
+                    Refusal::ChangedMeanwhile,
+                    format!("the key of CA \"{name}\" changed meanwhile; try again"),
+                    None,
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}
+
 pub(super) struct LoadedIssuer {
     pub(super) id: i64,
+    /// the store id of its key when it was loaded (re-checked when the certificate is stored)
+    pub(super) key_id: String,
     pub(super) name: String,
     pub(super) subject: x509_cert::name::Name,
     pub(super) key_identifier: Vec<u8>,

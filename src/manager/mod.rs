@@ -215,15 +215,26 @@ pub(crate) fn prepare(path: &Path, data: &[u8], mode: u32) -> Result<crate::fsut
     })
 }
 
-/// Publishes prepared files in order; returns their paths.
-pub(crate) fn publish(files: Vec<crate::fsutil::PendingFile>) -> Result<Vec<PathBuf>> {
+/// Publishes prepared files in order; returns their paths. After a commit, a failure says what
+/// the store holds (`stored`) and how to get the file (`hint`).
+pub(crate) fn publish(
+    files: Vec<crate::fsutil::PendingFile>,
+    after_commit: Option<(&str, &str)>,
+) -> Result<Vec<PathBuf>> {
     let mut written = Vec::with_capacity(files.len());
     for f in files {
         let path = f.path().to_owned();
-        f.publish().map_err(|source| ManagerError::File {
-            path: path.clone(),
-            source,
-        })?;
+        if let Err(source) = f.publish() {
+            return Err(match after_commit {
+                Some((stored, hint)) => ManagerError::NotWritten {
+                    stored: stored.to_owned(),
+                    path,
+                    source,
+                    hint: hint.to_owned(),
+                },
+                None => ManagerError::File { path, source },
+            });
+        }
         written.push(path);
     }
     Ok(written)

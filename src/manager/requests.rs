@@ -149,8 +149,9 @@ impl Manager {
             };
             self.write(|txn| {
                 // consumed once: a request or sign of the same template meanwhile took it
-                if !txn.delete_template(template_id)? {
-                    return Err(ManagerError::not_found(ObjectKind::Template, &req.template));
+                match txn.template(&req.template)? {
+                    Some(t) if t.id == template_id && txn.delete_template(t.id)? => {}
+                    _ => return Err(ManagerError::not_found(ObjectKind::Template, &req.template)),
                 }
                 txn.insert_key(&key_record(&generated))?;
                 txn.insert_request(&request)?;
@@ -159,7 +160,13 @@ impl Manager {
             Ok(files)
         })();
         match result {
-            Ok(files) => publish(files),
+            Ok(files) => publish(
+                files,
+                Some((
+                    &format!("the request from \"{}\" is kept with its key", req.template),
+                    "make the request again from a new template (this one was consumed)",
+                )),
+            ),
             Err(e) => {
                 // The files were never published; a key made here goes again.
                 self.discard_key(provider, Some(&generated));
@@ -214,7 +221,14 @@ impl Manager {
             0o644,
         )?;
         let issued = self.store_certified(certified)?;
-        publish(vec![pending])?;
+        let name = &issued.entry.name;
+        publish(
+            vec![pending],
+            Some((
+                &format!("certificate \"{name}\" was issued and stored"),
+                &format!("`certman export-certificate {name}` writes it"),
+            )),
+        )?;
         Ok((issued.entry, out))
     }
 }

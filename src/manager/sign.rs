@@ -92,9 +92,13 @@ impl Manager {
             _ => None,
         };
         let result = self.write(|txn| {
-            // consumed once: a sign of the same template meanwhile took it
-            if !txn.delete_template(template_id)? {
-                return Err(ManagerError::not_found(ObjectKind::Template, &req.template));
+            if let Some(issuer) = &plan.issuer_check {
+                issuer.recheck(txn)?;
+            }
+            // consumed once: a sign of the same template meanwhile took it (or renamed it)
+            match txn.template(&req.template)? {
+                Some(t) if t.id == template_id && txn.delete_template(t.id)? => {}
+                _ => return Err(ManagerError::not_found(ObjectKind::Template, &req.template)),
             }
             // the name is the store's to refuse (NameTaken), if taken meanwhile
             let id = Self::insert_issued(txn, &issued)?;
@@ -167,6 +171,9 @@ impl Manager {
         };
         let issued = prepared.into_iter().collect::<Result<Vec<_>>>()?;
         self.write(|txn| {
+            if let Some(issuer) = &plan.issuer_check {
+                issuer.recheck(txn)?;
+            }
             let mut n = 0;
             for issued in issued.iter().flatten() {
                 let id = Self::insert_issued(txn, issued)?;

@@ -345,28 +345,28 @@ fn issue_batch_is_all_or_nothing_on_names() {
 fn signing_with_a_ca_without_private_key_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let m = soft_manager(dir.path());
-    m.add_template(
-        "ca",
-        None,
-        &props(&[
-            ("common-name", "ca"),
-            ("key-type", "ec"),
-            ("key-usage", "key-cert-sign"),
-        ]),
-    )
-    .unwrap();
-    m.sign(&SignRequest {
-        template: "ca".into(),
-        ..Default::default()
-    })
-    .unwrap();
-    // The same CA certificate without its key, as an import of a public CA would leave it.
+    for ca in ["ca", "public-ca"] {
+        m.add_template(
+            ca,
+            None,
+            &props(&[
+                ("common-name", ca),
+                ("key-type", "ec"),
+                ("key-usage", "key-cert-sign"),
+            ]),
+        )
+        .unwrap();
+        m.sign(&SignRequest {
+            template: ca.into(),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    // A CA certificate without its key, as an import of a public CA would leave it.
     let raw = open_store(dir.path());
-    let mut rec = m.certificate_record("ca").unwrap().cert;
-    rec.name = "public-ca".into();
-    rec.key_id = None;
+    let id = m.certificate_record("public-ca").unwrap().id;
     let mut txn = raw.begin(TxnMode::Write).unwrap();
-    txn.insert_certificate(&rec).unwrap();
+    txn.clear_certificate_key(id).unwrap();
     txn.commit().unwrap();
 
     m.add_template(
@@ -483,4 +483,108 @@ fn an_expired_revoked_certificate_leaves_the_crl_after_a_crl_listed_it_past_expi
     assert_eq!(entries(&m), 1);
     // The revocation itself stays.
     assert!(m.entry("gone").unwrap().flags.revoked);
+}
+
+/// A PKCS#10 request for `cn` with a fresh software key, parsed and verified.
+fn request_for(cn: &str, ca: bool) -> x509::csr::RequestInfo {
+    let soft = SoftProvider::new(Arc::new(
+        Sealer::new(b"request-test-machine-id-01234567", b"s").unwrap(),
+    ));
+    let g = soft
+        .generate(&GenerateRequest {
+            algorithm: KeyAlgorithm::Ec(crate::keys::EcCurve::P256),
+            label: cn.into(),
+            location: None,
+        })
+        .unwrap();
+    let key = soft
+        .signer(&KeyHandle {
+            uri: g.uri.clone(),
+            sealed: g.sealed.clone(),
+        })
+        .unwrap();
+    let scheme = key.algorithm().signature_scheme(None).unwrap();
+    let der = x509::csr::build_request(
+        &x509::csr::RequestSpec {
+            subject: x509::SubjectFields {
+                common_name: Some(cn.into()),
+                ..Default::default()
+            }
+            .to_name()
+            .unwrap(),
+            subject_alt_names: Vec::new(),
+            key_usage: Default::default(),
+            ca,
+            challenge_password: None,
+        },
+        &crate::keys::X509Signer::new(key, scheme).unwrap(),
+    )
+    .unwrap();
+    x509::csr::parse_request(&der).unwrap()
+}
+
+#[test]
+fn the_issuance_core_issues_a_verified_request_once_by_its_rules() {
+    let (dir, m, _token) = manager_with_token();
+    make_ca(&m, KeyLocation::Software);
+    let info = request_for("device.example", false);
+    let req = IssueRequest {
+        ca: "ca",
+        request: &info,
+        name: None,
+        days_valid: Some(30),
+        allow_ca: false,
+    };
+    let issued = m.issue_request(&req).unwrap();
+    assert_eq!(issued.entry.name, "device.example");
+    assert_eq!(issued.entry.flags.to_string(), "I");
+    let cert = x509::inspect_certificate(&issued.der).unwrap();
+    assert_eq!(cert.public_key, info.public_key);
+    assert_eq!(
+        m.certificate_record("device.example").unwrap().cert.der,
+        issued.der
+    );
+    // the name is taken now: refused by rule, before the CA's key is reached
+    let e = m.issue_request(&req).unwrap_err();
+    assert_eq!(e.refusal(), Some(crate::error::Refusal::NameInUse), "{e:?}");
+    // a request for a CA without allow-ca
+    let sub = request_for("sub-ca", true);
+    let e = m
+        .issue_request(&IssueRequest {
+            request: &sub,
+            name: None,
+            ..req
+        })
+        .unwrap_err();
+    assert_eq!(
+        e.refusal(),
+        Some(crate::error::Refusal::CaRequestNotAllowed),
+        "{e:?}"
+    );
+    // certified but not stored (the CA revoked meanwhile, by another process): refused when
+    // stored, and nothing stored
+    let other = request_for("late.example", false);
+    let certified = m
+        .certify_request(&IssueRequest {
+            request: &other,
+            ..req
+        })
+        .unwrap();
+    let parent = m.certificate_record("ca").unwrap();
+    let store = open_store(dir.path());
+    let mut txn = store.begin(TxnMode::Write).unwrap();
+    txn.insert_revocation(&crate::store::RevocationRecord {
+        ca_id: parent.id,
+        certificate_id: parent.id,
+        serial: vec![1],
+        revoked_at: 1,
+        reason: None,
+        not_after: parent.cert.not_after,
+        entry: vec![0x30, 0x00],
+    })
+    .unwrap();
+    txn.commit().unwrap();
+    let e = m.store_certified(certified).unwrap_err();
+    assert_eq!(e.refusal(), Some(crate::error::Refusal::CaRevoked), "{e:?}");
+    assert!(m.certificate_record("late.example").is_err());
 }

@@ -124,11 +124,9 @@ impl ServiceBackend for FakeBackend {
         if let Some(ca) = &*self.failing_ca.lock().unwrap() {
             out.push(CrlRenewal {
                 ca: ca.clone(),
-                result: Err(ManagerError::refused(
-                    crate::error::Refusal::ChangedMeanwhile,
-                    "token not present",
-                    None,
-                )),
+                result: Err(ManagerError::Key(crate::error::KeyError::TokenAbsent(
+                    "token not present".into(),
+                ))),
             });
         }
         out

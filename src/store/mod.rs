@@ -17,8 +17,8 @@
 //!   lock never overlap. (SQLite: a write transaction holds the database's one write lock from
 //!   `BEGIN IMMEDIATE` on, so the lock is already held; PostgreSQL: a row or advisory lock.)
 //! - uniqueness is a constraint, not a read-then-insert: one name across templates and
-//!   certificates ([`StoreError::NameTaken`]), a serial once per issuing CA and a certificate
-//!   revoked once ([`StoreError::Duplicate`]), a template deleted (consumed) once
+//!   certificates ([`StoreError::NameTaken`]), a certificate held once, a serial once per
+//!   issuing CA and a certificate revoked once ([`StoreError::Duplicate`]), a template deleted (consumed) once
 //!   ([`Transaction::delete_template`] says whether it was there), a CRL path claimed once
 //!   ([`Transaction::claim_crl_path`]), a CA's CRL number only growing ([`Transaction::put_crl`]);
 //! - an operation (a method) that fails changes nothing, and the caller then drops the
@@ -261,7 +261,8 @@ pub trait Transaction {
     /// Ids of the certificates a local CA issued directly.
     fn issued_by(&self, issuer_id: i64) -> Result<Vec<i64>>;
     /// Adds a certificate; [`StoreError::NameTaken`] if its name is in use,
-    /// [`StoreError::Duplicate`] if its issuer already has its serial.
+    /// [`StoreError::Duplicate`] if its issuer already has its serial or the store holds the
+    /// certificate already (by fingerprint).
     fn insert_certificate(&mut self, cert: &NewCertificate) -> Result<i64>;
     /// A certificate by its SHA-256 fingerprint.
     fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Option<CertificateRecord>>;

@@ -404,7 +404,7 @@ pub fn verify_crl_signature(
         .as_bytes()
         .ok_or_else(|| X509Error::Malformed("the CRL's signature has unused bits".into()))?;
     crate::keys::verify::verify_signature(issuer_key, scheme, tbs, sig)
-        .map_err(|_| X509Error::BadSignature("the CRL's signature does not verify".into()))
+        .map_err(|e| super::signature_failure(e, "the CRL's signature"))
 }
 
 /// The RouterOS-style name of a CRLReason (of any CRL, so also the ones certman never gives).

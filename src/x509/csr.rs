@@ -158,7 +158,7 @@ pub fn parse_request(input: &[u8]) -> Result<RequestInfo, X509Error> {
         &info_der,
         req.signature.raw_bytes(),
     )
-    .map_err(|_| X509Error::BadSignature("the request's signature does not verify".into()))?;
+    .map_err(|e| super::signature_failure(e, "the request's signature"))?;
     let mut out = RequestInfo {
         subject_text: name_to_string(&req.info.subject),
         subject: req.info.subject.clone(),

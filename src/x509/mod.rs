@@ -217,6 +217,16 @@ pub fn general_names_to_string(names: &[GeneralName]) -> String {
         .join(",")
 }
 
+/// A signature check's failure as this layer reports it: a key or scheme certman cannot verify
+/// with is an unsupported algorithm, anything else a signature that does not verify (`what`
+/// says whose).
+pub(crate) fn signature_failure(e: crate::error::KeyError, what: &str) -> X509Error {
+    match e {
+        crate::error::KeyError::Unsupported(m) => X509Error::UnsupportedAlgorithm(m),
+        _ => X509Error::BadSignature(format!("{what} does not verify")),
+    }
+}
+
 /// A random positive serial number of 127 bits: 16 octets, top bit clear, second bit set so
 /// it never shrinks below 64 bits of entropy-bearing length (RFC 5280 §4.1.2.2: ≤ 20 octets).
 pub fn random_serial() -> Result<SerialNumber, X509Error> {

@@ -117,13 +117,16 @@ CREATE TABLE downloaded_crls (
 
 /// v4: one namespace for templates and certificates as a constraint: a row per name, inserted,
 /// renamed and deleted with its template or certificate, so that two writers cannot both take
-/// a name.
+/// a name; and a certificate held once (its fingerprint unique: two imports of one file at
+/// once cannot both add it). Stores of v3 hold no certificate twice: import checked the
+/// fingerprint under SQLite's one writer.
 pub(super) const SCHEMA_V4: &str = "
 CREATE TABLE names (
     name TEXT PRIMARY KEY
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO names(name) SELECT name FROM templates;
 INSERT OR IGNORE INTO names(name) SELECT name FROM certificates;
+CREATE UNIQUE INDEX certificates_fingerprint ON certificates(fingerprint);
 ";
 
 /// The store's salt, after bringing its schema to [`SCHEMA_VERSION`]. A store that is current

@@ -51,6 +51,7 @@ fn a_version_1_store_gains_the_version_2_tables() {
         "DROP TABLE requests; DROP TABLE encrypted_keys; DROP TABLE ca_passphrases; \
          DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
          DROP TABLE settings; DROP TABLE downloaded_crls; DROP TABLE names; \
+         DROP INDEX certificates_fingerprint; \
          PRAGMA user_version = 1;",
     )
     .unwrap();
@@ -74,6 +75,7 @@ fn a_version_2_store_gains_the_version_3_tables_and_keeps_its_rows() {
     c.execute_batch(
         "DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
          DROP TABLE settings; DROP TABLE downloaded_crls; DROP TABLE names; \
+         DROP INDEX certificates_fingerprint; \
          PRAGMA user_version = 2;",
     )
     .unwrap();
@@ -99,8 +101,10 @@ fn a_version_3_store_gains_the_names_of_its_templates_and_certificates() {
     t.commit().unwrap();
     drop(s);
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
-    c.execute_batch("DROP TABLE names; PRAGMA user_version = 3;")
-        .unwrap();
+    c.execute_batch(
+        "DROP TABLE names; DROP INDEX certificates_fingerprint; PRAGMA user_version = 3;",
+    )
+    .unwrap();
     drop(c);
     let s = SqliteStore::open(d.path()).unwrap();
     let mut t = s.begin(TxnMode::Write).unwrap();

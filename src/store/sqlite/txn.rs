@@ -161,7 +161,8 @@ impl Transaction for SqliteTxn<'_> {
     fn insert_certificate(&mut self, c: &NewCertificate) -> Result<i64> {
         self.atomic(|t| {
             t.claim_name(&c.name)?;
-            t.conn
+            let inserted = t
+                .conn
                 .prepare_cached(
                     "INSERT INTO certificates(name, der, serial, fingerprint, key_id, issuer_id, \
                      trusted, ca_crl_host, properties, not_after, created_at) \
@@ -181,12 +182,22 @@ impl Transaction for SqliteTxn<'_> {
                     now_micros()
                 ])
                 .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::Duplicate("a certificate with this serial from this issuer")
+                    let unique = is_unique_violation(&e);
+                    (e, unique)
+                });
+            match inserted {
+                Err((_, true)) => {
+                    // which rule: the certificate itself, or its issuer's serial
+                    let held = t.certificate_by_fingerprint(&c.fingerprint)?.is_some();
+                    return Err(StoreError::Duplicate(if held {
+                        "this certificate"
                     } else {
-                        e.into()
-                    }
-                })?;
+                        "a certificate with this serial from this issuer"
+                    }));
+                }
+                Err((e, false)) => return Err(e.into()),
+                Ok(_) => {}
+            }
             Ok(t.conn.last_insert_rowid())
         })
     }
