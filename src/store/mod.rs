@@ -27,7 +27,12 @@
 //!   read and then updates has gone); the caller may retry the whole transaction a bounded
 //!   number of times. A store held too long by another process is [`StoreError::Busy`].
 
+pub mod scep;
 pub mod sqlite;
+
+pub use scep::{
+    NewScepRequest, NewScepServer, OtpRecord, ScepRequestRecord, ScepServerRecord, ScepTransaction,
+};
 
 use crate::error::StoreError;
 
@@ -230,7 +235,7 @@ pub trait Store: Send + Sync {
 }
 
 /// One transaction. Dropped without [`Transaction::commit`] = rolled back.
-pub trait Transaction {
+pub trait Transaction: ScepTransaction {
     /// Makes the changes durable.
     fn commit(self: Box<Self>) -> Result<()>;
 
@@ -258,6 +263,9 @@ pub trait Transaction {
     fn certificate_by_id(&self, id: i64) -> Result<Option<CertificateRecord>>;
     /// All certificates.
     fn certificates(&self) -> Result<Vec<CertificateRecord>>;
+    /// The highest certificate row id (0 without certificates): names like `issued_N` start
+    /// from it instead of reading every certificate.
+    fn last_certificate_id(&self) -> Result<i64>;
     /// Ids of the certificates a local CA issued directly.
     fn issued_by(&self, issuer_id: i64) -> Result<Vec<i64>>;
     /// Adds a certificate; [`StoreError::NameTaken`] if its name is in use,

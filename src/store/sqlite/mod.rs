@@ -7,6 +7,7 @@
 //! constraints: the `names` table (one row per template or certificate name, schema v4), the
 //! unique index on (issuer, serial), the revocations' primary key.
 
+mod scep;
 mod schema;
 mod txn;
 
@@ -23,7 +24,7 @@ use super::{Result, Store, Transaction, TxnMode};
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// The database file's name inside the store directory.
 pub const DB_FILE: &str = "certman.db";
 

@@ -129,6 +129,47 @@ INSERT OR IGNORE INTO names(name) SELECT name FROM certificates;
 CREATE UNIQUE INDEX certificates_fingerprint ON certificates(fingerprint);
 ";
 
+/// v5: SCEP servers, their one-time passwords (hashes only) and the request queue. A server
+/// goes with its CA; a removed RA or next CA leaves the server without it; OTPs and requests go
+/// with their server; a request keeps its row when its certificate is removed.
+pub(super) const SCHEMA_V5: &str = "
+CREATE TABLE scep_servers (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    path             TEXT NOT NULL UNIQUE,
+    ca_id            INTEGER NOT NULL REFERENCES certificates(id) ON DELETE CASCADE,
+    ra_id            INTEGER REFERENCES certificates(id) ON DELETE SET NULL,
+    next_ca_id       INTEGER REFERENCES certificates(id) ON DELETE SET NULL,
+    days_valid       INTEGER NOT NULL,
+    request_lifetime INTEGER NOT NULL,
+    disabled         INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL
+);
+CREATE TABLE scep_otps (
+    id         INTEGER PRIMARY KEY,
+    server_id  INTEGER REFERENCES scep_servers(id) ON DELETE CASCADE,
+    hash       BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+);
+CREATE TABLE scep_requests (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    server_id        INTEGER NOT NULL REFERENCES scep_servers(id) ON DELETE CASCADE,
+    transaction_id   TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    csr              BLOB NOT NULL,
+    signer           BLOB NOT NULL,
+    subject          TEXT NOT NULL,
+    common_name      TEXT NOT NULL,
+    subject_alt_name TEXT NOT NULL,
+    fingerprint      TEXT NOT NULL,
+    certificate_id   INTEGER REFERENCES certificates(id) ON DELETE SET NULL,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE INDEX scep_requests_transaction ON scep_requests(server_id, transaction_id);
+";
+
 /// The store's salt, after bringing its schema to [`SCHEMA_VERSION`]. A store that is current
 /// is only read: opening it (every CLI command does) writes nothing and syncs nothing.
 pub(super) fn migrate(conn: &Connection) -> Result<Vec<u8>> {
@@ -165,6 +206,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<Vec<u8>> {
         }
         if version < 4 {
             conn.execute_batch(SCHEMA_V4)?;
+        }
+        if version < 5 {
+            conn.execute_batch(SCHEMA_V5)?;
         }
         if version < SCHEMA_VERSION {
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;

@@ -150,6 +150,13 @@ impl Transaction for SqliteTxn<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn last_certificate_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM certificates")?
+            .query_row([], |r| r.get(0))?)
+    }
+
     fn issued_by(&self, issuer_id: i64) -> Result<Vec<i64>> {
         let mut st = self
             .conn
