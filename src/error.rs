@@ -241,6 +241,10 @@ pub enum ObjectKind {
     Ca,
     /// the CRL of a CA
     Crl,
+    /// a SCEP server (`scep-server`)
+    ScepServer,
+    /// a request in a SCEP server's queue
+    ScepRequest,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -253,6 +257,8 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::CaCertificate => "CA certificate",
             ObjectKind::Ca => "CA",
             ObjectKind::Crl => "CRL of",
+            ObjectKind::ScepServer => "SCEP server",
+            ObjectKind::ScepRequest => "SCEP request",
         })
     }
 }
@@ -296,6 +302,14 @@ pub enum Refusal {
     PinFailedBefore,
     /// what the operation read changed meanwhile (another process); it may be tried again
     ChangedMeanwhile,
+    /// a SCEP server's CA cannot decrypt (not RSA) and the server has no RA
+    CannotDecrypt,
+    /// a certificate cannot be a SCEP server's RA (a CA, not RSA, not issued by its CA…)
+    UnsuitableRa,
+    /// the certificate is used by a SCEP server (remove or change the server first)
+    UsedByScepServer,
+    /// the SCEP request is not pending (granted, rejected or expired already)
+    NotPending,
 }
 
 /// What is wrong with a request from outside (a PKCS#10 file now; SCEP messages next): the

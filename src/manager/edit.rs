@@ -258,6 +258,7 @@ fn remove_in(
                 }
             }
         }
+        refuse_if_serving(txn, &order)?;
         for id in order {
             let rec = txn
                 .certificate_by_id(id)?
@@ -283,6 +284,28 @@ fn remove_in(
         }
     }
     Ok((report, token_keys))
+}
+
+/// A certificate a SCEP server uses (as its CA, RA or next CA) is not removed under it.
+fn refuse_if_serving(txn: &dyn Transaction, ids: &[i64]) -> Result<()> {
+    for s in txn.scep_servers()? {
+        let used = [Some(s.server.ca_id), s.server.ra_id, s.server.next_ca_id];
+        if let Some(id) = ids.iter().find(|id| used.contains(&Some(**id))) {
+            let name = txn
+                .certificate_by_id(*id)?
+                .map(|c| c.cert.name)
+                .unwrap_or_default();
+            return Err(ManagerError::refused(
+                Refusal::UsedByScepServer,
+                format!("\"{name}\" is used by the SCEP server at {}", s.server.path),
+                Some(&format!(
+                    "remove the server first (`certman scep-server remove {}`) or change it with scep-server set",
+                    s.server.path
+                )),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn copy_properties(txn: &dyn Transaction, src: &str) -> Result<TemplateProperties> {

@@ -338,6 +338,23 @@ impl Manager {
     /// certificate for the request's key, with its subject as asked, its SANs and usages. No
     /// store writes and no files.
     pub fn certify_request(&self, req: &IssueRequest<'_>) -> Result<CertifiedRequest> {
+        self.certify_request_named(req, true)
+    }
+
+    /// [`Manager::certify_request`] for a certificate whose name is chosen when it is stored
+    /// ([`Manager::store_certified_in`] with a prefix): no name is checked now.
+    pub(super) fn certify_request_unnamed(
+        &self,
+        req: &IssueRequest<'_>,
+    ) -> Result<CertifiedRequest> {
+        self.certify_request_named(req, false)
+    }
+
+    fn certify_request_named(
+        &self,
+        req: &IssueRequest<'_>,
+        check_name: bool,
+    ) -> Result<CertifiedRequest> {
         let info = req.request;
         let asks_ca = info.ca || info.key_usage.contains(x509::KeyUsageName::KeyCertSign);
         if asks_ca && !req.allow_ca {
@@ -350,13 +367,16 @@ impl Manager {
         let fields = x509::subject_fields(&info.subject);
         let name = match req.name {
             Some(n) => n.to_owned(),
+            None if !check_name => String::new(),
             None => fields.common_name.clone().ok_or_else(|| {
                 ManagerError::InvalidValue(
                     "the request has no common name: give name= for the certificate".into(),
                 )
             })?,
         };
-        validate_name(&name)?;
+        if check_name {
+            validate_name(&name)?;
+        }
         let mut props = TemplateProperties::default();
         if let Some(d) = req.days_valid {
             props.set("days-valid", &d.to_string())?;
@@ -364,7 +384,7 @@ impl Manager {
         let issuer = {
             let txn = self.store.begin(TxnMode::Read)?;
             // Early, before the CA's key is reached; the store has the last word.
-            if txn.name_in_use(&name)? {
+            if check_name && txn.name_in_use(&name)? {
                 return Err(ManagerError::refused(
                     Refusal::NameInUse,
                     format!("name \"{name}\" is already in use"),
@@ -423,10 +443,47 @@ impl Manager {
         })
     }
 
+    /// [`Manager::store_certified`] inside the caller's transaction (which records more with
+    /// it: a SCEP request, its OTP consumed). With `name_prefix`, the certificate is named
+    /// `<prefix>N` with the first N free (RouterOS's `issued_N`). Returns its row id.
+    pub(super) fn store_certified_in(
+        &self,
+        txn: &mut dyn Transaction,
+        certified: &CertifiedRequest,
+        name_prefix: Option<&str>,
+    ) -> Result<i64> {
+        if let Some(issuer) = &certified.issuer {
+            issuer.recheck(txn)?;
+        }
+        let mut record = certified.record.clone();
+        if let Some(prefix) = name_prefix {
+            record.name = free_name(txn, prefix)?;
+        }
+        let id = txn.insert_certificate(&record)?;
+        self.after_insert(txn, id)?;
+        Ok(id)
+    }
+
     /// The issuance core: [`Manager::certify_request`] then [`Manager::store_certified`].
     pub fn issue_request(&self, req: &IssueRequest<'_>) -> Result<IssuedCertificate> {
         self.store_certified(self.certify_request(req)?)
     }
+}
+
+/// `<prefix>N` with the first N from the last certificate's row id on that is free.
+fn free_name(txn: &dyn Transaction, prefix: &str) -> Result<String> {
+    let start = txn.last_certificate_id()?.max(0) as u64;
+    for n in start..start + 10_000 {
+        let name = format!("{prefix}{n}");
+        if !txn.name_in_use(&name)? {
+            return Ok(name);
+        }
+    }
+    Err(ManagerError::refused(
+        Refusal::NoFreeName,
+        format!("no free name {prefix}N"),
+        None,
+    ))
 }
 
 /// A request from outside to issue a certificate for (a PKCS#10 file; a SCEP PKCSReq next):

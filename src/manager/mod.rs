@@ -10,6 +10,7 @@ mod import;
 mod issue;
 mod requests;
 mod revoke;
+pub mod scep;
 mod sign;
 pub mod template;
 mod verify;
@@ -31,6 +32,10 @@ pub use self::import::{ImportReport, ImportRequest};
 pub use self::issue::{crl_url, CertifiedRequest, IssueRequest, IssuedCertificate, KeyLocation};
 pub use self::requests::{CreateRequest, SignRequestFile};
 pub use self::revoke::RevokeReport;
+pub use self::scep::{
+    EnrolOutcome, ScepEndpoint, ScepEnrolment, ScepRequestStatus, ScepRequestView, ScepResponder,
+    ScepServerChanges, ScepServerView,
+};
 pub use self::sign::SignRequest;
 pub use self::template::{TemplateProperties, TEMPLATE_PROPERTIES};
 pub use self::view::{Entry, Flags, Value};

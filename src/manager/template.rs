@@ -275,11 +275,16 @@ impl ResolvedTemplate {
             || (self_signed && self.key_usage.is_empty())
     }
 
-    /// The usages that go into the certificate: a CA always gets keyCertSign + cRLSign; a
-    /// leaf without key-usage gets the RouterOS defaults for its key type.
+    /// The usages that go into the certificate: a CA always gets keyCertSign + cRLSign (and,
+    /// made without key-usage, digitalSignature too: it signs SCEP replies and OpenSSL-based
+    /// clients such as certmonger refuse a reply signer without it); a leaf without key-usage
+    /// gets the RouterOS defaults for its key type.
     pub fn effective_key_usage(&self, is_ca: bool) -> KeyUsageSet {
         let mut ku = self.key_usage.clone();
         if is_ca {
+            if ku.is_empty() {
+                ku.insert(KeyUsageName::DigitalSignature);
+            }
             ku.insert(KeyUsageName::KeyCertSign);
             ku.insert(KeyUsageName::CrlSign);
         } else if ku.is_empty() {

@@ -1,0 +1,548 @@
+//! What a SCEP server asks of the CA: which server answers a path, whose key decrypts and
+//! signs its messages (the RA's or the CA's), and the decisions on a request — issue it now
+//! (a valid one-time password, or a renewal signed by a certificate this CA issued), queue it
+//! for the operator, answer a poll, or refuse it with the fault SCEP's failInfo names.
+//!
+//! An issuance consumes its OTP, stores the certificate and records the request in one
+//! transaction.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::otp::otp_hash;
+use super::queue::{effective_status, request_record, ScepRequestStatus};
+use crate::error::{KeyError, ManagerError, ObjectKind, RequestFault, Result};
+use crate::keys::{KeyHandle, KeySigner};
+use crate::manager::{ca_key_handle, CertifiedRequest, IssueRequest, Manager};
+use crate::secret::SecretBytes;
+use crate::store::{now_micros, CertificateRecord, ScepServerRecord, Transaction, TxnMode};
+use crate::x509;
+
+/// The most requests one server keeps pending: past it, requests without a password are
+/// refused (anyone can send one; the queue must not grow without end).
+const MAX_PENDING: usize = 1_000;
+/// Certificates a SCEP server issues are named as RouterOS names them: `issued_N`.
+pub(super) const ISSUED_PREFIX: &str = "issued_";
+
+/// An enabled SCEP server, as a request to its path finds it.
+#[derive(Clone, Debug)]
+pub struct ScepEndpoint {
+    /// the server's row
+    pub server_id: i64,
+    /// its path
+    pub path: String,
+    /// the CA's name
+    pub ca_name: String,
+    /// the CA certificate, DER
+    pub ca_certificate: Vec<u8>,
+    /// the RA certificate, DER, if the server has one
+    pub ra_certificate: Option<Vec<u8>>,
+    /// the next CA certificate, DER (GetNextCACert), if set
+    pub next_ca_certificate: Option<Vec<u8>>,
+    ca_id: i64,
+    responder_id: i64,
+}
+
+/// The key that decrypts requests and signs replies for a server (its RA's, else its CA's).
+pub struct ScepResponder {
+    /// its certificate, DER (the CertRep signer)
+    pub certificate: Vec<u8>,
+    /// its signer
+    pub signer: Arc<dyn KeySigner>,
+    handle: KeyHandle,
+}
+
+impl std::fmt::Debug for ScepResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScepResponder")
+            .field("key", &self.handle.uri.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A PKCSReq or RenewalReq, its envelope opened and its signature verified by the protocol.
+#[derive(Clone, Copy, Debug)]
+pub struct ScepEnrolment<'a> {
+    /// a RenewalReq (else a PKCSReq)
+    pub renewal: bool,
+    /// the client's transactionID
+    pub transaction_id: &'a str,
+    /// the PKCS#10 request, DER
+    pub csr: &'a [u8],
+    /// the certificate that signed the message, DER
+    pub signer: &'a [u8],
+}
+
+/// What the CA decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnrolOutcome {
+    /// issued (now or earlier): the certificate, DER
+    Issued(Vec<u8>),
+    /// queued for the operator (`scep-server requests grant`)
+    Pending,
+    /// refused: the fault (SCEP failInfo) and why, for the log
+    Rejected(RequestFault, String),
+}
+
+fn reject(fault: RequestFault, why: impl Into<String>) -> EnrolOutcome {
+    EnrolOutcome::Rejected(fault, why.into())
+}
+
+/// The segment-wise match of a request path to a server path (`/scep/test` answers
+/// `/scep/test`, `/scep/test/pkiclient.exe`, `/scep/test/cgi-bin/pkiclient.exe`).
+fn path_matches(server: &str, request: &str) -> bool {
+    request == server
+        || request
+            .strip_prefix(server)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
+impl Manager {
+    fn read_txn(&self) -> Result<Box<dyn Transaction + '_>> {
+        Ok(self
+            .reads
+            .as_deref()
+            .unwrap_or(&*self.store)
+            .begin(TxnMode::Read)?)
+    }
+
+    /// The enabled SCEP server answering `path`, if any.
+    pub fn scep_endpoint(&self, path: &str) -> Result<Option<ScepEndpoint>> {
+        let txn = self.read_txn()?;
+        let Some(s) = txn
+            .scep_servers()?
+            .into_iter()
+            .find(|s| !s.server.disabled && path_matches(&s.server.path, path))
+        else {
+            return Ok(None);
+        };
+        let der = |id: Option<i64>| -> Result<Option<Vec<u8>>> {
+            Ok(match id {
+                Some(id) => txn.certificate_by_id(id)?.map(|c| c.cert.der),
+                None => None,
+            })
+        };
+        let ca = txn
+            .certificate_by_id(s.server.ca_id)?
+            .ok_or_else(|| ManagerError::not_found(ObjectKind::CaCertificate, &s.server.path))?;
+        Ok(Some(ScepEndpoint {
+            server_id: s.id,
+            path: s.server.path.clone(),
+            ca_name: ca.cert.name.clone(),
+            ca_certificate: ca.cert.der,
+            ra_certificate: der(s.server.ra_id)?,
+            next_ca_certificate: der(s.server.next_ca_id)?,
+            ca_id: s.server.ca_id,
+            responder_id: s.server.ra_id.unwrap_or(s.server.ca_id),
+        }))
+    }
+
+    /// The key that decrypts and signs for `endpoint` (reaching it: token login, PIN),
+    /// checked against its certificate.
+    pub fn scep_responder(&self, endpoint: &ScepEndpoint) -> Result<ScepResponder> {
+        let (rec, handle) = {
+            let txn = self.read_txn()?;
+            let rec = txn
+                .certificate_by_id(endpoint.responder_id)?
+                .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, &endpoint.path))?;
+            let (_, handle) = ca_key_handle(txn.as_ref(), &rec)?;
+            (rec, handle)
+        };
+        let info = x509::inspect_certificate(&rec.cert.der)?;
+        let signer = self.ca_signer(&rec.cert.name, &handle, &info)?;
+        Ok(ScepResponder {
+            certificate: rec.cert.der,
+            signer,
+            handle,
+        })
+    }
+
+    /// RSA PKCS#1 v1.5 decryption of a request's content-encryption key by the responder's
+    /// key, on its token or card.
+    pub fn scep_decrypt(
+        &self,
+        responder: &ScepResponder,
+        ciphertext: &[u8],
+    ) -> std::result::Result<SecretBytes, KeyError> {
+        let provider = self.keys.provider(&responder.handle.uri)?;
+        let decrypter = provider.decrypter().ok_or_else(|| {
+            KeyError::Unsupported(format!("{} keys cannot decrypt", provider.name()))
+        })?;
+        decrypter.decrypt_pkcs1v15(&responder.handle, ciphertext)
+    }
+
+    /// A PKCSReq or RenewalReq to `endpoint`.
+    pub fn scep_enrol(
+        &self,
+        endpoint: &ScepEndpoint,
+        enrolment: &ScepEnrolment<'_>,
+    ) -> Result<EnrolOutcome> {
+        let server = self.scep_server_record(endpoint)?;
+        let Some(server) = server else {
+            return Ok(reject(
+                RequestFault::BadRequest,
+                "the SCEP server was removed or disabled",
+            ));
+        };
+        // The same request again (micromdm's scepclient polls by re-sending its PKCSReq; a
+        // reply may have been lost): answer from the queue.
+        if let Some(outcome) = self.scep_known_request(&server, enrolment)? {
+            return Ok(outcome);
+        }
+        let info = match x509::csr::parse_request(enrolment.csr) {
+            Ok(info) => info,
+            Err(e) => return Ok(reject(e.request_fault(), format!("the request: {e}"))),
+        };
+        let signer = match x509::inspect_certificate(enrolment.signer) {
+            Ok(s) => s,
+            Err(_) => {
+                // sscep signs with a self-signed certificate whose serial is too long for
+                // the strict parser: it is no certificate of this CA, so no renewal.
+                if enrolment.renewal {
+                    return Ok(reject(
+                        RequestFault::BadRequest,
+                        "a renewal must be signed by a certificate this CA issued",
+                    ));
+                }
+                return self.scep_new_request(&server, endpoint, enrolment, &info);
+            }
+        };
+        let known = {
+            let txn = self.read_txn()?;
+            txn.certificate_by_fingerprint(&signer.fingerprint)?
+        };
+        match known {
+            Some(c) if c.cert.issuer_id == Some(endpoint.ca_id) => {
+                self.scep_renew(&server, endpoint, enrolment, &info, &c, &signer)
+            }
+            _ if enrolment.renewal => Ok(reject(
+                RequestFault::BadRequest,
+                "a renewal must be signed by a certificate this CA issued",
+            )),
+            _ => {
+                if signer.public_key != info.public_key {
+                    return Ok(reject(
+                        RequestFault::BadRequest,
+                        "the message is signed by a key other than the request's",
+                    ));
+                }
+                self.scep_new_request(&server, endpoint, enrolment, &info)
+            }
+        }
+    }
+
+    fn scep_server_record(&self, endpoint: &ScepEndpoint) -> Result<Option<ScepServerRecord>> {
+        let txn = self.read_txn()?;
+        Ok(txn
+            .scep_servers()?
+            .into_iter()
+            .find(|s| s.id == endpoint.server_id && !s.server.disabled))
+    }
+
+    fn scep_known_request(
+        &self,
+        server: &ScepServerRecord,
+        enrolment: &ScepEnrolment<'_>,
+    ) -> Result<Option<EnrolOutcome>> {
+        let known = {
+            let txn = self.read_txn()?;
+            txn.scep_request_by_transaction(server.id, enrolment.transaction_id)?
+        };
+        match known {
+            Some(r) if r.request.csr == enrolment.csr => Ok(Some(self.scep_answer(server, r.id)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A renewal: signed by `current`, a certificate this CA issued — valid, unrevoked, for
+    /// the same subject — it is issued without a challenge.
+    fn scep_renew(
+        &self,
+        server: &ScepServerRecord,
+        endpoint: &ScepEndpoint,
+        enrolment: &ScepEnrolment<'_>,
+        info: &x509::csr::RequestInfo,
+        current: &CertificateRecord,
+        signer: &x509::CertificateInfo,
+    ) -> Result<EnrolOutcome> {
+        if current.revoked_at.is_some() {
+            return Ok(reject(
+                RequestFault::BadRequest,
+                format!("signed by \"{}\", which is revoked", current.cert.name),
+            ));
+        }
+        let now = SystemTime::now();
+        if signer.not_after < now || signer.not_before > now {
+            return Ok(reject(
+                RequestFault::BadRequest,
+                format!(
+                    "signed by \"{}\", which is not valid now",
+                    current.cert.name
+                ),
+            ));
+        }
+        if signer.subject_name != info.subject {
+            return Ok(reject(
+                RequestFault::BadRequest,
+                "a renewal must ask for the subject of the certificate that signs it",
+            ));
+        }
+        self.scep_issue(server, endpoint, enrolment, info, None)
+    }
+
+    /// A PKCSReq that is no renewal: a valid OTP issues it now, none queues it.
+    fn scep_new_request(
+        &self,
+        server: &ScepServerRecord,
+        endpoint: &ScepEndpoint,
+        enrolment: &ScepEnrolment<'_>,
+        info: &x509::csr::RequestInfo,
+    ) -> Result<EnrolOutcome> {
+        match info.challenge_password.as_deref() {
+            Some(pw) if !pw.is_empty() => {
+                let hash = otp_hash(self.store.salt(), pw);
+                self.scep_issue(server, endpoint, enrolment, info, Some(hash))
+            }
+            _ => self.scep_queue(server, enrolment, info),
+        }
+    }
+
+    fn scep_queue(
+        &self,
+        server: &ScepServerRecord,
+        enrolment: &ScepEnrolment<'_>,
+        info: &x509::csr::RequestInfo,
+    ) -> Result<EnrolOutcome> {
+        let record = request_record(server.id, enrolment, info, ScepRequestStatus::Pending);
+        let lifetime = server.server.request_lifetime;
+        self.write(|txn| {
+            let now = now_micros();
+            let pending = txn
+                .scep_requests()?
+                .iter()
+                .filter(|r| {
+                    r.request.server_id == server.id
+                        && effective_status(r, lifetime, now) == ScepRequestStatus::Pending
+                })
+                .count();
+            if pending >= MAX_PENDING {
+                return Ok(reject(
+                    RequestFault::BadRequest,
+                    format!("{MAX_PENDING} requests are waiting already"),
+                ));
+            }
+            txn.insert_scep_request(&record, None)?;
+            Ok(EnrolOutcome::Pending)
+        })
+    }
+
+    /// Signs the certificate (outside any transaction: the CA's key may be on a token), then
+    /// in one transaction consumes the OTP (if one was given), stores the certificate and
+    /// records the request as issued.
+    fn scep_issue(
+        &self,
+        server: &ScepServerRecord,
+        endpoint: &ScepEndpoint,
+        enrolment: &ScepEnrolment<'_>,
+        info: &x509::csr::RequestInfo,
+        otp: Option<Vec<u8>>,
+    ) -> Result<EnrolOutcome> {
+        // A password that cannot be good is refused before the CA's key is reached.
+        if let Some(hash) = &otp {
+            if let Some(why) = self.otp_unusable(hash, server.id)? {
+                return Ok(reject(RequestFault::BadRequest, why));
+            }
+        }
+        let certified = match self.scep_certify(endpoint, server, info) {
+            Ok(c) => c,
+            Err(e @ ManagerError::BadRequest { .. }) => {
+                let fault = match &e {
+                    ManagerError::BadRequest { fault, .. } => *fault,
+                    _ => RequestFault::BadRequest,
+                };
+                return Ok(reject(fault, e.to_string()));
+            }
+            Err(e @ (ManagerError::InvalidValue(_) | ManagerError::Refused { .. })) => {
+                return Ok(reject(RequestFault::BadRequest, e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
+        let record = request_record(server.id, enrolment, info, ScepRequestStatus::Issued);
+        self.write(|txn| {
+            if let Some(hash) = &otp {
+                if !txn.consume_otp(hash, server.id, now_micros())? {
+                    // used by another request meanwhile: nothing was written
+                    return Ok(reject(
+                        RequestFault::BadRequest,
+                        "the one-time password was used meanwhile",
+                    ));
+                }
+            }
+            let id = self.store_certified_in(txn, &certified, Some(ISSUED_PREFIX))?;
+            txn.insert_scep_request(&record, Some(id))?;
+            Ok(EnrolOutcome::Issued(certified.der().to_vec()))
+        })
+    }
+
+    /// Why an OTP (by hash) cannot be used for `server_id` now, if it cannot.
+    fn otp_unusable(&self, hash: &[u8], server_id: i64) -> Result<Option<&'static str>> {
+        let txn = self.read_txn()?;
+        Ok(match txn.otp_by_hash(hash)? {
+            None => Some("wrong one-time password"),
+            Some(o) if o.used_at.is_some() => Some("the one-time password was used already"),
+            Some(o) if o.expires_at <= now_micros() => Some("the one-time password has expired"),
+            Some(o) if o.server_id.is_some_and(|s| s != server_id) => {
+                Some("the one-time password is for another SCEP server")
+            }
+            Some(_) => None,
+        })
+    }
+
+    /// The certificate for a request, signed by the server's CA (no writes).
+    pub(super) fn scep_certify(
+        &self,
+        endpoint: &ScepEndpoint,
+        server: &ScepServerRecord,
+        info: &x509::csr::RequestInfo,
+    ) -> Result<CertifiedRequest> {
+        self.certify_request_unnamed(&IssueRequest {
+            ca: &endpoint.ca_name,
+            request: info,
+            name: None,
+            days_valid: Some(server.server.days_valid),
+            allow_ca: false,
+        })
+    }
+
+    /// The answer to a request in the queue: its certificate once granted (it is then
+    /// issued: delivered), else pending, or refused once rejected or expired.
+    pub(super) fn scep_answer(&self, server: &ScepServerRecord, id: i64) -> Result<EnrolOutcome> {
+        let lifetime = server.server.request_lifetime;
+        self.write(|txn| {
+            let Some(r) = txn.scep_request(id)? else {
+                return Ok(reject(RequestFault::UnknownCertificate, "no such request"));
+            };
+            Ok(match effective_status(&r, lifetime, now_micros()) {
+                ScepRequestStatus::Pending => EnrolOutcome::Pending,
+                ScepRequestStatus::Granted | ScepRequestStatus::Issued => {
+                    let cert = match r.certificate_id {
+                        Some(c) => txn.certificate_by_id(c)?,
+                        None => None,
+                    };
+                    let Some(cert) = cert else {
+                        return Ok(reject(
+                            RequestFault::BadRequest,
+                            "the certificate issued for this request was removed",
+                        ));
+                    };
+                    if r.request.status == ScepRequestStatus::Granted.word() {
+                        txn.move_scep_request(
+                            r.id,
+                            ScepRequestStatus::Granted.word(),
+                            ScepRequestStatus::Issued.word(),
+                            None,
+                        )?;
+                    }
+                    EnrolOutcome::Issued(cert.cert.der)
+                }
+                ScepRequestStatus::Expired => {
+                    if r.request.status == ScepRequestStatus::Pending.word() {
+                        txn.move_scep_request(
+                            r.id,
+                            ScepRequestStatus::Pending.word(),
+                            ScepRequestStatus::Expired.word(),
+                            None,
+                        )?;
+                    }
+                    reject(
+                        RequestFault::BadRequest,
+                        "the request expired before it was granted",
+                    )
+                }
+                ScepRequestStatus::Denied => {
+                    reject(RequestFault::BadRequest, "the request was rejected")
+                }
+                ScepRequestStatus::Failed => reject(RequestFault::BadRequest, "the request failed"),
+            })
+        })
+    }
+
+    /// CertPoll (GetCertInitial): the request with this transactionID.
+    pub fn scep_poll(&self, endpoint: &ScepEndpoint, transaction_id: &str) -> Result<EnrolOutcome> {
+        let Some(server) = self.scep_server_record(endpoint)? else {
+            return Ok(reject(
+                RequestFault::BadRequest,
+                "the SCEP server was removed or disabled",
+            ));
+        };
+        let known = {
+            let txn = self.read_txn()?;
+            txn.scep_request_by_transaction(server.id, transaction_id)?
+        };
+        match known {
+            Some(r) => self.scep_answer(&server, r.id),
+            None => Ok(reject(
+                RequestFault::UnknownCertificate,
+                "no request with this transaction id",
+            )),
+        }
+    }
+
+    /// GetCert: a certificate this server's CA issued, by issuer and serial number.
+    pub fn scep_certificate(
+        &self,
+        endpoint: &ScepEndpoint,
+        issuer: &[u8],
+        serial: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .scep_issued(endpoint, issuer, serial)?
+            .map(|c| c.cert.der))
+    }
+
+    /// GetCRL: the current CRL of this server's CA, for a certificate it issued (by issuer
+    /// and serial number).
+    pub fn scep_crl(
+        &self,
+        endpoint: &ScepEndpoint,
+        issuer: &[u8],
+        serial: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        let ca_info = x509::inspect_certificate(&endpoint.ca_certificate)?;
+        let issuer_matches = der::Encode::to_der(&ca_info.subject_name)
+            .map(|d| d == issuer)
+            .unwrap_or(false);
+        if !issuer_matches {
+            return Ok(None);
+        }
+        let _ = serial; // the CA's one CRL covers every serial it issued
+        let txn = self.read_txn()?;
+        Ok(txn.crl(endpoint.ca_id)?.map(|c| c.der))
+    }
+
+    fn scep_issued(
+        &self,
+        endpoint: &ScepEndpoint,
+        issuer: &[u8],
+        serial: &[u8],
+    ) -> Result<Option<CertificateRecord>> {
+        let ca_info = x509::inspect_certificate(&endpoint.ca_certificate)?;
+        let issuer_matches = der::Encode::to_der(&ca_info.subject_name)
+            .map(|d| d == issuer)
+            .unwrap_or(false);
+        if !issuer_matches {
+            return Ok(None);
+        }
+        // Serials are stored as hex of their DER content bytes.
+        let wanted = hex::encode_upper(serial);
+        let txn = self.read_txn()?;
+        for id in txn.issued_by(endpoint.ca_id)? {
+            if let Some(c) = txn.certificate_by_id(id)? {
+                if c.cert.serial == wanted {
+                    return Ok(Some(c));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
