@@ -13,6 +13,7 @@ mod print;
 mod remove;
 mod request;
 mod revoke;
+mod scep;
 mod serve;
 mod set;
 mod settings;
@@ -101,6 +102,9 @@ pub enum Command {
     Settings(settings::SettingsArgs),
     /// Check a certificate's chain against the store's trusted certificates (and CRLs).
     Verify(verify::VerifyArgs),
+    /// SCEP servers (RouterOS /certificate scep-server): add, print, set, remove, enable,
+    /// disable; otp generate|print; requests print|grant|reject.
+    ScepServer(scep::ScepServerArgs),
     /// The service: CRLs at their CDP paths, /health, CRL renewal and download timers.
     Serve(serve::ServeArgs),
 }
@@ -439,6 +443,7 @@ pub fn main() -> ExitCode {
         Command::Crl(a) => a.run(&ctx),
         Command::Settings(a) => a.run(&ctx),
         Command::Verify(a) => a.run(&ctx),
+        Command::ScepServer(a) => a.run(&ctx),
         Command::Serve(a) => a.run(&ctx),
     };
     match result {
