@@ -1360,6 +1360,10 @@ fn concurrent_serials<B: Backend>() {
     }
 }
 
+#[path = "store_conformance/scep.rs"]
+mod scep;
+use scep::*;
+
 // ---------------------------------------------------------------------------------------------
 // Every check, on every backend
 // ---------------------------------------------------------------------------------------------
@@ -1387,6 +1391,11 @@ macro_rules! conformance_suite {
             concurrent_crl_path_claims,
             concurrent_revocations,
             concurrent_serials,
+            scep_servers,
+            scep_otps,
+            scep_requests,
+            concurrent_otp_consumption,
+            concurrent_request_grants,
         );
     };
     (@module $module:ident, $backend:ident; $($check:ident),* $(,)?) => {
