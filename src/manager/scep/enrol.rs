@@ -435,6 +435,12 @@ impl Manager {
                             "the certificate issued for this request was removed",
                         ));
                     };
+                    if cert.revoked_at.is_some() {
+                        return Ok(reject(
+                            RequestFault::BadRequest,
+                            "the certificate issued for this request is revoked",
+                        ));
+                    }
                     if r.request.status == ScepRequestStatus::Granted.word() {
                         txn.move_scep_request(
                             r.id,

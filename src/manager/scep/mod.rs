@@ -5,6 +5,8 @@
 mod enrol;
 mod otp;
 mod queue;
+#[cfg(test)]
+mod tests;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -524,7 +526,7 @@ fn server_view(
 }
 
 #[cfg(test)]
-mod tests {
+mod parse_tests {
     use super::*;
 
     #[test]

@@ -1,0 +1,406 @@
+//! The SCEP rules of the manager, without the wire: OTPs issue once, an expired or unknown one
+//! is refused with nothing stored, a request without one waits for grant, renewals need a
+//! valid certificate of the CA, and a request re-sent is answered from the queue.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::error::RequestFault;
+use crate::keys::soft::SoftProvider;
+use crate::keys::{GenerateRequest, KeyHandle, KeyProvider, KeyRouter, KeySigner, X509Signer};
+use crate::manager::{ScepEnrolment, SignRequest};
+use crate::seal::Sealer;
+use crate::store::{now_micros, TxnMode};
+use crate::x509::{CertificateSpec, SubjectFields};
+
+fn manager(dir: &std::path::Path) -> Manager {
+    let store =
+        crate::app::open_store(&crate::app::StoreLocation::Sqlite { dir: dir.into() }).unwrap();
+    let sealer = Arc::new(Sealer::new(b"scep-unit-test-machine-id-012345", store.salt()).unwrap());
+    let router = KeyRouter::new(Arc::new(SoftProvider::new(sealer.clone())));
+    Manager::with_parts(store, router, sealer)
+}
+
+/// The seed's basic example: CA `ca` (RSA, no key-usage) and a server at /scep/test.
+fn seed(m: &Manager) -> ScepEndpoint {
+    m.add_template("ca-tpl", None, &[("common-name".into(), "ca".into())])
+        .unwrap();
+    m.sign(&SignRequest {
+        template: "ca-tpl".into(),
+        name: Some("ca".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    m.scep_server_add(&ScepServerChanges {
+        ca_cert: Some("ca".into()),
+        path: Some("/scep/test".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    m.scep_endpoint("/scep/test/pkiclient.exe")
+        .unwrap()
+        .unwrap()
+}
+
+/// A device: its key, a self-signed certificate of it (the message signer) and CSRs.
+struct Device {
+    signer: Arc<dyn KeySigner>,
+    certificate: Vec<u8>,
+}
+
+impl Device {
+    fn new(cn: &str) -> Device {
+        let soft = SoftProvider::new(Arc::new(
+            Sealer::new(b"scep-device-machine-id-012345678", b"s").unwrap(),
+        ));
+        let g = soft
+            .generate(&GenerateRequest {
+                algorithm: crate::keys::KeyAlgorithm::Rsa { bits: 2048 },
+                label: cn.into(),
+                location: None,
+            })
+            .unwrap();
+        let signer = soft
+            .signer(&KeyHandle {
+                uri: g.uri,
+                sealed: g.sealed,
+            })
+            .unwrap();
+        let (not_before, not_after) = CertificateSpec::validity_from_now(1).unwrap();
+        let certificate = x509::build_certificate(
+            &CertificateSpec {
+                subject: name(cn),
+                public_key: signer.public_key().clone(),
+                serial: x509::random_serial().unwrap(),
+                not_before,
+                not_after,
+                is_ca: false,
+                key_usage: Default::default(),
+                subject_alt_names: Vec::new(),
+                crl_distribution_point: None,
+                issuer: None,
+            },
+            &x509_signer(&signer),
+        )
+        .unwrap();
+        Device {
+            signer,
+            certificate,
+        }
+    }
+
+    fn csr(&self, cn: &str, challenge: Option<&str>) -> Vec<u8> {
+        x509::csr::build_request(
+            &x509::csr::RequestSpec {
+                subject: name(cn),
+                subject_alt_names: Vec::new(),
+                key_usage: Default::default(),
+                ca: false,
+                challenge_password: challenge.map(str::to_owned),
+            },
+            &x509_signer(&self.signer),
+        )
+        .unwrap()
+    }
+}
+
+fn name(cn: &str) -> x509_cert::name::Name {
+    SubjectFields {
+        common_name: Some(cn.into()),
+        ..Default::default()
+    }
+    .to_name()
+    .unwrap()
+}
+
+fn x509_signer(key: &Arc<dyn KeySigner>) -> X509Signer {
+    let scheme = key.algorithm().signature_scheme(None).unwrap();
+    X509Signer::new(key.clone(), scheme).unwrap()
+}
+
+fn enrol(m: &Manager, ep: &ScepEndpoint, txid: &str, csr: &[u8], signer: &[u8]) -> EnrolOutcome {
+    m.scep_enrol(
+        ep,
+        &ScepEnrolment {
+            renewal: false,
+            transaction_id: txid,
+            csr,
+            signer,
+        },
+    )
+    .unwrap()
+}
+
+fn issued_count(m: &Manager) -> usize {
+    let txn = m.store.begin(TxnMode::Read).unwrap();
+    txn.certificates()
+        .unwrap()
+        .iter()
+        .filter(|c| c.cert.issuer_id.is_some())
+        .count()
+}
+
+fn rejected(o: &EnrolOutcome) -> RequestFault {
+    match o {
+        EnrolOutcome::Rejected(f, _) => *f,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_otp_issues_once_and_a_resent_request_gets_the_same_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manager(dir.path());
+    let ep = seed(&m);
+    let otp = m.scep_otp_generate(None, 5).unwrap();
+    let pw = otp.password.secret_str().to_owned();
+    let dev = Device::new("dev1");
+    let csr = dev.csr("dev1", Some(&pw));
+    let EnrolOutcome::Issued(cert) = enrol(&m, &ep, "t1", &csr, &dev.certificate) else {
+        panic!("not issued")
+    };
+    let info = x509::inspect_certificate(&cert).unwrap();
+    assert_eq!(info.common_name.as_deref(), Some("dev1"));
+    assert!(
+        info.not_after
+            .duration_since(info.not_before)
+            .unwrap()
+            .as_secs()
+            <= 86_400 + 60
+    );
+    // The same request again (a lost reply, micromdm's polling): the same certificate.
+    assert_eq!(
+        enrol(&m, &ep, "t1", &csr, &dev.certificate),
+        EnrolOutcome::Issued(cert)
+    );
+    // The OTP again, for another device: refused, nothing stored.
+    let other = Device::new("dev2");
+    let o = enrol(
+        &m,
+        &ep,
+        "t2",
+        &other.csr("dev2", Some(&pw)),
+        &other.certificate,
+    );
+    assert_eq!(rejected(&o), RequestFault::BadRequest);
+    let o = enrol(
+        &m,
+        &ep,
+        "t3",
+        &other.csr("dev2", Some("0000000000")),
+        &other.certificate,
+    );
+    assert_eq!(rejected(&o), RequestFault::BadRequest);
+    assert_eq!(issued_count(&m), 1);
+    let reqs = m.scep_requests().unwrap();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].status, ScepRequestStatus::Issued);
+    assert!(reqs[0]
+        .certificate
+        .as_deref()
+        .unwrap()
+        .starts_with("issued_"));
+    assert!(m.scep_otps().unwrap()[0].used.is_some());
+}
+
+#[test]
+fn an_expired_otp_or_one_for_another_server_is_refused_with_nothing_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manager(dir.path());
+    let ep = seed(&m);
+    {
+        let mut t = m.store.begin(TxnMode::Write).unwrap();
+        t.insert_otp(
+            None,
+            &otp::otp_hash(m.store.salt(), "EXPIRED"),
+            now_micros() - 1,
+        )
+        .unwrap();
+        let other = t
+            .insert_scep_server(&crate::store::NewScepServer {
+                path: "/scep/other".into(),
+                ..t.scep_servers().unwrap()[0].server.clone()
+            })
+            .unwrap();
+        t.insert_otp(
+            Some(other),
+            &otp::otp_hash(m.store.salt(), "OTHER"),
+            i64::MAX,
+        )
+        .unwrap();
+        t.commit().unwrap();
+    }
+    assert!(m.scep_otps().unwrap()[0].expired);
+    let dev = Device::new("dev");
+    for pw in ["EXPIRED", "OTHER"] {
+        let o = enrol(&m, &ep, pw, &dev.csr("dev", Some(pw)), &dev.certificate);
+        assert_eq!(rejected(&o), RequestFault::BadRequest);
+    }
+    assert_eq!(issued_count(&m), 0);
+    assert!(m.scep_requests().unwrap().is_empty());
+}
+
+#[test]
+fn without_an_otp_a_request_waits_for_grant_and_the_poll_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manager(dir.path());
+    let ep = seed(&m);
+    let dev = Device::new("tst-client");
+    let csr = dev.csr("tst-client", None);
+    assert_eq!(
+        enrol(&m, &ep, "tx", &csr, &dev.certificate),
+        EnrolOutcome::Pending
+    );
+    assert_eq!(m.scep_poll(&ep, "tx").unwrap(), EnrolOutcome::Pending);
+    let reqs = m.scep_requests().unwrap();
+    assert_eq!(
+        (reqs[0].number, reqs[0].status),
+        (0, ScepRequestStatus::Pending)
+    );
+    assert_eq!(issued_count(&m), 0);
+    let name = m.scep_grant("0").unwrap();
+    assert!(name.starts_with("issued_"));
+    assert_eq!(
+        m.scep_requests().unwrap()[0].status,
+        ScepRequestStatus::Granted
+    );
+    let EnrolOutcome::Issued(cert) = m.scep_poll(&ep, "tx").unwrap() else {
+        panic!("not delivered")
+    };
+    assert_eq!(
+        x509::inspect_certificate(&cert)
+            .unwrap()
+            .common_name
+            .as_deref(),
+        Some("tst-client")
+    );
+    assert_eq!(
+        m.scep_requests().unwrap()[0].status,
+        ScepRequestStatus::Issued
+    );
+    assert!(matches!(
+        m.scep_grant("tx"),
+        Err(ManagerError::Refused {
+            reason: Refusal::NotPending,
+            ..
+        })
+    ));
+    assert_eq!(
+        rejected(&m.scep_poll(&ep, "unknown").unwrap()),
+        RequestFault::UnknownCertificate
+    );
+    // A rejected request fails at its poll.
+    let dev2 = Device::new("other");
+    enrol(&m, &ep, "tx2", &dev2.csr("other", None), &dev2.certificate);
+    m.scep_reject("1").unwrap();
+    assert_eq!(
+        rejected(&m.scep_poll(&ep, "tx2").unwrap()),
+        RequestFault::BadRequest
+    );
+    assert!(m.scep_reject("1").is_err());
+    assert_eq!(issued_count(&m), 1);
+}
+
+#[test]
+fn a_renewal_needs_a_valid_unrevoked_certificate_of_this_ca_for_the_same_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manager(dir.path());
+    let ep = seed(&m);
+    let pw = m
+        .scep_otp_generate(None, 5)
+        .unwrap()
+        .password
+        .secret_str()
+        .to_owned();
+    let dev = Device::new("dev");
+    let EnrolOutcome::Issued(cert) =
+        enrol(&m, &ep, "t1", &dev.csr("dev", Some(&pw)), &dev.certificate)
+    else {
+        panic!("not issued")
+    };
+    let n = std::cell::Cell::new(0);
+    let renew = |csr: &[u8], signer: &[u8], renewal: bool| {
+        n.set(n.get() + 1);
+        m.scep_enrol(
+            &ep,
+            &ScepEnrolment {
+                renewal,
+                transaction_id: &format!("renew-{}", n.get()),
+                csr,
+                signer,
+            },
+        )
+        .unwrap()
+    };
+    // Signed by the issued certificate, no challenge: renewed (RenewalReq, or a PKCSReq as
+    // macOS and sscep send it).
+    assert!(matches!(
+        renew(&dev.csr("dev", None), &cert, true),
+        EnrolOutcome::Issued(_)
+    ));
+    assert!(matches!(
+        renew(&dev.csr("dev", None), &cert, false),
+        EnrolOutcome::Issued(_)
+    ));
+    // Another subject: refused.
+    assert_eq!(
+        rejected(&renew(&dev.csr("someone-else", None), &cert, true)),
+        RequestFault::BadRequest
+    );
+    // A RenewalReq signed by a certificate this CA did not issue: refused.
+    assert_eq!(
+        rejected(&renew(&dev.csr("dev", None), &dev.certificate, true)),
+        RequestFault::BadRequest
+    );
+    // Revoked: refused.
+    let issued = m.scep_requests().unwrap()[0].certificate.clone().unwrap();
+    m.revoke(&[issued], None).unwrap();
+    assert_eq!(
+        rejected(&renew(&dev.csr("dev", None), &cert, true)),
+        RequestFault::BadRequest
+    );
+    assert_eq!(issued_count(&m), 3);
+    // The first request re-sent: its certificate is revoked now, so it is not handed out.
+    let o = enrol(&m, &ep, "t1", &dev.csr("dev", Some(&pw)), &dev.certificate);
+    assert_eq!(rejected(&o), RequestFault::BadRequest);
+}
+
+#[test]
+fn a_pending_request_expires_after_the_request_lifetime() {
+    let record = crate::store::ScepRequestRecord {
+        id: 1,
+        request: crate::store::NewScepRequest {
+            server_id: 1,
+            transaction_id: "t".into(),
+            status: "pending".into(),
+            csr: Vec::new(),
+            signer: Vec::new(),
+            subject: String::new(),
+            common_name: String::new(),
+            subject_alt_name: String::new(),
+            fingerprint: String::new(),
+        },
+        certificate_id: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    assert_eq!(
+        queue::effective_status(&record, 300, 299_000_000),
+        ScepRequestStatus::Pending
+    );
+    assert_eq!(
+        queue::effective_status(&record, 300, 301_000_000),
+        ScepRequestStatus::Expired
+    );
+    let granted = crate::store::ScepRequestRecord {
+        request: crate::store::NewScepRequest {
+            status: "granted".into(),
+            ..record.request.clone()
+        },
+        ..record
+    };
+    assert_eq!(
+        queue::effective_status(&granted, 300, i64::MAX),
+        ScepRequestStatus::Granted
+    );
+}
