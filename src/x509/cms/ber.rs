@@ -386,7 +386,7 @@ mod tests {
 
     #[test]
     fn der_passes_unchanged_and_long_lengths_are_shortened() {
-        let mut der = vec![0x30, 0x82, 0x01, 0x04, 0x04, 0x82, 0x01, 0x00];
+        let mut der = vec![0x30, 0x82, 0x01, 0x07, 0x04, 0x82, 0x01, 0x00];
         der.extend(std::iter::repeat_n(0x5a, 256));
         der.extend([0x01, 0x01, 0xff]);
         assert_eq!(norm(&der).unwrap(), der);

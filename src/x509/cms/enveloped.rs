@@ -37,7 +37,8 @@ pub enum ContentCipher {
 }
 
 impl ContentCipher {
-    const ALL: [ContentCipher; 5] = [
+    /// Every cipher, weakest first.
+    pub const ALL: [ContentCipher; 5] = [
         ContentCipher::DesCbc,
         ContentCipher::DesEde3Cbc,
         ContentCipher::Aes128Cbc,

@@ -15,6 +15,10 @@ pub mod cert;
 mod crypto;
 pub mod enveloped;
 pub mod signed;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;
 mod types;
 
 use der::asn1::ObjectIdentifier;
