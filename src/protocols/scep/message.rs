@@ -379,6 +379,8 @@ fn sign_message(
 mod attributes;
 mod requester;
 mod responder;
+#[cfg(test)]
+mod tests;
 
 pub use requester::{decode_cert_rep, encode_request, transaction_id, DecodedCertRep, PkiRequest};
 pub use responder::{

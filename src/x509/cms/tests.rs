@@ -105,12 +105,9 @@ fn openssl_signed_data_verifies() {
             let sc = SignedContent::parse(&der, &Limits::default()).expect(&what);
             assert_eq!(sc.content.as_deref(), Some(&data[..]), "{what}");
             let signer = &sc.signers[0];
-            assert_eq!(
-                signer
-                    .sid
-                    .matches(&CertificateView::parse(&id.cert).unwrap()),
-                true
-            );
+            assert!(signer
+                .sid
+                .matches(&CertificateView::parse(&id.cert).unwrap()));
             let cert = sc.signer_certificate(signer).expect(&what);
             sc.verify(signer, &cert).expect(&what);
             // The content changed: the messageDigest no longer matches.
