@@ -263,7 +263,11 @@ pub fn sign(
             signer.algorithm()
         )));
     }
-    if signer.public_key() != &signer_cert.public_key {
+    // The same key: algorithm and key bits (a token may encode the parameters differently).
+    let (key, cert_key) = (signer.public_key(), &signer_cert.public_key);
+    if key.algorithm.oid != cert_key.algorithm.oid
+        || key.subject_public_key != cert_key.subject_public_key
+    {
         return Err(CmsError::Key(crate::error::KeyError::Verification(
             "the signing key is not the key of the signer's certificate".into(),
         )));

@@ -407,6 +407,10 @@ fn a_ber_request_is_read_verified_and_opened() {
     let envelope_ber = der_to_ber(sc.content.as_ref().unwrap(), 100);
     let ber = der_to_ber(&der, 100);
     assert!(ber.len() > der.len());
+    // Normalised, the BER is the DER again, byte for byte; the DER passes unchanged.
+    let ber_limits = limits().cms().ber;
+    assert_eq!(ber::normalize(&ber, &ber_limits).unwrap(), der);
+    assert_eq!(ber::normalize(&der, &ber_limits).unwrap(), der);
     let msg = parse_request(&ber, &limits()).unwrap();
     msg.verify().unwrap();
     assert_eq!(
