@@ -319,7 +319,7 @@ pub fn sign(
 /// A certificates-only SignedData (RFC 8894 §3.4, the "degenerate" PKCS#7): no signers, no
 /// content, the certificates and CRLs in the order given. DER ContentInfo.
 ///
-/// Written with [`ber::tlv`] rather than the derived types so that it cannot fail: its only
+/// Written with `ber::tlv` rather than the derived types so that it cannot fail: its only
 /// inputs are byte strings, and this is what the derived encoding gives for them.
 pub fn degenerate(certificates: &[&[u8]], crls: &[&[u8]]) -> Vec<u8> {
     // OID contents of id-data and id-signedData.
