@@ -172,20 +172,14 @@ fn failure_and_pending_replies() {
         let path = f.ca.path("failure.der");
         std::fs::write(&path, &reply).unwrap();
         let path = path.display().to_string();
-        let out = openssl(
-            f.ca.dir.path(),
-            &[
-                "cms",
-                "-verify",
-                "-inform",
-                "DER",
-                "-in",
-                &path,
-                "-noverify",
-            ],
-            b"",
-        );
-        assert!(out.is_empty());
+        for api in ["cms", "smime"] {
+            let out = openssl(
+                f.ca.dir.path(),
+                &[api, "-verify", "-inform", "DER", "-in", &path, "-noverify"],
+                b"",
+            );
+            assert!(out.is_empty());
+        }
         let decoded = decode_cert_rep(
             &reply,
             &[&f.ca.cert],
@@ -299,8 +293,9 @@ fn poll_get_cert_and_get_crl() {
     assert_eq!(decoded.payload, Some(ReplyPayload::Crl(crl)));
 }
 
-/// What certmonger and sscep do with a CertRep, done by OpenSSL: verify the signature,
-/// decrypt the envelope with the requester's key, list the certificates.
+/// What certmonger and sscep do with a CertRep, done by OpenSSL's PKCS#7 API (`smime`, as
+/// they use it): verify the signature, decrypt the envelope with the requester's key, list
+/// the certificates.
 #[test]
 fn cert_rep_is_read_by_openssl() {
     let f = fixture();
@@ -321,7 +316,7 @@ fn cert_rep_is_read_by_openssl() {
         let envelope = openssl(
             dir,
             &[
-                "cms",
+                "smime",
                 "-verify",
                 "-inform",
                 "DER",
@@ -336,7 +331,7 @@ fn cert_rep_is_read_by_openssl() {
         let degenerate = openssl(
             dir,
             &[
-                "cms",
+                "smime",
                 "-decrypt",
                 "-inform",
                 "DER",
