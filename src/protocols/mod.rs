@@ -4,6 +4,7 @@
 
 pub mod crl_download;
 pub mod fetch;
+pub mod scep;
 
 #[cfg(test)]
 pub(crate) mod testing;

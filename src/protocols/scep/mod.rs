@@ -1,0 +1,3 @@
+//! SCEP (RFC 8894): the pkiMessage layer ([`message`]).
+
+pub mod message;
