@@ -9,9 +9,11 @@ set -euo pipefail
 # libpcsclite-dev builds the PC/SC (PIV) support; pcscd, vsmartcard-vpcd and libclang-dev (for the
 # virtual card's littlefs2) run the virtual PIV card of the tests, yubico-piv-tool and ykcs11 are
 # its independent peers; curl fetches the CRL that `certman serve` publishes in the demo;
-# strace kills commands at each of their writes in the crash tests.
+# strace kills commands at each of their writes in the crash tests; scep (micromdm's scepclient
+# and scepserver) and certmonger (with dbus for its private session bus) are the SCEP peers.
 PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcsclite-dev
-          pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11 curl strace)
+          pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11 curl strace
+          scep certmonger dbus)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -257,8 +257,8 @@ fn print_otps(ctx: &Ctx, otps: &[OtpView]) {
     }
     println!("Flags: E - expired");
     println!(
-        " #   {:<20} {:<20} {:<20} {}",
-        "EXPIRES", "USED", "CREATED", "SCEP-SERVER"
+        " #   {:<20} {:<20} {:<20} SCEP-SERVER",
+        "EXPIRES", "USED", "CREATED"
     );
     for o in otps {
         println!(
@@ -319,8 +319,8 @@ fn print_requests(ctx: &Ctx, requests: &[ScepRequestView], detail: bool) {
         return;
     }
     println!(
-        " # {:<15} {:<10} {:<30} {}",
-        "AUTHORITY", "STATUS", "COMMON-NAME", "CREATED"
+        " # {:<15} {:<10} {:<30} CREATED",
+        "AUTHORITY", "STATUS", "COMMON-NAME"
     );
     for r in requests {
         println!(

@@ -1,11 +1,13 @@
 //! The certificate manager as the service's backend: each method is the manager's own (its
-//! CRL-download port is implemented in `protocols::crl_download`).
+//! CRL-download port is implemented in `protocols::crl_download`, its SCEP port in
+//! `protocols::scep::server`).
 
 use std::time::Duration;
 
 use super::ServiceBackend;
 use crate::error::ManagerError;
-use crate::manager::{CrlRenewal, Manager, ServedCrl, Settings};
+use crate::manager::{CrlRenewal, Manager, ScepServerView, ServedCrl, Settings};
+use crate::protocols::scep::server::ScepCa;
 
 impl ServiceBackend for Manager {
     fn served_crl(&self, file: &str) -> Result<Option<ServedCrl>, ManagerError> {
@@ -22,5 +24,13 @@ impl ServiceBackend for Manager {
 
     fn check_store(&self) -> Result<(), ManagerError> {
         Manager::check_store(self)
+    }
+
+    fn scep_ca(&self) -> Option<&dyn ScepCa> {
+        Some(self)
+    }
+
+    fn scep_servers(&self) -> Result<Vec<ScepServerView>, ManagerError> {
+        Manager::scep_servers(self)
     }
 }

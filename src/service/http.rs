@@ -1,5 +1,6 @@
 //! The HTTP endpoints: `GET`/`HEAD /crl/<percent-encoded CA name>.crl` (the CDP that
-//! `ca-crl-host` puts in issued certificates, see `manager::crl_url`) and `GET /health`.
+//! `ca-crl-host` puts in issued certificates, see `manager::crl_url`), `GET /health`, and the
+//! SCEP paths (`service/scep.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,10 @@ pub(crate) fn router(backend: Backend) -> Router {
     Router::new()
         .route("/crl/{file}", get(crl))
         .route("/health", get(health))
+        .route(
+            "/scep/{*rest}",
+            get(super::scep::scep).post(super::scep::scep),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn(access_log))
         .with_state(backend)
@@ -149,9 +154,29 @@ async fn health(State(backend): State<Backend>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "error")
     };
+    let scep: Vec<serde_json::Value> = if store_ok {
+        match blocking(&backend, "listing SCEP servers", |b| b.scep_servers()).await {
+            Ok(Ok(servers)) => servers
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "path": s.path,
+                        "ca-cert": s.ca_cert,
+                        "ra-cert": s.ra_cert,
+                        "next-ca-cert": s.next_ca_cert,
+                        "disabled": s.disabled,
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
     let body = serde_json::json!({
         "status": word,
         "store": word,
+        "scep": scep,
         "version": env!("CARGO_PKG_VERSION"),
     });
     (
@@ -394,7 +419,7 @@ mod tests {
         let v = json(r).await;
         assert_eq!(
             v,
-            serde_json::json!({"status": "ok", "store": "ok", "version": env!("CARGO_PKG_VERSION")})
+            serde_json::json!({"status": "ok", "store": "ok", "scep": [], "version": env!("CARGO_PKG_VERSION")})
         );
         s.fake.fail_store("locked");
         let r = s.get("/health").await;

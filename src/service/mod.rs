@@ -1,5 +1,5 @@
 //! The daemon (`certman serve`): the HTTP endpoints (CRLs at the CDP paths `ca-crl-host` puts in
-//! issued certificates, `/health`), the CRL timers (renewal of local CAs' CRLs, download of the
+//! issued certificates, the SCEP servers' paths, `/health`), the CRL timers (renewal of local CAs' CRLs, download of the
 //! CRLs of trusted certificates) and graceful shutdown.
 //!
 //! The service talks to the certificate manager only through [`ServiceBackend`], whose methods
@@ -10,6 +10,7 @@
 mod backend;
 mod config;
 mod http;
+mod scep;
 mod timers;
 
 #[cfg(test)]
@@ -28,9 +29,10 @@ use tokio::sync::watch;
 pub use self::config::Config;
 pub use self::timers::Schedule;
 use crate::error::{ExitCode, ManagerError};
-use crate::manager::{CrlRenewal, ServedCrl, Settings};
+use crate::manager::{CrlRenewal, ScepServerView, ServedCrl, Settings};
 use crate::protocols::crl_download::CrlDownloads;
 use crate::protocols::fetch::{FetchLimits, Fetcher};
+use crate::protocols::scep::server::ScepCa;
 
 /// What the service needs from the certificate manager (with the CRL-download port the
 /// download timer uses). Every method blocks.
@@ -44,6 +46,14 @@ pub trait ServiceBackend: CrlDownloads + Send + Sync + 'static {
     fn settings(&self) -> Result<Settings, ManagerError>;
     /// A cheap read of the store, for `/health`.
     fn check_store(&self) -> Result<(), ManagerError>;
+    /// The CA side of SCEP, when this backend serves it.
+    fn scep_ca(&self) -> Option<&dyn ScepCa> {
+        None
+    }
+    /// The SCEP servers, for `/health`.
+    fn scep_servers(&self) -> Result<Vec<ScepServerView>, ManagerError> {
+        Ok(Vec::new())
+    }
 }
 
 /// How long shutdown waits for in-flight requests and running jobs.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+pub mod daemon;
+pub mod scep;
 pub mod softhsm;
 
 use std::collections::BTreeSet;

@@ -4,7 +4,9 @@
 
 use certman::store::{NewScepRequest, NewScepServer, Store, TxnMode};
 
-use super::{assert_duplicate, ca_cert, cert, handles, race, read, write, write_retrying, Backend, THREADS};
+use super::{
+    assert_duplicate, ca_cert, cert, handles, race, read, write, write_retrying, Backend, THREADS,
+};
 
 fn server(path: &str, ca_id: i64) -> NewScepServer {
     NewScepServer {
@@ -58,7 +60,10 @@ pub(super) fn scep_servers<B: Backend>() {
     drop(t);
     let other = write(&*s, |t| t.insert_scep_server(&server("/scep/other", ca)));
     let mut t = s.begin(TxnMode::Write).unwrap();
-    assert_duplicate(t.update_scep_server(other, &server("/scep/test", ca)).unwrap_err());
+    assert_duplicate(
+        t.update_scep_server(other, &server("/scep/test", ca))
+            .unwrap_err(),
+    );
     drop(t);
     let changed = NewScepServer {
         ra_id: Some(ra),
@@ -79,7 +84,10 @@ pub(super) fn scep_servers<B: Backend>() {
         t.delete_certificate(next)
     });
     let srv_now = read(&*s, |t| t.scep_servers()).remove(0);
-    assert_eq!((srv_now.server.ra_id, srv_now.server.next_ca_id), (None, None));
+    assert_eq!(
+        (srv_now.server.ra_id, srv_now.server.next_ca_id),
+        (None, None)
+    );
     // OTPs and requests go with their server; the server goes with its CA.
     write(&*s, |t| {
         t.insert_otp(Some(srv), b"hash-1", i64::MAX)?;
@@ -130,7 +138,9 @@ pub(super) fn scep_otps<B: Backend>() {
 pub(super) fn scep_requests<B: Backend>() {
     let backend = B::fresh();
     let (s, ca, srv) = with_server(&backend);
-    let leaf = write(&*s, |t| t.insert_certificate(&cert("issued_2", "10", Some(ca))));
+    let leaf = write(&*s, |t| {
+        t.insert_certificate(&cert("issued_2", "10", Some(ca)))
+    });
     let (first, second, issued) = write(&*s, |t| {
         Ok((
             t.insert_scep_request(&request(srv, "txn", "pending"), None)?,
@@ -141,18 +151,39 @@ pub(super) fn scep_requests<B: Backend>() {
     assert!(first < second && second < issued);
     let newest = read(&*s, |t| t.scep_request_by_transaction(srv, "txn")).unwrap();
     assert_eq!(newest.id, second);
-    assert_eq!(read(&*s, |t| t.scep_request_by_transaction(srv, "none")), None);
-    assert_eq!(read(&*s, |t| t.scep_request(issued)).unwrap().certificate_id, Some(leaf));
+    assert_eq!(
+        read(&*s, |t| t.scep_request_by_transaction(srv, "none")),
+        None
+    );
+    assert_eq!(
+        read(&*s, |t| t.scep_request(issued))
+            .unwrap()
+            .certificate_id,
+        Some(leaf)
+    );
     // Compare-and-set: only from the status it is in.
-    assert!(!write(&*s, |t| t.move_scep_request(first, "granted", "issued", None)));
-    assert!(write(&*s, |t| t.move_scep_request(first, "pending", "granted", Some(leaf))));
-    assert!(!write(&*s, |t| t.move_scep_request(first, "pending", "denied", None)));
+    assert!(!write(&*s, |t| t
+        .move_scep_request(first, "granted", "issued", None)));
+    assert!(write(&*s, |t| t.move_scep_request(
+        first,
+        "pending",
+        "granted",
+        Some(leaf)
+    )));
+    assert!(!write(&*s, |t| t
+        .move_scep_request(first, "pending", "denied", None)));
     let r = read(&*s, |t| t.scep_request(first)).unwrap();
-    assert_eq!((r.request.status.as_str(), r.certificate_id), ("granted", Some(leaf)));
+    assert_eq!(
+        (r.request.status.as_str(), r.certificate_id),
+        ("granted", Some(leaf))
+    );
     assert!(r.updated_at >= r.created_at);
     // A removed certificate leaves its request without it.
     write(&*s, |t| t.delete_certificate(leaf));
-    assert_eq!(read(&*s, |t| t.scep_request(first)).unwrap().certificate_id, None);
+    assert_eq!(
+        read(&*s, |t| t.scep_request(first)).unwrap().certificate_id,
+        None
+    );
     assert_eq!(read(&*s, |t| t.scep_requests()).len(), 3);
 }
 
@@ -172,11 +203,15 @@ pub(super) fn concurrent_otp_consumption<B: Backend>() {
 pub(super) fn concurrent_request_grants<B: Backend>() {
     let backend = B::fresh();
     let (s, _, srv) = with_server(&backend);
-    let id = write(&*s, |t| t.insert_scep_request(&request(srv, "t", "pending"), None));
+    let id = write(&*s, |t| {
+        t.insert_scep_request(&request(srv, "t", "pending"), None)
+    });
     let stores = handles(&backend, THREADS);
     let outcomes = race(&stores, |_, store| {
-        write_retrying(store, |t| t.move_scep_request(id, "pending", "granted", None))
-            .expect("move_scep_request")
+        write_retrying(store, |t| {
+            t.move_scep_request(id, "pending", "granted", None)
+        })
+        .expect("move_scep_request")
     });
     assert_eq!(outcomes.iter().filter(|&&c| c).count(), 1, "{outcomes:?}");
 }

@@ -218,7 +218,7 @@ impl Manager {
                     ..changes.clone()
                 },
             )?;
-            Ok(txn.insert_scep_server(&server).map_err(path_taken)?)
+            txn.insert_scep_server(&server).map_err(path_taken)
         })?;
         self.scep_server_view(id)
     }
@@ -477,10 +477,9 @@ fn check_ra(txn: &dyn Transaction, ra: &CertificateRecord, ca: &CertificateRecor
         return Err(refuse("it is revoked or expired".into()));
     }
     let ku = &info.key_usage;
-    if !ku.is_empty()
-        && !(ku.contains(KeyUsageName::DigitalSignature)
-            && ku.contains(KeyUsageName::KeyEncipherment))
-    {
+    let signs_and_decrypts =
+        ku.contains(KeyUsageName::DigitalSignature) && ku.contains(KeyUsageName::KeyEncipherment);
+    if !ku.is_empty() && !signs_and_decrypts {
         return Err(refuse(
             "its key-usage must include digital-signature and key-encipherment".into(),
         ));
