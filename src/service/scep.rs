@@ -117,6 +117,7 @@ pub(crate) async fn scep(State(backend): State<Backend>, request: Request) -> Re
 
 fn respond(path: &str, reply: Reply) -> Response {
     match reply.status {
+        503 => tracing::warn!("scep {path}: {}", reply.log),
         500.. => tracing::error!("scep {path}: {}", reply.log),
         400.. => tracing::debug!("scep {path}: {}", reply.log),
         _ => tracing::info!("scep {path}: {}", reply.log),

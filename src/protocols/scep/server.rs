@@ -228,6 +228,17 @@ pub fn handle(
     }
 }
 
+/// The CA could not act now (its token absent, a PIN refused, the store busy): HTTP 503, which
+/// clients retry (certmonger: CA_UNREACHABLE), rather than a FAILURE they would take as final.
+fn unavailable(why: &str) -> Reply {
+    Reply {
+        status: 503,
+        content_type: "text/plain; charset=utf-8",
+        body: b"the CA cannot answer now; try again later\n".to_vec(),
+        log: format!("unavailable: {why}"),
+    }
+}
+
 fn internal(why: &str) -> Reply {
     Reply {
         status: 500,
@@ -243,7 +254,7 @@ fn next_ca(ca: &dyn ScepCa, endpoint: &ScepEndpoint) -> Reply {
     };
     let responder = match ca.scep_responder(endpoint) {
         Ok(r) => r,
-        Err(e) => return internal(&e.to_string()),
+        Err(e) => return unavailable(&format!("the responder's key: {e}")),
     };
     match message::signed_certificates(&[next], responder.signer.as_ref(), &responder.certificate) {
         Ok(body) => Reply {
@@ -277,10 +288,18 @@ fn pki_operation(
     };
     let responder = match ca.scep_responder(endpoint) {
         Ok(r) => r,
-        Err(e) => return internal(&e.to_string()),
+        Err(e) => return unavailable(&format!("the responder's key: {e}")),
     };
     let kind = received.message_type;
-    let (status, payload, note) = decide(ca, endpoint, &responder, &received, limits);
+    let (status, payload, note) = match decide(ca, endpoint, &responder, &received, limits) {
+        Ok(d) => d,
+        Err(why) => {
+            return unavailable(&format!(
+                "{kind:?} transaction-id={}: {why}",
+                received.transaction_id
+            ))
+        }
+    };
     let cipher = received
         .content_cipher()
         .unwrap_or(ContentCipher::Aes256Cbc);
@@ -322,23 +341,24 @@ fn status_word(s: PkiStatus) -> String {
     }
 }
 
-type Decision = (PkiStatus, Option<ReplyPayload>, String);
+/// What to answer (status, payload, a note for the log); `Err` = the CA cannot act now.
+type Decision = Result<(PkiStatus, Option<ReplyPayload>, String), String>;
 
 fn failure(info: FailInfo, note: impl Into<String>) -> Decision {
-    (PkiStatus::Failure(info), None, note.into())
+    Ok((PkiStatus::Failure(info), None, note.into()))
 }
 
 fn outcome(o: Result<EnrolOutcome, ManagerError>) -> Decision {
     match o {
-        Ok(EnrolOutcome::Issued(cert)) => (
+        Ok(EnrolOutcome::Issued(cert)) => Ok((
             PkiStatus::Success,
             Some(ReplyPayload::Certificates(vec![cert])),
             "issued".into(),
-        ),
-        Ok(EnrolOutcome::Pending) => (PkiStatus::Pending, None, "queued".into()),
+        )),
+        Ok(EnrolOutcome::Pending) => Ok((PkiStatus::Pending, None, "queued".into())),
         Ok(EnrolOutcome::Rejected(fault, why)) => failure(fail_info(fault), why),
-        // The CA could not sign (token absent, PIN): the client may try again later.
-        Err(e) => failure(FailInfo::BadRequest, format!("the CA failed: {e}")),
+        // The CA could not sign (token absent, PIN, store busy): the client tries again.
+        Err(e) => Err(format!("the CA failed: {e}")),
     }
 }
 
@@ -387,24 +407,24 @@ fn decide(
         }
         (MessageType::GetCert, RequestContent::IssuerAndSerial { issuer, serial }) => {
             match ca.scep_certificate(endpoint, issuer, serial) {
-                Ok(Some(cert)) => (
+                Ok(Some(cert)) => Ok((
                     PkiStatus::Success,
                     Some(ReplyPayload::Certificates(vec![cert])),
                     "certificate".into(),
-                ),
+                )),
                 Ok(None) => failure(FailInfo::BadCertId, "no such certificate"),
-                Err(e) => failure(FailInfo::BadRequest, format!("the CA failed: {e}")),
+                Err(e) => Err(format!("the CA failed: {e}")),
             }
         }
         (MessageType::GetCrl, RequestContent::IssuerAndSerial { issuer, serial }) => {
             match ca.scep_crl(endpoint, issuer, serial) {
-                Ok(Some(crl)) => (
+                Ok(Some(crl)) => Ok((
                     PkiStatus::Success,
                     Some(ReplyPayload::Crl(crl)),
                     "CRL".into(),
-                ),
+                )),
                 Ok(None) => failure(FailInfo::BadCertId, "no CRL for this issuer"),
-                Err(e) => failure(FailInfo::BadRequest, format!("the CA failed: {e}")),
+                Err(e) => Err(format!("the CA failed: {e}")),
             }
         }
         (t, _) => failure(FailInfo::BadRequest, format!("{t:?} is not answered here")),
