@@ -48,7 +48,8 @@ fn a_version_1_store_gains_the_version_2_tables() {
     drop(SqliteStore::open(d.path()).unwrap());
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE requests; DROP TABLE encrypted_keys; DROP TABLE ca_passphrases; \
+        "DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+         DROP TABLE requests; DROP TABLE encrypted_keys; DROP TABLE ca_passphrases; \
          DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
          DROP TABLE settings; DROP TABLE downloaded_crls; DROP TABLE names; \
          DROP INDEX certificates_fingerprint; \
@@ -73,7 +74,8 @@ fn a_version_2_store_gains_the_version_3_tables_and_keeps_its_rows() {
     drop(s);
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
+        "DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+         DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
          DROP TABLE settings; DROP TABLE downloaded_crls; DROP TABLE names; \
          DROP INDEX certificates_fingerprint; \
          PRAGMA user_version = 2;",
@@ -102,7 +104,8 @@ fn a_version_3_store_gains_the_names_of_its_templates_and_certificates() {
     drop(s);
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE names; DROP INDEX certificates_fingerprint; PRAGMA user_version = 3;",
+        "DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+         DROP TABLE names; DROP INDEX certificates_fingerprint; PRAGMA user_version = 3;",
     )
     .unwrap();
     drop(c);
@@ -112,6 +115,39 @@ fn a_version_3_store_gains_the_names_of_its_templates_and_certificates() {
         t.insert_template("tpl", "{}"),
         Err(StoreError::NameTaken(n)) if n == "tpl"
     ));
+    assert_eq!(t_version(&d), SCHEMA_VERSION);
+}
+
+#[test]
+fn a_version_4_store_gains_the_scep_tables_and_keeps_its_rows() {
+    let d = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(d.path()).unwrap();
+    let mut t = s.begin(TxnMode::Write).unwrap();
+    let ca = t.insert_certificate(&record("ca", "01", None)).unwrap();
+    t.commit().unwrap();
+    drop(s);
+    let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+    c.execute_batch(
+        "DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+    drop(c);
+    let s = SqliteStore::open(d.path()).unwrap();
+    let mut t = s.begin(TxnMode::Write).unwrap();
+    assert!(t.certificate("ca").unwrap().is_some());
+    assert!(t.scep_servers().unwrap().is_empty());
+    t.insert_scep_server(&crate::store::NewScepServer {
+        path: "/scep/test".into(),
+        ca_id: ca,
+        ra_id: None,
+        next_ca_id: None,
+        days_valid: 1,
+        request_lifetime: 300,
+        disabled: false,
+    })
+    .unwrap();
+    t.commit().unwrap();
     assert_eq!(t_version(&d), SCHEMA_VERSION);
 }
 
