@@ -1319,9 +1319,11 @@ fn defaults_self_signed_without_key_usage_is_a_ca_for_365_days() {
         extension_value(&text, "X509v3 Basic Constraints"),
         "CA:TRUE"
     );
+    // digitalSignature too: such a CA signs SCEP replies, and OpenSSL-based SCEP clients
+    // refuse a reply signer without it (the seed's basic SCEP example uses this CA).
     assert_eq!(
         extension_value(&text, "X509v3 Key Usage"),
-        "Certificate Sign, CRL Sign"
+        "Digital Signature, Certificate Sign, CRL Sign"
     );
 }
 
