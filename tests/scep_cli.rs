@@ -71,6 +71,14 @@ fn the_seed_example_enrols_scepclient_and_certmonger_with_otps() {
     let d = Daemon::start(&env, "127.0.0.1:0");
     let ca_crt = env.export_cert("ca");
 
+    // /health lists the server.
+    let (status, _, health) = d.get("/health");
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_slice(&health).unwrap();
+    assert_eq!(health["scep"][0]["path"], "/scep/test");
+    assert_eq!(health["scep"][0]["ca-cert"], "ca");
+    assert_eq!(health["scep"][0]["disabled"], false);
+
     // GetCACaps and GetCACert as RFC 8894 spells them.
     let (status, head, caps) = d.get("/scep/test/pkiclient.exe?operation=GetCACaps");
     assert_eq!(status, 200, "{head}");
