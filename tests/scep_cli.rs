@@ -536,3 +536,53 @@ fn the_certrep_verifies_with_openssl_against_the_ca_alone() {
     );
     d.stop();
 }
+
+/// A server whose RA is revoked (or expired) after it was set up stops answering (503) and
+/// says why in `print` and `/health`, instead of going on with a revoked RA.
+#[test]
+fn a_revoked_ra_takes_its_server_out_of_service() {
+    let env = Env::new();
+    env.make_ca("ca", &["key-type=ec"]);
+    env.ok(&[
+        "add",
+        "name=ra",
+        "common-name=ra",
+        "key-type=rsa",
+        "key-usage=digital-signature,key-encipherment",
+    ]);
+    env.ok(&["sign", "ra", "ca=ca"]);
+    env.ok(&[
+        "scep-server",
+        "add",
+        "ca-cert=ca",
+        "path=/scep/x",
+        "ra-cert=ra",
+    ]);
+    let d = Daemon::start(&env, "127.0.0.1:0");
+    let (status, head, _) = d.get("/scep/x?operation=GetCACert");
+    assert_eq!(status, 200);
+    assert!(head.contains("application/x-x509-ca-ra-cert"), "{head}");
+    env.ok(&["issued-revoke", "ra"]);
+    let (status, _, _) = d.get("/scep/x?operation=GetCACert");
+    assert_eq!(status, 503);
+    let dev = Device::new("late");
+    let (status, _, _) = http_post(d.port, "/scep/x?operation=PKIOperation", &dev.certificate);
+    assert_eq!(status, 503);
+    assert!(
+        d.log().contains("out of service: its RA \"ra\" is revoked"),
+        "{}",
+        d.log()
+    );
+    let v: Value = serde_json::from_str(&env.ok(&["scep-server", "print", "--json"])).unwrap();
+    assert!(
+        v[0]["warnings"][0].as_str().unwrap().contains("is revoked"),
+        "{v}"
+    );
+    let (_, _, health) = d.get("/health");
+    let health: Value = serde_json::from_slice(&health).unwrap();
+    assert!(health["scep"][0]["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("is revoked"));
+    d.stop();
+}

@@ -165,6 +165,7 @@ async fn health(State(backend): State<Backend>) -> Response {
                         "ra-cert": s.ra_cert,
                         "next-ca-cert": s.next_ca_cert,
                         "disabled": s.disabled,
+                        "warnings": s.warnings,
                     })
                 })
                 .collect(),

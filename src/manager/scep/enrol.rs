@@ -39,6 +39,8 @@ pub struct ScepEndpoint {
     pub ra_certificate: Option<Vec<u8>>,
     /// the next CA certificate, DER (GetNextCACert), if set
     pub next_ca_certificate: Option<Vec<u8>>,
+    /// why the server cannot answer now (its CA or RA revoked or expired since it was set up)
+    pub out_of_service: Option<String>,
     ca_id: i64,
     responder_id: i64,
 }
@@ -84,6 +86,16 @@ pub enum EnrolOutcome {
     Rejected(RequestFault, String),
 }
 
+/// Why a CA or RA certificate cannot serve now: revoked, or not valid now.
+pub(super) fn unusable(rec: &CertificateRecord) -> Result<Option<&'static str>> {
+    if rec.revoked_at.is_some() {
+        return Ok(Some("is revoked"));
+    }
+    let info = x509::inspect_certificate(&rec.cert.der)?;
+    let now = SystemTime::now();
+    Ok((info.not_after < now || info.not_before > now).then_some("is not valid now"))
+}
+
 fn reject(fault: RequestFault, why: impl Into<String>) -> EnrolOutcome {
     EnrolOutcome::Rejected(fault, why.into())
 }
@@ -125,12 +137,24 @@ impl Manager {
         let ca = txn
             .certificate_by_id(s.server.ca_id)?
             .ok_or_else(|| ManagerError::not_found(ObjectKind::CaCertificate, &s.server.path))?;
+        let ra = match s.server.ra_id {
+            Some(id) => txn.certificate_by_id(id)?,
+            None => None,
+        };
+        let out_of_service = match unusable(&ca)? {
+            Some(why) => Some(format!("its CA \"{}\" {why}", ca.cert.name)),
+            None => match &ra {
+                Some(ra) => unusable(ra)?.map(|why| format!("its RA \"{}\" {why}", ra.cert.name)),
+                None => None,
+            },
+        };
         Ok(Some(ScepEndpoint {
+            out_of_service,
             server_id: s.id,
             path: s.server.path.clone(),
             ca_name: ca.cert.name.clone(),
             ca_certificate: ca.cert.der,
-            ra_certificate: der(s.server.ra_id)?,
+            ra_certificate: ra.map(|r| r.cert.der),
             next_ca_certificate: der(s.server.next_ca_id)?,
             ca_id: s.server.ca_id,
             responder_id: s.server.ra_id.unwrap_or(s.server.ca_id),

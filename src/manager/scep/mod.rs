@@ -501,6 +501,19 @@ fn server_view(
     };
     let ca = txn.certificate_by_id(s.server.ca_id)?;
     let mut warnings = Vec::new();
+    for (role, id) in [("CA", Some(s.server.ca_id)), ("RA", s.server.ra_id)] {
+        if let Some(rec) = match id {
+            Some(id) => txn.certificate_by_id(id)?,
+            None => None,
+        } {
+            if let Some(why) = enrol::unusable(&rec)? {
+                warnings.push(format!(
+                    "its {role} \"{}\" {why}: the server answers 503 until it is changed",
+                    rec.cert.name
+                ));
+            }
+        }
+    }
     if let (Some(ca), None) = (&ca, s.server.ra_id) {
         let info = x509::inspect_certificate(&ca.cert.der)?;
         if !info.key_usage.is_empty() && !info.key_usage.contains(KeyUsageName::DigitalSignature) {

@@ -199,6 +199,12 @@ pub fn handle(
     let Ok(operation) = operation.parse::<Operation>() else {
         return plain(400, "unknown operation");
     };
+    if let Some(why) = &endpoint.out_of_service {
+        return unavailable(&format!(
+            "the SCEP server at {} is out of service: {why}",
+            endpoint.path
+        ));
+    }
     match operation {
         Operation::GetCaCaps => Reply {
             status: 200,
