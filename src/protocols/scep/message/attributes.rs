@@ -106,7 +106,7 @@ fn single<'a>(
 }
 
 /// A string attribute: PrintableString as the RFC says, UTF8String or IA5String as some
-/// clients send; printable ASCII, 1..=`max` bytes.
+/// clients send; PrintableString characters, 1..=`max` bytes.
 fn string(
     signer: &SignerInfo,
     oid: der::asn1::ObjectIdentifier,
@@ -128,8 +128,15 @@ fn string(
     if s.is_empty() || s.len() > max {
         return Err(bad(format!("{} bytes (1 to {max} allowed)", s.len())));
     }
-    if !s.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-        return Err(bad("characters outside printable ASCII".into()));
+    // Whatever the tag, the PrintableString alphabet (X.680 §41.4): these values are echoed
+    // in the reply as PrintableStrings, and a value that could not be would fail the reply
+    // after the request was acted on.
+    let printable = |b: &u8| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(b);
+    if !s.iter().all(printable) {
+        return Err(bad(
+            "characters outside the PrintableString alphabet (A-Z a-z 0-9 space '()+,-./:=?)"
+                .into(),
+        ));
     }
     Ok(Some(String::from_utf8_lossy(s).into_owned()))
 }
