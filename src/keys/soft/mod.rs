@@ -2,6 +2,7 @@
 //! at rest only as sealed PKCS#8 in the store (`soft:id=<hex>`). RSA 1024/1536 — sizes RouterOS
 //! still offers but aws-lc-rs refuses — go through [`legacy_rsa`] on the same AWS-LC library.
 
+mod cache;
 mod legacy_rsa;
 
 use std::sync::Arc;
@@ -29,16 +30,28 @@ use crate::secret::SecretBytes;
 /// Keys in software, sealed at rest.
 pub struct SoftProvider {
     sealer: Arc<Sealer>,
+    /// keys parsed before in this process (see `cache.rs`)
+    parsed: cache::ParsedKeys,
 }
 
 impl SoftProvider {
     /// A provider whose keys are sealed at rest by `sealer` (the `seal` room's, shared with
     /// the manager's other secrets).
     pub fn new(sealer: Arc<Sealer>) -> Self {
-        SoftProvider { sealer }
+        SoftProvider {
+            sealer,
+            parsed: cache::ParsedKeys::default(),
+        }
     }
 
-    fn unseal(&self, key: &KeyHandle) -> Result<SecretBytes, KeyError> {
+    /// The digest a key is cached by (its id and sealed material).
+    fn cache_digest(key: &KeyHandle) -> Result<[u8; 32], KeyError> {
+        let (id, sealed) = Self::parts(key)?;
+        Ok(cache::key_digest(id, sealed))
+    }
+
+    /// A soft key's id and sealed material.
+    fn parts(key: &KeyHandle) -> Result<(&str, &[u8]), KeyError> {
         let id = key
             .uri
             .soft_id()
@@ -46,6 +59,11 @@ impl SoftProvider {
         let sealed = key.sealed.as_deref().ok_or_else(|| {
             KeyError::NotFound(format!("{}: no key material in the store", key.uri))
         })?;
+        Ok((id, sealed))
+    }
+
+    fn unseal(&self, key: &KeyHandle) -> Result<SecretBytes, KeyError> {
+        let (id, sealed) = Self::parts(key)?;
         Ok(self.sealer.open(SealLabel::SoftKey(id), sealed)?)
     }
 
@@ -135,9 +153,10 @@ impl KeyProvider for SoftProvider {
     }
 
     fn signer(&self, key: &KeyHandle) -> Result<Arc<dyn KeySigner>, KeyError> {
-        Ok(Arc::new(SoftSigner::from_pkcs8(
-            self.unseal(key)?.secret_bytes(),
-        )?))
+        let signer = self.parsed.signer(Self::cache_digest(key)?, || {
+            SoftSigner::from_pkcs8(self.unseal(key)?.secret_bytes())
+        })?;
+        Ok(signer)
     }
 
     fn delete(&self, _key: &KeyHandle) -> Result<(), KeyError> {
@@ -184,13 +203,17 @@ impl KeyDecrypt for SoftProvider {
         key: &KeyHandle,
         ciphertext: &[u8],
     ) -> Result<SecretBytes, KeyError> {
-        let pkcs8 = self.unseal(key)?;
-        let private = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(pkcs8.secret_bytes())
-            .map_err(|_| {
-                KeyError::Unsupported("decryption needs an RSA key of 2048 bits or more".into())
-            })?;
-        let k = aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey::new(private)
-            .map_err(|_| KeyError::device("RSA decryption", "key rejected"))?;
+        let k = self.parsed.decrypter(Self::cache_digest(key)?, || {
+            let pkcs8 = self.unseal(key)?;
+            let private = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(pkcs8.secret_bytes())
+                .map_err(|_| {
+                    KeyError::Unsupported(
+                        "decryption needs an RSA key of 2048 bits or more".into(),
+                    )
+                })?;
+            aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey::new(private)
+                .map_err(|_| KeyError::device("RSA decryption", "key rejected"))
+        })?;
         let mut out = Zeroizing::new(vec![0u8; k.min_output_size()]);
         let n = k
             .decrypt(ciphertext, &mut out)
@@ -413,6 +436,58 @@ impl KeySigner for SoftSigner {
 mod tests {
     use super::*;
     use crate::keys::verify::verify_signature;
+
+    #[test]
+    fn a_key_is_parsed_once_and_a_changed_key_never_served_from_the_cache() {
+        let p = provider();
+        let g = p
+            .generate(&GenerateRequest {
+                algorithm: KeyAlgorithm::Rsa { bits: 2048 },
+                label: "k".into(),
+                location: None,
+            })
+            .unwrap();
+        let handle = KeyHandle {
+            uri: g.uri.clone(),
+            sealed: g.sealed.clone(),
+        };
+        let (a, b) = (p.signer(&handle).unwrap(), p.signer(&handle).unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "parsed once");
+        // Other sealed bytes under the same id are not the cached key: they are unsealed
+        // (and here refused, being no sealed key at all).
+        let forged = KeyHandle {
+            uri: g.uri.clone(),
+            sealed: Some(vec![0u8; 64]),
+        };
+        assert!(p.signer(&forged).is_err());
+        // Decrypting keys are cached beside the signer; RSA round trip through them.
+        let spki = a.public_key().clone();
+        let n = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&der::Encode::to_der(&spki).unwrap())
+            .unwrap();
+        let enc = aws_lc_rs::rsa::Pkcs1PublicEncryptingKey::new(n).unwrap();
+        let mut ct = vec![0u8; enc.ciphertext_size()];
+        let ct = enc.encrypt(b"content key", &mut ct).unwrap().to_vec();
+        for _ in 0..2 {
+            let pt = p.decrypt_pkcs1v15(&handle, &ct).unwrap();
+            assert_eq!(pt.secret_bytes(), b"content key");
+        }
+        // Bounded.
+        for i in 0..(cache::CAPACITY + 4) {
+            let g = p
+                .generate(&GenerateRequest {
+                    algorithm: KeyAlgorithm::Ec(EcCurve::P256),
+                    label: format!("e{i}"),
+                    location: None,
+                })
+                .unwrap();
+            p.signer(&KeyHandle {
+                uri: g.uri,
+                sealed: g.sealed,
+            })
+            .unwrap();
+        }
+        assert_eq!(p.parsed.len(), cache::CAPACITY);
+    }
 
     fn provider() -> SoftProvider {
         SoftProvider::new(Arc::new(
