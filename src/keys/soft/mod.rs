@@ -207,9 +207,7 @@ impl KeyDecrypt for SoftProvider {
             let pkcs8 = self.unseal(key)?;
             let private = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(pkcs8.secret_bytes())
                 .map_err(|_| {
-                    KeyError::Unsupported(
-                        "decryption needs an RSA key of 2048 bits or more".into(),
-                    )
+                    KeyError::Unsupported("decryption needs an RSA key of 2048 bits or more".into())
                 })?;
             aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey::new(private)
                 .map_err(|_| KeyError::device("RSA decryption", "key rejected"))

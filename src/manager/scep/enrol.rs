@@ -73,6 +73,8 @@ pub struct ScepEnrolment<'a> {
     pub csr: &'a [u8],
     /// the certificate that signed the message, DER
     pub signer: &'a [u8],
+    /// its public key (read leniently by the message layer)
+    pub signer_public_key: &'a spki::SubjectPublicKeyInfoOwned,
 }
 
 /// What the CA decided.
@@ -84,6 +86,24 @@ pub enum EnrolOutcome {
     Pending,
     /// refused: the fault (SCEP failInfo) and why, for the log
     Rejected(RequestFault, String),
+}
+
+/// Why an OTP (by hash) cannot be used for `server_id` now, if it cannot: checked before the
+/// CA's key is reached; the consumption in the write transaction has the last word.
+fn otp_unusable(
+    txn: &dyn Transaction,
+    hash: &[u8],
+    server_id: i64,
+) -> Result<Option<&'static str>> {
+    Ok(match txn.otp_by_hash(hash)? {
+        None => Some("wrong one-time password"),
+        Some(o) if o.used_at.is_some() => Some("the one-time password was used already"),
+        Some(o) if o.expires_at <= now_micros() => Some("the one-time password has expired"),
+        Some(o) if o.server_id.is_some_and(|s| s != server_id) => {
+            Some("the one-time password is for another SCEP server")
+        }
+        Some(_) => None,
+    })
 }
 
 /// Why a CA or RA certificate cannot serve now: revoked, or not valid now.
@@ -201,7 +221,30 @@ impl Manager {
         endpoint: &ScepEndpoint,
         enrolment: &ScepEnrolment<'_>,
     ) -> Result<EnrolOutcome> {
-        let server = self.scep_server_record(endpoint)?;
+        let info = match x509::csr::parse_request(enrolment.csr) {
+            Ok(info) => info,
+            Err(e) => return Ok(reject(e.request_fault(), format!("the request: {e}"))),
+        };
+        let otp = match info.challenge_password.as_deref() {
+            Some(pw) if !pw.is_empty() => Some(otp_hash(self.store.salt(), pw)),
+            _ => None,
+        };
+        // What the store knows of it, in one read.
+        let (server, known, signer_record, otp_problem) = {
+            let txn = self.read_txn()?;
+            let server = txn
+                .scep_servers()?
+                .into_iter()
+                .find(|s| s.id == endpoint.server_id && !s.server.disabled);
+            let known =
+                txn.scep_request_by_transaction(endpoint.server_id, enrolment.transaction_id)?;
+            let signer = txn.certificate_by_fingerprint(&x509::fingerprint(enrolment.signer))?;
+            let otp_problem = match &otp {
+                Some(hash) => otp_unusable(txn.as_ref(), hash, endpoint.server_id)?,
+                None => None,
+            };
+            (server, known, signer, otp_problem)
+        };
         let Some(server) = server else {
             return Ok(reject(
                 RequestFault::BadRequest,
@@ -210,48 +253,31 @@ impl Manager {
         };
         // The same request again (micromdm's scepclient polls by re-sending its PKCSReq; a
         // reply may have been lost): answer from the queue.
-        if let Some(outcome) = self.scep_known_request(&server, enrolment)? {
-            return Ok(outcome);
+        if let Some(r) = known.filter(|r| r.request.csr == enrolment.csr) {
+            return self.scep_answer(&server, r.id);
         }
-        let info = match x509::csr::parse_request(enrolment.csr) {
-            Ok(info) => info,
-            Err(e) => return Ok(reject(e.request_fault(), format!("the request: {e}"))),
-        };
-        let signer = match x509::inspect_certificate(enrolment.signer) {
-            Ok(s) => s,
-            Err(_) => {
-                // sscep signs with a self-signed certificate whose serial is too long for
-                // the strict parser: it is no certificate of this CA, so no renewal.
-                if enrolment.renewal {
-                    return Ok(reject(
-                        RequestFault::BadRequest,
-                        "a renewal must be signed by a certificate this CA issued",
-                    ));
-                }
-                return self.scep_new_request(&server, endpoint, enrolment, &info);
-            }
-        };
-        let known = {
-            let txn = self.read_txn()?;
-            txn.certificate_by_fingerprint(&signer.fingerprint)?
-        };
-        match known {
+        match signer_record {
             Some(c) if c.cert.issuer_id == Some(endpoint.ca_id) => {
-                self.scep_renew(&server, endpoint, enrolment, &info, &c, &signer)
+                self.scep_renew(&server, endpoint, enrolment, &info, &c)
             }
             _ if enrolment.renewal => Ok(reject(
                 RequestFault::BadRequest,
                 "a renewal must be signed by a certificate this CA issued",
             )),
-            _ => {
-                if signer.public_key != info.public_key {
-                    return Ok(reject(
-                        RequestFault::BadRequest,
-                        "the message is signed by a key other than the request's",
-                    ));
+            // A new request: signed by its own key (usually a self-signed certificate; sscep's
+            // has a serial too long for a strict parser, so the key comes from the message
+            // layer's lenient reading).
+            _ if enrolment.signer_public_key != &info.public_key => Ok(reject(
+                RequestFault::BadRequest,
+                "the message is signed by a key other than the request's",
+            )),
+            _ => match (otp, otp_problem) {
+                (Some(_), Some(why)) => Ok(reject(RequestFault::BadRequest, why)),
+                (Some(hash), None) => {
+                    self.scep_issue(&server, endpoint, enrolment, &info, Some(hash))
                 }
-                self.scep_new_request(&server, endpoint, enrolment, &info)
-            }
+                (None, _) => self.scep_queue(&server, enrolment, &info),
+            },
         }
     }
 
@@ -263,21 +289,6 @@ impl Manager {
             .find(|s| s.id == endpoint.server_id && !s.server.disabled))
     }
 
-    fn scep_known_request(
-        &self,
-        server: &ScepServerRecord,
-        enrolment: &ScepEnrolment<'_>,
-    ) -> Result<Option<EnrolOutcome>> {
-        let known = {
-            let txn = self.read_txn()?;
-            txn.scep_request_by_transaction(server.id, enrolment.transaction_id)?
-        };
-        match known {
-            Some(r) if r.request.csr == enrolment.csr => Ok(Some(self.scep_answer(server, r.id)?)),
-            _ => Ok(None),
-        }
-    }
-
     /// A renewal: signed by `current`, a certificate this CA issued — valid, unrevoked, for
     /// the same subject — it is issued without a challenge.
     fn scep_renew(
@@ -287,8 +298,8 @@ impl Manager {
         enrolment: &ScepEnrolment<'_>,
         info: &x509::csr::RequestInfo,
         current: &CertificateRecord,
-        signer: &x509::CertificateInfo,
     ) -> Result<EnrolOutcome> {
+        let signer = x509::inspect_certificate(&current.cert.der)?;
         if current.revoked_at.is_some() {
             return Ok(reject(
                 RequestFault::BadRequest,
@@ -312,23 +323,6 @@ impl Manager {
             ));
         }
         self.scep_issue(server, endpoint, enrolment, info, None)
-    }
-
-    /// A PKCSReq that is no renewal: a valid OTP issues it now, none queues it.
-    fn scep_new_request(
-        &self,
-        server: &ScepServerRecord,
-        endpoint: &ScepEndpoint,
-        enrolment: &ScepEnrolment<'_>,
-        info: &x509::csr::RequestInfo,
-    ) -> Result<EnrolOutcome> {
-        match info.challenge_password.as_deref() {
-            Some(pw) if !pw.is_empty() => {
-                let hash = otp_hash(self.store.salt(), pw);
-                self.scep_issue(server, endpoint, enrolment, info, Some(hash))
-            }
-            _ => self.scep_queue(server, enrolment, info),
-        }
     }
 
     fn scep_queue(
@@ -371,12 +365,6 @@ impl Manager {
         info: &x509::csr::RequestInfo,
         otp: Option<Vec<u8>>,
     ) -> Result<EnrolOutcome> {
-        // A password that cannot be good is refused before the CA's key is reached.
-        if let Some(hash) = &otp {
-            if let Some(why) = self.otp_unusable(hash, server.id)? {
-                return Ok(reject(RequestFault::BadRequest, why));
-            }
-        }
         let certified = match self.scep_certify(endpoint, server, info) {
             Ok(c) => c,
             Err(e @ ManagerError::BadRequest { .. }) => {
@@ -405,20 +393,6 @@ impl Manager {
             let id = self.store_certified_in(txn, &certified, Some(ISSUED_PREFIX))?;
             txn.insert_scep_request(&record, Some(id))?;
             Ok(EnrolOutcome::Issued(certified.der().to_vec()))
-        })
-    }
-
-    /// Why an OTP (by hash) cannot be used for `server_id` now, if it cannot.
-    fn otp_unusable(&self, hash: &[u8], server_id: i64) -> Result<Option<&'static str>> {
-        let txn = self.read_txn()?;
-        Ok(match txn.otp_by_hash(hash)? {
-            None => Some("wrong one-time password"),
-            Some(o) if o.used_at.is_some() => Some("the one-time password was used already"),
-            Some(o) if o.expires_at <= now_micros() => Some("the one-time password has expired"),
-            Some(o) if o.server_id.is_some_and(|s| s != server_id) => {
-                Some("the one-time password is for another SCEP server")
-            }
-            Some(_) => None,
         })
     }
 

@@ -118,14 +118,15 @@ fn x509_signer(key: &Arc<dyn KeySigner>) -> X509Signer {
     X509Signer::new(key.clone(), scheme).unwrap()
 }
 
-fn enrol(m: &Manager, ep: &ScepEndpoint, txid: &str, csr: &[u8], signer: &[u8]) -> EnrolOutcome {
+fn enrol(m: &Manager, ep: &ScepEndpoint, txid: &str, csr: &[u8], dev: &Device) -> EnrolOutcome {
     m.scep_enrol(
         ep,
         &ScepEnrolment {
             renewal: false,
             transaction_id: txid,
             csr,
-            signer,
+            signer: &dev.certificate,
+            signer_public_key: dev.signer.public_key(),
         },
     )
     .unwrap()
@@ -156,7 +157,7 @@ fn an_otp_issues_once_and_a_resent_request_gets_the_same_certificate() {
     let pw = otp.password.secret_str().to_owned();
     let dev = Device::new("dev1");
     let csr = dev.csr("dev1", Some(&pw));
-    let EnrolOutcome::Issued(cert) = enrol(&m, &ep, "t1", &csr, &dev.certificate) else {
+    let EnrolOutcome::Issued(cert) = enrol(&m, &ep, "t1", &csr, &dev) else {
         panic!("not issued")
     };
     let info = x509::inspect_certificate(&cert).unwrap();
@@ -169,26 +170,17 @@ fn an_otp_issues_once_and_a_resent_request_gets_the_same_certificate() {
             <= 86_400 + 60
     );
     // The same request again (a lost reply, micromdm's polling): the same certificate.
-    assert_eq!(
-        enrol(&m, &ep, "t1", &csr, &dev.certificate),
-        EnrolOutcome::Issued(cert)
-    );
+    assert_eq!(enrol(&m, &ep, "t1", &csr, &dev), EnrolOutcome::Issued(cert));
     // The OTP again, for another device: refused, nothing stored.
     let other = Device::new("dev2");
-    let o = enrol(
-        &m,
-        &ep,
-        "t2",
-        &other.csr("dev2", Some(&pw)),
-        &other.certificate,
-    );
+    let o = enrol(&m, &ep, "t2", &other.csr("dev2", Some(&pw)), &other);
     assert_eq!(rejected(&o), RequestFault::BadRequest);
     let o = enrol(
         &m,
         &ep,
         "t3",
         &other.csr("dev2", Some("0000000000")),
-        &other.certificate,
+        &other,
     );
     assert_eq!(rejected(&o), RequestFault::BadRequest);
     assert_eq!(issued_count(&m), 1);
@@ -233,7 +225,7 @@ fn an_expired_otp_or_one_for_another_server_is_refused_with_nothing_stored() {
     assert!(m.scep_otps().unwrap()[0].expired);
     let dev = Device::new("dev");
     for pw in ["EXPIRED", "OTHER"] {
-        let o = enrol(&m, &ep, pw, &dev.csr("dev", Some(pw)), &dev.certificate);
+        let o = enrol(&m, &ep, pw, &dev.csr("dev", Some(pw)), &dev);
         assert_eq!(rejected(&o), RequestFault::BadRequest);
     }
     assert_eq!(issued_count(&m), 0);
@@ -247,10 +239,7 @@ fn without_an_otp_a_request_waits_for_grant_and_the_poll_delivers() {
     let ep = seed(&m);
     let dev = Device::new("tst-client");
     let csr = dev.csr("tst-client", None);
-    assert_eq!(
-        enrol(&m, &ep, "tx", &csr, &dev.certificate),
-        EnrolOutcome::Pending
-    );
+    assert_eq!(enrol(&m, &ep, "tx", &csr, &dev), EnrolOutcome::Pending);
     assert_eq!(m.scep_poll(&ep, "tx").unwrap(), EnrolOutcome::Pending);
     let reqs = m.scep_requests().unwrap();
     assert_eq!(
@@ -291,7 +280,7 @@ fn without_an_otp_a_request_waits_for_grant_and_the_poll_delivers() {
     );
     // A rejected request fails at its poll.
     let dev2 = Device::new("other");
-    enrol(&m, &ep, "tx2", &dev2.csr("other", None), &dev2.certificate);
+    enrol(&m, &ep, "tx2", &dev2.csr("other", None), &dev2);
     m.scep_reject("1").unwrap();
     assert_eq!(
         rejected(&m.scep_poll(&ep, "tx2").unwrap()),
@@ -313,9 +302,7 @@ fn a_renewal_needs_a_valid_unrevoked_certificate_of_this_ca_for_the_same_subject
         .secret_str()
         .to_owned();
     let dev = Device::new("dev");
-    let EnrolOutcome::Issued(cert) =
-        enrol(&m, &ep, "t1", &dev.csr("dev", Some(&pw)), &dev.certificate)
-    else {
+    let EnrolOutcome::Issued(cert) = enrol(&m, &ep, "t1", &dev.csr("dev", Some(&pw)), &dev) else {
         panic!("not issued")
     };
     let n = std::cell::Cell::new(0);
@@ -328,6 +315,7 @@ fn a_renewal_needs_a_valid_unrevoked_certificate_of_this_ca_for_the_same_subject
                 transaction_id: &format!("renew-{}", n.get()),
                 csr,
                 signer,
+                signer_public_key: dev.signer.public_key(),
             },
         )
         .unwrap()
@@ -361,7 +349,7 @@ fn a_renewal_needs_a_valid_unrevoked_certificate_of_this_ca_for_the_same_subject
     );
     assert_eq!(issued_count(&m), 3);
     // The first request re-sent: its certificate is revoked now, so it is not handed out.
-    let o = enrol(&m, &ep, "t1", &dev.csr("dev", Some(&pw)), &dev.certificate);
+    let o = enrol(&m, &ep, "t1", &dev.csr("dev", Some(&pw)), &dev);
     assert_eq!(rejected(&o), RequestFault::BadRequest);
 }
 

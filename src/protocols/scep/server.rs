@@ -406,6 +406,7 @@ fn decide(
                 transaction_id: &received.transaction_id,
                 csr,
                 signer: &received.signer.der,
+                signer_public_key: &received.signer.public_key,
             },
         )),
         (MessageType::CertPoll, RequestContent::IssuerAndSubject { .. }) => {
