@@ -112,7 +112,7 @@ impl Manager {
         let rec = txn
             .certificate(ca)?
             .ok_or_else(|| ManagerError::not_found(ObjectKind::CaCertificate, ca))?;
-        let info = x509::inspect_certificate(&rec.cert.der)?;
+        let info = x509::inspect_certificate_cached(&rec.cert.der)?;
         if !info.is_ca {
             return Err(ManagerError::refused(
                 Refusal::NotACa,
@@ -141,7 +141,7 @@ impl Manager {
             id: rec.id,
             key_id,
             name: rec.cert.name.clone(),
-            subject: info.subject_name,
+            subject: info.subject_name.clone(),
             key_identifier,
             crl_host: rec.cert.ca_crl_host.clone(),
             signer,

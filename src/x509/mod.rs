@@ -473,6 +473,38 @@ pub struct CertificateInfo {
     pub subject_name: Name,
 }
 
+/// How many inspected certificates [`inspect_certificate_cached`] keeps.
+const INSPECTED_KEPT: usize = 32;
+
+/// [`inspect_certificate`] for certificates read again and again by a long-running `serve` (a
+/// SCEP server's CA and RA at every enrolment): the last few are kept, found by the SHA-256
+/// of their DER, so that one certificate is parsed and its names formatted once. What is kept
+/// is public and derived from the bytes alone.
+pub fn inspect_certificate_cached(
+    der: &[u8],
+) -> Result<std::sync::Arc<CertificateInfo>, X509Error> {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    type Kept = VecDeque<([u8; 32], Arc<CertificateInfo>)>;
+    static KEPT: Mutex<Kept> = Mutex::new(VecDeque::new());
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
+    let found = {
+        let kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter().find(|(d, _)| *d == digest).map(|(_, i)| i.clone())
+    };
+    if let Some(info) = found {
+        return Ok(info);
+    }
+    let info = Arc::new(inspect_certificate(der)?);
+    let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    if kept.len() >= INSPECTED_KEPT {
+        kept.pop_front();
+    }
+    kept.push_back((digest, info.clone()));
+    Ok(info)
+}
+
 /// Parses a DER certificate into what certman shows and needs.
 pub fn inspect_certificate(der: &[u8]) -> Result<CertificateInfo, X509Error> {
     let cert = Certificate::from_der(der)?;

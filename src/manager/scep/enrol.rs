@@ -111,7 +111,7 @@ pub(super) fn unusable(rec: &CertificateRecord) -> Result<Option<&'static str>> 
     if rec.revoked_at.is_some() {
         return Ok(Some("is revoked"));
     }
-    let info = x509::inspect_certificate(&rec.cert.der)?;
+    let info = x509::inspect_certificate_cached(&rec.cert.der)?;
     let now = SystemTime::now();
     Ok((info.not_after < now || info.not_before > now).then_some("is not valid now"))
 }
@@ -192,7 +192,7 @@ impl Manager {
             let (_, handle) = ca_key_handle(txn.as_ref(), &rec)?;
             (rec, handle)
         };
-        let info = x509::inspect_certificate(&rec.cert.der)?;
+        let info = x509::inspect_certificate_cached(&rec.cert.der)?;
         let signer = self.ca_signer(&rec.cert.name, &handle, &info)?;
         Ok(ScepResponder {
             certificate: rec.cert.der,
@@ -512,7 +512,7 @@ impl Manager {
         issuer: &[u8],
         serial: &[u8],
     ) -> Result<Option<Vec<u8>>> {
-        let ca_info = x509::inspect_certificate(&endpoint.ca_certificate)?;
+        let ca_info = x509::inspect_certificate_cached(&endpoint.ca_certificate)?;
         let issuer_matches = der::Encode::to_der(&ca_info.subject_name)
             .map(|d| d == issuer)
             .unwrap_or(false);
@@ -530,7 +530,7 @@ impl Manager {
         issuer: &[u8],
         serial: &[u8],
     ) -> Result<Option<CertificateRecord>> {
-        let ca_info = x509::inspect_certificate(&endpoint.ca_certificate)?;
+        let ca_info = x509::inspect_certificate_cached(&endpoint.ca_certificate)?;
         let issuer_matches = der::Encode::to_der(&ca_info.subject_name)
             .map(|d| d == issuer)
             .unwrap_or(false);
