@@ -42,7 +42,9 @@ pub struct ScepEndpoint {
     /// why the server cannot answer now (its CA or RA revoked or expired since it was set up)
     pub out_of_service: Option<String>,
     ca_id: i64,
-    responder_id: i64,
+    /// whose key decrypts and signs (the RA, else the CA): name and key, read with the rest
+    responder_name: String,
+    responder_key: std::result::Result<KeyHandle, String>,
 }
 
 /// The key that decrypts requests and signs replies for a server (its RA's, else its CA's).
@@ -168,34 +170,40 @@ impl Manager {
                 None => None,
             },
         };
+        let responder = ra.as_ref().unwrap_or(&ca);
+        let responder_name = responder.cert.name.clone();
+        let responder_key = ca_key_handle(txn.as_ref(), responder)
+            .map(|(_, handle)| handle)
+            .map_err(|e| e.to_string());
         Ok(Some(ScepEndpoint {
             out_of_service,
             server_id: s.id,
             path: s.server.path.clone(),
             ca_name: ca.cert.name.clone(),
-            ca_certificate: ca.cert.der,
-            ra_certificate: ra.map(|r| r.cert.der),
+            ca_certificate: ca.cert.der.clone(),
+            ra_certificate: ra.as_ref().map(|r| r.cert.der.clone()),
             next_ca_certificate: der(s.server.next_ca_id)?,
             ca_id: s.server.ca_id,
-            responder_id: s.server.ra_id.unwrap_or(s.server.ca_id),
+            responder_name,
+            responder_key,
         }))
     }
 
     /// The key that decrypts and signs for `endpoint` (reaching it: token login, PIN),
     /// checked against its certificate.
     pub fn scep_responder(&self, endpoint: &ScepEndpoint) -> Result<ScepResponder> {
-        let (rec, handle) = {
-            let txn = self.read_txn()?;
-            let rec = txn
-                .certificate_by_id(endpoint.responder_id)?
-                .ok_or_else(|| ManagerError::not_found(ObjectKind::Certificate, &endpoint.path))?;
-            let (_, handle) = ca_key_handle(txn.as_ref(), &rec)?;
-            (rec, handle)
-        };
-        let info = x509::inspect_certificate_cached(&rec.cert.der)?;
-        let signer = self.ca_signer(&rec.cert.name, &handle, &info)?;
+        let handle = endpoint
+            .responder_key
+            .clone()
+            .map_err(|why| ManagerError::Failed(format!("the SCEP responder's key: {why}")))?;
+        let certificate = endpoint
+            .ra_certificate
+            .clone()
+            .unwrap_or_else(|| endpoint.ca_certificate.clone());
+        let info = x509::inspect_certificate_cached(&certificate)?;
+        let signer = self.ca_signer(&endpoint.responder_name, &handle, &info)?;
         Ok(ScepResponder {
-            certificate: rec.cert.der,
+            certificate,
             signer,
             handle,
         })
