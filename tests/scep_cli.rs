@@ -68,7 +68,7 @@ fn the_seed_example_enrols_scepclient_and_certmonger_with_otps() {
         return;
     }
     let env = seed_store();
-    let d = Daemon::start(&env, "127.0.0.1:0");
+    let mut d = Daemon::start(&env, "127.0.0.1:0");
     let ca_crt = env.export_cert("ca");
 
     // /health lists the server.
@@ -129,7 +129,7 @@ fn the_seed_example_enrols_scepclient_and_certmonger_with_otps() {
         said(&out)
     );
     assert_verifies(&ca_crt, &cert);
-    let log = d.log();
+    let log = d.wait_for_log("Aes256Cbc", Duration::from_secs(10));
     assert!(
         log.lines().any(|l| l.contains("PkcsReq")
             && l.contains("Aes256Cbc")
@@ -171,8 +171,7 @@ fn the_seed_example_enrols_scepclient_and_certmonger_with_otps() {
     }
     assert_eq!(issued_names(&env).len(), 2);
     assert_eq!(requests(&env).len(), 2);
-    let log = d.log();
-    assert!(log.contains("FAILURE BadRequest"), "{log}");
+    d.wait_for_log("FAILURE BadRequest", Duration::from_secs(10));
 
     // A renewal signed with the issued certificate: a new certificate, no challenge.
     let first_serial = openssl_serial(&c1.join("client.pem"));
@@ -310,7 +309,7 @@ fn an_expired_otp_is_refused() {
     }
     let env = seed_store();
     let pw = otp(&env, 1);
-    let d = Daemon::start(&env, "127.0.0.1:0");
+    let mut d = Daemon::start(&env, "127.0.0.1:0");
     // minutes-valid is whole minutes: wait one out.
     std::thread::sleep(Duration::from_secs(61));
     let otps: Value =
@@ -325,7 +324,7 @@ fn an_expired_otp_is_refused() {
     );
     assert!(issued_names(&env).is_empty());
     assert!(requests(&env).is_empty());
-    assert!(d.log().contains("expired"), "{}", d.log());
+    d.wait_for_log("one-time password has expired", Duration::from_secs(10));
     d.stop();
 }
 
@@ -558,7 +557,7 @@ fn a_revoked_ra_takes_its_server_out_of_service() {
         "path=/scep/x",
         "ra-cert=ra",
     ]);
-    let d = Daemon::start(&env, "127.0.0.1:0");
+    let mut d = Daemon::start(&env, "127.0.0.1:0");
     let (status, head, _) = d.get("/scep/x?operation=GetCACert");
     assert_eq!(status, 200);
     assert!(head.contains("application/x-x509-ca-ra-cert"), "{head}");
@@ -568,10 +567,9 @@ fn a_revoked_ra_takes_its_server_out_of_service() {
     let dev = Device::new("late");
     let (status, _, _) = http_post(d.port, "/scep/x?operation=PKIOperation", &dev.certificate);
     assert_eq!(status, 503);
-    assert!(
-        d.log().contains("out of service: its RA \"ra\" is revoked"),
-        "{}",
-        d.log()
+    d.wait_for_log(
+        "out of service: its RA \"ra\" is revoked",
+        Duration::from_secs(10),
     );
     let v: Value = serde_json::from_str(&env.ok(&["scep-server", "print", "--json"])).unwrap();
     assert!(

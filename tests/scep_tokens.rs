@@ -367,7 +367,16 @@ fn a_ca_on_softhsm_decrypts_and_signs_scep_on_the_token() {
     assert_issued_by(&env, &crt2, "ca");
     let signer = assert_certrep_signed(&rep, &ca);
     assert_eq!(openssl_fingerprint(&signer), openssl_fingerprint(&ca));
-    let log = d.log();
+    // The log line is read from serve's stderr by another thread: wait for it.
+    let log = (0..200)
+        .find_map(|_| {
+            let l = d.log();
+            l.contains("Aes256Cbc").then_some(l).or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                None
+            })
+        })
+        .unwrap_or_else(|| d.log());
     assert!(
         log.lines()
             .any(|l| l.contains("PkcsReq") && l.contains("Aes256Cbc") && l.contains("SUCCESS")),
