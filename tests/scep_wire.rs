@@ -116,7 +116,8 @@ fn a_granted_request_is_fetched_by_certpoll_with_its_transaction_id() {
     d.wait_for_log("CertPoll transaction-id", Duration::from_secs(10));
     let log = d.log();
     assert!(
-        log.lines().any(|l| l.contains("CertPoll") && l.contains("DesEde3Cbc")),
+        log.lines()
+            .any(|l| l.contains("CertPoll") && l.contains("DesEde3Cbc")),
         "{log}"
     );
 

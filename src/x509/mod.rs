@@ -491,7 +491,9 @@ pub fn inspect_certificate_cached(
     digest.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
     let found = {
         let kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
-        kept.iter().find(|(d, _)| *d == digest).map(|(_, i)| i.clone())
+        kept.iter()
+            .find(|(d, _)| *d == digest)
+            .map(|(_, i)| i.clone())
     };
     if let Some(info) = found {
         return Ok(info);
