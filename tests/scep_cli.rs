@@ -410,6 +410,13 @@ fn scep_server_commands_keep_routeros_rules() {
         EXIT_REFUSED,
     );
     assert!(err.contains("ra-cert"), "{err}");
+    // A CA whose RSA key is too small to decrypt needs an RA too.
+    env.make_ca("small", &["key-size=1024"]);
+    let err = env.fail(
+        &["scep-server", "add", "ca-cert=small", "path=/scep/small"],
+        EXIT_REFUSED,
+    );
+    assert!(err.contains("1024-bit") && err.contains("ra-cert"), "{err}");
     // An RA must not be a CA (the seed's warning).
     let err = env.fail(
         &[

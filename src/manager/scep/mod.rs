@@ -27,6 +27,9 @@ pub const DEFAULT_SCEP_DAYS_VALID: u32 = 1;
 pub const MIN_REQUEST_LIFETIME: Duration = Duration::from_secs(300);
 /// The longest `request-lifetime`.
 const MAX_REQUEST_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The least RSA key size that decrypts SCEP requests (AWS-LC's decryption refuses smaller
+/// keys, and RFC 8894 clients encrypt their content key to it).
+const MIN_DECRYPT_BITS: u32 = 2048;
 /// `days-valid` bounds.
 const MAX_DAYS_VALID: u32 = 36_500;
 
@@ -437,12 +440,24 @@ fn check_ca(txn: &dyn Transaction, ca: &CertificateRecord, has_ra: bool) -> Resu
         ));
     }
     super::ca_key_handle(txn, ca)?;
-    if !has_ra && !matches!(info.key_algorithm, Some(KeyAlgorithm::Rsa { .. })) {
-        return Err(ManagerError::refused(
-            Refusal::CannotDecrypt,
-            format!("CA \"{name}\" has no RSA key: SCEP clients encrypt to the CA, and only RSA decrypts"),
-            Some("give ra-cert=NAME: an RSA certificate issued by this CA decrypts and signs for it"),
-        ));
+    if !has_ra {
+        let why = match info.key_algorithm {
+            Some(KeyAlgorithm::Rsa { bits }) if bits >= MIN_DECRYPT_BITS => None,
+            Some(KeyAlgorithm::Rsa { bits }) => Some(format!(
+                "CA \"{name}\" has a {bits}-bit RSA key: SCEP clients encrypt to the CA, and \
+                 certman decrypts with RSA keys of {MIN_DECRYPT_BITS} bits or more"
+            )),
+            _ => Some(format!(
+                "CA \"{name}\" has no RSA key: SCEP clients encrypt to the CA, and only RSA decrypts"
+            )),
+        };
+        if let Some(why) = why {
+            return Err(ManagerError::refused(
+                Refusal::CannotDecrypt,
+                why,
+                Some("give ra-cert=NAME: an RSA certificate issued by this CA decrypts and signs for it"),
+            ));
+        }
     }
     Ok(())
 }
@@ -462,10 +477,10 @@ fn check_ra(txn: &dyn Transaction, ra: &CertificateRecord, ca: &CertificateRecor
     if info.is_ca {
         return Err(refuse("an RA certificate must not be a CA".into()));
     }
-    if !matches!(info.key_algorithm, Some(KeyAlgorithm::Rsa { .. })) {
-        return Err(refuse(
-            "an RA needs an RSA key (it decrypts the clients' requests)".into(),
-        ));
+    if !matches!(info.key_algorithm, Some(KeyAlgorithm::Rsa { bits }) if bits >= MIN_DECRYPT_BITS) {
+        return Err(refuse(format!(
+            "an RA needs an RSA key of {MIN_DECRYPT_BITS} bits or more (it decrypts the clients' requests)"
+        )));
     }
     if ra.cert.issuer_id != Some(ca.id) {
         return Err(refuse(format!(

@@ -206,8 +206,26 @@ impl Manager {
                     Some("enable it first: certman scep-server enable"),
                 )
             })?;
-        let info = x509::csr::parse_request(&request.request.csr)?;
-        let certified = self.scep_certify(&endpoint, &server, &info)?;
+        // A request the CA's rules refuse can never be issued: it is marked failed (the
+        // client's next poll gets FAILURE) and the refusal is the command's error.
+        let certified = match x509::csr::parse_request(&request.request.csr)
+            .map_err(ManagerError::from)
+            .and_then(|info| self.scep_certify(&endpoint, &server, &info))
+        {
+            Ok(c) => c,
+            Err(e) if never_issuable(&e) => {
+                self.write(|txn| {
+                    Ok(txn.move_scep_request(
+                        request.id,
+                        ScepRequestStatus::Pending.word(),
+                        ScepRequestStatus::Failed.word(),
+                        None,
+                    )?)
+                })?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         self.write(|txn| {
             let id = self.store_certified_in(txn, &certified, Some(ISSUED_PREFIX))?;
             let moved = txn.move_scep_request(
@@ -252,6 +270,27 @@ impl Manager {
             }
             Ok(())
         })
+    }
+}
+
+/// Whether an error of issuing says the request itself cannot be issued by this CA (its
+/// content, the CA's rules), rather than that the CA could not act now (token, PIN, store).
+fn never_issuable(e: &ManagerError) -> bool {
+    match e {
+        ManagerError::BadRequest { .. } | ManagerError::InvalidValue(_) => true,
+        // the request's content (not a signing failure of the CA's key)
+        ManagerError::X509(x) => matches!(
+            x,
+            crate::error::X509Error::Asn1(_)
+                | crate::error::X509Error::Malformed(_)
+                | crate::error::X509Error::BadSignature(_)
+                | crate::error::X509Error::UnsupportedAlgorithm(_)
+                | crate::error::X509Error::Value(_)
+        ),
+        ManagerError::Refused { reason, .. } => {
+            matches!(reason, Refusal::CaRequestNotAllowed | Refusal::NameInUse)
+        }
+        _ => false,
     }
 }
 

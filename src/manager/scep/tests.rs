@@ -90,12 +90,16 @@ impl Device {
     }
 
     fn csr(&self, cn: &str, challenge: Option<&str>) -> Vec<u8> {
+        self.csr_asking(cn, challenge, false)
+    }
+
+    fn csr_asking(&self, cn: &str, challenge: Option<&str>, ca: bool) -> Vec<u8> {
         x509::csr::build_request(
             &x509::csr::RequestSpec {
                 subject: name(cn),
                 subject_alt_names: Vec::new(),
                 key_usage: Default::default(),
-                ca: false,
+                ca,
                 challenge_password: challenge.map(str::to_owned),
             },
             &x509_signer(&self.signer),
@@ -288,6 +292,48 @@ fn without_an_otp_a_request_waits_for_grant_and_the_poll_delivers() {
     );
     assert!(m.scep_reject("1").is_err());
     assert_eq!(issued_count(&m), 1);
+}
+
+#[test]
+fn a_request_the_ca_refuses_fails_at_grant_and_at_its_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = manager(dir.path());
+    let ep = seed(&m);
+    let dev = Device::new("sub-ca");
+    let csr = dev.csr_asking("sub-ca", None, true);
+    assert_eq!(enrol(&m, &ep, "t", &csr, &dev), EnrolOutcome::Pending);
+    assert!(matches!(
+        m.scep_grant("0"),
+        Err(ManagerError::Refused {
+            reason: Refusal::CaRequestNotAllowed,
+            ..
+        })
+    ));
+    assert_eq!(
+        m.scep_requests().unwrap()[0].status,
+        ScepRequestStatus::Failed
+    );
+    assert_eq!(
+        rejected(&m.scep_poll(&ep, "t").unwrap()),
+        RequestFault::BadRequest
+    );
+    assert_eq!(issued_count(&m), 0);
+    // With an OTP it is refused at once, the OTP left unused.
+    let pw = m
+        .scep_otp_generate(None, 5)
+        .unwrap()
+        .password
+        .secret_str()
+        .to_owned();
+    let o = enrol(
+        &m,
+        &ep,
+        "t2",
+        &dev.csr_asking("sub-ca", Some(&pw), true),
+        &dev,
+    );
+    assert_eq!(rejected(&o), RequestFault::BadRequest);
+    assert!(m.scep_otps().unwrap()[0].used.is_none());
 }
 
 #[test]
