@@ -3,9 +3,11 @@
 //! CRLs of trusted certificates) and graceful shutdown.
 //!
 //! The service talks to the certificate manager only through [`ServiceBackend`], whose methods
-//! block (SQLite, token signing): async code calls them through `spawn_blocking`. Nothing is
+//! block (SQLite, token signing): async code calls them through `spawn_blocking`. No state is
 //! cached between requests: the CLI may revoke while the daemon runs, and the next request must
-//! see the new CRL.
+//! see the new CRL (or the SCEP server's new settings). What is kept is keyed by content and
+//! cannot go stale: parsed software keys (by key id and sealed blob) and inspected certificates
+//! (by their DER's SHA-256).
 
 mod backend;
 mod config;
