@@ -600,6 +600,14 @@ fn certificates<B: Backend>() {
         );
         Ok(())
     });
+    // by issuer and serial: the same serial under two CAs is two certificates
+    read(&*s, |t| {
+        assert_eq!(t.certificate_by_serial(ca, "01")?.map(|c| c.id), Some(a));
+        let by_ca2 = t.certificate_by_serial(ca2, "01")?.map(|c| c.cert.name);
+        assert_eq!(by_ca2.as_deref(), Some("a-by-ca2"));
+        assert_eq!(t.certificate_by_serial(ca, "02")?, None);
+        Ok(())
+    });
     // its serial is free again under its CA
     write(&*s, |t| t.insert_certificate(&cert("b2", "02", Some(ca))));
 }

@@ -274,6 +274,12 @@ pub trait Transaction: ScepTransaction {
     fn insert_certificate(&mut self, cert: &NewCertificate) -> Result<i64>;
     /// A certificate by its SHA-256 fingerprint.
     fn certificate_by_fingerprint(&self, fingerprint: &str) -> Result<Option<CertificateRecord>>;
+    /// The certificate `issuer_id` issued with this serial (upper-case hex), if any.
+    fn certificate_by_serial(
+        &self,
+        issuer_id: i64,
+        serial: &str,
+    ) -> Result<Option<CertificateRecord>>;
     /// Gives a certificate its private key (a key imported after the certificate).
     fn set_certificate_key(&mut self, id: i64, key_id: &str) -> Result<()>;
     /// Renames a certificate (the new name must be free) and sets `trusted`.

@@ -125,6 +125,14 @@ pub trait ScepTransaction {
     ) -> Result<i64>;
     /// Every request, oldest first.
     fn scep_requests(&self) -> Result<Vec<ScepRequestRecord>>;
+    /// How many requests of a server are in `status` and were created after `created_after`
+    /// (µs): the pending queue's length, without reading the requests.
+    fn count_scep_requests(&self, server_id: i64, status: &str, created_after: i64) -> Result<i64>;
+    /// The newest request with this transactionID, at any server.
+    fn scep_request_by_any_transaction(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Option<ScepRequestRecord>>;
     /// One request.
     fn scep_request(&self, id: i64) -> Result<Option<ScepRequestRecord>>;
     /// The newest request of a server with this transactionID.

@@ -178,13 +178,45 @@ pub(super) fn scep_requests<B: Backend>() {
         ("granted", Some(leaf))
     );
     assert!(r.updated_at >= r.created_at);
+    // The queue's length without reading it; the newest by transaction id at any server.
+    assert_eq!(read(&*s, |t| t.count_scep_requests(srv, "pending", 0)), 1);
+    assert_eq!(read(&*s, |t| t.count_scep_requests(srv, "granted", 0)), 1);
+    assert_eq!(read(&*s, |t| t.count_scep_requests(srv, "issued", 0)), 1);
+    assert_eq!(
+        read(&*s, |t| t.count_scep_requests(srv, "pending", i64::MAX)),
+        0
+    );
+    assert_eq!(
+        read(&*s, |t| t.count_scep_requests(srv + 1, "pending", 0)),
+        0
+    );
+    let other = write(&*s, |t| t.insert_scep_server(&server("/scep/other", ca)));
+    let elsewhere = write(&*s, |t| {
+        t.insert_scep_request(&request(other, "txn", "pending"), None)
+    });
+    assert_eq!(
+        read(&*s, |t| t.scep_request_by_any_transaction("txn"))
+            .unwrap()
+            .id,
+        elsewhere
+    );
+    assert_eq!(
+        read(&*s, |t| t.scep_request_by_transaction(srv, "txn"))
+            .unwrap()
+            .id,
+        second
+    );
+    assert_eq!(
+        read(&*s, |t| t.scep_request_by_any_transaction("none")),
+        None
+    );
     // A removed certificate leaves its request without it.
     write(&*s, |t| t.delete_certificate(leaf));
     assert_eq!(
         read(&*s, |t| t.scep_request(first)).unwrap().certificate_id,
         None
     );
-    assert_eq!(read(&*s, |t| t.scep_requests()).len(), 3);
+    assert_eq!(read(&*s, |t| t.scep_requests()).len(), 4);
 }
 
 /// THREADS transactions consume the same OTP: exactly one does.

@@ -342,16 +342,11 @@ impl Manager {
         let record = request_record(server.id, enrolment, info, ScepRequestStatus::Pending);
         let lifetime = server.server.request_lifetime;
         self.write(|txn| {
-            let now = now_micros();
-            let pending = txn
-                .scep_requests()?
-                .iter()
-                .filter(|r| {
-                    r.request.server_id == server.id
-                        && effective_status(r, lifetime, now) == ScepRequestStatus::Pending
-                })
-                .count();
-            if pending >= MAX_PENDING {
+            // Pending and not yet expired: created within the request lifetime.
+            let since = now_micros() - lifetime.saturating_mul(1_000_000);
+            let pending =
+                txn.count_scep_requests(server.id, ScepRequestStatus::Pending.word(), since)?;
+            if pending >= MAX_PENDING as i64 {
                 return Ok(reject(
                     RequestFault::BadRequest,
                     format!("{MAX_PENDING} requests are waiting already"),
@@ -546,15 +541,7 @@ impl Manager {
             return Ok(None);
         }
         // Serials are stored as hex of their DER content bytes.
-        let wanted = hex::encode_upper(serial);
         let txn = self.read_txn()?;
-        for id in txn.issued_by(endpoint.ca_id)? {
-            if let Some(c) = txn.certificate_by_id(id)? {
-                if c.cert.serial == wanted {
-                    return Ok(Some(c));
-                }
-            }
-        }
-        Ok(None)
+        Ok(txn.certificate_by_serial(endpoint.ca_id, &hex::encode_upper(serial))?)
     }
 }

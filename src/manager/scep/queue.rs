@@ -136,10 +136,7 @@ fn find_request(txn: &dyn Transaction, reference: &str) -> Result<ScepRequestRec
             return Ok(r);
         }
     }
-    txn.scep_requests()?
-        .into_iter()
-        .rev()
-        .find(|r| r.request.transaction_id == reference)
+    txn.scep_request_by_any_transaction(reference)?
         .ok_or_else(|| ManagerError::not_found(ObjectKind::ScepRequest, reference))
 }
 

@@ -217,6 +217,30 @@ impl ScepTransaction for SqliteTxn<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn count_scep_requests(&self, server_id: i64, status: &str, created_after: i64) -> Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM scep_requests \
+                 WHERE server_id = ?1 AND status = ?2 AND created_at > ?3",
+            )?
+            .query_row(params![server_id, status, created_after], |r| r.get(0))?)
+    }
+
+    fn scep_request_by_any_transaction(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Option<ScepRequestRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM scep_requests \
+                 WHERE transaction_id = ?1 ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row(params![transaction_id], request_from_row)
+            .optional()?)
+    }
+
     fn scep_request(&self, id: i64) -> Result<Option<ScepRequestRecord>> {
         Ok(self
             .conn

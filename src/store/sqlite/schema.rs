@@ -167,7 +167,8 @@ CREATE TABLE scep_requests (
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL
 );
-CREATE INDEX scep_requests_transaction ON scep_requests(server_id, transaction_id);
+CREATE INDEX scep_requests_transaction ON scep_requests(transaction_id, server_id);
+CREATE INDEX scep_requests_status ON scep_requests(server_id, status, created_at);
 ";
 
 /// The store's salt, after bringing its schema to [`SCHEMA_VERSION`]. A store that is current

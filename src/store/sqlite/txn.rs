@@ -157,6 +157,20 @@ impl Transaction for SqliteTxn<'_> {
             .query_row([], |r| r.get(0))?)
     }
 
+    fn certificate_by_serial(
+        &self,
+        issuer_id: i64,
+        serial: &str,
+    ) -> Result<Option<CertificateRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {CERT_COLUMNS} FROM certificates WHERE issuer_id = ?1 AND serial = ?2"
+            ))?
+            .query_row(params![issuer_id, serial], cert_from_row)
+            .optional()?)
+    }
+
     fn issued_by(&self, issuer_id: i64) -> Result<Vec<i64>> {
         let mut st = self
             .conn
