@@ -23,27 +23,6 @@ fn seed_store() -> Env {
     env
 }
 
-fn otp(env: &Env, minutes: u32) -> String {
-    let out = env.ok(&[
-        "scep-server",
-        "otp",
-        "generate",
-        &format!("minutes-valid={minutes}"),
-        "--json",
-    ]);
-    let v: Value = serde_json::from_str(&out).expect("otp json");
-    v["password"].as_str().expect("password").to_owned()
-}
-
-fn requests(env: &Env) -> Vec<Value> {
-    let out = env.ok(&["scep-server", "requests", "print", "--json"]);
-    serde_json::from_str::<Value>(&out)
-        .expect("requests json")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 fn issued_names(env: &Env) -> Vec<String> {
     env.json()
         .iter()
@@ -149,7 +128,7 @@ fn the_seed_example_enrols_scepclient_and_certmonger_with_otps() {
         issued.iter().all(|n| n.starts_with("issued_")),
         "{issued:?}"
     );
-    let reqs = requests(&env);
+    let reqs = scep_requests(&env);
     assert_eq!(reqs.len(), 2);
     assert!(reqs
         .iter()
@@ -170,7 +149,7 @@ fn the_seed_example_enrols_scepclient_and_certmonger_with_otps() {
         assert!(!dir.join("client.pem").exists());
     }
     assert_eq!(issued_names(&env).len(), 2);
-    assert_eq!(requests(&env).len(), 2);
+    assert_eq!(scep_requests(&env).len(), 2);
     d.wait_for_log("FAILURE BadRequest", Duration::from_secs(10));
 
     // A renewal signed with the issued certificate: a new certificate, no challenge.
@@ -226,7 +205,7 @@ fn without_an_otp_the_request_waits_for_grant_0() {
     // The request shows as pending, as in the seed.
     let start = Instant::now();
     loop {
-        let r = requests(&env);
+        let r = scep_requests(&env);
         if r.first().is_some_and(|r| r["status"] == "pending") {
             assert_eq!(r[0]["#"], 0);
             assert_eq!(r[0]["common-name"], "tst-client");
@@ -247,7 +226,7 @@ fn without_an_otp_the_request_waits_for_grant_0() {
     );
     assert!(issued_names(&env).is_empty());
     env.ok(&["scep-server", "requests", "grant", "0"]);
-    assert_eq!(requests(&env)[0]["status"], "granted");
+    assert_eq!(scep_requests(&env)[0]["status"], "granted");
     // The client's next poll (it re-sends every 30 s) gets the certificate.
     let out = client.join().unwrap();
     assert!(
@@ -256,7 +235,7 @@ fn without_an_otp_the_request_waits_for_grant_0() {
         said(&out)
     );
     assert_verifies(&ca_crt, &dir.join("client.pem"));
-    assert_eq!(requests(&env)[0]["status"], "issued");
+    assert_eq!(scep_requests(&env)[0]["status"], "issued");
     assert_eq!(issued_names(&env).len(), 1);
     // Granting again is refused.
     let err = env.fail(&["scep-server", "requests", "grant", "0"], EXIT_REFUSED);
@@ -278,14 +257,14 @@ fn a_rejected_request_fails_at_the_next_poll() {
         std::thread::spawn(move || scepclient(&dir, &url, None, "nope", Duration::from_secs(100)))
     };
     let start = Instant::now();
-    while requests(&env).is_empty() {
+    while scep_requests(&env).is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "no request arrived"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let txid = requests(&env)[0]["transaction-id"]
+    let txid = scep_requests(&env)[0]["transaction-id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -297,7 +276,7 @@ fn a_rejected_request_fails_at_the_next_poll() {
         said(&out)
     );
     assert!(!dir.join("client.pem").exists());
-    assert_eq!(requests(&env)[0]["status"], "denied");
+    assert_eq!(scep_requests(&env)[0]["status"], "denied");
     assert!(issued_names(&env).is_empty());
     d.stop();
 }
@@ -323,7 +302,7 @@ fn an_expired_otp_is_refused() {
         said(&out)
     );
     assert!(issued_names(&env).is_empty());
-    assert!(requests(&env).is_empty());
+    assert!(scep_requests(&env).is_empty());
     d.wait_for_log("one-time password has expired", Duration::from_secs(10));
     d.stop();
 }

@@ -83,27 +83,6 @@ fn issue_ra(env: &Env, name: &str, ca: &str, placement: &str) {
     );
 }
 
-fn otp(env: &Env, minutes: u32) -> String {
-    let out = env.ok(&[
-        "scep-server",
-        "otp",
-        "generate",
-        &format!("minutes-valid={minutes}"),
-        "--json",
-    ]);
-    let v: Value = serde_json::from_str(&out).expect("otp json");
-    v["password"].as_str().expect("password").to_owned()
-}
-
-fn requests(env: &Env) -> Vec<Value> {
-    let out = env.ok(&["scep-server", "requests", "print", "--json"]);
-    serde_json::from_str::<Value>(&out)
-        .expect("requests json")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 fn servers(env: &Env) -> Vec<Value> {
     let out = env.ok(&["scep-server", "print", "--json"]);
     serde_json::from_str::<Value>(&out)
@@ -383,7 +362,7 @@ fn a_ca_on_softhsm_decrypts_and_signs_scep_on_the_token() {
         "{log}"
     );
     assert_eq!(issued_names(&env).len(), 2);
-    assert!(requests(&env)
+    assert!(scep_requests(&env)
         .iter()
         .all(|r| r["status"] == "issued" && r["authority"] == "ca"));
 
@@ -549,10 +528,10 @@ fn an_ec_ca_on_softhsm_serves_scep_through_an_rsa_ra_on_the_same_token() {
         issued_names(&env).len(),
         3,
         "{:?}\n{}",
-        requests(&env),
+        scep_requests(&env),
         d.log()
     );
-    let reqs = requests(&env);
+    let reqs = scep_requests(&env);
     assert_eq!(reqs.len(), 3, "{reqs:?}");
     assert!(reqs
         .iter()
@@ -897,7 +876,7 @@ fn an_ec_ca_on_the_piv_card_serves_scep_through_an_rsa_ra_on_the_card() {
         "the CertRep was not signed by the RA"
     );
     assert_eq!(issued_names(env).len(), 2);
-    assert!(requests(env)
+    assert!(scep_requests(env)
         .iter()
         .all(|r| r["status"] == "issued" && r["authority"] == "ra"));
     let log = d.stop();

@@ -15,7 +15,6 @@ use certman::protocols::scep::message::{
 use common::daemon::*;
 use common::scep::*;
 use common::*;
-use serde_json::Value;
 
 const PATH: &str = "/scep/test/pkiclient.exe?operation=PKIOperation";
 
@@ -25,18 +24,6 @@ fn seed_store() -> Env {
     env.ok(&["sign", "ca-tpl", "name=ca"]);
     env.ok(&["scep-server", "add", "ca-cert=ca", "path=/scep/test"]);
     env
-}
-
-fn otp(env: &Env) -> String {
-    let v: Value = serde_json::from_str(&env.ok(&[
-        "scep-server",
-        "otp",
-        "generate",
-        "minutes-valid=5",
-        "--json",
-    ]))
-    .unwrap();
-    v["password"].as_str().unwrap().to_owned()
 }
 
 fn post(d: &Daemon, body: &[u8]) -> Vec<u8> {
@@ -172,7 +159,7 @@ fn get_and_post_as_clients_send_them_and_a_disabled_server_answers_nothing() {
     let dev = Device::new("get");
     let msg = dev.request(
         MessageType::PkcsReq,
-        &RequestContent::CertificationRequest(dev.csr("get", Some(&otp(&env)))),
+        &RequestContent::CertificationRequest(dev.csr("get", Some(&otp(&env, 5)))),
         &ca,
         ContentCipher::Aes256Cbc,
         MessageDigest::Sha512,

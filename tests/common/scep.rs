@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use super::softhsm::tokens_required;
-use super::{openssl, stderr, stdout};
+use super::{openssl, stderr, stdout, Env};
 
 /// micromdm's client.
 pub const SCEPCLIENT: &str = "scepclient";
@@ -127,6 +129,29 @@ pub fn certmonger_enrol(
         .output()
         .expect("run certmonger");
     (out, cert)
+}
+
+/// A fresh one-time password (`scep-server otp generate`), good for `minutes`.
+pub fn otp(env: &Env, minutes: u32) -> String {
+    let out = env.ok(&[
+        "scep-server",
+        "otp",
+        "generate",
+        &format!("minutes-valid={minutes}"),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).expect("otp json");
+    v["password"].as_str().expect("password").to_owned()
+}
+
+/// `scep-server requests print --json`.
+pub fn scep_requests(env: &Env) -> Vec<Value> {
+    let out = env.ok(&["scep-server", "requests", "print", "--json"]);
+    serde_json::from_str::<Value>(&out)
+        .expect("requests json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Everything a peer printed, for assertion messages.

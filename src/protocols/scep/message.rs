@@ -269,6 +269,26 @@ impl From<der::Error> for MessageError {
     }
 }
 
+/// A pkiMessage's SignedData (DER or BER), bounded by `limits`, with its one SignerInfo
+/// (`signers[0]`): what both directions read first.
+fn read_signed(input: &[u8], limits: &MessageLimits) -> Result<cms::SignedContent, MessageError> {
+    if input.len() > limits.max_input {
+        return Err(MessageError::Limit(format!(
+            "a message of {} bytes (at most {})",
+            input.len(),
+            limits.max_input
+        )));
+    }
+    let signed = cms::SignedContent::parse(input, &limits.cms())?;
+    if signed.signers.len() != 1 {
+        return Err(MessageError::Malformed(format!(
+            "a pkiMessage has one signer, not {}",
+            signed.signers.len()
+        )));
+    }
+    Ok(signed)
+}
+
 /// A lenient view of a certificate carried in a message (signer of a request, or the
 /// recipient we encrypt to).
 #[derive(Clone, Debug, PartialEq, Eq)]

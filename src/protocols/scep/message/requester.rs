@@ -96,20 +96,8 @@ pub fn decode_cert_rep(
     decrypt: &mut dyn FnMut(&[u8]) -> Result<SecretBytes, KeyError>,
     limits: &MessageLimits,
 ) -> Result<DecodedCertRep, MessageError> {
-    if input.len() > limits.max_input {
-        return Err(MessageError::Limit(format!(
-            "a message of {} bytes (at most {})",
-            input.len(),
-            limits.max_input
-        )));
-    }
-    let signed = SignedContent::parse(input, &limits.cms())?;
-    let [signer_info] = signed.signers.as_slice() else {
-        return Err(MessageError::Malformed(format!(
-            "a pkiMessage has one signer, not {}",
-            signed.signers.len()
-        )));
-    };
+    let signed = super::read_signed(input, limits)?;
+    let signer_info = &signed.signers[0];
     let signer = trusted_signers
         .iter()
         .filter_map(|der| CertificateView::parse(der).ok())

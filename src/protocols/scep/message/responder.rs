@@ -45,20 +45,8 @@ pub fn parse_request(
     input: &[u8],
     limits: &MessageLimits,
 ) -> Result<ReceivedMessage, MessageError> {
-    if input.len() > limits.max_input {
-        return Err(MessageError::Limit(format!(
-            "a message of {} bytes (at most {})",
-            input.len(),
-            limits.max_input
-        )));
-    }
-    let signed = SignedContent::parse(input, &limits.cms())?;
-    let [signer_info] = signed.signers.as_slice() else {
-        return Err(MessageError::Malformed(format!(
-            "a pkiMessage has one signer, not {}",
-            signed.signers.len()
-        )));
-    };
+    let signed = super::read_signed(input, limits)?;
+    let signer_info = &signed.signers[0];
     let attrs = ScepAttributes::read(signer_info, limits)?;
     if attrs.message_type == MessageType::CertRep {
         return Err(MessageError::UnknownMessageType(
