@@ -141,6 +141,18 @@ fn the_seed_example_enrols_scepclient_and_certmonger_with_otps() {
         .iter()
         .all(|o| !o["used"].is_null()));
 
+    // The store keeps no password in clear: not the OTPs, not the CSRs that carried them.
+    let mut db = Vec::new();
+    for f in std::fs::read_dir(env.root().join("store")).unwrap() {
+        db.extend(std::fs::read(f.unwrap().path()).unwrap());
+    }
+    for pw in [&pw1, &pw2] {
+        assert!(
+            !db.windows(pw.len()).any(|w| w == pw.as_bytes()),
+            "an OTP is in the store in clear"
+        );
+    }
+
     // A reused and a wrong password: FAILURE, nothing issued, nothing queued.
     for (name, pw) in [("reused", pw1.as_str()), ("wrong", "0123456789ABCDEF0123")] {
         let dir = fresh_dir(&env, name);

@@ -66,7 +66,7 @@ pub struct NewScepRequest {
     pub transaction_id: String,
     /// the status (the manager's `ScepRequestStatus`, as its word)
     pub status: String,
-    /// the PKCS#10 request, DER
+    /// the PKCS#10 request, DER (empty once issued with a challenge password in it)
     pub csr: Vec<u8>,
     /// the certificate that signed the message (the reply is encrypted to its key), DER
     pub signer: Vec<u8>,

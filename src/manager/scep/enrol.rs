@@ -261,7 +261,8 @@ impl Manager {
         };
         // The same request again (micromdm's scepclient polls by re-sending its PKCSReq; a
         // reply may have been lost): answer from the queue.
-        if let Some(r) = known.filter(|r| r.request.csr == enrolment.csr) {
+        let fingerprint = x509::fingerprint(enrolment.csr);
+        if let Some(r) = known.filter(|r| r.request.fingerprint == fingerprint) {
             return self.scep_answer(&server, r.id);
         }
         match signer_record {

@@ -107,18 +107,29 @@ pub(super) fn effective_status(
     status
 }
 
-/// The row recorded for a request.
+/// The row recorded for a request. A request that carried a challenge password keeps no
+/// CSR (the password is in it, in clear, and could be a reused static secret); its
+/// fingerprint still identifies it when it is sent again. Only pending requests, which carry
+/// none, keep theirs, for the grant.
 pub(super) fn request_record(
     server_id: i64,
     enrolment: &ScepEnrolment<'_>,
     info: &x509::csr::RequestInfo,
     status: ScepRequestStatus,
 ) -> NewScepRequest {
+    let has_secret = info
+        .challenge_password
+        .as_deref()
+        .is_some_and(|p| !p.is_empty());
     NewScepRequest {
         server_id,
         transaction_id: enrolment.transaction_id.to_owned(),
         status: status.word().to_owned(),
-        csr: enrolment.csr.to_vec(),
+        csr: if has_secret {
+            Vec::new()
+        } else {
+            enrolment.csr.to_vec()
+        },
         signer: enrolment.signer.to_vec(),
         subject: info.subject_text.clone(),
         common_name: x509::subject_fields(&info.subject)
