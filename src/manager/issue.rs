@@ -422,6 +422,9 @@ impl Manager {
         Ok(CertifiedRequest {
             record: Self::certify(&plan, &name, &info.public_key, &signer)?,
             issuer: plan.issuer_check.clone(),
+            // A CA gets its first CRL, a CDP its path claimed; a leaf without a CDP (most
+            // SCEP enrolments) needs neither, and no re-read of what was just signed.
+            after_insert: plan.is_ca || plan.crl_distribution_point.is_some(),
         })
     }
 
@@ -429,13 +432,20 @@ impl Manager {
     /// signed (flag I) in one transaction — a name taken meanwhile is refused — and gives a
     /// CA its first CRL. Files the caller writes for it are written after this returns.
     pub fn store_certified(&self, certified: CertifiedRequest) -> Result<IssuedCertificate> {
-        let CertifiedRequest { record, issuer } = certified;
+        let CertifiedRequest {
+            record,
+            issuer,
+            after_insert,
+        } = certified;
         self.write(|txn| {
             if let Some(issuer) = &issuer {
                 issuer.recheck(txn)?;
             }
             let id = txn.insert_certificate(&record)?;
-            self.after_insert(txn, id)
+            if after_insert {
+                self.after_insert(txn, id)?;
+            }
+            Ok(())
         })?;
         Ok(IssuedCertificate {
             entry: self.entry(&record.name)?,
@@ -460,7 +470,9 @@ impl Manager {
             record.name = free_name(txn, prefix)?;
         }
         let id = txn.insert_certificate(&record)?;
-        self.after_insert(txn, id)?;
+        if certified.after_insert {
+            self.after_insert(txn, id)?;
+        }
         Ok(id)
     }
 
@@ -507,6 +519,8 @@ pub struct IssueRequest<'a> {
 pub struct CertifiedRequest {
     record: NewCertificate,
     issuer: Option<IssuerCheck>,
+    /// whether storing it needs `after_insert` (a CA, or a CDP to claim)
+    after_insert: bool,
 }
 
 impl CertifiedRequest {

@@ -41,6 +41,8 @@ pub struct ScepEndpoint {
     pub next_ca_certificate: Option<Vec<u8>>,
     /// why the server cannot answer now (its CA or RA revoked or expired since it was set up)
     pub out_of_service: Option<String>,
+    /// the server's settings as they were read for this message
+    server: ScepServerRecord,
     ca_id: i64,
     /// whose key decrypts and signs (the RA, else the CA): name and key, read with the rest
     responder_name: String,
@@ -177,6 +179,7 @@ impl Manager {
             .map_err(|e| e.to_string());
         Ok(Some(ScepEndpoint {
             out_of_service,
+            server: s.clone(),
             server_id: s.id,
             path: s.server.path.clone(),
             ca_name: ca.cert.name.clone(),
@@ -238,12 +241,10 @@ impl Manager {
             _ => None,
         };
         // What the store knows of it, in one read.
-        let (server, known, signer_record, otp_problem) = {
+        // (The server itself was read with the endpoint, for this message.)
+        let server = &endpoint.server;
+        let (known, signer_record, otp_problem) = {
             let txn = self.read_txn()?;
-            let server = txn
-                .scep_servers()?
-                .into_iter()
-                .find(|s| s.id == endpoint.server_id && !s.server.disabled);
             let known =
                 txn.scep_request_by_transaction(endpoint.server_id, enrolment.transaction_id)?;
             let signer = txn.certificate_by_fingerprint(&x509::fingerprint(enrolment.signer))?;
@@ -251,23 +252,17 @@ impl Manager {
                 Some(hash) => otp_unusable(txn.as_ref(), hash, endpoint.server_id)?,
                 None => None,
             };
-            (server, known, signer, otp_problem)
-        };
-        let Some(server) = server else {
-            return Ok(reject(
-                RequestFault::BadRequest,
-                "the SCEP server was removed or disabled",
-            ));
+            (known, signer, otp_problem)
         };
         // The same request again (micromdm's scepclient polls by re-sending its PKCSReq; a
         // reply may have been lost): answer from the queue.
         let fingerprint = x509::fingerprint(enrolment.csr);
         if let Some(r) = known.filter(|r| r.request.fingerprint == fingerprint) {
-            return self.scep_answer(&server, r.id);
+            return self.scep_answer(server, r.id);
         }
         match signer_record {
             Some(c) if c.cert.issuer_id == Some(endpoint.ca_id) => {
-                self.scep_renew(&server, endpoint, enrolment, &info, &c)
+                self.scep_renew(server, endpoint, enrolment, &info, &c)
             }
             _ if enrolment.renewal => Ok(reject(
                 RequestFault::BadRequest,
@@ -283,19 +278,11 @@ impl Manager {
             _ => match (otp, otp_problem) {
                 (Some(_), Some(why)) => Ok(reject(RequestFault::BadRequest, why)),
                 (Some(hash), None) => {
-                    self.scep_issue(&server, endpoint, enrolment, &info, Some(hash))
+                    self.scep_issue(server, endpoint, enrolment, &info, Some(hash))
                 }
-                (None, _) => self.scep_queue(&server, enrolment, &info),
+                (None, _) => self.scep_queue(server, enrolment, &info),
             },
         }
-    }
-
-    fn scep_server_record(&self, endpoint: &ScepEndpoint) -> Result<Option<ScepServerRecord>> {
-        let txn = self.read_txn()?;
-        Ok(txn
-            .scep_servers()?
-            .into_iter()
-            .find(|s| s.id == endpoint.server_id && !s.server.disabled))
     }
 
     /// A renewal: signed by `current`, a certificate this CA issued — valid, unrevoked, for
@@ -477,18 +464,13 @@ impl Manager {
 
     /// CertPoll (GetCertInitial): the request with this transactionID.
     pub fn scep_poll(&self, endpoint: &ScepEndpoint, transaction_id: &str) -> Result<EnrolOutcome> {
-        let Some(server) = self.scep_server_record(endpoint)? else {
-            return Ok(reject(
-                RequestFault::BadRequest,
-                "the SCEP server was removed or disabled",
-            ));
-        };
+        let server = &endpoint.server;
         let known = {
             let txn = self.read_txn()?;
             txn.scep_request_by_transaction(server.id, transaction_id)?
         };
         match known {
-            Some(r) => self.scep_answer(&server, r.id),
+            Some(r) => self.scep_answer(server, r.id),
             None => Ok(reject(
                 RequestFault::UnknownCertificate,
                 "no request with this transaction id",
