@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: a CA whose key is generated on a SoftHSM2 token, a server certificate it issues,
-# both checked by OpenSSL and by card-verify. Installs what it needs, builds certman (release)
+# both checked by OpenSSL and by card-verify; its CRL served, a revocation; and a device
+# enrolling over SCEP (micromdm's scepclient) through an RSA RA on the same token. Installs what it needs, builds certman (release)
 # and works in ./demo (a fresh store and a fresh token; nothing outside ./demo is touched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,10 @@ run add name=srv common-name=srv.example subject-alt-name=DNS:srv.example,IP:127
 run sign srv ca=ca
 run add name=old common-name=old.example key-usage=digital-signature,tls-server
 run sign old ca=ca
+# SCEP for the EC CA: an RSA RA on the same token decrypts and signs the SCEP messages.
+run add name=ra common-name=demo-scep-ra key-type=rsa key-size=2048 key-usage=digital-signature,key-encipherment
+run sign ra ca=ca on-smart-card=softhsm
+run scep-server add ca-cert=ca path=/scep/demo ra-cert=ra days-valid=30
 run print
 run card-verify ca
 run token print
@@ -77,10 +82,28 @@ echo "\$ openssl verify -crl_check -CRLfile ca-crl.pem -CAfile cert_export_ca.cr
 openssl verify -crl_check -CRLfile ca-crl.pem -CAfile cert_export_ca.crt cert_export_srv.crt
 run crl print
 
+# A device enrols over SCEP with a one-time password (the RA's fingerprint pins it: micromdm's
+# client encrypts to the one certificate it names).
+run export-certificate ra
+OTP=$("$CERTMAN" scep-server otp generate minutes-valid=10 --json | sed -n 's/.*"password":"\([0-9A-F]*\)".*/\1/p')
+RA_FP=$(openssl x509 -in cert_export_ra.crt -noout -fingerprint -sha256 | cut -d= -f2 | tr -d : )
+mkdir -p device && (
+    cd device
+    openssl genrsa -traditional -out device.key 2048 2>/dev/null
+    echo "\$ scepclient -private-key device.key -server-url=http://127.0.0.1:$PORT/scep/demo/pkiclient.exe -challenge=<otp> -cn=device1 -ca-fingerprint=$RA_FP"
+    timeout 60 scepclient -private-key device.key -server-url="http://127.0.0.1:$PORT/scep/demo/pkiclient.exe" \
+        -challenge="$OTP" -cn=device1 -ca-fingerprint="$RA_FP" 2>scepclient.log \
+        || { cat scepclient.log >&2; exit 1; }
+)
+echo "\$ openssl verify -CAfile cert_export_ca.crt device/client.pem"
+openssl verify -CAfile cert_export_ca.crt device/client.pem
+run scep-server requests print
+
 cat <<MSG
 
 The CA key was generated on the SoftHSM2 token "demo-ca" ($DEMO/softhsm) and never left it: it
-signed the certificates and every CRL. The server keys are sealed in software in
+signed the certificates and every CRL. The SCEP RA's RSA key is on the same token: it decrypted
+the device's request and signed the reply; the device's certificate is $DEMO/device/client.pem. The server keys are sealed in software in
 $CERTMAN_STORE. certman serve published the CRL at $CDP
 (log: $DEMO/serve.log); it stops as the demo ends. Run it again with
   CERTMAN_STORE=$CERTMAN_STORE CERTMAN_TOKENS=$CERTMAN_TOKENS $CERTMAN serve listen=127.0.0.1:$PORT

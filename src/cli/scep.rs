@@ -327,7 +327,7 @@ fn print_requests(ctx: &Ctx, requests: &[ScepRequestView], detail: bool) {
             "{:>2} {:<15} {:<10} {:<30} {}",
             r.number,
             r.authority,
-            r.status,
+            r.status.word(),
             r.common_name,
             routeros_time(r.created)
         );
