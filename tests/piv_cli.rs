@@ -9,33 +9,10 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
+use common::piv::*;
 use common::*;
 
 static CARD: Mutex<()> = Mutex::new(());
-const PIN: &str = "123456";
-
-fn reader() -> Option<String> {
-    match std::env::var("CERTMAN_PIV_READER") {
-        Ok(r) if !r.is_empty() => Some(r),
-        _ => {
-            assert!(
-                std::env::var("CERTMAN_REQUIRE_TOKENS").as_deref() != Ok("1"),
-                "CERTMAN_REQUIRE_TOKENS=1 but no virtual PIV card: scripts/virtual-piv.sh start, export CERTMAN_PIV_READER"
-            );
-            eprintln!("skipping: no virtual PIV card (CERTMAN_PIV_READER unset)");
-            None
-        }
-    }
-}
-
-fn piv_tool(reader: &str, args: &[&str]) -> std::process::Output {
-    Command::new("yubico-piv-tool")
-        .arg("-r")
-        .arg(reader)
-        .args(args)
-        .output()
-        .expect("yubico-piv-tool is needed (scripts/setup.sh installs it)")
-}
 
 /// PIN tries left, as yubico-piv-tool reads them.
 fn pin_tries(reader: &str) -> u32 {
@@ -55,7 +32,7 @@ fn unverify(reader: &str) {
 
 /// Puts the PIN counter back to full with the right PIN.
 fn restore_pin(reader: &str) {
-    let out = piv_tool(reader, &["-a", "verify-pin", "-P", PIN]);
+    let out = piv_tool(reader, &["-a", "verify-pin", "-P", PIV_PIN]);
     assert!(
         out.status.success(),
         "restoring the PIN: {}",
@@ -69,7 +46,7 @@ struct Card {
 }
 
 fn setup(pin: Option<&str>) -> Option<(std::sync::MutexGuard<'static, ()>, Card)> {
-    let reader = reader()?;
+    let reader = piv_reader()?;
     let guard = CARD.lock().unwrap_or_else(|p| p.into_inner());
     // Whatever an earlier (failed) test did to the PIN counter, start from full; and free
     // the slots (certman refuses to generate over a key in use).
@@ -125,7 +102,7 @@ fn same_cert(a: &Path, b: &Path) -> bool {
 
 #[test]
 fn ca_on_the_card_issues_and_its_certificate_is_in_slot_9c() {
-    let Some((_g, c)) = setup(Some(PIN)) else {
+    let Some((_g, c)) = setup(Some(PIV_PIN)) else {
         return;
     };
     ca_on_card(&c);
@@ -133,7 +110,7 @@ fn ca_on_the_card_issues_and_its_certificate_is_in_slot_9c() {
     assert!(ca["flags"].as_str().unwrap().contains('C'), "{ca}");
     let uri = ca["smart-card-key"].as_str().unwrap();
     assert!(uri.starts_with("piv:slot-id=9c;"), "{uri}");
-    assert!(!uri.contains(PIN));
+    assert!(!uri.contains(PIV_PIN));
     // yubico-piv-tool reads the same certificate from slot 9c
     let out = piv_tool(&c.reader, &["-a", "read-certificate", "-s", "9c"]);
     assert!(
@@ -184,7 +161,7 @@ fn ca_on_the_card_issues_and_its_certificate_is_in_slot_9c() {
 fn an_explicit_key_uri_with_a_percent_encoded_reader_works() {
     let Some((_g, c)) = setup(None) else { return };
     let pin_file = c.env.root().join("explicit.pin");
-    std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
+    std::fs::write(&pin_file, format!("{PIV_PIN}\n")).unwrap();
     let reader_enc: String = c
         .reader
         .bytes()
@@ -220,7 +197,7 @@ fn an_explicit_key_uri_with_a_percent_encoded_reader_works() {
 
 #[test]
 fn card_reinstall_puts_a_deleted_certificate_back() {
-    let Some((_g, c)) = setup(Some(PIN)) else {
+    let Some((_g, c)) = setup(Some(PIV_PIN)) else {
         return;
     };
     ca_on_card(&c);
@@ -307,7 +284,7 @@ fn no_pin_source_and_no_terminal_fails_without_guessing() {
 
 #[test]
 fn a_slot_holding_a_key_in_use_is_not_generated_over() {
-    let Some((_g, c)) = setup(Some(PIN)) else {
+    let Some((_g, c)) = setup(Some(PIV_PIN)) else {
         return;
     };
     ca_on_card(&c);
@@ -339,7 +316,7 @@ fn a_slot_holding_a_key_in_use_is_not_generated_over() {
 
 #[test]
 fn a_certificate_request_can_keep_its_key_on_the_card() {
-    let Some((_g, c)) = setup(Some(PIN)) else {
+    let Some((_g, c)) = setup(Some(PIV_PIN)) else {
         return;
     };
     c.env.ok(&[

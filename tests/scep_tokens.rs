@@ -20,6 +20,7 @@ use certman::protocols::scep::message::{
     ContentCipher, MessageDigest, MessageType, PkiStatus, ReplyPayload, RequestContent,
 };
 use common::daemon::*;
+use common::piv::*;
 use common::scep::*;
 use common::softhsm::*;
 use common::*;
@@ -639,30 +640,6 @@ fn an_ra_must_be_an_rsa_non_ca_certificate_of_the_servers_ca() {
 /// The card is one shared device: one test at a time in this binary. `scripts/test.sh` runs
 /// the test binaries one after another (`cargo test --tests`), so never beside `piv_cli`'s.
 static CARD: Mutex<()> = Mutex::new(());
-const PIV_PIN: &str = "123456";
-
-fn piv_reader() -> Option<String> {
-    match std::env::var("CERTMAN_PIV_READER") {
-        Ok(r) if !r.is_empty() => Some(r),
-        _ => {
-            assert!(
-                !tokens_required(),
-                "CERTMAN_REQUIRE_TOKENS=1 but no virtual PIV card: scripts/virtual-piv.sh start, export CERTMAN_PIV_READER"
-            );
-            eprintln!("skipping: no virtual PIV card (CERTMAN_PIV_READER unset)");
-            None
-        }
-    }
-}
-
-fn piv_tool(reader: &str, args: &[&str]) -> std::process::Output {
-    Command::new("yubico-piv-tool")
-        .arg("-r")
-        .arg(reader)
-        .args(args)
-        .output()
-        .expect("yubico-piv-tool is needed (scripts/setup.sh installs it)")
-}
 
 /// The virtual card's PIN retry counter when full.
 const PIV_PIN_TRIES: u32 = 3;

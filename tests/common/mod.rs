@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test crate uses a different part of this module
 
 pub mod daemon;
+pub mod piv;
 pub mod scep;
 pub mod softhsm;
 
