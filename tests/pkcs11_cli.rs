@@ -220,23 +220,7 @@ fn ca_on_token(label: &str, key: &[&str], bits: u32, placement: &str) {
     let env = hsm.env();
     token_ca(&env, "ca", key, placement);
 
-    let priv_key = hsm.object("Private Key", "ca");
-    let access = priv_key.access();
-    for want in [
-        "sensitive",
-        "always sensitive",
-        "never extractable",
-        "local",
-    ] {
-        assert!(
-            access.iter().any(|a| a == want),
-            "the token key is not {want}: {priv_key:?}"
-        );
-    }
-    assert!(
-        !access.iter().any(|a| a == "extractable"),
-        "the token key is extractable: {priv_key:?}"
-    );
+    hsm.token_only_key("ca");
     assert_flags(&env, "ca", "KCA");
     assert_smart_card_key(&env, &hsm, "ca");
 

@@ -150,23 +150,7 @@ fn assert_key_on_device(env: &Env, name: &str, scheme: &str) -> String {
 /// The private key `label` on the token: sensitive, never extractable, generated there
 /// (no software copy can exist), and with `decrypt` in its usage exactly when `decrypts`.
 fn assert_token_key(hsm: &SoftHsm, label: &str, decrypts: bool) {
-    let key = hsm.object("Private Key", label);
-    let access = key.access();
-    for want in [
-        "sensitive",
-        "always sensitive",
-        "never extractable",
-        "local",
-    ] {
-        assert!(
-            access.iter().any(|a| a == want),
-            "the token key {label} is not {want}: {key:?}"
-        );
-    }
-    assert!(
-        !access.iter().any(|a| a == "extractable"),
-        "the token key {label} is extractable: {key:?}"
-    );
+    let key = hsm.token_only_key(label);
     let usage = key.attr("Usage").unwrap_or_default();
     assert!(usage.contains("sign"), "{label}: usage {usage:?}");
     assert_eq!(

@@ -272,6 +272,29 @@ impl SoftHsm {
     }
 
     /// The one object of `class` labelled `label` (panics when there is none or several).
+    /// The private key `label`, checked to be one that cannot leave the token: sensitive,
+    /// always sensitive, never extractable, generated there (`local`).
+    pub fn token_only_key(&self, label: &str) -> P11Object {
+        let key = self.object("Private Key", label);
+        let access = key.access();
+        for want in [
+            "sensitive",
+            "always sensitive",
+            "never extractable",
+            "local",
+        ] {
+            assert!(
+                access.iter().any(|a| a == want),
+                "the token key {label} is not {want}: {key:?}"
+            );
+        }
+        assert!(
+            !access.iter().any(|a| a == "extractable"),
+            "the token key {label} is extractable: {key:?}"
+        );
+        key
+    }
+
     pub fn object(&self, class: &str, label: &str) -> P11Object {
         let mut v = self.objects_labelled(class, label);
         assert_eq!(
