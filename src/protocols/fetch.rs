@@ -1,6 +1,7 @@
 //! Bounded outbound HTTP: plain `http://` only (as RouterOS downloads CRLs; SCEP servers are
 //! reached the same way), bounded in body size and time, redirects only to http and at most
-//! three. Used by CRL downloads (the CLI and the daemon alike) and, next, the SCEP client.
+//! three. Used by CRL downloads (the CLI and the daemon alike) and the SCEP client (GET, and POST
+//! for PKIOperation).
 
 use std::time::Duration;
 
@@ -76,7 +77,8 @@ pub enum FetchError {
     /// Not an `http://` URL.
     #[error("{0}")]
     Unsupported(String),
-    /// The server did not answer 200.
+    /// The server did not answer 200: the status code and reason, e.g. "404 Not Found"
+    /// ([`FetchError::status_code`] reads the number).
     #[error("the server answered {0}")]
     Status(String),
     /// The body is larger than allowed.
@@ -102,6 +104,16 @@ pub enum FetchError {
     /// The HTTP client or its runtime could not be set up.
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
+}
+
+impl FetchError {
+    /// The HTTP status code of a [`FetchError::Status`] (its text starts with the code).
+    pub fn status_code(&self) -> Option<u16> {
+        match self {
+            FetchError::Status(s) => s.split(' ').next()?.parse().ok(),
+            _ => None,
+        }
+    }
 }
 
 /// An HTTP client with [`FetchLimits`]: their timeouts, the redirect rule (at most 3, http
@@ -139,20 +151,45 @@ impl Fetcher {
     /// GETs an `http://` URL: status 200 and at most `max_bytes` of body (checked against
     /// Content-Length first, then while reading). `what` names the body in errors.
     pub async fn get(&self, url: &str, what: Resource) -> Result<Vec<u8>, FetchError> {
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| FetchError::Unsupported(format!("not a valid URL: {e}")))?;
-        if parsed.scheme() != "http" {
-            return Err(FetchError::Unsupported(format!(
-                "{}:// {} are not downloaded: only http:// is supported (as in RouterOS)",
-                parsed.scheme(),
-                what.locations
-            )));
-        }
-        if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(FetchError::Unsupported("the URL has no host".into()));
-        }
+        Ok(self.get_typed(url, what).await?.1)
+    }
+
+    /// [`Fetcher::get`], returning also the Content-Type (lower-cased, parameters stripped).
+    pub async fn get_typed(
+        &self,
+        url: &str,
+        what: Resource,
+    ) -> Result<(Option<String>, Vec<u8>), FetchError> {
+        let url = checked_url(url, what)?;
+        self.exchange(self.client.get(url), what).await
+    }
+
+    /// POSTs `body` as `content_type` to an `http://` URL, with the rules and bounds of
+    /// [`Fetcher::get`]; the reply's Content-Type (as [`Fetcher::get_typed`]) and body.
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        what: Resource,
+    ) -> Result<(Option<String>, Vec<u8>), FetchError> {
+        let url = checked_url(url, what)?;
+        let request = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.exchange(request, what).await
+    }
+
+    /// Sends `request`; status 200, the Content-Type and at most `max_bytes` of body.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: Resource,
+    ) -> Result<(Option<String>, Vec<u8>), FetchError> {
         let max = self.limits.max_bytes;
-        let mut response = self.client.get(parsed).send().await.map_err(from_reqwest)?;
+        let mut response = request.send().await.map_err(from_reqwest)?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             return Err(FetchError::Status(status.to_string()));
@@ -160,6 +197,11 @@ impl Fetcher {
         if response.content_length().is_some_and(|n| n > max as u64) {
             return Err(FetchError::TooLarge { what, max });
         }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(media_type);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(from_reqwest)? {
             if body.len() + chunk.len() > max {
@@ -167,8 +209,31 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        Ok((content_type, body))
     }
+}
+
+/// `url` parsed, if it is `http://` with a host.
+fn checked_url(url: &str, what: Resource) -> Result<reqwest::Url, FetchError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| FetchError::Unsupported(format!("not a valid URL: {e}")))?;
+    if parsed.scheme() != "http" {
+        return Err(FetchError::Unsupported(format!(
+            "{}:// {} are not downloaded: only http:// is supported (as in RouterOS)",
+            parsed.scheme(),
+            what.locations
+        )));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(FetchError::Unsupported("the URL has no host".into()));
+    }
+    Ok(parsed)
+}
+
+/// A Content-Type's media type, lower-cased, without parameters; `None` when empty.
+fn media_type(header: &str) -> Option<String> {
+    let t = header.split(';').next().unwrap_or_default().trim();
+    (!t.is_empty()).then(|| t.to_ascii_lowercase())
 }
 
 /// The message of a reqwest error and its causes, without repeating the URL.

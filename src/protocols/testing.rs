@@ -1,5 +1,5 @@
-//! Test helpers for outbound HTTP: a tiny HTTP/1.1 server on loopback with scripted replies,
-//! and a fake of the manager's CRL-download port.
+//! Test helpers for outbound HTTP: a tiny HTTP/1.1 server on loopback with scripted replies
+//! that records what it was sent, and a fake of the manager's CRL-download port.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,6 +18,8 @@ use crate::manager::{DownloadTarget, DownloadedCrl};
 pub(crate) enum Reply {
     /// 200 with Content-Length
     Body(Vec<u8>),
+    /// 200 with this Content-Type and Content-Length
+    Typed(&'static str, Vec<u8>),
     /// 200, no Content-Length, body until the connection closes
     Unsized(Vec<u8>),
     /// a status line and no body
@@ -28,11 +30,33 @@ pub(crate) enum Reply {
     Stall(Duration),
 }
 
+/// A request the test server received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// GET, POST, …
+    pub method: String,
+    /// the request target: path and query
+    pub target: String,
+    /// the Content-Type header, as sent
+    pub content_type: Option<String>,
+    /// the body (as long as Content-Length said)
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// The query string (after `?`), or "".
+    pub(crate) fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+}
+
 /// A tiny HTTP/1.1 server on 127.0.0.1 answering one request per connection, in threads.
+/// A route is a path with its query (matched exactly) or without one (matching any query).
 pub(crate) struct TestServer {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
     routes: Arc<Mutex<Vec<(String, Reply)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl TestServer {
@@ -43,16 +67,28 @@ impl TestServer {
         let routes: Vec<(String, Reply)> =
             routes.into_iter().map(|(p, r)| (p.to_owned(), r)).collect();
         let routes = Arc::new(Mutex::new(routes));
-        let (h, server_routes) = (hits.clone(), routes.clone());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (h, server_routes, server_seen) = (hits.clone(), routes.clone(), seen.clone());
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 h.fetch_add(1, Ordering::SeqCst);
                 let routes = server_routes.clone();
-                thread::spawn(move || answer(stream, &routes));
+                let seen = server_seen.clone();
+                thread::spawn(move || answer(stream, &routes, &seen));
             }
         });
-        TestServer { addr, hits, routes }
+        TestServer {
+            addr,
+            hits,
+            routes,
+            seen,
+        }
+    }
+
+    /// The requests received so far, in order.
+    pub(crate) fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
     }
 
     pub(crate) fn add(&self, path: &str, reply: Reply) {
@@ -64,7 +100,10 @@ impl TestServer {
     }
 }
 
-fn answer(mut stream: TcpStream, routes: &Mutex<Vec<(String, Reply)>>) {
+/// The largest request body the test server reads.
+const MAX_TEST_BODY: usize = 1 << 20;
+
+fn answer(mut stream: TcpStream, routes: &Mutex<Vec<(String, Reply)>>, seen: &Mutex<Vec<Seen>>) {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -74,19 +113,58 @@ fn answer(mut stream: TcpStream, routes: &Mutex<Vec<(String, Reply)>>) {
         }
     }
     let head = String::from_utf8_lossy(&buf);
-    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
-    let reply = routes
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map(|(_, r)| r.clone())
-        .unwrap_or(Reply::Status("404 Not Found"));
+    let mut words = head.split(' ');
+    let method = words.next().unwrap_or_default().to_owned();
+    let path = words.next().unwrap_or("/").to_owned();
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let length = header("content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_TEST_BODY);
+    let mut body = vec![0u8; length];
+    if stream.read_exact(&mut body).is_err() {
+        return;
+    }
+    seen.lock().unwrap().push(Seen {
+        method,
+        target: path.clone(),
+        content_type: header("content-type"),
+        body,
+    });
+    let without_query = path.split('?').next().unwrap_or_default();
+    let reply = {
+        let routes = routes.lock().unwrap();
+        let find = |want: &str| {
+            routes
+                .iter()
+                .find(|(p, _)| p == want)
+                .map(|(_, r)| r.clone())
+        };
+        find(&path)
+            .or_else(|| find(without_query))
+            .unwrap_or(Reply::Status("404 Not Found"))
+    };
     let _ = match reply {
         Reply::Body(b) => stream
             .write_all(
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    b.len()
+                )
+                .as_bytes(),
+            )
+            .and_then(|_| stream.write_all(&b)),
+        Reply::Typed(t, b) => stream
+            .write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {t}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     b.len()
                 )
                 .as_bytes(),

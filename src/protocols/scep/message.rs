@@ -152,7 +152,8 @@ impl Default for MessageLimits {
 }
 
 impl MessageLimits {
-    fn cms(&self) -> cms::Limits {
+    /// The CMS layer's limits for one message.
+    pub(crate) fn cms(&self) -> cms::Limits {
         cms::Limits {
             ber: ber::BerLimits {
                 max_input: self.max_input,

@@ -146,23 +146,44 @@ pub(crate) fn same_integer(a: &[u8], b: &[u8]) -> bool {
     trim(a) == trim(b)
 }
 
-/// The subjectKeyIdentifier in the contents of `Extensions`, read by hand so that an
+/// The value (extnValue's octets) of extension `oid` in a DER certificate, read as leniently
+/// as [`CertificateView::parse`] reads the rest; `None` when the certificate has no such
+/// extension (or none at all).
+pub fn extension_value(der: &[u8], oid: ObjectIdentifier) -> Result<Option<Vec<u8>>, CmsError> {
+    let cert = Certificate::from_der(der)
+        .map_err(|e| CmsError::Malformed(format!("certificate structure: {e}")))?;
+    match cert.tbs_certificate.extensions {
+        Some(exts) => Ok(find_extension(exts.0, oid)?.map(<[u8]>::to_vec)),
+        None => Ok(None),
+    }
+}
+
+/// The value of extension `oid` in the contents of `Extensions`, read by hand so that an
 /// explicit `critical FALSE` is accepted.
-fn subject_key_identifier(extensions: &[u8]) -> Result<Option<Vec<u8>>, CmsError> {
+fn find_extension(extensions: &[u8], oid: ObjectIdentifier) -> Result<Option<&[u8]>, CmsError> {
     for ext in elements(extensions, MAX_EXTENSIONS, "certificate extensions")? {
         let mut r = SliceReader::new(ext)?;
         let found = r.sequence(|r| {
-            let oid = ObjectIdentifier::decode(r)?;
+            let id = ObjectIdentifier::decode(r)?;
             if Tag::peek(r)? == Tag::Boolean {
                 r.tlv_bytes()?;
             }
             let value = <&OctetStringRef>::decode(r)?;
-            Ok::<_, der::Error>((oid == SUBJECT_KEY_IDENTIFIER).then(|| value.as_bytes()))
+            Ok::<_, der::Error>((id == oid).then(|| value.as_bytes()))
         })?;
-        if let Some(value) = found {
-            let ski = <&OctetStringRef>::from_der(value)?;
-            return Ok(Some(ski.as_bytes().to_vec()));
+        if found.is_some() {
+            return Ok(found);
         }
     }
     Ok(None)
+}
+
+/// The subjectKeyIdentifier in the contents of `Extensions`.
+fn subject_key_identifier(extensions: &[u8]) -> Result<Option<Vec<u8>>, CmsError> {
+    match find_extension(extensions, SUBJECT_KEY_IDENTIFIER)? {
+        Some(value) => Ok(Some(
+            <&OctetStringRef>::from_der(value)?.as_bytes().to_vec(),
+        )),
+        None => Ok(None),
+    }
 }
