@@ -1372,6 +1372,10 @@ fn concurrent_serials<B: Backend>() {
 mod scep;
 use scep::*;
 
+#[path = "store_conformance/scep_client.rs"]
+mod scep_client;
+use scep_client::*;
+
 // ---------------------------------------------------------------------------------------------
 // Every check, on every backend
 // ---------------------------------------------------------------------------------------------
@@ -1404,6 +1408,9 @@ macro_rules! conformance_suite {
             scep_requests,
             concurrent_otp_consumption,
             concurrent_request_grants,
+            scep_clients,
+            concurrent_scep_client_updates,
+            certificate_replacement,
         );
     };
     (@module $module:ident, $backend:ident; $($check:ident),* $(,)?) => {

@@ -28,10 +28,14 @@
 //!   number of times. A store held too long by another process is [`StoreError::Busy`].
 
 pub mod scep;
+pub mod scep_client;
 pub mod sqlite;
 
 pub use scep::{
     NewScepRequest, NewScepServer, OtpRecord, ScepRequestRecord, ScepServerRecord, ScepTransaction,
+};
+pub use scep_client::{
+    NewScepClient, ScepClientRecord, ScepClientState, ScepClientStore, ScepClientTransaction,
 };
 
 use crate::error::StoreError;
@@ -235,7 +239,7 @@ pub trait Store: Send + Sync {
 }
 
 /// One transaction. Dropped without [`Transaction::commit`] = rolled back.
-pub trait Transaction: ScepTransaction {
+pub trait Transaction: ScepTransaction + ScepClientStore {
     /// Makes the changes durable.
     fn commit(self: Box<Self>) -> Result<()>;
 
@@ -284,6 +288,11 @@ pub trait Transaction: ScepTransaction {
     fn set_certificate_key(&mut self, id: i64, key_id: &str) -> Result<()>;
     /// Renames a certificate (the new name must be free) and sets `trusted`.
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()>;
+    /// Puts another certificate under an entry, keeping its name and id (a SCEP client's
+    /// renewed certificate replaces the old one in the transaction that stores it). A revoked
+    /// entry, or one gone meanwhile, is [`StoreError::Conflict`]; a certificate held already
+    /// under another name is [`StoreError::Duplicate`]. `name` and `ca_crl_host` stay.
+    fn replace_certificate(&mut self, id: i64, cert: &NewCertificate) -> Result<()>;
     /// Deletes a certificate, with what is its alone: its CA passphrase, the keys kept
     /// encrypted that came in its file (flag Q) or were decrypted for it, and (as a CA) its
     /// revocations, CRL, CRL paths and downloaded CRL. The certificates it issued must be gone

@@ -27,6 +27,9 @@ pub struct NewScepServer {
     pub request_lifetime: i64,
     /// flag X
     pub disabled: bool,
+    /// RA mode (`scep-server ra`): the SCEP client whose certificate is this server's RA and
+    /// whose server the requests are forwarded to; `None` = the CA here issues
+    pub upstream_id: Option<i64>,
 }
 
 /// A stored SCEP server.

@@ -17,6 +17,7 @@ fn server(path: &str, ca_id: i64) -> NewScepServer {
         days_valid: 1,
         request_lifetime: 300,
         disabled: false,
+        upstream_id: None,
     }
 }
 
@@ -71,6 +72,7 @@ pub(super) fn scep_servers<B: Backend>() {
         days_valid: 30,
         request_lifetime: 3600,
         disabled: true,
+        upstream_id: None,
         ..server("/scep/test", ca)
     };
     write(&*s, |t| t.update_scep_server(srv, &changed));

@@ -8,6 +8,7 @@
 //! unique index on (issuer, serial), the revocations' primary key.
 
 mod scep;
+mod scep_client;
 mod schema;
 mod txn;
 
@@ -24,7 +25,7 @@ use super::{Result, Store, Transaction, TxnMode};
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Prepared statements kept per connection: more than the store has.
 const STATEMENTS_KEPT: usize = 128;

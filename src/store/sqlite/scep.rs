@@ -10,7 +10,8 @@ use crate::store::{
 };
 
 const SERVER_COLUMNS: &str =
-    "id, path, ca_id, ra_id, next_ca_id, days_valid, request_lifetime, disabled, created_at";
+    "id, path, ca_id, ra_id, next_ca_id, days_valid, request_lifetime, disabled, created_at, \
+     upstream_id";
 const OTP_COLUMNS: &str = "id, server_id, hash, created_at, expires_at, used_at";
 const REQUEST_COLUMNS: &str = "id, server_id, transaction_id, status, csr, signer, subject, \
                                common_name, subject_alt_name, fingerprint, certificate_id, \
@@ -27,6 +28,7 @@ fn server_from_row(r: &Row<'_>) -> rusqlite::Result<ScepServerRecord> {
             days_valid: r.get(5)?,
             request_lifetime: r.get(6)?,
             disabled: r.get(7)?,
+            upstream_id: r.get(9)?,
         },
         created_at: r.get(8)?,
     })
@@ -84,7 +86,8 @@ impl ScepTransaction for SqliteTxn<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO scep_servers(path, ca_id, ra_id, next_ca_id, days_valid, \
-                 request_lifetime, disabled, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 request_lifetime, disabled, created_at, upstream_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 s.path,
@@ -94,7 +97,8 @@ impl ScepTransaction for SqliteTxn<'_> {
                 s.days_valid,
                 s.request_lifetime,
                 s.disabled,
-                now_micros()
+                now_micros(),
+                s.upstream_id
             ])
             .map_err(path_error)?;
         Ok(self.conn.last_insert_rowid())
@@ -105,7 +109,7 @@ impl ScepTransaction for SqliteTxn<'_> {
             .conn
             .prepare_cached(
                 "UPDATE scep_servers SET path = ?2, ca_id = ?3, ra_id = ?4, next_ca_id = ?5, \
-                 days_valid = ?6, request_lifetime = ?7, disabled = ?8 WHERE id = ?1",
+                 days_valid = ?6, request_lifetime = ?7, disabled = ?8, upstream_id = ?9 WHERE id = ?1",
             )?
             .execute(params![
                 id,
@@ -115,7 +119,8 @@ impl ScepTransaction for SqliteTxn<'_> {
                 s.next_ca_id,
                 s.days_valid,
                 s.request_lifetime,
-                s.disabled
+                s.disabled,
+                s.upstream_id
             ])
             .map_err(path_error)?;
         if n == 1 {

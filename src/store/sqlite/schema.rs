@@ -171,6 +171,45 @@ CREATE INDEX scep_requests_transaction ON scep_requests(transaction_id, server_i
 CREATE INDEX scep_requests_status ON scep_requests(server_id, status, created_at);
 ";
 
+/// v6: SCEP clients (`add-scep`, and the RA certificate of `scep-server ra`): what each is and
+/// where it stands, the request in flight included, so that a restart resumes it. A client
+/// goes with its certificate entry; a removed CA leaves it without. A SCEP server may be an RA
+/// in front of an upstream server (`upstream_id`, the client that holds its RA certificate).
+pub(super) const SCHEMA_V6: &str = "
+CREATE TABLE scep_clients (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    name            TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    ca_identity     TEXT,
+    properties      TEXT NOT NULL,
+    key_profile     TEXT,
+    refresh         INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    detail          TEXT NOT NULL,
+    ca_id           INTEGER REFERENCES certificates(id) ON DELETE SET NULL,
+    next_ca_id      INTEGER REFERENCES certificates(id) ON DELETE SET NULL,
+    certificate_id  INTEGER REFERENCES certificates(id) ON DELETE CASCADE,
+    key_id          TEXT REFERENCES keys(id),
+    challenge       BLOB,
+    tx_id           TEXT,
+    tx_type         INTEGER,
+    tx_csr          BLOB,
+    tx_signer       BLOB,
+    tx_recipient    BLOB,
+    tx_started      INTEGER,
+    req_fingerprint TEXT NOT NULL,
+    ca_fingerprint  TEXT NOT NULL,
+    capabilities    TEXT NOT NULL,
+    next_attempt    INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX scep_clients_certificate ON scep_clients(certificate_id);
+ALTER TABLE scep_servers ADD COLUMN upstream_id INTEGER REFERENCES scep_clients(id) ON DELETE CASCADE;
+";
+
 /// The store's salt, after bringing its schema to [`SCHEMA_VERSION`]. A store that is current
 /// is only read: opening it (every CLI command does) writes nothing and syncs nothing.
 pub(super) fn migrate(conn: &Connection) -> Result<Vec<u8>> {
@@ -210,6 +249,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<Vec<u8>> {
         }
         if version < 5 {
             conn.execute_batch(SCHEMA_V5)?;
+        }
+        if version < 6 {
+            conn.execute_batch(SCHEMA_V6)?;
         }
         if version < SCHEMA_VERSION {
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;

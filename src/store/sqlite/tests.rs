@@ -145,6 +145,7 @@ fn a_version_4_store_gains_the_scep_tables_and_keeps_its_rows() {
         days_valid: 1,
         request_lifetime: 300,
         disabled: false,
+        upstream_id: None,
     })
     .unwrap();
     t.commit().unwrap();

@@ -251,6 +251,40 @@ impl Transaction for SqliteTxn<'_> {
         })
     }
 
+    fn replace_certificate(&mut self, id: i64, c: &NewCertificate) -> Result<()> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE certificates SET der = ?2, serial = ?3, fingerprint = ?4, key_id = ?5, \
+                 issuer_id = ?6, trusted = ?7, properties = ?8, not_after = ?9, \
+                 revoked_at = NULL WHERE id = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM revocations WHERE certificate_id = ?1)",
+            )?
+            .execute(params![
+                id,
+                c.der,
+                c.serial,
+                c.fingerprint,
+                c.key_id,
+                c.issuer_id,
+                c.trusted,
+                c.properties,
+                c.not_after
+            ])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Duplicate("this certificate")
+                } else {
+                    e.into()
+                }
+            })?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
     fn delete_certificate(&mut self, id: i64) -> Result<()> {
         self.atomic(|t| {
             if let Some(name) = t.certificate_name(id)? {
