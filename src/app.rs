@@ -112,7 +112,23 @@ pub fn open(options: &AppOptions) -> Result<Manager, ManagerError> {
     if options.read_connection {
         manager = manager.with_read_store(open_store(&options.store)?);
     }
+    if let Some(offset) = test_clock_offset()? {
+        manager = manager.with_clock_offset(offset);
+    }
     Ok(manager)
+}
+
+/// `$CERTMAN_TEST_CLOCK_OFFSET`: seconds added to the SCEP client's clock, so that tests can
+/// bring a renewal or a CA roll-over near without waiting for it. Not for production.
+fn test_clock_offset() -> Result<Option<i64>, ManagerError> {
+    match std::env::var("CERTMAN_TEST_CLOCK_OFFSET") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<i64>().map(Some).map_err(|_| {
+            ManagerError::InvalidValue(format!(
+                "CERTMAN_TEST_CLOCK_OFFSET={v}: a number of seconds is expected"
+            ))
+        }),
+        _ => Ok(None),
+    }
 }
 
 /// The key router with every provider this build has, configured from the token profiles.

@@ -245,6 +245,8 @@ pub enum ObjectKind {
     ScepServer,
     /// a request in a SCEP server's queue
     ScepRequest,
+    /// a SCEP client (`add-scep`, `scep-server ra`)
+    ScepClient,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -259,6 +261,7 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Crl => "CRL of",
             ObjectKind::ScepServer => "SCEP server",
             ObjectKind::ScepRequest => "SCEP request",
+            ObjectKind::ScepClient => "SCEP client",
         })
     }
 }
@@ -310,6 +313,14 @@ pub enum Refusal {
     UsedByScepServer,
     /// the SCEP request is not pending (granted, rejected or expired already)
     NotPending,
+    /// the CA a SCEP server sent is not the one the operator named (`ca-fingerprint`), or
+    /// not the one recorded
+    CaFingerprintMismatch,
+    /// what a SCEP server sent cannot be used (a CA that is not a CA, an RA that is one,
+    /// a certificate not for the request's key…)
+    UnusableScepAnswer,
+    /// SCEP needs an RSA key (the server encrypts its answer to it)
+    NotRsa,
 }
 
 /// What is wrong with a request from outside (a PKCS#10 file now; SCEP messages next): the

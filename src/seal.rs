@@ -81,6 +81,8 @@ pub enum SealLabel<'a> {
     EncryptedKey,
     /// the export passphrase of a CA, by its certificate's row id
     CaPassphrase(i64),
+    /// the challenge password of a SCEP client, by the client's name
+    ScepChallenge(&'a str),
 }
 
 impl SealLabel<'_> {
@@ -89,6 +91,7 @@ impl SealLabel<'_> {
             SealLabel::SoftKey(id) => (*id).to_owned(),
             SealLabel::EncryptedKey => "encrypted-key".to_owned(),
             SealLabel::CaPassphrase(id) => format!("ca-passphrase:{id}"),
+            SealLabel::ScepChallenge(name) => format!("scep-challenge:{name}"),
         }
     }
 }
@@ -99,6 +102,7 @@ impl std::fmt::Display for SealLabel<'_> {
             SealLabel::SoftKey(id) => write!(f, "key {id}"),
             SealLabel::EncryptedKey => f.write_str("a key kept encrypted"),
             SealLabel::CaPassphrase(_) => f.write_str("a CA's export passphrase"),
+            SealLabel::ScepChallenge(_) => f.write_str("a SCEP challenge password"),
         }
     }
 }

@@ -14,6 +14,7 @@ mod remove;
 mod request;
 mod revoke;
 mod scep;
+mod scep_client;
 mod serve;
 mod set;
 mod settings;
@@ -107,6 +108,10 @@ pub enum Command {
     ScepServer(scep::ScepServerArgs),
     /// The service: CRLs at their CDP paths, /health, CRL renewal and download timers.
     Serve(serve::ServeArgs),
+    /// Add a SCEP client (RouterOS add-scep): enrols now, then `serve` polls and renews it.
+    AddScep(scep_client::AddScepArgs),
+    /// A SCEP client's next step now: renew its certificate, or poll a pending request.
+    ScepRenew(scep_client::ScepRenewArgs),
 }
 
 /// A command's error: the layer's own error, kept as it is, so that its exit code and hint
@@ -123,6 +128,9 @@ pub enum CliError {
     /// CRL downloads could not run (`crl download`).
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// A SCEP client step could not run (`add-scep`, `scep-renew`).
+    #[error(transparent)]
+    Enrol(#[from] crate::protocols::scep::enrolment::EnrolError),
 }
 
 impl From<crate::error::StoreError> for CliError {
@@ -153,6 +161,10 @@ impl CliError {
                 e.exit_code()
             }
             CliError::Download(_) => Exit::Failed,
+            CliError::Enrol(crate::protocols::scep::enrolment::EnrolError::Manager(e)) => {
+                e.exit_code()
+            }
+            CliError::Enrol(_) => Exit::Failed,
         }
     }
 
@@ -161,7 +173,10 @@ impl CliError {
         match self {
             CliError::Manager(e)
             | CliError::Service(ServiceError::Manager(e))
-            | CliError::Download(DownloadError::Targets(e) | DownloadError::Refused(e)) => e.hint(),
+            | CliError::Download(DownloadError::Targets(e) | DownloadError::Refused(e))
+            | CliError::Enrol(crate::protocols::scep::enrolment::EnrolError::Manager(e)) => {
+                e.hint()
+            }
             _ => None,
         }
     }
@@ -445,6 +460,8 @@ pub fn main() -> ExitCode {
         Command::Verify(a) => a.run(&ctx),
         Command::ScepServer(a) => a.run(&ctx),
         Command::Serve(a) => a.run(&ctx),
+        Command::AddScep(a) => a.run(&ctx),
+        Command::ScepRenew(a) => a.run(&ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

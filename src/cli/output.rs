@@ -17,6 +17,14 @@ fn text_value(v: &Value) -> String {
     }
 }
 
+/// Unix seconds as RFC 3339 in the local time zone, as `--json` gives times.
+pub fn rfc3339(secs: i64) -> String {
+    DateTime::<Local>::from(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+    )
+    .to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
 fn json_value(v: &Value) -> Json {
     match v {
         Value::Text(s) => Json::String(s.clone()),

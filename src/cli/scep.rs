@@ -83,6 +83,8 @@ pub enum ScepServerCommand {
     Otp(OtpArgs),
     /// The request queue: print, grant, reject.
     Requests(RequestsArgs),
+    /// RouterOS RA mode: enrol an RA certificate upstream and forward clients' requests.
+    Ra(super::scep_client::RaArgs),
 }
 
 /// `scep-server otp …`
@@ -338,6 +340,9 @@ impl ScepServerArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let m = ctx.manager()?;
+        if let ScepServerCommand::Ra(r) = &self.command {
+            return r.run(ctx, m);
+        }
         match &self.command {
             ScepServerCommand::Add(p) => {
                 let view = m.scep_server_add(&p.changes()?)?;
@@ -416,6 +421,7 @@ impl ScepServerArgs {
                     }
                 }
             },
+            ScepServerCommand::Ra(_) => unreachable!("run above"),
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ mod issue;
 mod requests;
 mod revoke;
 pub mod scep;
+pub mod scep_client;
 mod sign;
 pub mod template;
 mod verify;
@@ -35,6 +36,10 @@ pub use self::revoke::RevokeReport;
 pub use self::scep::{
     EnrolOutcome, ScepEndpoint, ScepEnrolment, ScepRequestStatus, ScepRequestView, ScepResponder,
     ScepServerChanges, ScepServerView,
+};
+pub use self::scep_client::{
+    AddScep, ClientAnswer, ClientJob, ClientMessage, ClientStep, ClientTiming, RaServer,
+    ScepClientKind, ScepClientStatus, ScepClientView, ServerCertificates,
 };
 pub use self::sign::SignRequest;
 pub use self::template::{TemplateProperties, TEMPLATE_PROPERTIES};
@@ -61,6 +66,8 @@ pub struct Manager {
     crl_pin_failures: std::sync::Mutex<HashSet<i64>>,
     /// a second connection for what `serve` answers, see [`Manager::with_read_store`]
     reads: Option<Box<dyn Store>>,
+    /// seconds added to the SCEP client's clock (tests: `CERTMAN_TEST_CLOCK_OFFSET`)
+    clock_offset: i64,
 }
 
 impl std::fmt::Debug for Manager {
@@ -98,7 +105,16 @@ impl Manager {
             sealer,
             crl_pin_failures: std::sync::Mutex::default(),
             reads: None,
+            clock_offset: 0,
         }
+    }
+
+    /// Shifts the SCEP client's clock by `seconds` (its renewal, expiry and CA roll-over
+    /// decisions): how tests make a certificate or a CA near its end. Signatures and
+    /// validity checks keep the system's clock.
+    pub fn with_clock_offset(mut self, seconds: i64) -> Self {
+        self.clock_offset = seconds;
+        self
     }
 
     /// Gives the manager a second store connection for what `serve` answers (CRLs, health),

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use super::template::TemplateProperties;
 use crate::error::Result;
-use crate::store::{CertificateRecord, TemplateRecord, Transaction};
+use crate::store::{CertificateRecord, ScepClientRecord, TemplateRecord, Transaction};
 use crate::x509;
 
 /// RouterOS certificate flags.
@@ -137,6 +137,7 @@ pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
     let pending = pending_encrypted(txn)?;
     let with_crl: std::collections::HashSet<i64> =
         txn.certificates_with_crl()?.into_iter().collect();
+    let clients = scep_clients(txn)?;
     for c in &certs {
         let issuer = c.cert.issuer_id.and_then(|i| names.get(&i).cloned());
         rows.push((
@@ -148,6 +149,7 @@ pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
                 now,
                 pending.contains(&c.id),
                 with_crl.contains(&c.id),
+                clients.get(&c.id),
             )?,
         ));
     }
@@ -167,12 +169,31 @@ pub fn lookup(txn: &dyn Transaction, name: &str) -> Result<Option<Entry>> {
         };
         let pending = pending_encrypted(txn)?.contains(&c.id);
         let has_crl = txn.certificates_with_crl()?.contains(&c.id);
-        return certificate_entry(txn, &c, issuer, SystemTime::now(), pending, has_crl).map(Some);
+        let clients = scep_clients(txn)?;
+        return certificate_entry(
+            txn,
+            &c,
+            issuer,
+            SystemTime::now(),
+            pending,
+            has_crl,
+            clients.get(&c.id),
+        )
+        .map(Some);
     }
     match txn.template(name)? {
         Some(t) => template_entry(&t).map(Some),
         None => Ok(None),
     }
+}
+
+/// The SCEP clients, by the certificate entry each keeps.
+fn scep_clients(txn: &dyn Transaction) -> Result<HashMap<i64, ScepClientRecord>> {
+    Ok(txn
+        .scep_clients()?
+        .into_iter()
+        .filter_map(|c| c.state.certificate_id.map(|id| (id, c)))
+        .collect())
 }
 
 /// Certificates with a key imported still encrypted and not decrypted (flag Q).
@@ -214,6 +235,7 @@ fn certificate_entry(
     now: SystemTime,
     encrypted_key_pending: bool,
     has_crl: bool,
+    scep: Option<&ScepClientRecord>,
 ) -> Result<Entry> {
     let info = x509::inspect_certificate(&c.cert.der)?;
     let key = match &c.cert.key_id {
@@ -252,6 +274,13 @@ fn certificate_entry(
     p.push(("issuer", text(&info.issuer)));
     p.push(("serial-number", text(&info.serial_hex)));
     p.push(("fingerprint", text(&info.fingerprint)));
+    if let Some(client) = scep {
+        // RouterOS shows the SCEP client's state on the certificate it keeps
+        p.push(("scep-url", text(&client.client.url)));
+        p.push(("status", text(&client.state.status)));
+        p.push(("req-fingerprint", text(&client.state.req_fingerprint)));
+        p.push(("ca-fingerprint", text(&client.state.ca_fingerprint)));
+    }
     p.push(("invalid-before", Value::Time(info.not_before)));
     p.push(("invalid-after", Value::Time(info.not_after)));
     let left = info

@@ -33,4 +33,10 @@ impl ServiceBackend for Manager {
     fn scep_servers(&self) -> Result<Vec<ScepServerView>, ManagerError> {
         Manager::scep_servers(self)
     }
+
+    fn scep_clients(
+        self: std::sync::Arc<Self>,
+    ) -> Option<std::sync::Arc<dyn crate::protocols::scep::enrolment::ScepClients>> {
+        Some(self)
+    }
 }

@@ -30,6 +30,13 @@ pub struct Config {
     pub crl_download_max_bytes: u64,
     /// seconds a whole CRL download may take (default 30; connecting: at most 10)
     pub crl_download_timeout: u64,
+    /// seconds between looks for SCEP clients that have something to do (default 30)
+    pub scep_client_interval: u64,
+    /// seconds before a SCEP client polls or retries the first time, doubled per attempt up
+    /// to an hour (default 30)
+    pub scep_client_retry: u64,
+    /// seconds between looks at an issued SCEP client's server, for a next CA (default 3600)
+    pub scep_client_check: u64,
 }
 
 impl Default for Config {
@@ -44,6 +51,9 @@ impl Default for Config {
             crl_download_interval: 3600,
             crl_download_max_bytes: 16 * 1024 * 1024,
             crl_download_timeout: 30,
+            scep_client_interval: 30,
+            scep_client_retry: 30,
+            scep_client_check: 3600,
         }
     }
 }
@@ -99,6 +109,9 @@ impl Config {
             ("crl-renew-check", self.crl_renew_check),
             ("crl-download-interval", self.crl_download_interval),
             ("crl-download-timeout", self.crl_download_timeout),
+            ("scep-client-interval", self.scep_client_interval),
+            ("scep-client-retry", self.scep_client_retry),
+            ("scep-client-check", self.scep_client_check),
         ] {
             if value == 0 || value > MAX_SECONDS {
                 return bad(format!("{key}={value}: must be 1 to {MAX_SECONDS} seconds"));

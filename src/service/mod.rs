@@ -56,6 +56,12 @@ pub trait ServiceBackend: CrlDownloads + Send + Sync + 'static {
     fn scep_servers(&self) -> Result<Vec<ScepServerView>, ManagerError> {
         Ok(Vec::new())
     }
+    /// The SCEP clients' side, when this backend keeps clients (the timers run them).
+    fn scep_clients(
+        self: Arc<Self>,
+    ) -> Option<Arc<dyn crate::protocols::scep::enrolment::ScepClients>> {
+        None
+    }
 }
 
 /// How long shutdown waits for in-flight requests and running jobs.

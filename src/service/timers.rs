@@ -1,5 +1,6 @@
-//! The service's timers: renewal of local CAs' CRLs (every 24 h by default, as RouterOS) and the
-//! hourly download of trusted certificates' CRLs when `crl-download=yes`.
+//! The service's timers: renewal of local CAs' CRLs (every 24 h by default, as RouterOS), the
+//! hourly download of trusted certificates' CRLs when `crl-download=yes`, and the SCEP
+//! clients' steps (polls, retries, renewals, next CA).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +10,11 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{blocking, Config, ServiceBackend, SHUTDOWN_GRACE};
-use crate::manager::CrlRenewal;
+use crate::manager::{ClientTiming, CrlRenewal};
 use crate::protocols::crl_download::{fetch_crl, store_fetched, DownloadOutcome};
 use crate::protocols::fetch::Fetcher;
+use crate::protocols::scep::enrolment::Enroller;
+use crate::protocols::scep::message::MessageLimits;
 
 /// When the timers fire, and how long shutdown waits. Built from the config; tests shorten it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +31,10 @@ pub struct Schedule {
     pub download_first: Duration,
     /// how long shutdown waits for requests and jobs in flight
     pub grace: Duration,
+    /// how often to look for SCEP clients with something to do
+    pub scep_interval: Duration,
+    /// the SCEP clients' pacing
+    pub scep_timing: ClientTiming,
 }
 
 impl Schedule {
@@ -41,6 +48,11 @@ impl Schedule {
             download_interval: Duration::from_secs(config.crl_download_interval),
             download_first: Duration::from_secs(10),
             grace: SHUTDOWN_GRACE,
+            scep_interval: Duration::from_secs(config.scep_client_interval),
+            scep_timing: ClientTiming {
+                retry_base: Duration::from_secs(config.scep_client_retry),
+                check: Duration::from_secs(config.scep_client_check),
+            },
         }
     }
 
@@ -55,6 +67,8 @@ impl Schedule {
             download_interval: hour,
             download_first: hour,
             grace: Duration::from_secs(5),
+            scep_interval: hour,
+            scep_timing: ClientTiming::default(),
         }
     }
 }
@@ -76,6 +90,22 @@ pub(crate) fn spawn(
             }
         })
     };
+    let mut handles = vec![renew];
+    if let Some(port) = backend.clone().scep_clients() {
+        let enroller = Enroller {
+            port,
+            fetcher: fetcher.clone(),
+            limits: MessageLimits::default(),
+            timing: schedule.scep_timing,
+        };
+        let mut stop = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let mut ticks = ticker(Duration::ZERO, schedule.scep_interval);
+            while next_tick(&mut ticks, &mut stop).await {
+                scep_client_tick(&enroller, &mut stop).await;
+            }
+        }));
+    }
     let download = {
         let mut stop = stop;
         tokio::spawn(async move {
@@ -85,7 +115,47 @@ pub(crate) fn spawn(
             }
         })
     };
-    vec![renew, download]
+    handles.push(download);
+    handles
+}
+
+/// One look at the SCEP clients: each one whose time has come takes its step (one after the
+/// other; a stop request ends the round between clients or during an exchange). Each outcome
+/// is logged; a challenge password never is.
+pub(crate) async fn scep_client_tick(enroller: &Enroller, stop: &mut watch::Receiver<bool>) {
+    let port = enroller.port.clone();
+    let due = match tokio::task::spawn_blocking(move || port.scep_clients_due()).await {
+        Ok(Ok(due)) => due,
+        Ok(Err(e)) => {
+            tracing::warn!("SCEP clients skipped: {e}");
+            return;
+        }
+        Err(e) => {
+            tracing::error!("SCEP clients skipped: {e}");
+            return;
+        }
+    };
+    for name in due {
+        let outcome = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => break,
+            r = enroller.step(&name, false) => r,
+        };
+        match outcome {
+            Ok(Some(v)) => tracing::info!(
+                "SCEP client {}: {}{}",
+                v.name,
+                v.status.as_str(),
+                if v.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", v.detail)
+                }
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("SCEP client {name}: {e}"),
+        }
+    }
 }
 
 fn ticker(first: Duration, every: Duration) -> tokio::time::Interval {
@@ -325,6 +395,8 @@ mod tests {
             download_interval: Duration::from_millis(40),
             download_first: Duration::ZERO,
             grace: Duration::from_secs(1),
+            scep_interval: Duration::from_secs(3600),
+            scep_timing: ClientTiming::default(),
         };
         let (tx, stop) = watch::channel(false);
         let l = test_limits();

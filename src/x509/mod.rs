@@ -584,6 +584,40 @@ pub(crate) fn signed_part(der: &[u8]) -> Result<&[u8], der::Error> {
     r.tlv_bytes()
 }
 
+/// Verifies that `issuer_key` signed the certificate `der` (its signature only: no path, no
+/// validity).
+pub fn verify_certificate_signature(
+    der: &[u8],
+    issuer_key: &SubjectPublicKeyInfoOwned,
+) -> Result<(), X509Error> {
+    let cert = Certificate::from_der(der)?;
+    let scheme =
+        crate::keys::SignatureScheme::from_algorithm_identifier(cert.signature_algorithm())
+            .ok_or_else(|| {
+                X509Error::UnsupportedAlgorithm(format!(
+                    "unsupported certificate signature algorithm {}",
+                    cert.signature_algorithm().oid
+                ))
+            })?;
+    let tbs = signed_part(der)?;
+    let sig = cert.signature().as_bytes().ok_or_else(|| {
+        X509Error::Malformed("the certificate's signature has unused bits".into())
+    })?;
+    crate::keys::verify::verify_signature(issuer_key, scheme, tbs, sig)
+        .map_err(|e| signature_failure(e, "the certificate's signature"))
+}
+
+/// RFC 8894 §3.2.1.1: the upper-case hex of the SHA-256 of a public key's subjectPublicKey
+/// bits (for RSA, the PKCS#1 RSAPublicKey): a SCEP transactionID that one key keeps across
+/// polls and re-sent requests.
+pub fn public_key_digest_hex(public_key: &SubjectPublicKeyInfoOwned) -> String {
+    let d = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        public_key.subject_public_key.raw_bytes(),
+    );
+    hex::encode_upper(d.as_ref())
+}
+
 /// RouterOS date format in the local time zone: `nov/25/2026 02:16:20`.
 pub fn routeros_time(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Local>::from(t)

@@ -41,12 +41,28 @@ pub struct ScepEndpoint {
     pub next_ca_certificate: Option<Vec<u8>>,
     /// why the server cannot answer now (its CA or RA revoked or expired since it was set up)
     pub out_of_service: Option<String>,
+    /// RA mode (`scep-server ra`): the server requests are forwarded to
+    pub upstream: Option<ScepUpstream>,
     /// the server's settings as they were read for this message
-    server: ScepServerRecord,
+    pub(super) server: ScepServerRecord,
     ca_id: i64,
     /// whose key decrypts and signs (the RA, else the CA): name and key, read with the rest
     responder_name: String,
     responder_key: std::result::Result<KeyHandle, String>,
+}
+
+/// Where an RA-mode server forwards its requests: the upstream server its RA certificate came
+/// from, and the CA it must show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScepUpstream {
+    /// the SCEP client holding the RA certificate
+    pub client: String,
+    /// the upstream server's URL
+    pub url: String,
+    /// its `ca-identity`
+    pub ca_identity: Option<String>,
+    /// the SHA-256 fingerprint its CA must have
+    pub ca_fingerprint: String,
 }
 
 /// The key that decrypts requests and signs replies for a server (its RA's, else its CA's).
@@ -165,13 +181,36 @@ impl Manager {
             Some(id) => txn.certificate_by_id(id)?,
             None => None,
         };
-        let out_of_service = match unusable(&ca)? {
+        let upstream = match s.server.upstream_id {
+            Some(id) => txn
+                .scep_clients()?
+                .into_iter()
+                .find(|c| c.id == id)
+                .map(|c| ScepUpstream {
+                    client: c.client.name,
+                    url: c.client.url,
+                    ca_identity: c.client.ca_identity,
+                    ca_fingerprint: c.state.ca_fingerprint,
+                }),
+            None => None,
+        };
+        let mut out_of_service = match unusable(&ca)? {
             Some(why) => Some(format!("its CA \"{}\" {why}", ca.cert.name)),
             None => match &ra {
                 Some(ra) => unusable(ra)?.map(|why| format!("its RA \"{}\" {why}", ra.cert.name)),
                 None => None,
             },
         };
+        if let (Some(up), Some(ra)) = (&upstream, &ra) {
+            if x509::inspect_certificate_cached(&ra.cert.der)?.self_issued {
+                out_of_service.get_or_insert_with(|| {
+                    format!(
+                        "its RA certificate \"{}\" is not issued yet (see SCEP client {})",
+                        ra.cert.name, up.client
+                    )
+                });
+            }
+        }
         let responder = ra.as_ref().unwrap_or(&ca);
         let responder_name = responder.cert.name.clone();
         let responder_key = ca_key_handle(txn.as_ref(), responder)
@@ -179,6 +218,7 @@ impl Manager {
             .map_err(|e| e.to_string());
         Ok(Some(ScepEndpoint {
             out_of_service,
+            upstream,
             server: s.clone(),
             server_id: s.id,
             path: s.server.path.clone(),
@@ -260,10 +300,29 @@ impl Manager {
         if let Some(r) = known.filter(|r| r.request.fingerprint == fingerprint) {
             return self.scep_answer(server, r.id);
         }
+        // Signed by a certificate this CA issued for another subject: a request an RA
+        // forwards (RFC 8894 §2.4); it needs its OTP or a grant like any new request.
+        let forwarded = match &signer_record {
+            Some(c) if c.cert.issuer_id == Some(endpoint.ca_id) && !enrolment.renewal => {
+                x509::inspect_certificate_cached(&c.cert.der)?.subject_name != info.subject
+            }
+            _ => false,
+        };
         match signer_record {
-            Some(c) if c.cert.issuer_id == Some(endpoint.ca_id) => {
+            Some(c) if c.cert.issuer_id == Some(endpoint.ca_id) && !forwarded => {
                 self.scep_renew(server, endpoint, enrolment, &info, &c)
             }
+            Some(c) if forwarded && c.revoked_at.is_some() => Ok(reject(
+                RequestFault::BadRequest,
+                format!("forwarded by \"{}\", which is revoked", c.cert.name),
+            )),
+            Some(_) if forwarded => match (otp, otp_problem) {
+                (Some(_), Some(why)) => Ok(reject(RequestFault::BadRequest, why)),
+                (Some(hash), None) => {
+                    self.scep_issue(server, endpoint, enrolment, &info, Some(hash))
+                }
+                (None, _) => self.scep_queue(server, enrolment, &info),
+            },
             _ if enrolment.renewal => Ok(reject(
                 RequestFault::BadRequest,
                 "a renewal must be signed by a certificate this CA issued",

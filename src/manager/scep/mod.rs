@@ -3,6 +3,7 @@
 //! enrols (`enrol`). The wire protocol is `protocols::scep`; this room holds the rules.
 
 mod enrol;
+mod forward;
 mod otp;
 mod queue;
 #[cfg(test)]
@@ -10,7 +11,7 @@ mod tests;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use self::enrol::{EnrolOutcome, ScepEndpoint, ScepEnrolment, ScepResponder};
+pub use self::enrol::{EnrolOutcome, ScepEndpoint, ScepEnrolment, ScepResponder, ScepUpstream};
 pub use self::otp::{GeneratedOtp, OtpView};
 pub use self::queue::{ScepRequestStatus, ScepRequestView};
 
@@ -280,7 +281,7 @@ impl Manager {
     }
 }
 
-fn path_taken(e: StoreError) -> ManagerError {
+pub(crate) fn path_taken(e: StoreError) -> ManagerError {
     match e {
         StoreError::Duplicate(_) => ManagerError::refused(
             Refusal::NameInUse,
@@ -315,21 +316,14 @@ fn certificate_named(
 }
 
 /// The settings a server gets from `changes` over `current`, checked against the store.
-fn resolve_server(
-    txn: &dyn Transaction,
-    current: Option<&ScepServerRecord>,
-    changes: &ScepServerChanges,
-) -> Result<NewScepServer> {
-    let cur = current.map(|c| &c.server);
-    let path = match &changes.path {
-        Some(p) => p.clone(),
-        None => cur.map(|c| c.path.clone()).unwrap_or_default(),
-    };
-    validate_path(&path)?;
+/// A path a server may take: valid, and not overlapping another server's (`except`: the
+/// server being changed). The same path as another's is refused by the store.
+pub(crate) fn check_path(txn: &dyn Transaction, path: &str, except: Option<i64>) -> Result<()> {
+    validate_path(path)?;
     for other in txn.scep_servers()? {
-        if Some(other.id) != current.map(|c| c.id)
+        if Some(other.id) != except
             && other.server.path != path
-            && paths_overlap(&other.server.path, &path)
+            && paths_overlap(&other.server.path, path)
         {
             return Err(ManagerError::refused(
                 Refusal::NameInUse,
@@ -341,6 +335,20 @@ fn resolve_server(
             ));
         }
     }
+    Ok(())
+}
+
+fn resolve_server(
+    txn: &dyn Transaction,
+    current: Option<&ScepServerRecord>,
+    changes: &ScepServerChanges,
+) -> Result<NewScepServer> {
+    let cur = current.map(|c| &c.server);
+    let path = match &changes.path {
+        Some(p) => p.clone(),
+        None => cur.map(|c| c.path.clone()).unwrap_or_default(),
+    };
+    check_path(txn, &path, current.map(|c| c.id))?;
     let ca = match &changes.ca_cert {
         Some(n) => certificate_named(txn, n, ObjectKind::CaCertificate)?,
         None => by_id(txn, cur.map(|c| c.ca_id))?,
@@ -404,6 +412,7 @@ fn resolve_server(
             .disabled
             .or(cur.map(|c| c.disabled))
             .unwrap_or(false),
+        upstream_id: cur.and_then(|c| c.upstream_id),
     })
 }
 

@@ -52,6 +52,20 @@ pub trait ScepCa: Send + Sync {
         issuer: &[u8],
         serial: &[u8],
     ) -> Result<Option<Vec<u8>>, ManagerError>;
+    /// RA mode: a request pending upstream too long is given up (the answer to send).
+    fn scep_forward_check(
+        &self,
+        endpoint: &ScepEndpoint,
+        transaction_id: &str,
+    ) -> Result<Option<EnrolOutcome>, ManagerError>;
+    /// RA mode: what the upstream server answered, for the queue.
+    fn scep_forwarded(
+        &self,
+        endpoint: &ScepEndpoint,
+        transaction_id: &str,
+        enrolment: Option<&ScepEnrolment<'_>>,
+        outcome: &EnrolOutcome,
+    ) -> Result<(), ManagerError>;
 }
 
 impl ScepCa for Manager {
@@ -97,6 +111,22 @@ impl ScepCa for Manager {
         serial: &[u8],
     ) -> Result<Option<Vec<u8>>, ManagerError> {
         Manager::scep_crl(self, endpoint, issuer, serial)
+    }
+    fn scep_forward_check(
+        &self,
+        endpoint: &ScepEndpoint,
+        transaction_id: &str,
+    ) -> Result<Option<EnrolOutcome>, ManagerError> {
+        Manager::scep_forward_check(self, endpoint, transaction_id)
+    }
+    fn scep_forwarded(
+        &self,
+        endpoint: &ScepEndpoint,
+        transaction_id: &str,
+        enrolment: Option<&ScepEnrolment<'_>>,
+        outcome: &EnrolOutcome,
+    ) -> Result<(), ManagerError> {
+        Manager::scep_forwarded(self, endpoint, transaction_id, enrolment, outcome)
     }
 }
 
@@ -395,6 +425,11 @@ fn decide(
         Ok(c) => c,
         Err(e) => return failure(e.fail_info(), format!("the envelope: {e}")),
     };
+    if let Some(upstream) = &endpoint.upstream {
+        return outcome(super::ra::forward(
+            ca, endpoint, upstream, responder, received, &content, limits,
+        ));
+    }
     match (received.message_type, &content) {
         (
             MessageType::PkcsReq | MessageType::RenewalReq,

@@ -48,7 +48,7 @@ fn a_version_1_store_gains_the_version_2_tables() {
     drop(SqliteStore::open(d.path()).unwrap());
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+        "DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
          DROP TABLE requests; DROP TABLE encrypted_keys; DROP TABLE ca_passphrases; \
          DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
          DROP TABLE settings; DROP TABLE downloaded_crls; DROP TABLE names; \
@@ -74,7 +74,7 @@ fn a_version_2_store_gains_the_version_3_tables_and_keeps_its_rows() {
     drop(s);
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+        "DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
          DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
          DROP TABLE settings; DROP TABLE downloaded_crls; DROP TABLE names; \
          DROP INDEX certificates_fingerprint; \
@@ -104,7 +104,7 @@ fn a_version_3_store_gains_the_names_of_its_templates_and_certificates() {
     drop(s);
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+        "DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
          DROP TABLE names; DROP INDEX certificates_fingerprint; PRAGMA user_version = 3;",
     )
     .unwrap();
@@ -128,7 +128,7 @@ fn a_version_4_store_gains_the_scep_tables_and_keeps_its_rows() {
     drop(s);
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+        "DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
          PRAGMA user_version = 4;",
     )
     .unwrap();
@@ -149,6 +149,34 @@ fn a_version_4_store_gains_the_scep_tables_and_keeps_its_rows() {
     })
     .unwrap();
     t.commit().unwrap();
+    assert_eq!(t_version(&d), SCHEMA_VERSION);
+}
+
+#[test]
+fn a_version_5_store_gains_the_scep_clients_and_keeps_its_servers() {
+    let d = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(d.path()).unwrap();
+    let mut t = s.begin(TxnMode::Write).unwrap();
+    let ca = t.insert_certificate(&record("ca", "01", None)).unwrap();
+    t.commit().unwrap();
+    drop(s);
+    // a version-5 store: no client table, no upstream column, one server
+    let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+    c.execute_batch(&format!(
+        "DROP TABLE scep_clients; ALTER TABLE scep_servers DROP COLUMN upstream_id; \
+         INSERT INTO scep_servers(path, ca_id, days_valid, request_lifetime, disabled, created_at) \
+         VALUES ('/scep/old', {ca}, 1, 300, 0, 1); PRAGMA user_version = 5;"
+    ))
+    .unwrap();
+    drop(c);
+    let s = SqliteStore::open(d.path()).unwrap();
+    let t = s.begin(TxnMode::Read).unwrap();
+    let servers = t.scep_servers().unwrap();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0].server.path, "/scep/old");
+    assert_eq!(servers[0].server.upstream_id, None);
+    assert!(t.scep_clients().unwrap().is_empty());
+    drop(t);
     assert_eq!(t_version(&d), SCHEMA_VERSION);
 }
 

@@ -153,9 +153,5 @@ pub fn decode_cert_rep(
 /// SHA-256 of the subjectPublicKey bits (for RSA, the PKCS#1 RSAPublicKey), so that polls and
 /// re-sent requests for one key keep one ID.
 pub fn transaction_id(public_key: &SubjectPublicKeyInfoOwned) -> String {
-    let d = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        public_key.subject_public_key.raw_bytes(),
-    );
-    hex::encode_upper(d.as_ref())
+    crate::x509::public_key_digest_hex(public_key)
 }
