@@ -83,6 +83,9 @@ pub enum SealLabel<'a> {
     CaPassphrase(i64),
     /// the challenge password of a SCEP client, by the client's name
     ScepChallenge(&'a str),
+    /// a SCEP client's request in flight (it may hold the challenge password), by the
+    /// client's name
+    ScepRequest(&'a str),
 }
 
 impl SealLabel<'_> {
@@ -92,6 +95,7 @@ impl SealLabel<'_> {
             SealLabel::EncryptedKey => "encrypted-key".to_owned(),
             SealLabel::CaPassphrase(id) => format!("ca-passphrase:{id}"),
             SealLabel::ScepChallenge(name) => format!("scep-challenge:{name}"),
+            SealLabel::ScepRequest(name) => format!("scep-request:{name}"),
         }
     }
 }
@@ -103,6 +107,7 @@ impl std::fmt::Display for SealLabel<'_> {
             SealLabel::EncryptedKey => f.write_str("a key kept encrypted"),
             SealLabel::CaPassphrase(_) => f.write_str("a CA's export passphrase"),
             SealLabel::ScepChallenge(_) => f.write_str("a SCEP challenge password"),
+            SealLabel::ScepRequest(_) => f.write_str("a SCEP client's request"),
         }
     }
 }

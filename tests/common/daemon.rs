@@ -17,9 +17,17 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(env: &Env, listen: &str) -> Daemon {
-        let mut child = env
-            .command(&["serve", &format!("listen={listen}")])
-            .env("CERTMAN_LOG", "info")
+        Daemon::start_with(env, &[&format!("listen={listen}")], &[])
+    }
+
+    /// `certman serve ARGS…` with extra environment variables.
+    pub fn start_with(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Daemon {
+        let mut command = env.command(&[&["serve"], args].concat());
+        command.env("CERTMAN_LOG", "info");
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

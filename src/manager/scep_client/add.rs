@@ -14,8 +14,8 @@ use crate::manager::{key_record, signature_scheme_for, validate_name, KeyLocatio
 use crate::seal::SealLabel;
 use crate::secret::SecretString;
 use crate::store::{
-    now_micros, NewCertificate, NewScepClient, NewScepServer, ScepClientState,
-    ScepClientTransaction, Transaction, TxnMode,
+    NewCertificate, NewScepClient, NewScepServer, ScepClientState, ScepClientTransaction,
+    Transaction, TxnMode,
 };
 use crate::x509::{self, CertificateSpec, KeyUsageName, KeyUsageSet};
 
@@ -173,6 +173,17 @@ impl Manager {
                 ));
             }
         }
+        if add.kind == Some(ScepClientKind::Ra) && resolved.is_ca(false) {
+            return Err(ManagerError::refused(
+                Refusal::UnusableScepAnswer,
+                format!(
+                    "template \"{}\" asks for a CA certificate; an RA certificate must not \
+                     be one",
+                    add.template
+                ),
+                Some("give the RA template key-usage=digital-signature,key-encipherment"),
+            ));
+        }
         if txn.scep_client(name)?.is_some() {
             return Err(ManagerError::refused(
                 Refusal::NameInUse,
@@ -289,10 +300,11 @@ impl Manager {
             let transaction = ScepClientTransaction {
                 transaction_id: x509::public_key_digest_hex(&generated.public_key),
                 message_type: ClientMessage::PkcsReq.number(),
-                csr: csr.clone(),
+                // sealed: it carries the challenge password
+                csr: self.sealer.seal(SealLabel::ScepRequest(&name), &csr)?,
                 signer: temporary.clone(),
                 recipient: certs.recipient().to_vec(),
-                started_at: now_micros(),
+                started_at: self.client_now() * 1_000_000,
             };
             let client = NewScepClient {
                 name: name.clone(),
@@ -337,7 +349,7 @@ impl Manager {
                     req_fingerprint: x509::fingerprint(&csr),
                     ca_fingerprint: ca_fingerprint.clone(),
                     capabilities: capabilities.to_owned(),
-                    next_attempt: now_micros(),
+                    next_attempt: self.client_now() * 1_000_000,
                     attempts: 0,
                 };
                 let client_id = txn
@@ -366,6 +378,7 @@ impl Manager {
                 Ok(txn.scep_client(&name)?.ok_or(StoreError::Conflict)?)
             })?;
             job_for(
+                &self.sealer,
                 &record,
                 &certs.ca,
                 handle.clone(),

@@ -167,6 +167,7 @@ fn secs(t: SystemTime) -> i64 {
 
 /// The job for a client's request in flight.
 pub(super) fn job_for(
+    sealer: &crate::seal::Sealer,
     rec: &ScepClientRecord,
     ca: &[u8],
     handle: KeyHandle,
@@ -180,7 +181,12 @@ pub(super) fn job_for(
         ))
     })?;
     let ca_info = x509::inspect_certificate_cached(ca)?;
-    let csr = x509::csr::parse_request(&t.csr).map_err(|e| {
+    // kept sealed: it may carry the challenge password
+    let request = sealer
+        .open(SealLabel::ScepRequest(&rec.client.name), &t.csr)?
+        .secret_bytes()
+        .to_vec();
+    let csr = x509::csr::parse_request(&request).map_err(|e| {
         ManagerError::Store(StoreError::Corrupt(format!("a SCEP client's request: {e}")))
     })?;
     let der = |n: &x509_cert::name::Name| {
@@ -194,7 +200,7 @@ pub(super) fn job_for(
         message: ClientMessage::from_number(t.message_type)?,
         poll,
         transaction_id: t.transaction_id.clone(),
-        csr: t.csr.clone(),
+        csr: request,
         signer_certificate: t.signer.clone(),
         recipient: t.recipient.clone(),
         ca_certificate: ca.to_vec(),
@@ -319,7 +325,12 @@ impl Manager {
                 return Ok(ClientStep::Nothing);
             }
             return Ok(ClientStep::Send(Box::new(job_for(
-                &rec, &ca, handle, public_key, pending,
+                &self.sealer,
+                &rec,
+                &ca,
+                handle,
+                public_key,
+                pending,
             )?)));
         }
         let Some(cert_id) = rec.state.certificate_id else {
@@ -337,15 +348,8 @@ impl Manager {
                 ClientStep::Nothing
             });
         }
-        let (nb, na) = (secs(info.not_before), secs(info.not_after));
-        if now >= na {
-            if rec.client.refresh || force {
-                return Ok(ClientStep::Renew { refresh: true });
-            }
-            drop(txn);
-            self.scep_client_settle(&rec, ScepClientStatus::Expired, "the certificate expired")?;
-            return Ok(ClientStep::Nothing);
-        }
+        // The CA first: a client whose CA ends moves to the next one even when its own
+        // certificate has ended too.
         if let (Some(ca_id), Some(_)) = (rec.state.ca_id, rec.state.next_ca_id) {
             if let Some(ca) = txn.certificate_by_id(ca_id)? {
                 let ca = x509::inspect_certificate_cached(&ca.cert.der)?;
@@ -354,6 +358,15 @@ impl Manager {
                     return Ok(ClientStep::SwitchCa);
                 }
             }
+        }
+        let (nb, na) = (secs(info.not_before), secs(info.not_after));
+        if now >= na {
+            if rec.client.refresh || force {
+                return Ok(ClientStep::Renew { refresh: true });
+            }
+            drop(txn);
+            self.scep_client_settle(&rec, ScepClientStatus::Expired, "the certificate expired")?;
+            return Ok(ClientStep::Nothing);
         }
         if force || now >= nb + (na - nb) * 3 / 4 {
             return Ok(ClientStep::Renew { refresh: false });
@@ -497,10 +510,12 @@ impl Manager {
                 crate::store::now_micros()
             ),
             message_type: message.number(),
-            csr: csr.clone(),
+            csr: self
+                .sealer
+                .seal(SealLabel::ScepRequest(&rec.client.name), &csr)?,
             signer: signer_certificate,
             recipient: certs.recipient().to_vec(),
-            started_at: crate::store::now_micros(),
+            started_at: micros(self.client_now()),
         });
         state.status = ScepClientStatus::RequestingCertificate.as_str().into();
         state.detail = match message {
@@ -515,7 +530,7 @@ impl Manager {
         let mut rec = rec;
         rec.state = state;
         rec.updated_at = updated_at;
-        job_for(&rec, &certs.ca, handle, public_key, false)
+        job_for(&self.sealer, &rec, &certs.ca, handle, public_key, false)
     }
 
     /// Moves client `name` to its next CA: the current `<name>_CA` stays (it still verifies

@@ -291,6 +291,7 @@ impl Enroller {
             Ok(c) => c,
             Err(e) => return self.unreachable(name, &e).await,
         };
+        self.look_for_next_ca(name, &caps, &certs).await?;
         let (n, certs, summary, renewal) = (
             name.to_owned(),
             server_certificates(&certs),
@@ -315,22 +316,9 @@ impl Enroller {
             Err(e) => return self.unreachable(name, &e).await.map(Some),
         };
         if caps.next_ca && view.next_ca.is_none() {
-            let outcome = async {
-                let current = service.ca_certificates(&self.limits).await?;
-                let signers = current.signers();
-                service.next_ca_certificates(&signers, &self.limits).await
-            }
-            .await;
-            match outcome {
-                Ok(next) => {
-                    let (n, next) = (name.to_owned(), server_certificates(&next));
-                    self.call(move |p| p.scep_client_record_next_ca(&n, &next))
-                        .await?;
-                }
-                Err(e) => tracing::warn!(
-                    "SCEP client {name}: the next CA the server announces could not be read: {}",
-                    describe(&e)
-                ),
+            match service.ca_certificates(&self.limits).await {
+                Ok(current) => self.look_for_next_ca(name, &caps, &current).await?,
+                Err(e) => return self.unreachable(name, &e).await.map(Some),
             }
         }
         let (n, summary, timing) = (name.to_owned(), caps.summary(), self.timing);
@@ -338,6 +326,41 @@ impl Enroller {
             .await?;
         let n = name.to_owned();
         Ok(Some(self.call(move |p| p.scep_client(&n)).await?))
+    }
+
+    /// Records the next CA the server announces (GetNextCACert, signed by the CA or RA it
+    /// sends now), once. A next CA that cannot be read is logged, not fatal.
+    async fn look_for_next_ca(
+        &self,
+        name: &str,
+        caps: &Capabilities,
+        current: &CaCertificates,
+    ) -> Result<(), EnrolError> {
+        if !caps.next_ca {
+            return Ok(());
+        }
+        let n = name.to_owned();
+        let view = self.call(move |p| p.scep_client(&n)).await?;
+        // Only a next CA signed by the CA the client trusts now is taken.
+        if view.next_ca.is_some() || crate::x509::fingerprint(&current.ca) != view.ca_fingerprint {
+            return Ok(());
+        }
+        let service = self.service(&view.url, view.ca_identity.as_deref())?;
+        let signers = current.signers();
+        match service.next_ca_certificates(&signers, &self.limits).await {
+            Ok(next) => {
+                let (n, next) = (name.to_owned(), server_certificates(&next));
+                self.call(move |p| p.scep_client_record_next_ca(&n, &next))
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "SCEP client {name}: the next CA the server announces could not be read: {}",
+                    describe(&e)
+                );
+                Ok(())
+            }
+        }
     }
 
     async fn answer(
