@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: a CA whose key is generated on a SoftHSM2 token, a server certificate it issues,
 # both checked by OpenSSL and by card-verify; its CRL served, a revocation; and a device
-# enrolling over SCEP (micromdm's scepclient) through an RSA RA on the same token. Installs what it needs, builds certman (release)
+# enrolling over SCEP (micromdm's scepclient, then a second certman store with add-scep) through an
+# RSA RA on the same token. Installs what it needs, builds certman (release)
 # and works in ./demo (a fresh store and a fresh token; nothing outside ./demo is touched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,13 +98,30 @@ mkdir -p device && (
 )
 echo "\$ openssl verify -CAfile cert_export_ca.crt device/client.pem"
 openssl verify -CAfile cert_export_ca.crt device/client.pem
+
+# A RouterOS-style client: a second certman store (a "router") enrols with add-scep, the CA
+# pinned by its fingerprint; certman serve there would renew it at 3/4 of its lifetime.
+CA_FP=$(openssl x509 -in cert_export_ca.crt -noout -fingerprint -sha256 | cut -d= -f2)
+OTP2=$("$CERTMAN" scep-server otp generate minutes-valid=10 --json | sed -n 's/.*"password":"\([0-9A-F]*\)".*/\1/p')
+router() { CERTMAN_STORE="$DEMO/router" "$CERTMAN" "$@"; }
+echo "\$ certman --store router add name=tpl_1 common-name=router1 key-type=rsa"
+router add name=tpl_1 common-name=router1 key-type=rsa
+echo "\$ certman --store router add-scep template=tpl_1 scep-url=http://127.0.0.1:$PORT/scep/demo/pkiclient.exe challenge-password=<otp> ca-fingerprint=$CA_FP"
+router add-scep template=tpl_1 scep-url="http://127.0.0.1:$PORT/scep/demo/pkiclient.exe" \
+    challenge-password="$OTP2" ca-fingerprint="$CA_FP"
+echo "\$ certman --store router print"
+router print
+router export-certificate tpl_1 >/dev/null
+echo "\$ openssl verify -CAfile cert_export_ca.crt cert_export_tpl_1.crt"
+openssl verify -CAfile cert_export_ca.crt cert_export_tpl_1.crt
 run scep-server requests print
 
 cat <<MSG
 
 The CA key was generated on the SoftHSM2 token "demo-ca" ($DEMO/softhsm) and never left it: it
 signed the certificates and every CRL. The SCEP RA's RSA key is on the same token: it decrypted
-the device's request and signed the reply; the device's certificate is $DEMO/device/client.pem. The server keys are sealed in software in
+the device's request and signed the reply; the device's certificate is $DEMO/device/client.pem;
+the "router" store ($DEMO/router) enrolled tpl_1 with add-scep. The server keys are sealed in software in
 $CERTMAN_STORE. certman serve published the CRL at $CDP
 (log: $DEMO/serve.log); it stops as the demo ends. Run it again with
   CERTMAN_STORE=$CERTMAN_STORE CERTMAN_TOKENS=$CERTMAN_TOKENS $CERTMAN serve listen=127.0.0.1:$PORT

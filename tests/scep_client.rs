@@ -161,6 +161,14 @@ fn with_an_otp_it_is_issued_at_once_and_the_password_is_kept_nowhere() {
             "{file}"
         );
     }
+    // The client's CA stays while the client does; removing the certificate takes the
+    // client with it, and then the CA may go.
+    let err = client.fail(&["remove", "tpl_1_CA"], EXIT_REFUSED);
+    assert!(err.contains("SCEP client tpl_1"), "{err}");
+    client.ok(&["remove", "tpl_1"]);
+    client.fail(&["scep-renew", "tpl_1"], EXIT_NOT_FOUND);
+    client.ok(&["remove", "tpl_1_CA"]);
+    assert!(client.names().is_empty(), "{:?}", client.names());
 }
 
 #[test]

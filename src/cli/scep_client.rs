@@ -281,8 +281,24 @@ pub(crate) fn client_json(v: &ScepClientView) -> serde_json::Value {
     })
 }
 
-/// Prints a client after a step, and turns a status that needs the operator into an error.
+/// Prints a client after a step; a status that needs the operator is an error instead (one
+/// line on stderr, nothing on stdout, as for every failed command).
 pub(crate) fn report(ctx: &Ctx, v: &ScepClientView) -> Result<(), CliError> {
+    match v.status {
+        ScepClientStatus::Issued
+        | ScepClientStatus::RequestingPendingCertificate
+        | ScepClientStatus::RequestingCertificate => {}
+        status => {
+            return Err(ManagerError::Failed(format!(
+                "SCEP client {}: {}: {} (ca-fingerprint {})",
+                v.name,
+                status.as_str(),
+                v.detail,
+                v.ca_fingerprint
+            ))
+            .into())
+        }
+    }
     if ctx.json {
         println!("{}", client_json(v));
     } else if !ctx.quiet {
@@ -302,18 +318,7 @@ pub(crate) fn report(ctx: &Ctx, v: &ScepClientView) -> Result<(), CliError> {
             println!("  {}", v.detail);
         }
     }
-    match v.status {
-        ScepClientStatus::Issued
-        | ScepClientStatus::RequestingPendingCertificate
-        | ScepClientStatus::RequestingCertificate => Ok(()),
-        status => Err(ManagerError::Failed(format!(
-            "SCEP client {}: {}: {}",
-            v.name,
-            status.as_str(),
-            v.detail
-        ))
-        .into()),
-    }
+    Ok(())
 }
 
 impl AddScepArgs {

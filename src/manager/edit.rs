@@ -286,8 +286,29 @@ fn remove_in(
     Ok((report, token_keys))
 }
 
-/// A certificate a SCEP server uses (as its CA, RA or next CA) is not removed under it.
+/// A certificate a SCEP server uses (as its CA, RA or next CA) is not removed under it, nor
+/// the CA of a SCEP client whose own certificate stays.
 fn refuse_if_serving(txn: &dyn Transaction, ids: &[i64]) -> Result<()> {
+    for c in txn.scep_clients()? {
+        if c.state.certificate_id.is_some_and(|own| ids.contains(&own)) {
+            continue;
+        }
+        let used = [c.state.ca_id, c.state.next_ca_id];
+        if let Some(id) = ids.iter().find(|id| used.contains(&Some(**id))) {
+            let name = txn
+                .certificate_by_id(*id)?
+                .map(|r| r.cert.name)
+                .unwrap_or_default();
+            return Err(ManagerError::refused(
+                Refusal::UsedByScepServer,
+                format!(
+                    "\"{name}\" is the CA of SCEP client {}, which renews against it",
+                    c.client.name
+                ),
+                Some("remove the client's certificate first (it takes the client with it)"),
+            ));
+        }
+    }
     for s in txn.scep_servers()? {
         let used = [Some(s.server.ca_id), s.server.ra_id, s.server.next_ca_id];
         if let Some(id) = ids.iter().find(|id| used.contains(&Some(**id))) {

@@ -294,6 +294,11 @@ impl Manager {
                 ),
                 None => None,
             };
+            // As sign does: the certificate goes onto the card beside its key, which marks
+            // the slot as in use (a later key generation there is refused).
+            if let (None, Some(objects)) = (&generated.sealed, provider.certificate_objects()) {
+                objects.store_certificate(&handle, &temporary)?;
+            }
             let ca_info = x509::inspect_certificate(&certs.ca)?;
             let temp_info = x509::inspect_certificate(&temporary)?;
             let key_id = generated.uri.store_id();
@@ -387,7 +392,10 @@ impl Manager {
             )
         })();
         if result.is_err() {
-            // Nothing was stored: a key made here goes again.
+            // Nothing was stored: a key made here goes again, with its certificate object.
+            if let (None, Some(objects)) = (&generated.sealed, provider.certificate_objects()) {
+                let _ = objects.delete_certificate(&handle);
+            }
             self.discard_key(provider, Some(&generated));
         }
         result

@@ -719,6 +719,41 @@ impl Manager {
             ClientAnswer::Issued(certs) => Some(self.pick_issued(job, certs)),
             _ => None,
         };
+        let view = self.apply_answer(job, &answer, &issued, timing, now)?;
+        // On a card, the issued certificate replaces the one beside the key (card-reinstall),
+        // after the store has it; a failure leaves the older one there (the slot stays marked
+        // in use) and is logged.
+        if let Some(Ok(der)) = &issued {
+            if job.handle.sealed.is_none() {
+                let stored = self
+                    .keys
+                    .provider(&job.handle.uri)
+                    .map_err(ManagerError::from)
+                    .and_then(|p| match p.certificate_objects() {
+                        Some(objects) => Ok(objects.store_certificate(&job.handle, der)?),
+                        None => Ok(()),
+                    });
+                if let Err(e) = stored {
+                    tracing::warn!(
+                        "SCEP client {}: the issued certificate is stored, but not on the token \
+                         beside its key ({e}); `certman card-reinstall {}` writes it",
+                        job.name,
+                        view.certificate.as_deref().unwrap_or(&job.name)
+                    );
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    fn apply_answer(
+        &self,
+        job: &ClientJob,
+        answer: &ClientAnswer,
+        issued: &Option<std::result::Result<Vec<u8>, String>>,
+        timing: &ClientTiming,
+        now: i64,
+    ) -> Result<ScepClientView> {
         self.write(|txn| {
             let rec = find_client(txn, &job.name)?;
             if rec.updated_at != job.updated_at {
@@ -736,7 +771,7 @@ impl Manager {
                 state.next_attempt =
                     micros(now) + backoff(timing.retry_base, state.attempts - 1).as_micros() as i64;
             };
-            match (&answer, &issued) {
+            match (answer, issued) {
                 (ClientAnswer::Issued(_), Some(Ok(der))) => {
                     let info = x509::inspect_certificate(der)?;
                     let entry = state.certificate_id.ok_or(StoreError::Conflict)?;
