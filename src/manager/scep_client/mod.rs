@@ -8,12 +8,14 @@
 //! where it was.
 
 mod add;
+mod answer;
 mod steps;
 
 use std::time::Duration;
 
 pub use self::add::{AddScep, RaServer, ServerCertificates};
-pub use self::steps::{ClientAnswer, ClientJob, ClientMessage, ClientStep, ClientTiming};
+pub use self::answer::ClientAnswer;
+pub use self::steps::{ClientJob, ClientMessage, ClientStep, ClientTiming};
 
 use super::Manager;
 use crate::error::{ManagerError, ObjectKind, RequestFault, Result};
