@@ -258,7 +258,10 @@ pub(crate) fn client_view(txn: &dyn Transaction, c: &ScepClientRecord) -> Result
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod word_tests {
     use super::*;
 
     #[test]
