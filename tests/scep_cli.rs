@@ -179,25 +179,6 @@ fn the_seed_example_enrols_scepclient_and_certmonger_with_otps() {
     d.stop();
 }
 
-/// DER of a PEM certificate file.
-fn openssl_der(pem: &std::path::Path) -> Vec<u8> {
-    let dir = pem.parent().unwrap();
-    let out = dir.join("der.tmp");
-    openssl(
-        &[
-            "x509",
-            "-in",
-            pem.to_str().unwrap(),
-            "-outform",
-            "DER",
-            "-out",
-            out.to_str().unwrap(),
-        ],
-        dir,
-    );
-    std::fs::read(out).unwrap()
-}
-
 #[test]
 fn without_an_otp_the_request_waits_for_grant_0() {
     if !peer(SCEPCLIENT, "scep") {

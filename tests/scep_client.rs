@@ -9,7 +9,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -299,23 +298,6 @@ fn fake_server(reply: impl Fn(&str) -> Vec<u8> + Send + 'static) -> u16 {
     port
 }
 
-fn der_of(pem: &Path) -> Vec<u8> {
-    let dir = pem.parent().unwrap();
-    openssl(
-        &[
-            "x509",
-            "-in",
-            pem.to_str().unwrap(),
-            "-outform",
-            "DER",
-            "-out",
-            "ca.der",
-        ],
-        dir,
-    );
-    std::fs::read(dir.join("ca.der")).unwrap()
-}
-
 #[test]
 fn unreachable_garbage_and_never_granting_servers_give_clear_statuses() {
     require_openssl();
@@ -348,7 +330,7 @@ fn unreachable_garbage_and_never_granting_servers_give_clear_statuses() {
     assert_eq!(client.names(), before);
     // A real CA, but garbage to PKIOperation: the client is kept, status server-error.
     let ca = ca_store();
-    let ca_der = der_of(&ca.export_cert("ca"));
+    let ca_der = openssl_der(&ca.export_cert("ca"));
     let half = fake_server(move |head| {
         if head.contains("GetCACaps") {
             b"POSTPKIOperation\nSHA-256\nAES\n".to_vec()

@@ -99,6 +99,45 @@ impl Manager {
         }
     }
 
+    /// Generates a key labelled `label` at `location` (resolved); its provider and handle.
+    /// The caller stores it, or discards it if what follows fails.
+    pub(super) fn generate_key(
+        &self,
+        location: &KeyLocation,
+        algorithm: crate::keys::KeyAlgorithm,
+        label: &str,
+    ) -> Result<(&dyn KeyProvider, GeneratedKey, KeyHandle)> {
+        let provider = self.provider_for(location)?;
+        let generated = provider.generate(&GenerateRequest {
+            algorithm,
+            label: label.to_owned(),
+            location: match location {
+                KeyLocation::Uri(u) => Some(u.clone()),
+                _ => None,
+            },
+        })?;
+        let handle = KeyHandle {
+            uri: generated.uri.clone(),
+            sealed: generated.sealed.clone(),
+        };
+        Ok((provider, generated, handle))
+    }
+
+    /// The X.509 signer of a key (reaching it: token login, PIN) for `digest` (or the key's
+    /// default); `name` names it in errors.
+    pub(super) fn x509_signer(
+        &self,
+        provider: &dyn KeyProvider,
+        handle: &KeyHandle,
+        public_key: &spki::SubjectPublicKeyInfoOwned,
+        digest: Option<crate::keys::HashAlgorithm>,
+        name: &str,
+    ) -> Result<X509Signer> {
+        let key = provider.signer_with_public_key(handle, public_key)?;
+        let scheme = signature_scheme_for(key.as_ref(), digest, name)?;
+        Ok(X509Signer::new(key, scheme)?)
+    }
+
     pub(super) fn discard_key(&self, provider: &dyn KeyProvider, key: Option<&GeneratedKey>) {
         if let Some(k) = key {
             let _ = provider.delete(&KeyHandle {

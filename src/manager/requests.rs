@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 
 use super::template::TemplateProperties;
 use super::{
-    key_record, prepare, publish, signature_scheme_for, with_extension, Entry, IssueRequest,
-    KeyLocation, Manager,
+    key_record, prepare, publish, with_extension, Entry, IssueRequest, KeyLocation, Manager,
 };
 use crate::error::{ManagerError, ObjectKind, Refusal, RequestFault, Result};
-use crate::keys::{GenerateRequest, KeyHandle, X509Signer};
 use crate::secret::Passphrase;
 use crate::store::TxnMode;
 use crate::x509;
@@ -65,7 +63,8 @@ impl Manager {
         };
         let resolved = props.resolve()?;
         let location = self.resolve_location(&req.key_location)?;
-        let provider = self.provider_for(&location)?;
+        // an unknown profile or key URI is refused before anything else
+        self.provider_for(&location)?;
         let soft = matches!(location, KeyLocation::Software);
         if soft && req.key_passphrase.is_none() {
             return Err(ManagerError::InvalidValue(
@@ -91,22 +90,16 @@ impl Manager {
         key_path.push("_key.pem");
         let key_path = PathBuf::from(key_path);
 
-        let generated = provider.generate(&GenerateRequest {
-            algorithm: resolved.algorithm,
-            label: req.template.clone(),
-            location: match &location {
-                KeyLocation::Uri(u) => Some(u.clone()),
-                _ => None,
-            },
-        })?;
-        let handle = KeyHandle {
-            uri: generated.uri.clone(),
-            sealed: generated.sealed.clone(),
-        };
+        let (provider, generated, handle) =
+            self.generate_key(&location, resolved.algorithm, &req.template)?;
         let result = (|| {
-            let key = provider.signer_with_public_key(&handle, &generated.public_key)?;
-            let scheme = signature_scheme_for(key.as_ref(), resolved.digest, &req.template)?;
-            let signer = X509Signer::new(key, scheme)?;
+            let signer = self.x509_signer(
+                provider,
+                &handle,
+                &generated.public_key,
+                resolved.digest,
+                &req.template,
+            )?;
             let der = x509::csr::build_request(
                 &x509::csr::RequestSpec {
                     subject,

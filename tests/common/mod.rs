@@ -663,3 +663,22 @@ pub fn random_hex(n: usize) -> String {
     std::io::Read::read_exact(&mut f, &mut buf).expect("random bytes");
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// DER of a PEM certificate file.
+pub fn openssl_der(pem: &std::path::Path) -> Vec<u8> {
+    let dir = pem.parent().unwrap();
+    let out = dir.join("der.tmp");
+    openssl(
+        &[
+            "x509",
+            "-in",
+            pem.to_str().unwrap(),
+            "-outform",
+            "DER",
+            "-out",
+            out.to_str().unwrap(),
+        ],
+        dir,
+    );
+    std::fs::read(out).unwrap()
+}

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 use super::steps::{job_for, ClientJob, ClientMessage};
 use super::{ScepClientKind, ScepClientStatus};
 use crate::error::{ManagerError, ObjectKind, Refusal, Result, StoreError};
-use crate::keys::{GenerateRequest, KeyAlgorithm, KeyHandle, X509Signer};
+use crate::keys::KeyAlgorithm;
 use crate::manager::template::TemplateProperties;
-use crate::manager::{key_record, signature_scheme_for, validate_name, KeyLocation, Manager};
+use crate::manager::{key_record, validate_name, KeyLocation, Manager};
 use crate::seal::SealLabel;
 use crate::secret::SecretString;
 use crate::store::{
@@ -237,23 +237,16 @@ impl Manager {
             ));
         }
         let location = self.resolve_location(&add.key_location)?;
-        let provider = self.provider_for(&location)?;
-        let generated = provider.generate(&GenerateRequest {
-            algorithm: resolved.algorithm,
-            label: add.template.clone(),
-            location: match &location {
-                KeyLocation::Uri(u) => Some(u.clone()),
-                _ => None,
-            },
-        })?;
-        let handle = KeyHandle {
-            uri: generated.uri.clone(),
-            sealed: generated.sealed.clone(),
-        };
+        let (provider, generated, handle) =
+            self.generate_key(&location, resolved.algorithm, &add.template)?;
         let result = (|| {
-            let key = provider.signer_with_public_key(&handle, &generated.public_key)?;
-            let scheme = signature_scheme_for(key.as_ref(), resolved.digest, &add.template)?;
-            let signer = X509Signer::new(key, scheme)?;
+            let signer = self.x509_signer(
+                provider,
+                &handle,
+                &generated.public_key,
+                resolved.digest,
+                &add.template,
+            )?;
             // The temporary certificate the request is signed with (RFC 8894 §2.3).
             let now = SystemTime::now();
             let temporary = x509::build_certificate(

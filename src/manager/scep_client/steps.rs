@@ -11,9 +11,9 @@ use der::Encode;
 use super::add::{check_server_certificates, record_ca, ServerCertificates};
 use super::{find_client, ScepClientStatus};
 use crate::error::{KeyError, ManagerError, Refusal, Result, StoreError};
-use crate::keys::{KeyHandle, KeySigner, X509Signer};
+use crate::keys::{KeyHandle, KeySigner};
 use crate::manager::template::TemplateProperties;
-use crate::manager::{signature_scheme_for, Manager};
+use crate::manager::Manager;
 use crate::seal::SealLabel;
 use crate::secret::SecretBytes;
 use crate::store::{ScepClientRecord, ScepClientTransaction, Transaction, TxnMode};
@@ -412,9 +412,13 @@ impl Manager {
         let props = TemplateProperties::from_json(&rec.client.properties)?;
         let resolved = props.resolve()?;
         let provider = self.keys.provider(&handle.uri)?;
-        let key = provider.signer_with_public_key(&handle, &public_key)?;
-        let scheme = signature_scheme_for(key.as_ref(), resolved.digest, &rec.client.name)?;
-        let signer = X509Signer::new(key, scheme)?;
+        let signer = self.x509_signer(
+            provider,
+            &handle,
+            &public_key,
+            resolved.digest,
+            &rec.client.name,
+        )?;
         let ca_info = x509::inspect_certificate(&certs.ca)?;
         let current_info = x509::inspect_certificate_cached(&current.cert.der)?;
         let now = SystemTime::now();
