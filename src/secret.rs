@@ -125,22 +125,27 @@ impl SecretSource {
         };
         let value = match self {
             SecretSource::File(path) => {
-                let mut buf = Zeroizing::new(String::new());
-                std::fs::File::open(path)
-                    .and_then(|mut f| f.read_to_string(&mut buf))
-                    .map_err(|e| unreadable(e.to_string()))?;
-                strip_one_newline(buf)
+                let f = std::fs::File::open(path).map_err(|e| unreadable(e.to_string()))?;
+                // a device or a FIFO may never end (file:/dev/zero): only plain files
+                let meta = f.metadata().map_err(|e| unreadable(e.to_string()))?;
+                if !meta.is_file() {
+                    return Err(unreadable(
+                        "not a regular file (for a pipe, use fd:N)".into(),
+                    ));
+                }
+                strip_one_newline(read_bounded(f).map_err(unreadable)?)
             }
             SecretSource::Env(var) => {
-                let v = std::env::var(var).map_err(|e| unreadable(e.to_string()))?;
-                Zeroizing::new(v)
+                let v = Zeroizing::new(std::env::var(var).map_err(|e| unreadable(e.to_string()))?);
+                if v.len() > MAX_SECRET_BYTES {
+                    return Err(unreadable(format!("longer than {MAX_SECRET_BYTES} bytes")));
+                }
+                v
             }
             SecretSource::Fd(n) => {
-                let mut buf = Zeroizing::new(String::new());
-                std::fs::File::open(format!("/dev/fd/{n}"))
-                    .and_then(|mut f| f.read_to_string(&mut buf))
+                let f = std::fs::File::open(format!("/dev/fd/{n}"))
                     .map_err(|e| unreadable(e.to_string()))?;
-                strip_one_newline(buf)
+                strip_one_newline(read_bounded(f).map_err(unreadable)?)
             }
             SecretSource::Prompt => {
                 if !std::io::stdin().is_terminal() {
@@ -155,6 +160,25 @@ impl SecretSource {
             return Err(SecretError::Empty(self.to_string()));
         }
         Ok(SecretString(value))
+    }
+}
+
+/// The longest secret read from a source: passphrases and PINs are short, and a source that
+/// never ends (`/dev/zero`, `yes |`) must not be read to its end.
+pub const MAX_SECRET_BYTES: usize = 4096;
+
+/// Reads at most [`MAX_SECRET_BYTES`] (one more tells that it is longer), as text.
+fn read_bounded(f: std::fs::File) -> Result<Zeroizing<String>, String> {
+    let mut bytes = Zeroizing::new(Vec::new());
+    f.take(MAX_SECRET_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() > MAX_SECRET_BYTES {
+        return Err(format!("longer than {MAX_SECRET_BYTES} bytes"));
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => Ok(Zeroizing::new(text.to_owned())),
+        Err(_) => Err("not text (UTF-8)".into()),
     }
 }
 

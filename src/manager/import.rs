@@ -270,15 +270,27 @@ impl Manager {
         self.write(|txn| {
             let mut keyless = keyless_certificates(txn)?;
             let mut decrypted = 0;
+            // every key is tried with the passphrase: their key derivations together are
+            // bounded, as one file's are
+            let mut budget = x509::budget::Budget::command();
             for k in txn.encrypted_keys()? {
                 if k.key_id.is_some() {
                     continue;
                 }
                 let enc = self.sealer.open(SealLabel::EncryptedKey, &k.sealed)?;
-                let Ok(pkcs8) =
-                    x509::import::open_encrypted_key(enc.secret_bytes(), passphrase.secret_str())
-                else {
-                    continue; // another passphrase's key
+                let pkcs8 = match x509::import::open_encrypted_key(
+                    enc.secret_bytes(),
+                    passphrase.secret_str(),
+                    &mut budget,
+                ) {
+                    Ok(p) => p,
+                    Err(x509::import::ImportError::Invalid(why)) => {
+                        return Err(ManagerError::BadRequest {
+                            fault: crate::error::RequestFault::BadRequest,
+                            message: format!("decrypt: {why}"),
+                        })
+                    }
+                    Err(_) => continue, // another passphrase's key
                 };
                 let g = importer.import_pkcs8(pkcs8.secret_bytes())?;
                 let spki = der::Encode::to_der(&g.public_key).unwrap_or_default();

@@ -98,10 +98,34 @@ fn from_sec1(der: &[u8]) -> Result<SecretBytes, ImportError> {
     pkcs8_from(ID_EC_PUBLIC_KEY, Some(params), der)
 }
 
-/// Opens an EncryptedPrivateKeyInfo with `passphrase` (checked: the result must parse).
-pub fn open_encrypted_key(der: &[u8], passphrase: &str) -> Result<SecretBytes, ImportError> {
+/// The work an EncryptedPrivateKeyInfo's key derivation asks for (see [`super::budget`]);
+/// refused when one derivation could not be done.
+fn encrypted_key_cost(enc: &EncryptedPrivateKeyInfoRef<'_>) -> Result<u64, ImportError> {
+    let cost = super::budget::scheme_cost(&enc.encryption_algorithm)
+        .map_err(|why| ImportError::Invalid(format!("encrypted private key: {why}")))?;
+    if cost > super::budget::MAX_KDF_WORK {
+        return Err(ImportError::Invalid(format!(
+            "encrypted private key: its key derivation asks for {cost} iterations; certman does at \
+             most {} for one key",
+            super::budget::MAX_KDF_WORK
+        )));
+    }
+    Ok(cost)
+}
+
+/// Opens an EncryptedPrivateKeyInfo with `passphrase` (checked: the result must parse), its
+/// key derivation charged to `budget`.
+pub fn open_encrypted_key(
+    der: &[u8],
+    passphrase: &str,
+    budget: &mut super::budget::Budget,
+) -> Result<SecretBytes, ImportError> {
     let enc = EncryptedPrivateKeyInfoRef::from_der(der)
         .map_err(|e| ImportError::Invalid(format!("encrypted private key: {e}")))?;
+    let cost = encrypted_key_cost(&enc)?;
+    budget
+        .charge(cost, "the encrypted private key")
+        .map_err(ImportError::Invalid)?;
     let doc = enc.decrypt(passphrase.as_bytes()).map_err(|_| {
         ImportError::Decryption("the passphrase does not open the encrypted private key".into())
     })?;
@@ -115,13 +139,20 @@ fn decrypt_pkcs8(
     der: &[u8],
     passphrase: Option<&str>,
     out: &mut FileContents,
+    budget: &mut super::budget::Budget,
 ) -> Result<(), ImportError> {
     let enc = EncryptedPrivateKeyInfoRef::from_der(der)
         .map_err(|e| ImportError::Invalid(format!("encrypted private key: {e}")))?;
+    // Priced before anything is done, also when it is only kept (flag Q): a key no `decrypt`
+    // could open is refused now rather than kept.
+    let cost = encrypted_key_cost(&enc)?;
     let Some(pass) = passphrase else {
         out.encrypted_keys.push(der.to_vec());
         return Ok(());
     };
+    budget
+        .charge(cost, "the encrypted private key")
+        .map_err(ImportError::Invalid)?;
     let doc = enc.decrypt(pass.as_bytes()).map_err(|_| {
         ImportError::Decryption("the passphrase does not open the encrypted private key".into())
     })?;
@@ -142,10 +173,11 @@ pub fn read_file(bytes: &[u8], passphrase: Option<&str>) -> Result<FileContents,
         )));
     }
     let mut out = FileContents::default();
+    let mut budget = super::budget::Budget::file();
     if bytes.trim_ascii_start().starts_with(b"-----BEGIN ") {
-        read_pem(bytes, passphrase, &mut out)?;
+        read_pem(bytes, passphrase, &mut out, &mut budget)?;
     } else {
-        read_der(bytes, passphrase, &mut out)?;
+        read_der(bytes, passphrase, &mut out, &mut budget)?;
     }
     // Everything certman later reads of a certificate must read now: a bad one is this
     // file's error, not the whole import's.
@@ -165,6 +197,7 @@ fn read_pem(
     bytes: &[u8],
     passphrase: Option<&str>,
     out: &mut FileContents,
+    budget: &mut super::budget::Budget,
 ) -> Result<(), ImportError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ImportError::Invalid("PEM that is not text".into()))?;
@@ -198,7 +231,7 @@ fn read_pem(
                     .map_err(|e| ImportError::Invalid(format!("private key: {e}")))?;
                 out.keys.push(SecretBytes::new(der));
             }
-            "ENCRYPTED PRIVATE KEY" => decrypt_pkcs8(&der, passphrase, out)?,
+            "ENCRYPTED PRIVATE KEY" => decrypt_pkcs8(&der, passphrase, out, budget)?,
             "RSA PRIVATE KEY" => out.keys.push(from_pkcs1(&der)?),
             "EC PRIVATE KEY" => out.keys.push(from_sec1(&der)?),
             // EC PARAMETERS and the like carry nothing to import
@@ -218,6 +251,7 @@ fn read_der(
     bytes: &[u8],
     passphrase: Option<&str>,
     out: &mut FileContents,
+    budget: &mut super::budget::Budget,
 ) -> Result<(), ImportError> {
     if x509_cert::Certificate::from_der(bytes).is_ok() {
         out.certificates.push(bytes.to_vec());
@@ -228,11 +262,11 @@ fn read_der(
         return Ok(());
     }
     if EncryptedPrivateKeyInfoRef::from_der(bytes).is_ok() {
-        return decrypt_pkcs8(bytes, passphrase, out);
+        return decrypt_pkcs8(bytes, passphrase, out, budget);
     }
     if looks_like_pfx(bytes) {
-        let contents =
-            super::pkcs12::decode(bytes, passphrase.unwrap_or("")).map_err(|e| match e {
+        let contents = super::pkcs12::decode_within(bytes, passphrase.unwrap_or(""), budget)
+            .map_err(|e| match e {
                 super::pkcs12::Pkcs12Error::WrongPassword if passphrase.is_none() => {
                     ImportError::Decryption("a PKCS#12 file: give passphrase=".into())
                 }

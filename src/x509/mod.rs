@@ -2,6 +2,7 @@
 //! names, subjectAltName, key usages, PEM, encrypted PKCS#8. Signs only through
 //! [`X509Signer`]; does no I/O and knows no backend.
 
+pub mod budget;
 pub mod cms;
 pub mod crl;
 pub mod csr;

@@ -198,8 +198,18 @@ struct Password<'a> {
 }
 
 /// Reads a PKCS#12 file: verifies its MAC (if it has one) and returns its certificates and
-/// unencrypted private keys.
+/// unencrypted private keys. Its key derivations (MAC, every encrypted bag) are bounded in all
+/// by [`super::budget::MAX_FILE_WORK`].
 pub fn decode(der: &[u8], password: &str) -> Result<Pkcs12Contents, Pkcs12Error> {
+    decode_within(der, password, &mut super::budget::Budget::file())
+}
+
+/// [`decode`], charging its key derivations to `budget`.
+pub fn decode_within(
+    der: &[u8],
+    password: &str,
+    budget: &mut super::budget::Budget,
+) -> Result<Pkcs12Contents, Pkcs12Error> {
     if der.len() > MAX_INPUT_LEN {
         return Err(invalid(format!(
             "file is {} bytes; at most {MAX_INPUT_LEN} are accepted",
@@ -225,15 +235,25 @@ pub fn decode(der: &[u8], password: &str) -> Result<Pkcs12Contents, Pkcs12Error>
     }
     let auth_safe = octets(&pfx.auth_safe.content, "authSafe")?;
 
+    let safes = Vec::<ContentInfo>::from_der(auth_safe.as_bytes())
+        .map_err(|e| invalid(format!("AuthenticatedSafe: {e}")))?;
+    // What the file asks for that can be seen before any derivation (the MAC, every
+    // encrypted SafeContents, every shrouded key in a plain one) is priced at once: a file
+    // over the budget costs nothing. What nested encryption hides is charged as it opens.
+    let visible = visible_cost(pfx.mac_data.as_ref(), &safes, password.is_empty())?;
+    budget
+        .afford(visible, "the PKCS#12 file")
+        .map_err(invalid)?;
+
     let mut pw = Password {
         bmp: bmp_password(password),
         utf8: password.as_bytes(),
     };
     let mac_verified = match &pfx.mac_data {
         Some(mac) => {
-            if verify_mac(mac, &pw.bmp, auth_safe.as_bytes())? {
+            if verify_mac(mac, &pw.bmp, auth_safe.as_bytes(), budget)? {
                 true
-            } else if password.is_empty() && verify_mac(mac, &[], auth_safe.as_bytes())? {
+            } else if password.is_empty() && verify_mac(mac, &[], auth_safe.as_bytes(), budget)? {
                 // OpenSSL also writes files with a NULL (rather than empty) password.
                 pw.bmp = Zeroizing::new(Vec::new());
                 true
@@ -244,13 +264,11 @@ pub fn decode(der: &[u8], password: &str) -> Result<Pkcs12Contents, Pkcs12Error>
         None => false,
     };
 
-    let safes = Vec::<ContentInfo>::from_der(auth_safe.as_bytes())
-        .map_err(|e| invalid(format!("AuthenticatedSafe: {e}")))?;
     let mut out = Pkcs12Contents::default();
     for ci in &safes {
         if ci.content_type == ID_DATA {
             let contents = octets(&ci.content, "SafeContents")?;
-            read_safe_contents(contents.as_bytes(), &pw, mac_verified, &mut out, 0)?;
+            read_safe_contents(contents.as_bytes(), &pw, mac_verified, &mut out, 0, budget)?;
         } else if ci.content_type == ID_ENCRYPTED_DATA {
             let ed: EncryptedData = ci
                 .content
@@ -260,8 +278,8 @@ pub fn decode(der: &[u8], password: &str) -> Result<Pkcs12Contents, Pkcs12Error>
             let Some(ct) = &eci.encrypted_content else {
                 continue;
             };
-            let plain = decrypt(&eci.content_enc_alg, ct.as_bytes(), &pw)?;
-            read_safe_contents(&plain, &pw, mac_verified, &mut out, 0)
+            let plain = decrypt(&eci.content_enc_alg, ct.as_bytes(), &pw, budget)?;
+            read_safe_contents(&plain, &pw, mac_verified, &mut out, 0, budget)
                 .map_err(|e| wrong_if_unverified(e, mac_verified))?;
         } else {
             return Err(invalid(format!(
@@ -271,6 +289,66 @@ pub fn decode(der: &[u8], password: &str) -> Result<Pkcs12Contents, Pkcs12Error>
         }
     }
     Ok(out)
+}
+
+/// The key-derivation work of what can be seen without deriving anything: the MAC (twice
+/// when an empty password is also tried as none), each encrypted SafeContents, each shrouded
+/// key in a plain SafeContents.
+fn visible_cost(
+    mac: Option<&MacData>,
+    safes: &[ContentInfo],
+    empty_password: bool,
+) -> Result<u64, Pkcs12Error> {
+    let mut total: u64 = 0;
+    if let Some(mac) = mac {
+        let rounds = check_iterations(i64::from(mac.iterations), "MAC")? as u64;
+        total = total.saturating_add(if empty_password { 2 * rounds } else { rounds });
+    }
+    for ci in safes {
+        if ci.content_type == ID_ENCRYPTED_DATA {
+            let ed: EncryptedData = ci
+                .content
+                .decode_as()
+                .map_err(|e| invalid(format!("EncryptedData: {e}")))?;
+            total = total.saturating_add(algorithm_cost(&ed.enc_content_info.content_enc_alg)?);
+        } else if ci.content_type == ID_DATA {
+            let contents = octets(&ci.content, "SafeContents")?;
+            let bags = Vec::<Bag>::from_der(contents.as_bytes())
+                .map_err(|e| invalid(format!("SafeContents: {e}")))?;
+            for bag in bags
+                .iter()
+                .filter(|b| b.bag_id == pkcs12::PKCS_12_PKCS8_KEY_BAG_OID)
+            {
+                let epki: EncryptedPrivateKeyInfo = bag
+                    .bag_value
+                    .decode_as()
+                    .map_err(|e| invalid(format!("pkcs8ShroudedKeyBag: {e}")))?;
+                total = total.saturating_add(algorithm_cost(&epki.encryption_algorithm)?);
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The key-derivation work of a PKCS#12 PBE or PBES2 algorithm.
+fn algorithm_cost(alg: &AlgorithmIdentifierOwned) -> Result<u64, Pkcs12Error> {
+    if alg.oid == ID_PBES2 {
+        let der = alg
+            .to_der()
+            .map_err(|e| invalid(format!("PBES2 parameters: {e}")))?;
+        let scheme = pkcs5::EncryptionScheme::from_der(&der)
+            .map_err(|e| invalid(format!("PBES2 parameters: {e}")))?;
+        return super::budget::scheme_cost(&scheme).map_err(invalid);
+    }
+    let params: Pkcs12PbeParams = match &alg.parameters {
+        Some(p) => p
+            .decode_as()
+            .map_err(|e| invalid(format!("PKCS#12 PBE parameters: {e}")))?,
+        None => return Ok(0), // refused when it is read
+    };
+    let rounds = check_iterations(i64::from(params.iterations), "PBE")? as u64;
+    // at most a 24-byte key (two 20-byte blocks) and the IV's block
+    Ok(rounds.saturating_mul(3))
 }
 
 /// Without a MAC, garbage out of a decryption most likely means a wrong password.
@@ -292,11 +370,17 @@ fn octets(any: &Any, what: &str) -> Result<OctetString, Pkcs12Error> {
 }
 
 /// Verifies the MAC; `Ok(false)` when it does not match.
-fn verify_mac(mac: &MacData, bmp: &[u8], data: &[u8]) -> Result<bool, Pkcs12Error> {
+fn verify_mac(
+    mac: &MacData,
+    bmp: &[u8],
+    data: &[u8],
+    budget: &mut super::budget::Budget,
+) -> Result<bool, Pkcs12Error> {
     let alg = &mac.mac.algorithm;
     let hash = Hash::from_oid(alg.oid)
         .ok_or_else(|| invalid(format!("MAC digest {} is not supported", alg.oid)))?;
     let rounds = check_iterations(i64::from(mac.iterations), "MAC")?;
+    budget.charge(rounds as u64, "the MAC").map_err(invalid)?;
     let key = hash.kdf(
         bmp,
         mac.mac_salt.as_bytes(),
@@ -314,6 +398,7 @@ fn read_safe_contents(
     mac_verified: bool,
     out: &mut Pkcs12Contents,
     depth: usize,
+    budget: &mut super::budget::Budget,
 ) -> Result<(), Pkcs12Error> {
     if depth > MAX_NESTING {
         return Err(invalid("SafeContents nested too deeply"));
@@ -353,6 +438,7 @@ fn read_safe_contents(
                     &epki.encryption_algorithm,
                     epki.encrypted_data.as_bytes(),
                     pw,
+                    budget,
                 )?;
                 out.keys.push(checked_pkcs8(plain, mac_verified)?);
             }
@@ -361,7 +447,7 @@ fn read_safe_contents(
                     .bag_value
                     .to_der()
                     .map_err(|e| invalid(format!("safeContentsBag: {e}")))?;
-                read_safe_contents(&inner, pw, mac_verified, out, depth + 1)?;
+                read_safe_contents(&inner, pw, mac_verified, out, depth + 1, budget)?;
             }
             _ => {} // crlBag, secretBag, unknown: skipped
         }
@@ -388,14 +474,16 @@ fn friendly_name(bag: &Bag) -> Option<String> {
     }
 }
 
-/// Decrypts with a PKCS#12 PBE or a PBES2 algorithm.
+/// Decrypts with a PKCS#12 PBE or a PBES2 algorithm, its key derivation charged to
+/// `budget` first.
 fn decrypt(
     alg: &AlgorithmIdentifierOwned,
     ciphertext: &[u8],
     pw: &Password<'_>,
+    budget: &mut super::budget::Budget,
 ) -> Result<Zeroizing<Vec<u8>>, Pkcs12Error> {
     if alg.oid == ID_PBES2 {
-        return decrypt_pbes2(alg, ciphertext, pw.utf8);
+        return decrypt_pbes2(alg, ciphertext, pw.utf8, budget);
     }
     // (key length, IV length, cipher)
     let (key_len, cipher) = match alg.oid {
@@ -416,6 +504,11 @@ fn decrypt(
         .decode_as()
         .map_err(|e| invalid(format!("PKCS#12 PBE parameters: {e}")))?;
     let rounds = check_iterations(i64::from(params.iterations), "PBE")?;
+    // the KDF runs `rounds` hashes per 20-byte block: the key's blocks and the IV's
+    let blocks = (key_len as u64).div_ceil(20) + 1;
+    budget
+        .charge((rounds as u64).saturating_mul(blocks), "a bag's PBE")
+        .map_err(invalid)?;
     let salt = params.salt.as_bytes();
     let key = Hash::Sha1.kdf(&pw.bmp, salt, Pkcs12KeyType::EncryptionKey, rounds, key_len);
     let iv = Hash::Sha1.kdf(&pw.bmp, salt, Pkcs12KeyType::Iv, rounds, 8);
@@ -429,6 +522,7 @@ fn decrypt_pbes2(
     alg: &AlgorithmIdentifierOwned,
     ciphertext: &[u8],
     password: &[u8],
+    budget: &mut super::budget::Budget,
 ) -> Result<Zeroizing<Vec<u8>>, Pkcs12Error> {
     let alg_der = alg
         .to_der()
@@ -441,6 +535,8 @@ fn decrypt_pbes2(
     match &params.kdf {
         pkcs5::pbes2::Kdf::Pbkdf2(p) => {
             check_iterations(i64::from(p.iteration_count), "PBKDF2")?;
+            let cost = super::budget::scheme_cost(&scheme).map_err(invalid)?;
+            budget.charge(cost, "a bag's PBKDF2").map_err(invalid)?;
         }
         _ => {
             return Err(invalid(
