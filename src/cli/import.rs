@@ -46,7 +46,11 @@ impl ImportArgs {
             dir: super::cwd()?,
         })?;
         for (file, why) in &r.errors {
-            eprintln!("certman import: {}: {why}", file.display());
+            eprintln!(
+                "certman import: {}: {}",
+                super::output::esc(&file.display().to_string()),
+                super::output::esc(why)
+            );
         }
         if r.keys_kept_encrypted > 0 && !ctx.quiet {
             eprintln!(

@@ -340,7 +340,8 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
 
 /// Prints an error as one line (plus a hint line) on stderr.
 pub fn report_error(err: &CliError, verbose: bool) {
-    eprintln!("certman: error: {err}");
+    // one line: names in the message come from outside and may hold CR, LF or ESC
+    eprintln!("certman: error: {}", output::esc(&err.to_string()));
     if verbose {
         let mut src = std::error::Error::source(err);
         while let Some(s) = src {
@@ -349,7 +350,7 @@ pub fn report_error(err: &CliError, verbose: bool) {
         }
     }
     if let Some(h) = err.hint() {
-        eprintln!("  hint: {h}");
+        eprintln!("  hint: {}", output::esc(h));
     }
 }
 

@@ -8,9 +8,15 @@ use crate::manager::{Entry, Value};
 
 pub use crate::x509::routeros_time;
 
+/// Text as a terminal may show it: control characters as `\xNN` (a certificate's names come
+/// from outside and could hold ESC, CR or NUL).
+pub fn esc(s: &str) -> String {
+    crate::x509::names::escape(s).into_owned()
+}
+
 fn text_value(v: &Value) -> String {
     match v {
-        Value::Text(s) => s.clone(),
+        Value::Text(s) => esc(s),
         Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
         Value::Int(i) => i.to_string(),
         Value::Time(t) => routeros_time(*t),
@@ -69,9 +75,9 @@ pub fn table(entries: &[Entry]) -> String {
         .map(|e| {
             let fp = e.text("fingerprint").unwrap_or_default();
             [
-                e.name.clone(),
-                e.text("common-name").unwrap_or_default().to_owned(),
-                e.text("subject-alt-name").unwrap_or_default().to_owned(),
+                esc(&e.name),
+                esc(e.text("common-name").unwrap_or_default()),
+                esc(e.text("subject-alt-name").unwrap_or_default()),
                 fp.get(..16).map(|s| format!("{s}…")).unwrap_or_default(),
             ]
         })
@@ -112,7 +118,7 @@ pub fn detail(entries: &[Entry]) -> String {
     let indent = " ".repeat(idx_w + 11);
     for (i, e) in entries.iter().enumerate() {
         let flags: String = e.flags.columns().iter().collect();
-        let mut items = vec![format!("name=\"{}\"", e.name)];
+        let mut items = vec![format!("name=\"{}\"", esc(&e.name))];
         if e.template {
             items.push("template=yes".into());
         }

@@ -305,9 +305,9 @@ fn print_requests(ctx: &Ctx, requests: &[ScepRequestView], detail: bool) {
                 r.number,
                 r.authority,
                 r.status,
-                r.common_name,
-                r.subject,
-                r.subject_alt_name,
+                super::output::esc(&r.common_name),
+                super::output::esc(&r.subject),
+                super::output::esc(&r.subject_alt_name),
                 r.transaction_id,
                 r.req_fingerprint,
                 routeros_time(r.created),
@@ -330,7 +330,7 @@ fn print_requests(ctx: &Ctx, requests: &[ScepRequestView], detail: bool) {
             r.number,
             r.authority,
             r.status.word(),
-            r.common_name,
+            super::output::esc(&r.common_name),
             routeros_time(r.created)
         );
     }

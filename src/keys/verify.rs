@@ -22,6 +22,28 @@ pub fn verify_signature(
         .map_err(|_| KeyError::Verification("signature does not verify".into()))
 }
 
+/// Checks that a public key is one a signature could be verified with: an EC key's point on
+/// its curve (a point off the curve, or the point at infinity, is refused).
+pub fn check_public_key(spki: &SubjectPublicKeyInfoOwned) -> Result<(), KeyError> {
+    let alg = KeyAlgorithm::from_spki(spki.owned_to_ref())?;
+    let KeyAlgorithm::Ec(curve) = alg else {
+        return Ok(());
+    };
+    let verifier: &'static dyn VerificationAlgorithm = match curve {
+        EcCurve::P256 => &sig::ECDSA_P256_SHA256_ASN1,
+        EcCurve::P384 => &sig::ECDSA_P384_SHA384_ASN1,
+        EcCurve::P521 => &sig::ECDSA_P521_SHA512_ASN1,
+    };
+    sig::ParsedPublicKey::new(verifier, spki.subject_public_key.raw_bytes())
+        .map(|_| ())
+        .map_err(|_| {
+            KeyError::Verification(format!(
+                "the {} public key is not a point on its curve",
+                curve.routeros_name()
+            ))
+        })
+}
+
 fn verification_algorithm(
     alg: KeyAlgorithm,
     scheme: SignatureScheme,

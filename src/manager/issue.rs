@@ -395,6 +395,13 @@ impl Manager {
         check_name: bool,
     ) -> Result<CertifiedRequest> {
         let info = req.request;
+        // What a request asks to be signed is checked before anything is signed for it.
+        x509::names::check_subject(&info.subject)
+            .and_then(|()| x509::names::check_general_names(&info.subject_alt_names))
+            .map_err(|why| ManagerError::BadRequest {
+                fault: RequestFault::BadRequest,
+                message: format!("the request's names: {why}"),
+            })?;
         let asks_ca = info.ca || info.key_usage.contains(x509::KeyUsageName::KeyCertSign);
         if asks_ca && !req.allow_ca {
             return Err(ManagerError::refused(

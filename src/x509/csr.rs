@@ -140,6 +140,9 @@ pub fn request_der(input: &[u8]) -> Result<Vec<u8>, X509Error> {
     }
 }
 
+/// The smallest RSA key a request may carry (RouterOS still makes 1024-bit keys).
+pub const MIN_REQUEST_RSA_BITS: u32 = 1024;
+
 /// Parses a request and verifies its self-signature.
 pub fn parse_request(input: &[u8]) -> Result<RequestInfo, X509Error> {
     let der = request_der(input)?;
@@ -149,6 +152,29 @@ pub fn parse_request(input: &[u8]) -> Result<RequestInfo, X509Error> {
         X509Error::UnsupportedAlgorithm(format!(
             "request signature algorithm {}",
             req.algorithm.oid
+        ))
+    })?;
+    // Say what is wrong with the key itself rather than "the signature does not verify".
+    let key = crate::keys::KeyAlgorithm::from_spki(der::referenced::OwnedToRef::owned_to_ref(
+        &req.info.public_key,
+    ))
+    .map_err(|e| {
+        X509Error::UnsupportedAlgorithm(format!(
+            "the request's key: {}",
+            crate::error::key_detail(&e)
+        ))
+    })?;
+    if let crate::keys::KeyAlgorithm::Rsa { bits } = key {
+        if bits < MIN_REQUEST_RSA_BITS {
+            return Err(X509Error::UnsupportedAlgorithm(format!(
+                "the request's RSA key has {bits} bits; at least {MIN_REQUEST_RSA_BITS} are signed"
+            )));
+        }
+    }
+    crate::keys::verify::check_public_key(&req.info.public_key).map_err(|e| {
+        X509Error::Malformed(format!(
+            "the request's key: {}",
+            crate::error::key_detail(&e)
         ))
     })?;
     let info_der = req.info.to_der()?;

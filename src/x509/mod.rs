@@ -7,6 +7,7 @@ pub mod cms;
 pub mod crl;
 pub mod csr;
 pub mod import;
+pub mod names;
 pub mod path;
 pub mod pkcs12;
 pub mod usage;
@@ -89,6 +90,12 @@ impl SubjectFields {
                         "'{v}' is longer than the 64 characters X.520 allows"
                     )));
                 }
+                if v.chars().any(char::is_control) {
+                    return Err(X509Error::Value(format!(
+                        "'{}' holds control characters",
+                        names::escape(v)
+                    )));
+                }
                 Any::new(Tag::Utf8String, v.as_bytes())?
             };
             let atv = AttributeTypeAndValue { oid, value };
@@ -150,14 +157,7 @@ pub fn parse_subject_alt_names(s: &str) -> Result<Vec<GeneralName>, X509Error> {
         };
         let gn = match kind.to_ascii_lowercase().as_str() {
             "dns" => {
-                let ok = !value.is_empty()
-                    && value.len() <= 253
-                    && value
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-._*".contains(&b));
-                if !ok {
-                    return Err(X509Error::Value(format!("'{value}' is not a DNS name")));
-                }
+                names::check_dns_name(value).map_err(X509Error::Value)?;
                 GeneralName::DnsName(ia5(value)?)
             }
             "ip" => {
@@ -188,6 +188,7 @@ pub fn parse_subject_alt_names(s: &str) -> Result<Vec<GeneralName>, X509Error> {
                 )))
             }
         };
+        names::check_general_names(std::slice::from_ref(&gn)).map_err(X509Error::Value)?;
         out.push(gn);
     }
     Ok(out)
@@ -552,6 +553,9 @@ pub fn inspect_certificate(der: &[u8]) -> Result<CertificateInfo, X509Error> {
         }
     }
     let subject = tbs.subject();
+    // An EC key off its curve would only fail later, in the middle of a signature check.
+    crate::keys::verify::check_public_key(tbs.subject_public_key_info())
+        .map_err(|e| X509Error::Malformed(crate::error::key_detail(&e)))?;
     Ok(CertificateInfo {
         subject: name_to_string(subject),
         issuer: name_to_string(tbs.issuer()),

@@ -276,6 +276,14 @@ impl Manager {
             Ok(info) => info,
             Err(e) => return Ok(reject(e.request_fault(), format!("the request: {e}"))),
         };
+        if let Err(why) = x509::names::check_subject(&info.subject)
+            .and_then(|()| x509::names::check_general_names(&info.subject_alt_names))
+        {
+            return Ok(reject(
+                RequestFault::BadRequest,
+                format!("the request's names: {why}"),
+            ));
+        }
         let otp = match info.challenge_password.as_deref() {
             Some(pw) if !pw.is_empty() => Some(otp_hash(self.store.salt(), pw)),
             _ => None,
