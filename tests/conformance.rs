@@ -414,6 +414,7 @@ fn softhsm_inventory_lists_keys_and_certificates() {
                 value: None,
                 source: Some(format!("file:{}", pin.display()).parse().unwrap()),
             },
+            true,
         )
         .unwrap();
     let t = inv
@@ -608,7 +609,7 @@ fn piv_keys_sign_through_the_pkcs11_modules() {
         };
         // Slot 9a is CKA_ID 01 in both modules; find the token that holds it.
         let token = p11
-            .inventory(Path::new(module), &spec)
+            .inventory(Path::new(module), &spec, true)
             .unwrap()
             .into_iter()
             .find(|t| {

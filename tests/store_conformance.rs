@@ -647,6 +647,18 @@ fn keys<B: Backend>() {
     write(&*s, |t| t.delete_certificate(c1));
     assert_eq!(read(&*s, |t| t.key_users("k2")), 0);
 
+    // a key's URI changes (set pin-source=), its id stays; a key gone is a conflict
+    write(&*s, |t| {
+        t.set_key_uri("k2", "pkcs11:token=t;id=%02?pin-source=env:P")
+    });
+    assert_eq!(
+        read(&*s, |t| t.key("k2")).map(|k| k.uri),
+        Some("pkcs11:token=t;id=%02?pin-source=env:P".to_owned())
+    );
+    let mut t = s.begin(TxnMode::Write).unwrap();
+    assert_conflict(t.set_key_uri("nope", "x").unwrap_err());
+    drop(t);
+
     write(&*s, |t| t.delete_key("k2"));
     assert_eq!(read(&*s, |t| t.key("k2")), None);
     assert_eq!(read(&*s, |t| t.key("k1")), Some(soft_key("k1")));

@@ -15,6 +15,10 @@ pub struct SetArgs {
     /// A new name.
     #[arg(long)]
     pub name: Option<String>,
+    /// Where the PIN of the certificate's token key is read (file:PATH, env:VAR, fd:N,
+    /// prompt); for keys made from a URI (a profile's keys follow the profile).
+    #[arg(long)]
+    pub pin_source: Option<String>,
     #[command(flatten)]
     pub props: TemplateArgs,
 }
@@ -25,6 +29,9 @@ impl SetArgs {
         let mut changes = self.props.changes();
         if let Some(n) = &self.name {
             changes.push(("name".into(), n.clone()));
+        }
+        if let Some(p) = &self.pin_source {
+            changes.push(("pin-source".into(), p.clone()));
         }
         if changes.is_empty() {
             return Err(ManagerError::InvalidValue(

@@ -18,14 +18,18 @@ pub enum TokenCommand {
     Print {
         /// Only this profile.
         profile: Option<String>,
+        /// Log in (with the profile's pin-source) to list private keys too; without it, the
+        /// token's state comes from its flags and no PIN try is spent.
+        #[arg(long)]
+        login: bool,
     },
 }
 
 impl TokenArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        let TokenCommand::Print { profile } = &self.command;
-        let listing = ctx.manager()?.token_listing(profile.as_deref())?;
+        let TokenCommand::Print { profile, login } = &self.command;
+        let listing = ctx.manager()?.token_listing(profile.as_deref(), *login)?;
         if ctx.json {
             let v: Vec<_> = listing
                 .iter()

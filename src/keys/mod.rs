@@ -62,6 +62,28 @@ pub struct GeneratedKey {
     pub slot: Option<String>,
 }
 
+/// The pin-source of every token profile, by name: a key made with `on-smart-card=PROFILE`
+/// (its URI says `profile=NAME`) takes its PIN from the profile as it is now, so changing the
+/// profile (or moving its PIN file) takes effect for the keys already made.
+pub type ProfilePins = Arc<std::collections::HashMap<String, Option<String>>>;
+
+/// The PIN of a key on a token: the profile's pin-source when the URI names a profile that
+/// exists, else the URI's own `pin-source` / `pin-value`.
+pub(crate) fn pin_spec(uri: &KeyUri, pins: &ProfilePins) -> Result<PinSpec, KeyError> {
+    if let Some(source) = uri.query_str("profile").and_then(|p| pins.get(p)) {
+        return Ok(PinSpec {
+            value: None,
+            source: source.as_deref().map(str::parse).transpose()?,
+        });
+    }
+    Ok(PinSpec {
+        value: uri
+            .query_str("pin-value")
+            .map(|v| crate::secret::SecretString::new(v.to_owned())),
+        source: uri.query_str("pin-source").map(str::parse).transpose()?,
+    })
+}
+
 /// A private key ready to sign. Blocking by contract: async code calls it via `spawn_blocking`.
 pub trait KeySigner: Send + Sync {
     /// The key's public half.
@@ -236,8 +258,15 @@ impl KeyRouter {
             Some(d) => profile::Profiles::load(d)?,
             None => profile::Profiles::default(),
         };
+        let profile_pins: ProfilePins = Arc::new(
+            profiles
+                .iter()
+                .map(|(n, p)| (n.to_owned(), p.pin_source.clone()))
+                .collect(),
+        );
         let mut options = pkcs11::Pkcs11Options {
             force_last_pin_try: config.force_last_pin_try,
+            profile_pins: profile_pins.clone(),
             ..Default::default()
         };
         for (_, p) in profiles.iter() {
@@ -259,6 +288,7 @@ impl KeyRouter {
         {
             let piv = Arc::new(piv::PivProvider::new(piv::PivOptions {
                 force_last_pin_try: config.force_last_pin_try,
+                profile_pins,
             }));
             router.register(Scheme::Piv, piv.clone());
             router.piv = Some(piv);
@@ -273,7 +303,11 @@ impl KeyRouter {
     }
 
     /// `token print`: the profiles (all, or one) and what their tokens hold.
-    pub fn token_listing(&self, only: Option<&str>) -> Result<Vec<ProfileListing>, KeyError> {
+    pub fn token_listing(
+        &self,
+        only: Option<&str>,
+        login: bool,
+    ) -> Result<Vec<ProfileListing>, KeyError> {
         let names: Vec<String> = match only {
             Some(n) => vec![self.profiles.get(n)?.0.to_owned()],
             None => self.profiles.iter().map(|(n, _)| n.to_owned()).collect(),
@@ -289,7 +323,7 @@ impl KeyRouter {
                         source: p.pin_source.as_deref().map(str::parse).transpose()?,
                     };
                     provider
-                        .inventory(module, &pin)
+                        .inventory(module, &pin, login)
                         .map(|all| {
                             all.into_iter()
                                 .filter(|t| {

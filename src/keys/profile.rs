@@ -140,8 +140,9 @@ impl Profiles {
 
     /// The URI where a key for `profile` is generated.
     pub fn location(&self, profile: &str) -> Result<KeyUri, KeyError> {
-        let (_, p) = self.get(profile)?;
-        p.location()
+        let (name, p) = self.get(profile)?;
+        // the key remembers its profile: its PIN comes from the profile as it is at use time
+        Ok(p.location()?.with_query("profile", name))
     }
 }
 

@@ -61,9 +61,21 @@ impl Scheme {
 
     fn query_attributes(self) -> &'static [&'static str] {
         match self {
-            // RFC 7512 §2.3 pk11-query-attr
-            Scheme::Pkcs11 => &["pin-source", "pin-value", "module-name", "module-path"],
-            Scheme::Piv => &["pin-source", "pin-value", "management-key-source"],
+            // RFC 7512 §2.3 pk11-query-attr; `profile`: the token profile the key was made
+            // from (its PIN comes from the profile at use time)
+            Scheme::Pkcs11 => &[
+                "pin-source",
+                "pin-value",
+                "module-name",
+                "module-path",
+                "profile",
+            ],
+            Scheme::Piv => &[
+                "pin-source",
+                "pin-value",
+                "management-key-source",
+                "profile",
+            ],
             Scheme::Soft => &[],
         }
     }

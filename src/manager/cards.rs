@@ -73,8 +73,12 @@ impl Manager {
     }
 
     /// `token print [PROFILE]`.
-    pub fn token_listing(&self, profile: Option<&str>) -> Result<Vec<crate::keys::ProfileListing>> {
-        Ok(self.keys.token_listing(profile)?)
+    pub fn token_listing(
+        &self,
+        profile: Option<&str>,
+        login: bool,
+    ) -> Result<Vec<crate::keys::ProfileListing>> {
+        Ok(self.keys.token_listing(profile, login)?)
     }
 
     pub(super) fn certificate_and_key(&self, name: &str) -> Result<(CertificateRecord, KeyHandle)> {

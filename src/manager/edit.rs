@@ -131,6 +131,7 @@ impl Manager {
                 match k.as_str() {
                     "name" => {}
                     "trusted" => trusted = template::parse_yes_no("trusted", v)?,
+                    "pin-source" => set_pin_source(txn, &c, v)?,
                     other => {
                         if !TEMPLATE_PROPERTIES.contains(&other) {
                             return Err(ManagerError::InvalidValue(format!(
@@ -284,6 +285,43 @@ fn remove_in(
         }
     }
     Ok((report, token_keys))
+}
+
+/// `set NAME pin-source=SRC`: where the PIN of the certificate's token key is read from. A
+/// key made from a profile reads the profile's (change the profile instead).
+fn set_pin_source(
+    txn: &mut dyn Transaction,
+    c: &crate::store::CertificateRecord,
+    source: &str,
+) -> Result<()> {
+    source.parse::<crate::secret::SecretSource>()?;
+    let refuse = |why: String| ManagerError::refused(Refusal::NotOnToken, why, None);
+    let key_id = c
+        .cert
+        .key_id
+        .as_deref()
+        .ok_or_else(|| refuse(format!("certificate \"{}\" has no key here", c.cert.name)))?;
+    let key = txn.key(key_id)?.ok_or(crate::error::StoreError::Conflict)?;
+    let uri: crate::keys::KeyUri = key.uri.parse()?;
+    if key.sealed.is_some() || uri.scheme() == crate::keys::Scheme::Soft {
+        return Err(refuse(format!(
+            "pin-source applies to keys on a token; \"{}\" has a software key",
+            c.cert.name
+        )));
+    }
+    if let Some(profile) = uri.query_str("profile") {
+        return Err(ManagerError::refused(
+            Refusal::ReadOnlyProperty,
+            format!(
+                "the key of \"{}\" takes its PIN from token profile {profile}",
+                c.cert.name
+            ),
+            Some("change pin-source in the profile; it applies to every key made from it"),
+        ));
+    }
+    let changed = uri.with_query("pin-source", source).without_secrets();
+    txn.set_key_uri(key_id, &changed.to_string())?;
+    Ok(())
 }
 
 /// A certificate a SCEP server uses (as its CA, RA or next CA) is not removed under it, nor

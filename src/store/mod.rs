@@ -305,6 +305,9 @@ pub trait Transaction: ScepTransaction + ScepClientStore {
     fn insert_key(&mut self, key: &KeyRecord) -> Result<()>;
     /// Deletes a key.
     fn delete_key(&mut self, id: &str) -> Result<()>;
+    /// Changes a key's URI (its `pin-source`), keeping its id; [`StoreError::Conflict`] if
+    /// it is gone.
+    fn set_key_uri(&mut self, id: &str, uri: &str) -> Result<()>;
     /// How many certificates and requests use a key.
     fn key_users(&self, id: &str) -> Result<i64>;
 

@@ -17,7 +17,7 @@ use super::{
     KeyDecrypt, KeyHandle, KeyProvider, KeySigner, KeyUri, PinSpec, Scheme, SignatureScheme,
 };
 use crate::error::KeyError;
-use crate::secret::{resolve_secret, SecretBytes, SecretSource, SecretString};
+use crate::secret::{resolve_secret, SecretBytes, SecretSource};
 
 /// A PIV slot, typed: the four standard key slots and the twenty retired ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,8 @@ impl std::fmt::Display for PivSlot {
 pub struct PivOptions {
     /// spend the last PIN try
     pub force_last_pin_try: bool,
+    /// the profiles' pin-sources, for keys made from a profile
+    pub profile_pins: crate::keys::ProfilePins,
 }
 
 struct Card {
@@ -65,6 +67,8 @@ struct Card {
     force_last_pin_try: bool,
     /// the factory-default management key warning was printed
     warned_default_mgm: std::sync::atomic::AtomicBool,
+    /// why a VERIFY of this process failed: the card's PIN is not tried again by it
+    pin_failed: Mutex<Option<String>>,
 }
 
 /// Keys on PIV cards.
@@ -100,12 +104,7 @@ impl PivProvider {
             (None, Some(r)) => format!("reader:{r}"),
             (None, None) => "any".to_owned(),
         };
-        let pin = PinSpec {
-            value: uri
-                .query_str("pin-value")
-                .map(|v| SecretString::new(v.to_owned())),
-            source: uri.query_str("pin-source").map(str::parse).transpose()?,
-        };
+        let pin = crate::keys::pin_spec(uri, &self.options.profile_pins)?;
         let mut cards = self.cards.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cards.get(&key) {
             c.offer_pin(&pin);
@@ -151,6 +150,7 @@ impl PivProvider {
             pin: Mutex::new(pin),
             force_last_pin_try: self.options.force_last_pin_try,
             warned_default_mgm: Default::default(),
+            pin_failed: Mutex::new(None),
         });
         cards.insert(key, card.clone());
         Ok(card)
@@ -313,6 +313,16 @@ impl Card {
     /// try), refuses at one try left unless forced, and only then verifies the operator's PIN.
     /// `every_time`: the slot's policy wants a VERIFY right before each use (9c).
     fn verify_pin(&self, yk: &mut YubiKey, every_time: bool) -> Result<(), KeyError> {
+        if let Some(why) = self
+            .pin_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(KeyError::Pin(format!(
+                "{why}; not tried again by this process (one PIN try per card)"
+            )));
+        }
         match yk.verify_pin(&[]) {
             // 90 00: already verified (SP 800-73-4); the counter is full. Nothing to spend
             // unless the slot wants a fresh VERIFY.
@@ -348,14 +358,26 @@ impl Card {
             true,
         )?
         .ok_or_else(|| KeyError::Pin(format!("no PIN for PIV card {}", self.serial)))?;
+        // PIV PINs are 6 to 8 characters (SP 800-73-4 §2.4.3): another is not tried.
+        let len = pin.secret_str().len();
+        if !(6..=8).contains(&len) {
+            return Err(KeyError::Pin(format!(
+                "the PIN for PIV card {} has {len} characters; PIV takes 6 to 8: not tried",
+                self.serial
+            )));
+        }
+        let failed = |why: String| {
+            *self.pin_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+            KeyError::Pin(why)
+        };
         match yk.verify_pin(pin.secret_str().as_bytes()) {
             Ok(()) => Ok(()),
-            Err(yubikey::Error::WrongPin { tries }) => Err(KeyError::Pin(format!(
+            Err(yubikey::Error::WrongPin { tries }) => Err(failed(format!(
                 "wrong PIN for PIV card {}: {tries} {} left",
                 self.serial,
                 if tries == 1 { "try" } else { "tries" }
             ))),
-            Err(yubikey::Error::PinLocked) => Err(KeyError::Pin(format!(
+            Err(yubikey::Error::PinLocked) => Err(failed(format!(
                 "the PIN of PIV card {} is blocked",
                 self.serial
             ))),
@@ -420,7 +442,7 @@ fn key_uri(location: &KeyUri, card: &Card, slot: PivSlot) -> KeyUri {
     let mut uri = KeyUri::new(Scheme::Piv)
         .with_path("slot-id", slot.to_string())
         .with_path("serial", card.serial.to_string());
-    for q in ["pin-source", "management-key-source"] {
+    for q in ["pin-source", "management-key-source", "profile"] {
         if let Some(v) = location.query_str(q) {
             uri = uri.with_query(q, v);
         }

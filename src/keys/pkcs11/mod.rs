@@ -29,7 +29,7 @@ use super::{
     KeyDecrypt, KeyHandle, KeyProvider, KeySigner, KeyUri, Scheme, SignatureScheme,
 };
 use crate::error::KeyError;
-use crate::secret::{SecretBytes, SecretString};
+use crate::secret::SecretBytes;
 
 /// Default number of sessions per token when no profile says otherwise.
 pub const DEFAULT_MAX_SESSIONS: usize = 4;
@@ -41,6 +41,8 @@ pub struct Pkcs11Options {
     pub force_last_pin_try: bool,
     /// session-pool size per (module, token label/serial), from the token profiles
     pub max_sessions: HashMap<(PathBuf, TokenSelector), usize>,
+    /// the profiles' pin-sources, for keys made from a profile
+    pub profile_pins: crate::keys::ProfilePins,
 }
 
 struct Module {
@@ -106,12 +108,7 @@ impl Pkcs11Provider {
                 "{uri}: name the token with token= (label) or serial="
             )));
         }
-        let pin = PinSpec {
-            value: uri
-                .query_str("pin-value")
-                .map(|v| SecretString::new(v.to_owned())),
-            source: uri.query_str("pin-source").map(str::parse).transpose()?,
-        };
+        let pin = crate::keys::pin_spec(uri, &self.options.profile_pins)?;
         let module = self.module(Path::new(module_path))?;
         let mut tokens = module.tokens.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(t) = tokens.get(&sel) {
@@ -144,12 +141,14 @@ impl Pkcs11Provider {
         Ok(t)
     }
 
-    /// What is on the tokens of a module: labels, serials, keys and certificate objects.
-    /// Private objects are listed after login with the PIN from `pin`.
+    /// What is on the tokens of a module: labels, serials, PIN flags, certificate objects;
+    /// with `login`, private keys too, after a login with the PIN from `pin` (without it,
+    /// nothing here spends a PIN try).
     pub fn inventory(
         &self,
         module_path: &Path,
         pin: &PinSpec,
+        login: bool,
     ) -> Result<Vec<TokenInventory>, KeyError> {
         let module = self.module(module_path)?;
         let slots = module
@@ -175,7 +174,21 @@ impl Pkcs11Provider {
                 objects: Vec::new(),
                 note: None,
             };
-            if pin.value.is_some() || pin.source.is_some() {
+            if !login {
+                // token state from its flags; objects a session shows without a login
+                let uri = KeyUri::new(Scheme::Pkcs11)
+                    .with_path("token", &label)
+                    .with_path("serial", &inv.serial)
+                    .with_query("module-path", module_path.to_string_lossy().as_bytes());
+                match self.token(&uri).and_then(|t| list_objects(&t, false)) {
+                    Ok(objs) => inv.objects = objs,
+                    Err(e) => inv.note = Some(e.to_string()),
+                }
+                if inv.note.is_none() {
+                    inv.note =
+                        Some("not logged in: private keys not listed (--login lists them)".into());
+                }
+            } else if pin.value.is_some() || pin.source.is_some() {
                 let mut uri = KeyUri::new(Scheme::Pkcs11)
                     .with_path("token", &label)
                     .with_path("serial", &inv.serial)
@@ -186,7 +199,7 @@ impl Pkcs11Provider {
                 if let Some(v) = &pin.value {
                     uri = uri.with_query("pin-value", v.secret_str());
                 }
-                match self.token(&uri).and_then(|t| list_objects(&t)) {
+                match self.token(&uri).and_then(|t| list_objects(&t, true)) {
                     Ok(objs) => inv.objects = objs,
                     Err(e) => inv.note = Some(e.to_string()),
                 }
@@ -231,8 +244,8 @@ pub struct TokenObject {
     pub detail: String,
 }
 
-fn list_objects(token: &Token) -> Result<Vec<TokenObject>, KeyError> {
-    token.run("listing objects", |s| {
+fn list_objects(token: &Token, login: bool) -> Result<Vec<TokenObject>, KeyError> {
+    let list = |s: &token::PooledSession<'_>| {
         let mut out = Vec::new();
         for (class, name) in [
             (ObjectClass::PRIVATE_KEY, "private-key"),
@@ -280,7 +293,13 @@ fn list_objects(token: &Token) -> Result<Vec<TokenObject>, KeyError> {
             }
         }
         Ok(out)
-    })
+    };
+    if login {
+        token.run("listing objects", list)
+    } else {
+        // without a login the token shows its public objects (certificates) only
+        token.run_public("listing objects", list)
+    }
 }
 
 fn key_id(key: &KeyHandle) -> Result<Vec<u8>, KeyError> {
@@ -394,7 +413,7 @@ fn key_uri(location: &KeyUri, token: &Token, label: &str, id: &[u8]) -> KeyUri {
         .with_path("serial", &token.serial)
         .with_path("object", label)
         .with_path("id", id);
-    for q in ["module-path", "pin-source"] {
+    for q in ["module-path", "pin-source", "profile"] {
         if let Some(v) = location.query_str(q) {
             uri = uri.with_query(q, v);
         }

@@ -96,6 +96,9 @@ pub struct Token {
     available: Condvar,
     pin: Mutex<PinSpec>,
     force_last_try: bool,
+    /// why a login of this process failed on its PIN: no other operation of the process
+    /// tries this token's PIN again (one try per token per process)
+    pin_failed: Mutex<Option<String>>,
 }
 
 /// A session borrowed from the pool; goes back on drop unless marked broken.
@@ -217,6 +220,7 @@ impl Token {
             available: Condvar::new(),
             pin: Mutex::new(pin),
             force_last_try,
+            pin_failed: Mutex::new(None),
         })
     }
 
@@ -337,6 +341,16 @@ impl Token {
             .get_token_info(slot)
             .map_err(|e| self.absent_or(e, "reading token info"))?;
         if info.login_required() {
+            if let Some(why) = self
+                .pin_failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
+                return Err(KeyError::Pin(format!(
+                    "{why}; not tried again by this process (one PIN try per token)"
+                )));
+            }
             // The PIN guard: look before trying, never spend the last try unasked.
             let state = PinState::of(&info);
             if state.locked {
@@ -353,7 +367,21 @@ impl Token {
                 )));
             }
             let pin = self.read_pin()?;
+            // A PIN the token cannot take is not tried (a try would be spent on it).
+            let len = pin.secret_str().len() as u64;
+            let (min, max) = (info.min_pin_length() as u64, info.max_pin_length() as u64);
+            if (min > 0 && len < min) || (max > 0 && len > max) {
+                return Err(KeyError::Pin(format!(
+                    "the PIN for token {} has {len} characters; the token takes {min} to {max}: \
+                     not tried",
+                    self.label
+                )));
+            }
             let auth = AuthPin::new(pin.secret_str().to_owned().into_boxed_str());
+            let failed = |why: String| {
+                *self.pin_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                KeyError::Pin(why)
+            };
             match s.session().login(UserType::User, Some(&auth)) {
                 Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
                 Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
@@ -362,14 +390,20 @@ impl Token {
                         .get_token_info(slot)
                         .map(|i| PinState::of(&i).to_string())
                         .unwrap_or_else(|_| "PIN state unknown".into());
-                    return Err(KeyError::Pin(format!(
+                    return Err(failed(format!(
                         "wrong PIN for token {} (token now reports: {after})",
                         self.label
                     )));
                 }
                 Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                    return Err(KeyError::Pin(format!(
+                    return Err(failed(format!(
                         "the user PIN of token {} is locked",
+                        self.label
+                    )))
+                }
+                Err(CkError::Pkcs11(RvError::PinLenRange | RvError::PinInvalid, _)) => {
+                    return Err(failed(format!(
+                        "token {} refused the PIN's form (length or characters)",
                         self.label
                     )))
                 }
@@ -411,16 +445,39 @@ impl Token {
         )))
     }
 
+    /// Runs `op` on a session that is not logged in (public objects only): looking costs no
+    /// PIN try.
+    pub fn run_public<R>(
+        &self,
+        what: &str,
+        op: impl Fn(&PooledSession<'_>) -> Result<R, CkError>,
+    ) -> Result<R, KeyError> {
+        let s = self.checkout()?;
+        op(&s).map_err(|e| self.absent_or(e, what))
+    }
+
     /// A context-specific login (CKA_ALWAYS_AUTHENTICATE keys), on the session of a sign
     /// operation already initialised.
     pub fn context_login(&self, session: &Session) -> Result<(), KeyError> {
+        if let Some(why) = self
+            .pin_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(KeyError::Pin(format!(
+                "{why}; not tried again by this process (one PIN try per token)"
+            )));
+        }
         let pin = self.read_pin()?;
         let auth = AuthPin::new(pin.secret_str().to_owned().into_boxed_str());
         session
             .login(UserType::ContextSpecific, Some(&auth))
             .map_err(|e| match e {
                 CkError::Pkcs11(RvError::PinIncorrect, _) => {
-                    KeyError::Pin(format!("wrong PIN for token {}", self.label))
+                    let why = format!("wrong PIN for token {}", self.label);
+                    *self.pin_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                    KeyError::Pin(why)
                 }
                 e => ck_err("context-specific login", e),
             })

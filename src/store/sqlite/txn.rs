@@ -408,6 +408,18 @@ impl Transaction for SqliteTxn<'_> {
         Ok(())
     }
 
+    fn set_key_uri(&mut self, id: &str, uri: &str) -> Result<()> {
+        let n = self
+            .conn
+            .prepare_cached("UPDATE keys SET uri = ?2 WHERE id = ?1")?
+            .execute(params![id, uri])?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
     fn delete_key(&mut self, id: &str) -> Result<()> {
         self.conn
             .prepare_cached("DELETE FROM keys WHERE id = ?1")?
