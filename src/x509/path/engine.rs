@@ -1,5 +1,6 @@
-//! The engine: webpki builds candidate paths; certman's own checks (keyUsage, the anchor's
-//! validity, revocation) accept or reject each; the report of the chain.
+//! The engine: webpki builds candidate paths; certman's own checks (the RFC 5280 rules of
+//! `strict`, keyUsage, the anchor's validity, revocation) accept or reject each; the report of
+//! the chain.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -69,6 +70,11 @@ impl<'a> Engine<'a> {
         if self.nodes[0].trusted {
             return self.trusted_target();
         }
+        self.path_report()
+    }
+
+    /// The path webpki and certman's own checks accept, or why there is none.
+    pub(super) fn path_report(&self) -> PathReport {
         let (result, own) = self.webpki_path();
         match (result, own) {
             (Ok(chain), _) => PathReport {
@@ -86,7 +92,13 @@ impl<'a> Engine<'a> {
                 let chain = self.best_effort_chain();
                 let anchored =
                     chain.len() > 1 && chain.last().is_some_and(|&i| self.nodes[i].trusted);
-                let (kind, reason) = self.explain(&err, &chain);
+                // webpki refuses some breaches of RFC 5280 itself (an unknown critical
+                // extension, an issuer that is not a CA) with a generic error: the rule, if
+                // the chain shows one, says more.
+                let (kind, reason) = match self.strict_path(&chain) {
+                    Err(rule) => rule,
+                    Ok(()) => self.explain(&err, &chain),
+                };
                 PathReport {
                     chain: self.report_chain(&chain, anchored),
                     verdict: Verdict::Invalid { kind, reason },
@@ -100,7 +112,7 @@ impl<'a> Engine<'a> {
     /// its issuer's CRLs when it is not self-issued and its issuer is among the certificates.
     pub(super) fn trusted_target(&self) -> PathReport {
         let mut chain = self.report_chain(&[0], true);
-        let mut failure = self.validity(0);
+        let mut failure = self.nodes[0].breach.clone().or_else(|| self.validity(0));
         if self.crls.is_some() && !self.nodes[0].self_issued() {
             let issuer = self.issuer_of_target();
             let (status, ignored) = self.revocation(0, issuer);
@@ -250,6 +262,7 @@ impl<'a> Engine<'a> {
         if let Some(f) = revocation_failure(true) {
             return Err(f);
         }
+        self.strict_path(chain)?;
         if let Some(&anchor) = chain.last().filter(|_| chain.len() > 1) {
             if let Some((kind, reason)) = self.validity(anchor) {
                 return Err((kind, format!("trust anchor {reason}")));
@@ -271,6 +284,24 @@ impl<'a> Engine<'a> {
             Some(f) => Err(f),
             None => Ok(()),
         }
+    }
+
+    /// The RFC 5280 rules of `strict` on a chain (target … issuers): every certificate by
+    /// itself, and every one above the first as an issuer; the first breach from the target
+    /// up.
+    pub(super) fn strict_path(&self, chain: &[usize]) -> Result<(), Fail> {
+        for (pos, &i) in chain.iter().enumerate() {
+            let n = &self.nodes[i];
+            if pos > 0 {
+                if let Some(f) = super::strict::issuer_breach(n.info.is_ca, &n.who()) {
+                    return Err(f);
+                }
+            }
+            if let Some(f) = &n.breach {
+                return Err(f.clone());
+            }
+        }
+        Ok(())
     }
 
     /// RFC 5280 §4.2.1.3 for the TLS purposes: the key signs (digitalSignature), or, for a
@@ -517,10 +548,29 @@ impl<'a> Engine<'a> {
                     ),
                 }
             }
-            E::NameConstraintViolation => (
-                Failure::NameConstraints,
-                "a CA's name constraints exclude the certificate's names".to_owned(),
-            ),
+            E::NameConstraintViolation => {
+                let target = &self.nodes[chain[0]];
+                let names = if target.info.subject_alt_name.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", target.info.subject_alt_name)
+                };
+                let by = chain
+                    .iter()
+                    .skip(1)
+                    .map(|&i| &self.nodes[i])
+                    .find(|n| n.name_constraints)
+                    .map(|n| format!(" of {}", n.who()))
+                    .unwrap_or_default();
+                (
+                    Failure::NameConstraints,
+                    format!(
+                        "RFC 5280 §4.2.1.10: the name constraints{by} exclude a name of the \
+                         chain (certificate {}{names})",
+                        target.who()
+                    ),
+                )
+            }
             E::BadDer
             | E::BadDerTime
             | E::TrailingData(_)

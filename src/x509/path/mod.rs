@@ -2,10 +2,14 @@
 //!
 //! rustls-webpki builds the chain from the store's trust anchors and checks signatures,
 //! validity, basic constraints, extended key usage and name constraints. On every candidate path
-//! webpki builds, this module then checks what webpki leaves out — the keyUsage extension of the
-//! path, the trust anchor's own validity and, with crl-use=yes, revocation — and rejects the path
-//! if one fails (webpki then tries the next candidate). It reports each certificate of the chain
-//! with its revocation status, the one that decided, for `certman verify` to print.
+//! webpki builds, this module then checks what webpki leaves out — the RFC 5280 rules of
+//! `strict` (critical extensions, key identifiers, keyCertSign without cA, empty CA subjects,
+//! malformed name constraints, an issuer that is not a CA, the trust anchor included), the
+//! keyUsage extension of the path, the trust anchor's own validity and, with crl-use=yes,
+//! revocation — and rejects the path if one fails (webpki then tries the next candidate). When
+//! webpki refuses every path for a reason one of those rules names, the rule is the reason
+//! given. It reports each certificate of the chain with its revocation status, the one that
+//! decided, for `certman verify` to print.
 //!
 //! Revocation is certman's own, not webpki's: webpki takes the first CRL whose issuer *name*
 //! matches, so a second CA with the same name and a newer CRL would make every certificate of
@@ -29,6 +33,7 @@
 mod engine;
 mod node;
 mod revocation;
+mod strict;
 
 use std::fmt;
 use std::str::FromStr;

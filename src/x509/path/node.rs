@@ -33,6 +33,10 @@ pub(super) struct Node<'a> {
     /// the URIs of its CRL distribution points that a CRL's issuing distribution point may
     /// match (full names, no cRLIssuer, no reasons); `None` without the extension
     pub(super) cdp_uris: Option<Vec<String>>,
+    /// whether it has a nameConstraints extension
+    pub(super) name_constraints: bool,
+    /// the first RFC 5280 rule it breaks by itself (see `strict`)
+    pub(super) breach: Option<Fail>,
     pub(super) store_name: Option<&'a str>,
     pub(super) trusted: bool,
 }
@@ -45,12 +49,15 @@ impl<'a> Node<'a> {
         let mut key_usage = None;
         let mut eku = None;
         let mut cdp_uris = None;
+        let mut name_constraints = false;
         for e in tbs.extensions().map(|e| e.as_slice()).unwrap_or(&[]) {
             let v = e.extn_value.as_bytes();
             if e.extn_id == KeyUsage::OID {
                 key_usage = Some(KeyUsage::from_der(v)?.0);
             } else if e.extn_id == ExtendedKeyUsage::OID {
                 eku = Some(ExtendedKeyUsage::from_der(v)?.0);
+            } else if e.extn_id == const_oid::db::rfc5280::ID_CE_NAME_CONSTRAINTS {
+                name_constraints = true;
             } else if e.extn_id == CrlDistributionPoints::OID {
                 // Unreadable: no URI a scoped CRL could match (an unscoped one still covers it).
                 let dps = CrlDistributionPoints::from_der(v)
@@ -68,8 +75,11 @@ impl<'a> Node<'a> {
                 cdp_uris = Some(uris);
             }
         }
+        let breach = super::strict::certificate_breach(&cert, &info);
         Ok(Node {
             der,
+            breach,
+            name_constraints,
             subject_der: tbs.subject().to_der()?,
             issuer_der: tbs.issuer().to_der()?,
             serial: tbs.serial_number().as_bytes().to_vec(),
@@ -101,6 +111,11 @@ impl<'a> Node<'a> {
     pub(super) fn may_sign_crls(&self) -> bool {
         self.key_usage
             .is_none_or(|ku| ku.contains(KeyUsages::CRLSign))
+    }
+
+    /// The certificate as reasons name it (its subject, or its serial when that is empty).
+    pub(super) fn who(&self) -> String {
+        super::strict::who(&self.info)
     }
 
     pub(super) fn short_rsa_bits(&self) -> Option<u32> {

@@ -70,7 +70,8 @@ impl Pki {
         self.cert_cn(name, name, kind, issuer, ext, days)
     }
 
-    /// As `cert`, with subject CN=`cn` (files still named after `name`).
+    /// As `cert`, with subject CN=`cn` (files still named after `name`; an empty `cn`: an
+    /// empty subject).
     fn cert_cn(
         &self,
         name: &str,
@@ -88,7 +89,11 @@ impl Pki {
             format!("{name}.csr"),
             format!("{name}.pem"),
         );
-        let subj = format!("/CN={cn}");
+        let subj = if cn.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/CN={cn}")
+        };
         self.openssl(&["req", "-new", "-key", &key, "-subj", &subj, "-out", &csr]);
         self.serial.set(self.serial.get() + 1);
         let serial = self.serial.get().to_string();
@@ -446,7 +451,12 @@ fn an_intermediate_that_is_not_a_ca_cannot_issue() {
     let r = check(&leaf, &[], &store, None, Purpose::Any, SystemTime::now());
     let (kind, reason) = failure(&r);
     assert_eq!(kind, Failure::BasicConstraints);
-    assert_eq!(reason, "issuer is not a CA (basic constraints): CN=int");
+    assert_eq!(
+        reason,
+        "RFC 5280 §4.2.1.9: CN=int issues certificates but is not a CA (no basicConstraints \
+         cA=TRUE)"
+    );
+    assert_eq!(r.chain.len(), 3, "the chain is still shown");
 }
 
 #[test]
@@ -953,3 +963,5 @@ fn a_target_that_does_not_parse_is_invalid_without_a_chain() {
     assert_eq!(failure(&r).0, Failure::Malformed);
     assert!(r.chain.is_empty());
 }
+
+mod strict;
