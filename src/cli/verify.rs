@@ -1,17 +1,24 @@
-//! `certman verify FILE [purpose=tls-server|tls-client|any]`: prints the chain that path
-//! validation built and its verdict.
+//! `certman verify FILE [purpose=tls-server|tls-client|any] [dns-name=NAME] [ip=ADDR]
+//! [at=TIME] [crl=FILE]… [max-depth=N]`: prints the chain that path validation built and its
+//! verdict.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use chrono::{DateTime, Local, SecondsFormat};
+use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone};
 use clap::Args;
 use serde_json::{json, Value as Json};
 
 use super::output::routeros_time;
 use super::{CliError, Ctx};
-use crate::x509::path::{ChainCert, CrlRef, PathReport, Purpose, Revocation, Verdict};
+use crate::manager::VerifyOptions;
+use crate::x509::path::{
+    ChainCert, CrlRef, PathReport, Purpose, ReferenceName, Revocation, Verdict,
+};
 
-/// `verify FILE [purpose=…]` (`file-name=FILE` as RouterOS spells it)
+/// `verify FILE [purpose=…] [dns-name=…] [ip=…] [at=…] [crl=…]… [max-depth=…]`
+/// (`file-name=FILE` as RouterOS spells it)
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The certificate file (PEM or DER); further certificates in it may serve as intermediates.
@@ -27,6 +34,60 @@ pub struct VerifyArgs {
     /// What the certificate must be valid for: tls-server, tls-client or any.
     #[arg(long, default_value = "any", value_name = "tls-server|tls-client|any")]
     pub purpose: Purpose,
+    /// A DNS name the certificate must be valid for (its subjectAltName; a `*.` wildcard there
+    /// matches one label; the CN is not used).
+    #[arg(long = "dns-name", value_name = "NAME", value_parser = parse_dns_name)]
+    pub dns_name: Option<ReferenceName>,
+    /// An IP address (v4 or v6) the certificate's subjectAltName must hold.
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Option<IpAddr>,
+    /// Validate at TIME instead of now (certificates and CRLs): RFC 3339
+    /// (`2026-11-25T02:16:20Z`) or RouterOS's `nov/25/2026 02:16:20` (local time).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<SystemTime>,
+    /// A CRL file (PEM or DER), repeatable: revocation is checked with these CRLs and the
+    /// store's, even with crl-use=no.
+    #[arg(long = "crl", value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
+    /// The most intermediate CA certificates between the certificate and the trusted one
+    /// (0: issued by the trusted certificate itself; at most 6 are ever followed).
+    #[arg(long = "max-depth", value_name = "N")]
+    pub max_depth: Option<usize>,
+}
+
+fn parse_dns_name(s: &str) -> Result<ReferenceName, String> {
+    ReferenceName::dns(s)
+}
+
+/// `--at`: RFC 3339, RouterOS's `nov/25/2026 02:16:20` or `2026-11-25 02:16:20` (local
+/// time, as certman prints times), or a date alone (midnight, local time).
+fn parse_time(s: &str) -> Result<SystemTime, String> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.into());
+    }
+    let lower = s.to_ascii_lowercase();
+    let naive = ["%b/%d/%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(&lower, f).ok())
+        .or_else(|| {
+            ["%b/%d/%Y", "%Y-%m-%d"]
+                .iter()
+                .find_map(|f| NaiveDate::parse_from_str(&lower, f).ok())
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .ok_or_else(|| {
+            format!(
+                "'{}' is not a time: use RFC 3339 (2026-11-25T02:16:20Z) or RouterOS's \
+                 nov/25/2026 02:16:20 (local time)",
+                s.escape_debug()
+            )
+        })?;
+    Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(SystemTime::from)
+        .ok_or_else(|| format!("{s} does not exist in the local time zone"))
 }
 
 impl VerifyArgs {
@@ -38,11 +99,29 @@ impl VerifyArgs {
             .unwrap_or(Path::new(""))
     }
 
+    /// The validated options for the manager (relative CRL paths from `cwd`).
+    fn options(&self, cwd: &Path) -> VerifyOptions {
+        let names = self
+            .dns_name
+            .iter()
+            .cloned()
+            .chain(self.ip.map(ReferenceName::Ip))
+            .collect();
+        VerifyOptions {
+            purpose: self.purpose,
+            names,
+            at: self.at,
+            crl_files: self.crl.iter().map(|f| cwd.join(f)).collect(),
+            max_depth: self.max_depth,
+        }
+    }
+
     /// Runs the command: exit 0 when the certificate is valid, 1 when not (the report is
     /// printed either way).
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        let file = super::cwd()?.join(self.file());
-        let report = ctx.manager()?.verify_file(&file, self.purpose)?;
+        let cwd = super::cwd()?;
+        let file = cwd.join(self.file());
+        let report = ctx.manager()?.verify_file(&file, &self.options(&cwd))?;
         print_report(ctx, &report);
         match &report.verdict {
             Verdict::Valid => Ok(()),
@@ -255,6 +334,97 @@ mod tests {
         assert!(parse(&[]).is_err());
         assert!(parse(&["a.crt", "file-name=b.crt"]).is_err());
         assert!(parse(&["a.crt", "purpose=server"]).is_err());
+    }
+
+    #[test]
+    fn strict_options_in_both_spellings() {
+        let a = parse(&[
+            "srv.crt",
+            "dns-name=srv.example",
+            "ip=192.0.2.7",
+            "at=nov/25/2026 02:16:20",
+            "crl=a.crl",
+            "crl=b.crl",
+            "max-depth=2",
+        ])
+        .unwrap();
+        let o = a.options(Path::new("/w"));
+        assert_eq!(
+            o.names,
+            [
+                ReferenceName::Dns("srv.example".into()),
+                ReferenceName::Ip("192.0.2.7".parse().unwrap())
+            ]
+        );
+        assert_eq!(
+            o.at.map(routeros_time).as_deref(),
+            Some("nov/25/2026 02:16:20")
+        );
+        assert_eq!(o.crl_files, [Path::new("/w/a.crl"), Path::new("/w/b.crl")]);
+        assert_eq!(o.max_depth, Some(2));
+        let a = parse(&[
+            "--ip",
+            "::1",
+            "--at",
+            "2026-11-25T02:16:20Z",
+            "--crl",
+            "/c.crl",
+            "srv.crt",
+        ])
+        .unwrap();
+        let o = a.options(Path::new("/w"));
+        assert_eq!(o.names, [ReferenceName::Ip("::1".parse().unwrap())]);
+        assert_eq!(o.crl_files, [Path::new("/c.crl")]);
+        assert_eq!(o.max_depth, None);
+        let defaults = parse(&["srv.crt"]).unwrap().options(Path::new("/w"));
+        assert!(defaults.names.is_empty() && defaults.at.is_none());
+        assert!(defaults.crl_files.is_empty());
+        for bad in [
+            "dns-name=bad name",
+            "dns-name=10.0.0.1",
+            "ip=10.0.0.256",
+            "at=tomorrow",
+            "max-depth=-1",
+        ] {
+            assert!(parse(&["srv.crt", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_routeros_local_time() {
+        let utc = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_573_380);
+        assert_eq!(parse_time("2026-11-25T02:23:00Z"), Ok(utc));
+        assert_eq!(parse_time("2026-11-25T03:23:00+01:00"), Ok(utc));
+        let local = |y, mo, d, h, mi, s| {
+            SystemTime::from(
+                Local
+                    .with_ymd_and_hms(y, mo, d, h, mi, s)
+                    .earliest()
+                    .unwrap(),
+            )
+        };
+        assert_eq!(
+            parse_time("nov/25/2026 02:16:20"),
+            Ok(local(2026, 11, 25, 2, 16, 20))
+        );
+        assert_eq!(
+            parse_time("Nov/25/2026 02:16:20"),
+            Ok(local(2026, 11, 25, 2, 16, 20))
+        );
+        assert_eq!(
+            parse_time("2026-11-25 02:16:20"),
+            Ok(local(2026, 11, 25, 2, 16, 20))
+        );
+        assert_eq!(parse_time("nov/25/2026"), Ok(local(2026, 11, 25, 0, 0, 0)));
+        assert_eq!(parse_time("2026-11-25"), Ok(local(2026, 11, 25, 0, 0, 0)));
+        for t in ["nov/25/2026 02:16:20", "jan/01/2030 00:00:00"] {
+            assert_eq!(routeros_time(parse_time(t).unwrap()), t);
+        }
+        let e = parse_time("25.11.2026").unwrap_err();
+        assert!(
+            e.contains("RFC 3339") && e.contains("nov/25/2026 02:16:20"),
+            "{e}"
+        );
     }
 
     fn report() -> PathReport {

@@ -43,6 +43,7 @@ pub use self::scep_client::{
 };
 pub use self::sign::SignRequest;
 pub use self::template::{TemplateProperties, TEMPLATE_PROPERTIES};
+pub use self::verify::VerifyOptions;
 pub use self::view::{Entry, Flags, Value};
 use crate::error::{ManagerError, ObjectKind, Refusal, Result, StoreError};
 use crate::keys::{GeneratedKey, KeyHandle, KeyRouter, KeySigner};

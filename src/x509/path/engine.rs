@@ -1,12 +1,12 @@
 //! The engine: webpki builds candidate paths; certman's own checks (the RFC 5280 rules of
-//! `strict`, keyUsage, the anchor's validity, revocation) accept or reject each; the report of
-//! the chain.
+//! `strict`, keyUsage, the anchor's validity, the longest path, revocation) accept or reject
+//! each; the names asked for; the report of the chain.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use rustls_pki_types::{CertificateDer, TrustAnchor};
+use rustls_pki_types::{CertificateDer, ServerName, TrustAnchor};
 use webpki::{EndEntityCert, VerifiedPath};
 use x509_cert::ext::pkix::KeyUsages;
 
@@ -19,6 +19,8 @@ pub(super) struct Engine<'a> {
     pub(super) crls: Option<Vec<Crl<'a>>>,
     pub(super) purpose: Purpose,
     pub(super) now: SystemTime,
+    pub(super) names: &'a [ReferenceName],
+    pub(super) max_depth: Option<usize>,
     /// whether CRL k's signature verifies with node i's key, by (k, i)
     pub(super) crl_signatures: RefCell<HashMap<(usize, usize), bool>>,
 }
@@ -62,15 +64,60 @@ impl<'a> Engine<'a> {
             crls,
             purpose: input.purpose,
             now: input.now,
+            names: input.names,
+            max_depth: input.max_depth,
             crl_signatures: RefCell::new(HashMap::new()),
         }
     }
 
     pub(super) fn run(&self) -> PathReport {
-        if self.nodes[0].trusted {
-            return self.trusted_target();
+        let mut report = if self.nodes[0].trusted {
+            self.trusted_target()
+        } else {
+            self.path_report()
+        };
+        if report.is_valid() {
+            if let Some((kind, reason)) = self.name_failure() {
+                report.verdict = Verdict::Invalid { kind, reason };
+            }
         }
-        self.path_report()
+        report
+    }
+
+    /// The names asked for (`--dns-name`, `--ip`) against the target's subjectAltName, by
+    /// webpki's matcher: the first one it is not valid for.
+    pub(super) fn name_failure(&self) -> Option<Fail> {
+        if self.names.is_empty() {
+            return None;
+        }
+        let target = &self.nodes[0];
+        let der = CertificateDer::from(target.der);
+        let ee = match EndEntityCert::try_from(&der) {
+            Ok(ee) => ee,
+            Err(e) => {
+                return Some((
+                    Failure::Malformed,
+                    format!("the certificate's names cannot be read ({e:?})"),
+                ))
+            }
+        };
+        for name in self.names {
+            let server = match name {
+                ReferenceName::Dns(n) => ServerName::try_from(n.as_str()).ok(),
+                ReferenceName::Ip(ip) => Some(ServerName::IpAddress((*ip).into())),
+            };
+            let valid = server.is_some_and(|s| ee.verify_is_valid_for_subject_name(&s).is_ok());
+            if !valid {
+                let san = &target.info.subject_alt_name;
+                let held = if san.is_empty() {
+                    "it has no subjectAltName (the subject's CN is not used)".to_owned()
+                } else {
+                    format!("its subjectAltName holds {san}")
+                };
+                return Some((Failure::Name, format!("not valid for the {name}: {held}")));
+            }
+        }
+        None
     }
 
     /// The path webpki and certman's own checks accept, or why there is none.
@@ -261,6 +308,17 @@ impl<'a> Engine<'a> {
         };
         if let Some(f) = revocation_failure(true) {
             return Err(f);
+        }
+        let intermediates = chain.len().saturating_sub(2);
+        if let Some(max) = self.max_depth.filter(|&max| intermediates > max) {
+            return Err((
+                Failure::Depth,
+                format!(
+                    "the chain has {intermediates} intermediate CA certificate{}, more than \
+                     max-depth={max}",
+                    if intermediates == 1 { "" } else { "s" }
+                ),
+            ));
         }
         self.strict_path(chain)?;
         if let Some(&anchor) = chain.last().filter(|_| chain.len() > 1) {
@@ -587,7 +645,7 @@ impl<'a> Engine<'a> {
                 "a certificate has an unsupported critical extension".to_owned(),
             ),
             E::MaximumPathDepthExceeded => (
-                Failure::Other,
+                Failure::Depth,
                 "the chain is longer than 6 intermediate CAs".to_owned(),
             ),
             other => (

@@ -5,11 +5,12 @@
 //! webpki builds, this module then checks what webpki leaves out — the RFC 5280 rules of
 //! `strict` (critical extensions, key identifiers, keyCertSign without cA, empty CA subjects,
 //! malformed name constraints, an issuer that is not a CA, the trust anchor included), the
-//! keyUsage extension of the path, the trust anchor's own validity and, with crl-use=yes,
-//! revocation — and rejects the path if one fails (webpki then tries the next candidate). When
-//! webpki refuses every path for a reason one of those rules names, the rule is the reason
-//! given. It reports each certificate of the chain with its revocation status, the one that
-//! decided, for `certman verify` to print.
+//! keyUsage extension of the path, the trust anchor's own validity, the longest path allowed
+//! and, with crl-use=yes (or CRL files), revocation — and rejects the path if one fails (webpki
+//! then tries the next candidate). When webpki refuses every path for a reason one of those
+//! rules names, the rule is the reason given. The DNS name or IP address asked for is checked
+//! against the certificate's subjectAltName (never its CN). It reports each certificate of the
+//! chain with its revocation status, the one that decided, for `certman verify` to print.
 //!
 //! Revocation is certman's own, not webpki's: webpki takes the first CRL whose issuer *name*
 //! matches, so a second CA with the same name and a newer CRL would make every certificate of
@@ -36,6 +37,7 @@ mod revocation;
 mod strict;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::SystemTime;
 
@@ -128,6 +130,45 @@ pub struct PathInput<'a> {
     pub purpose: Purpose,
     /// the time of validation
     pub now: SystemTime,
+    /// names the certificate's subjectAltName must hold (all of them)
+    pub names: &'a [ReferenceName],
+    /// the most intermediate CA certificates a path may have (OpenSSL's `-verify_depth`);
+    /// `None`: webpki's limit of 6
+    pub max_depth: Option<usize>,
+}
+
+/// A name the certificate must be valid for (`--dns-name`, `--ip`), matched against its
+/// subjectAltName as webpki does (RFC 6125: DNS names with a leading `*.` wildcard label,
+/// IP addresses of 4 or 16 octets; the subject's CN is never used).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReferenceName {
+    /// a DNS name, checked for syntax
+    Dns(String),
+    /// an IPv4 or IPv6 address
+    Ip(IpAddr),
+}
+
+impl ReferenceName {
+    /// A DNS name: refused unless it is a syntactically valid host name (no wildcard).
+    pub fn dns(name: &str) -> Result<Self, String> {
+        if name.parse::<IpAddr>().is_ok() {
+            return Err(format!(
+                "'{name}' is an IP address, not a DNS name: use --ip"
+            ));
+        }
+        rustls_pki_types::DnsName::try_from(name)
+            .map_err(|_| format!("'{}' is not a valid DNS name", name.escape_debug()))?;
+        Ok(ReferenceName::Dns(name.to_owned()))
+    }
+}
+
+impl fmt::Display for ReferenceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReferenceName::Dns(n) => write!(f, "DNS name {n}"),
+            ReferenceName::Ip(ip) => write!(f, "IP address {ip}"),
+        }
+    }
 }
 
 /// A CRL, as the report names it.
@@ -239,6 +280,10 @@ pub enum Failure {
     NameConstraints,
     /// a certificate cannot be parsed or uses an unsupported feature
     Malformed,
+    /// the certificate is not valid for the DNS name or IP address asked for
+    Name,
+    /// every path is longer than the longest allowed (max-depth)
+    Depth,
     /// anything else webpki refuses
     Other,
 }
@@ -297,6 +342,63 @@ pub fn read_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
 }
 
 fn read_pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
+    let labels = ["CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"];
+    let mut out = Vec::new();
+    for (label, der) in pem_blocks(bytes, &labels)? {
+        // OpenSSL's TRUSTED CERTIFICATE is the certificate followed by its trust settings.
+        let cert = first_tlv(&der)
+            .map_err(|e| X509Error::Malformed(format!("PEM block \"{label}\": {e}")))?
+            .to_vec();
+        Certificate::from_der(&cert).map_err(|e| {
+            X509Error::Malformed(format!("PEM block \"{label}\" is not a certificate: {e}"))
+        })?;
+        out.push(cert);
+    }
+    if out.is_empty() {
+        return Err(X509Error::Malformed(
+            "no CERTIFICATE block in the PEM file".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Reads the CRLs of a `--crl` FILE: PEM with any number of `X509 CRL` blocks (other blocks are
+/// ignored), or one DER CRL.
+pub fn read_crls(bytes: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
+    type CertificateList = x509_cert::crl::CertificateList;
+    let max = super::import::MAX_IMPORT_BYTES;
+    if bytes.len() > max {
+        return Err(X509Error::Malformed(format!(
+            "{} bytes is larger than the {max} a CRL file may have",
+            bytes.len()
+        )));
+    }
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return match CertificateList::from_der(bytes) {
+            Ok(_) => Ok(vec![bytes.to_vec()]),
+            Err(e) => Err(X509Error::Malformed(format!(
+                "not a CRL file: neither PEM nor a DER CRL ({e})"
+            ))),
+        };
+    }
+    let mut out = Vec::new();
+    for (label, der) in pem_blocks(bytes, &["X509 CRL"])? {
+        CertificateList::from_der(&der).map_err(|e| {
+            X509Error::Malformed(format!("PEM block \"{label}\" is not a CRL: {e}"))
+        })?;
+        out.push(der);
+    }
+    if out.is_empty() {
+        return Err(X509Error::Malformed(
+            "no X509 CRL block in the PEM file".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The blocks of a PEM file labelled one of `labels`: label and DER (other blocks, such as
+/// keys with RFC 1421 headers, are skipped undecoded).
+fn pem_blocks(bytes: &[u8], labels: &[&str]) -> Result<Vec<(String, Vec<u8>)>, X509Error> {
     let text = String::from_utf8_lossy(bytes);
     let mut rest: &str = &text;
     let mut out = Vec::new();
@@ -312,27 +414,12 @@ fn read_pem_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, X509Error> {
         })?;
         let whole = &block[..end + end_marker.len()];
         rest = &block[end + end_marker.len()..];
-        if !matches!(
-            label,
-            "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE"
-        ) {
+        if !labels.contains(&label) {
             continue;
         }
         let (_, der) = der::pem::decode_vec(whole.as_bytes())
             .map_err(|e| X509Error::Malformed(format!("PEM block \"{label}\": {e}")))?;
-        // OpenSSL's TRUSTED CERTIFICATE is the certificate followed by its trust settings.
-        let cert = first_tlv(&der)
-            .map_err(|e| X509Error::Malformed(format!("PEM block \"{label}\": {e}")))?
-            .to_vec();
-        Certificate::from_der(&cert).map_err(|e| {
-            X509Error::Malformed(format!("PEM block \"{label}\" is not a certificate: {e}"))
-        })?;
-        out.push(cert);
-    }
-    if out.is_empty() {
-        return Err(X509Error::Malformed(
-            "no CERTIFICATE block in the PEM file".into(),
-        ));
+        out.push((label.to_owned(), der));
     }
     Ok(out)
 }

@@ -231,6 +231,8 @@ fn check(
         crls,
         purpose,
         now,
+        names: &[],
+        max_depth: None,
     })
 }
 

@@ -1,10 +1,15 @@
-//! The RFC 5280 rules certman checks on top of webpki (`strict`), against certificates made
-//! with the `openssl` command line.
+//! The RFC 5280 rules certman checks on top of webpki (`strict`), the names asked for and
+//! the longest path, against certificates made with the `openssl` command line.
 
 use super::*;
 
-/// Checks `target` against a store, for any purpose, now.
-fn check_for(target: &[u8], store: &[(&str, &[u8], bool)]) -> PathReport {
+/// Checks `target` against a store, for any purpose, now, with the names and depth given.
+fn check_for(
+    target: &[u8],
+    store: &[(&str, &[u8], bool)],
+    names: &[ReferenceName],
+    max_depth: Option<usize>,
+) -> PathReport {
     let store: Vec<StoreCert<'_>> = store
         .iter()
         .map(|&(name, der, trusted)| StoreCert { name, der, trusted })
@@ -16,6 +21,8 @@ fn check_for(target: &[u8], store: &[(&str, &[u8], bool)]) -> PathReport {
         crls: None,
         purpose: Purpose::Any,
         now: SystemTime::now(),
+        names,
+        max_depth,
     })
 }
 
@@ -26,7 +33,7 @@ fn chain_with(root_ext: &str, int_ext: &str, leaf_ext: &str) -> PathReport {
     let int = pki.cert("int", "ec", Some("root"), int_ext, 3650);
     let leaf = pki.cert("leaf", "ec", Some("int"), leaf_ext, 365);
     let store = [("root", &root[..], true), ("int", &int[..], false)];
-    check_for(&leaf, &store)
+    check_for(&leaf, &store, &[], None)
 }
 
 /// Requires an invalid verdict of `kind` whose reason starts with `RFC 5280 §<section>:` and
@@ -126,7 +133,7 @@ fn a_ca_certificate_without_basic_constraints_ca_cannot_issue() {
     // A trusted certificate that is not a CA is still valid as itself: it issues nothing.
     let pki = Pki::new();
     let own = pki.cert("own", "ec", None, SERVER, 365);
-    assert_valid(&check_for(&own, &[("own", &own[..], true)]));
+    assert_valid(&check_for(&own, &[("own", &own[..], true)], &[], None));
 }
 
 #[test]
@@ -160,7 +167,7 @@ fn critical_key_identifiers_are_refused() {
     // A trusted certificate verified itself is held to the same rules.
     let pki = Pki::new();
     let own = pki.cert("own", "ec", None, &format!("{SERVER}{aki}"), 365);
-    let r = check_for(&own, &[("own", &own[..], true)]);
+    let r = check_for(&own, &[("own", &own[..], true)], &[], None);
     assert_rule(&r, Failure::Malformed, "4.2.1.1", "CN=own");
 }
 
@@ -195,7 +202,7 @@ fn an_empty_subject_is_refused_on_a_ca_and_needs_a_critical_san_elsewhere() {
     let int = pki.cert_cn("int", "", "ec", Some("root"), CA, 3650);
     let leaf = pki.cert("leaf", "ec", Some("int"), SERVER, 365);
     let store = [("root", &root[..], true), ("int", &int[..], false)];
-    let r = check_for(&leaf, &store);
+    let r = check_for(&leaf, &store, &[], None);
     assert_rule(&r, Failure::Malformed, "4.1.2.6", "CA certificate serial ");
     assert!(
         failure(&r)
@@ -207,7 +214,7 @@ fn an_empty_subject_is_refused_on_a_ca_and_needs_a_critical_san_elsewhere() {
     let leaf_ext = "basicConstraints=CA:FALSE\nsubjectAltName=DNS:srv.example\n";
     let empty = pki.cert_cn("empty", "", "ec", Some("root"), leaf_ext, 365);
     let store = [("root", &root[..], true)];
-    let r = check_for(&empty, &store);
+    let r = check_for(&empty, &store, &[], None);
     assert_rule(
         &r,
         Failure::Malformed,
@@ -216,7 +223,7 @@ fn an_empty_subject_is_refused_on_a_ca_and_needs_a_critical_san_elsewhere() {
     );
     let leaf_ext = "basicConstraints=CA:FALSE\nsubjectAltName=critical,DNS:srv.example\n";
     let empty = pki.cert_cn("empty2", "", "ec", Some("root"), leaf_ext, 365);
-    assert_valid(&check_for(&empty, &store));
+    assert_valid(&check_for(&empty, &store, &[], None));
 }
 
 #[test]
@@ -292,4 +299,118 @@ fn malformed_name_constraints_are_refused() {
         "4.2.1.10",
         "of CN=root are not marked critical",
     );
+}
+
+#[test]
+fn names_are_matched_against_the_subject_alt_name() {
+    let pki = Pki::new();
+    let root = pki.cert("root", "ec", None, CA, 3650);
+    let leaf_ext = "basicConstraints=CA:FALSE\n\
+                    subjectAltName=DNS:srv.example,DNS:*.apps.example,IP:192.0.2.7,IP:2001:db8::7\n";
+    let leaf = pki.cert("leaf", "ec", Some("root"), leaf_ext, 365);
+    let store = [("root", &root[..], true)];
+    let dns = |n: &str| ReferenceName::dns(n).unwrap();
+    let ip = |a: &str| ReferenceName::Ip(a.parse().unwrap());
+    for good in [
+        vec![dns("srv.example")],
+        vec![dns("SRV.Example")],
+        vec![dns("a.apps.example")],
+        vec![ip("192.0.2.7")],
+        vec![ip("2001:db8::7")],
+        vec![dns("srv.example"), ip("192.0.2.7")],
+    ] {
+        assert_valid(&check_for(&leaf, &store, &good, None));
+    }
+    for (bad, what) in [
+        (vec![dns("other.example")], "DNS name other.example"),
+        (vec![dns("a.b.apps.example")], "DNS name a.b.apps.example"),
+        (vec![dns("apps.example")], "DNS name apps.example"),
+        (vec![ip("192.0.2.8")], "IP address 192.0.2.8"),
+        (vec![ip("2001:db8::8")], "IP address 2001:db8::8"),
+        (
+            vec![dns("srv.example"), ip("192.0.2.9")],
+            "IP address 192.0.2.9",
+        ),
+    ] {
+        let r = check_for(&leaf, &store, &bad, None);
+        let (kind, reason) = failure(&r);
+        assert_eq!(kind, Failure::Name, "{reason}");
+        assert!(
+            reason.starts_with(&format!("not valid for the {what}: ")),
+            "{reason}"
+        );
+        assert!(reason.contains("DNS:srv.example"), "{reason}");
+        assert_eq!(r.chain.len(), 2, "the chain is still shown");
+    }
+    // The CN is never a name to match.
+    let cn_only = pki.cert_cn(
+        "cn",
+        "srv.example",
+        "ec",
+        Some("root"),
+        "basicConstraints=CA:FALSE\n",
+        365,
+    );
+    let r = check_for(&cn_only, &store, &[dns("srv.example")], None);
+    assert!(failure(&r).1.contains("no subjectAltName"), "{r:?}");
+    // A path failure comes first.
+    let r = check_for(&leaf, &[], &[dns("other.example")], None);
+    assert_eq!(failure(&r).0, Failure::UnknownIssuer);
+
+    assert!(ReferenceName::dns("bad name").is_err());
+    assert!(ReferenceName::dns("*.example").is_err());
+    let e = ReferenceName::dns("192.0.2.7").unwrap_err();
+    assert!(e.contains("--ip"), "{e}");
+}
+
+#[test]
+fn max_depth_limits_the_intermediate_cas() {
+    let pki = Pki::new();
+    let root = pki.cert("root", "ec", None, CA, 3650);
+    let int1 = pki.cert("int1", "ec", Some("root"), CA, 3650);
+    let int2 = pki.cert("int2", "ec", Some("int1"), CA, 3650);
+    let leaf = pki.cert("leaf", "ec", Some("int2"), SERVER, 365);
+    let store = [
+        ("root", &root[..], true),
+        ("int1", &int1[..], false),
+        ("int2", &int2[..], false),
+    ];
+    assert_valid(&check_for(&leaf, &store, &[], None));
+    assert_valid(&check_for(&leaf, &store, &[], Some(2)));
+    let r = check_for(&leaf, &store, &[], Some(1));
+    let (kind, reason) = failure(&r);
+    assert_eq!(kind, Failure::Depth);
+    assert_eq!(
+        reason,
+        "the chain has 2 intermediate CA certificates, more than max-depth=1"
+    );
+    assert_eq!(r.chain.len(), 4);
+    // 0: issued by the trusted certificate itself.
+    let direct = pki.cert("direct", "ec", Some("root"), SERVER, 365);
+    assert_valid(&check_for(&direct, &store, &[], Some(0)));
+    let r = check_for(&int2, &store, &[], Some(0));
+    // int2 is a CA: not verifiable as an end entity, whatever the depth.
+    assert_eq!(failure(&r).0, Failure::BasicConstraints);
+}
+
+#[test]
+fn crl_files_are_read_from_pem_and_der() {
+    let pki = Pki::new();
+    pki.cert("root", "ec", None, CA, 3650);
+    let cnf = pki.ca_config("root");
+    let der = pki.crl(&cnf, None);
+    assert_eq!(read_crls(&der).unwrap(), vec![der.clone()]);
+    let pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &der).unwrap();
+    let two = format!("junk before\n{pem}{pem}");
+    assert_eq!(
+        read_crls(two.as_bytes()).unwrap(),
+        vec![der.clone(), der.clone()]
+    );
+    let cert_pem = std::fs::read_to_string(pki.path("root.pem")).unwrap();
+    assert_eq!(
+        read_crls(cert_pem.as_bytes()).unwrap_err().to_string(),
+        "no X509 CRL block in the PEM file"
+    );
+    let e = read_crls(b"hello").unwrap_err().to_string();
+    assert!(e.starts_with("not a CRL file"), "{e}");
 }
