@@ -10,7 +10,7 @@ use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone}
 use clap::Args;
 use serde_json::{json, Value as Json};
 
-use super::output::routeros_time;
+use super::output::{esc, routeros_time};
 use super::{CliError, Ctx};
 use crate::manager::VerifyOptions;
 use crate::x509::path::{
@@ -153,7 +153,8 @@ pub(crate) fn print_report(ctx: &Ctx, report: &PathReport) {
 pub(crate) fn verdict_line(verdict: &Verdict) -> String {
     match verdict {
         Verdict::Valid => "verdict: valid".to_owned(),
-        Verdict::Invalid { reason, .. } => format!("verdict: INVALID: {reason}"),
+        // The reason quotes names from the certificates: control characters as \xNN.
+        Verdict::Invalid { reason, .. } => format!("verdict: INVALID: {}", esc(reason)),
     }
 }
 
@@ -161,8 +162,8 @@ pub(crate) fn verdict_line(verdict: &Verdict) -> String {
 fn cert_line(position: usize, c: &ChainCert) -> String {
     let mut line = format!(
         "{position} subject={} issuer={} serial={} valid={}",
-        quoted(&c.subject),
-        quoted(&c.issuer),
+        esc(&quoted(&c.subject)),
+        esc(&quoted(&c.issuer)),
         c.serial_hex,
         quoted(&format!(
             "{}..{}",
@@ -171,7 +172,7 @@ fn cert_line(position: usize, c: &ChainCert) -> String {
         )),
     );
     if let Some(name) = &c.store_name {
-        line.push_str(&format!(" [{name}]"));
+        line.push_str(&format!(" [{}]", esc(name)));
     }
     line.push_str(&format!(" status={}", quoted(&status_text(c))));
     line
@@ -489,6 +490,23 @@ mod tests {
             "verdict: INVALID: certificate revoked"
         );
         assert_eq!(verdict_line(&Verdict::Valid), "verdict: valid");
+    }
+
+    #[test]
+    fn names_from_certificates_are_escaped() {
+        let mut r = report();
+        r.chain[0].subject = "CN=evil\x1b[2J\r\nverdict: valid".into();
+        let line = cert_line(0, &r.chain[0]);
+        assert!(line.contains(r"CN=evil\x1b[2J\x0d\x0averdict:"), "{line}");
+        assert!(!line.contains('\x1b') && !line.contains('\n'), "{line}");
+        let v = Verdict::Invalid {
+            kind: Failure::Malformed,
+            reason: "RFC 5280 §4.2.1.1: … critical in CN=a\nb".into(),
+        };
+        assert_eq!(
+            verdict_line(&v),
+            r"verdict: INVALID: RFC 5280 §4.2.1.1: … critical in CN=a\x0ab"
+        );
     }
 
     #[test]
