@@ -366,3 +366,101 @@ fn an_unprivileged_certman_is_not_dumpable_and_still_writes_its_files() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A store with a software CA `soft` and a CA `card` whose key is on a SoftHSM token (the
+/// default profile), both CRLs aged two days in the store so that serve's first renewal look
+/// renews them (as tests/pin_economy.rs does). `None` without SoftHSM.
+fn card_and_soft_cas() -> Option<(common::softhsm::SoftHsm, Env)> {
+    let hsm = common::softhsm::SoftHsm::new("health")?;
+    let env = hsm.env();
+    for (ca, card) in [("soft", false), ("card", true)] {
+        env.ok(&[
+            "add",
+            &format!("name={ca}-t"),
+            &format!("common-name={ca}"),
+            "key-usage=key-cert-sign,crl-sign",
+            "key-type=ec",
+        ]);
+        let mut sign = vec!["sign".to_owned(), format!("{ca}-t"), format!("name={ca}")];
+        if card {
+            sign.push("on-smart-card=yes".into());
+        }
+        env.ok(&sign);
+    }
+    let db = rusqlite::Connection::open(env.store.join("certman.db")).unwrap();
+    db.execute("UPDATE crls SET this_update = this_update - 172800", [])
+        .unwrap();
+    Some((hsm, env))
+}
+
+fn reasons(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["reason"].as_str().unwrap().to_owned(),
+                r["ca"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_ca_whose_token_is_absent_makes_health_degraded_until_it_is_renewed() {
+    let Some((hsm, env)) = card_and_soft_cas() else {
+        return;
+    };
+    // The token's files moved away: SoftHSM shows no token with that label.
+    let tokens = hsm.conf.parent().unwrap().join("tokens");
+    let away = hsm.root().join("away");
+    std::fs::rename(&tokens, &away).unwrap();
+    std::fs::create_dir(&tokens).unwrap();
+    let mut d = serve(&env, "crl-renew-check = 1\n", &[]);
+    d.wait_for_log("CRL of card not renewed", Duration::from_secs(30));
+    let (status, v, _) = health(d.port);
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(reasons(&v), [("token-absent".into(), "card".into())], "{v}");
+    assert!(
+        v["reasons"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the token of CA \"card\" is absent"),
+        "{v}"
+    );
+    // The token back and the CRL renewed by the CLI: the next look finds nothing due, and
+    // health is ok again. (Left to itself, this daemon would not see the token come back:
+    // SoftHSM reads its token directory once, at C_Initialize; it says token-absent then.)
+    std::fs::remove_dir(&tokens).unwrap();
+    std::fs::rename(&away, &tokens).unwrap();
+    env.ok(&["crl", "renew", "card"]);
+    let started = Instant::now();
+    loop {
+        let (status, v, _) = health(d.port);
+        if status == 200 {
+            assert_eq!(v["status"], "ok");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.stop();
+}
+
+#[test]
+fn a_ca_whose_pin_fails_makes_health_degraded_until_restart() {
+    let Some((hsm, env)) = card_and_soft_cas() else {
+        return;
+    };
+    std::fs::write(&hsm.pin_file, "wrong-pin-000\n").unwrap();
+    let mut d = serve(&env, "crl-renew-check = 1\n", &[]);
+    d.wait_for_log("CRL of card not renewed", Duration::from_secs(30));
+    // Looks go on (the software CA renewed, the card CA left alone): still pin-failed.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let (status, v, _) = health(d.port);
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(reasons(&v), [("pin-failed".into(), "card".into())], "{v}");
+    d.stop();
+}
