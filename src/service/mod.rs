@@ -147,19 +147,33 @@ pub fn run(config: Config, backend: Arc<dyn ServiceBackend>) -> Result<(), Servi
     let http_limits = config.http_limits();
     let result = runtime.block_on(async {
         let signal = shutdown_signal()?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServiceError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = bind(config.listen).map_err(|source| ServiceError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         serve(listener, backend, schedule, limits, http_limits, signal).await
     });
     // Everything the service started was awaited (or given up on after the grace period);
     // blocking jobs still running then are not waited for again.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// The listen queue's length (the kernel caps it at `net.core.somaxconn`): tokio's `bind`
+/// takes std's 128, which a burst of connections (200 slow sockets opened at once) overflows,
+/// so that further clients' SYNs are dropped and they wait a second for the retransmission.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` for serving, with [`LISTEN_BACKLOG`].
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// The log filter: `$CERTMAN_LOG` if set, else the config's `log=`.
