@@ -118,8 +118,9 @@ pub fn open(options: &AppOptions) -> Result<Manager, ManagerError> {
     Ok(manager)
 }
 
-/// `$CERTMAN_TEST_CLOCK_OFFSET`: seconds added to the SCEP client's clock, so that tests can
-/// bring a renewal or a CA roll-over near without waiting for it. Not for production.
+/// `$CERTMAN_TEST_CLOCK_OFFSET`: seconds added to the SCEP client's clock (and to the one
+/// `/health` judges CRLs by), so that tests can bring a renewal, a CA roll-over or a CRL's
+/// nextUpdate near without waiting for it. Not for production.
 fn test_clock_offset() -> Result<Option<i64>, ManagerError> {
     match std::env::var("CERTMAN_TEST_CLOCK_OFFSET") {
         Ok(v) if !v.trim().is_empty() => v.trim().parse::<i64>().map(Some).map_err(|_| {

@@ -6,6 +6,7 @@ pub mod crl;
 mod crl_download;
 mod edit;
 mod export;
+mod health;
 mod import;
 mod issue;
 mod requests;
@@ -29,6 +30,7 @@ pub use self::crl::{CrlRenewal, ServedCrl, Settings};
 pub use self::crl_download::{DownloadTarget, DownloadedCrl};
 pub use self::edit::{RemoveReport, SetRequest};
 pub use self::export::{ExportRequest, ExportType};
+pub use self::health::{renewal_problem, HealthProblem, HealthReason};
 pub use self::import::{ImportReport, ImportRequest};
 pub use self::issue::{crl_url, CertifiedRequest, IssueRequest, IssuedCertificate, KeyLocation};
 pub use self::requests::{CreateRequest, SignRequestFile};
@@ -67,7 +69,8 @@ pub struct Manager {
     crl_pin_failures: std::sync::Mutex<HashSet<i64>>,
     /// a second connection for what `serve` answers, see [`Manager::with_read_store`]
     reads: Option<Box<dyn Store>>,
-    /// seconds added to the SCEP client's clock (tests: `CERTMAN_TEST_CLOCK_OFFSET`)
+    /// seconds added to the SCEP client's clock and to the one `/health` judges CRLs by
+    /// (tests: `CERTMAN_TEST_CLOCK_OFFSET`)
     clock_offset: i64,
 }
 
@@ -111,7 +114,8 @@ impl Manager {
     }
 
     /// Shifts the SCEP client's clock by `seconds` (its renewal, expiry and CA roll-over
-    /// decisions): how tests make a certificate or a CA near its end. Signatures and
+    /// decisions) and the one [`Manager::health`] judges CRLs by: how tests make a certificate
+    /// or a CA near its end, or a CRL past its nextUpdate. Signatures and
     /// validity checks keep the system's clock.
     pub fn with_clock_offset(mut self, seconds: i64) -> Self {
         self.clock_offset = seconds;

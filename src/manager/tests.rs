@@ -15,13 +15,13 @@ use crate::keys::{KeyAlgorithm, Scheme, SignatureScheme};
 use crate::store::TxnMode;
 
 /// Pretends to be a PKCS#11 token: keys are soft keys kept in memory under `pkcs11:` URIs.
-struct FakeToken {
+pub(super) struct FakeToken {
     soft: SoftProvider,
     keys: Mutex<HashMap<String, KeyHandle>>,
     deleted: AtomicUsize,
-    fail_signing: AtomicBool,
+    pub(super) fail_signing: AtomicBool,
     /// `signer` fails as a wrong PIN does, counting the attempts
-    fail_pin: AtomicBool,
+    pub(super) fail_pin: AtomicBool,
     pin_attempts: AtomicUsize,
 }
 
@@ -125,7 +125,7 @@ fn soft_manager(dir: &std::path::Path) -> Manager {
     Manager::with_parts(store, router, sealer)
 }
 
-fn manager_with_token() -> (tempfile::TempDir, Manager, Arc<FakeToken>) {
+pub(super) fn manager_with_token() -> (tempfile::TempDir, Manager, Arc<FakeToken>) {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
     let sealer = Arc::new(Sealer::new(b"unit-test-machine-id-0123456789ab", store.salt()).unwrap());
@@ -142,12 +142,12 @@ fn props(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn token_location() -> KeyLocation {
+pub(super) fn token_location() -> KeyLocation {
     KeyLocation::Uri("pkcs11:token=fake".parse().unwrap())
 }
 
 /// An EC CA named "ca", its key where `location` says.
-fn make_ca(m: &Manager, location: KeyLocation) -> Entry {
+pub(super) fn make_ca(m: &Manager, location: KeyLocation) -> Entry {
     m.add_template(
         "ca-tpl",
         None,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::ServiceBackend;
 use crate::error::ManagerError;
-use crate::manager::{CrlRenewal, Manager, ScepServerView, ServedCrl, Settings};
+use crate::manager::{CrlRenewal, HealthProblem, Manager, ScepServerView, ServedCrl, Settings};
 use crate::protocols::scep::server::ScepCa;
 
 impl ServiceBackend for Manager {
@@ -24,6 +24,10 @@ impl ServiceBackend for Manager {
 
     fn check_store(&self) -> Result<(), ManagerError> {
         Manager::check_store(self)
+    }
+
+    fn health(&self) -> Result<Vec<HealthProblem>, ManagerError> {
+        Manager::health(self)
     }
 
     fn scep_ca(&self) -> Option<&dyn ScepCa> {

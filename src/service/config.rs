@@ -37,6 +37,14 @@ pub struct Config {
     pub scep_client_retry: u64,
     /// seconds between looks at an issued SCEP client's server, for a next CA (default 3600)
     pub scep_client_check: u64,
+    /// seconds a client has to send a request's head (request line and headers), counted from
+    /// the connection's opening or the end of the previous response; a request body then has
+    /// as long again (default 10)
+    pub header_timeout: u64,
+    /// seconds without a byte moving either way after which a connection is closed (default 60)
+    pub idle_timeout: u64,
+    /// connections served at once; one more is answered 503 and closed (default 512)
+    pub max_connections: u64,
 }
 
 impl Default for Config {
@@ -54,6 +62,9 @@ impl Default for Config {
             scep_client_interval: 30,
             scep_client_retry: 30,
             scep_client_check: 3600,
+            header_timeout: 10,
+            idle_timeout: 60,
+            max_connections: 512,
         }
     }
 }
@@ -63,6 +74,10 @@ impl Default for Config {
 const MAX_CRL_AGE_HOURS: u64 = 24;
 /// Intervals and timeouts stay below a year, so that adding them to an instant cannot overflow.
 const MAX_SECONDS: u64 = 366 * 24 * 3600;
+/// The longest `header-timeout` and `idle-timeout`: an hour.
+const MAX_HTTP_SECONDS: u64 = 3600;
+/// The most connections `max-connections` allows (each takes a file descriptor).
+const MAX_CONNECTIONS: u64 = 65_536;
 
 impl Config {
     /// Reads and checks a config file.
@@ -102,6 +117,15 @@ impl Config {
         )
     }
 
+    /// The HTTP server's bounds (`header-timeout`, `idle-timeout`, `max-connections`).
+    pub fn http_limits(&self) -> super::HttpLimits {
+        super::HttpLimits {
+            header_timeout: std::time::Duration::from_secs(self.header_timeout),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+
     /// Checks the values (after command-line overrides).
     pub fn validate(&self) -> Result<(), ServiceError> {
         let bad = |m: String| Err(ServiceError::Config(m));
@@ -128,6 +152,22 @@ impl Config {
             return bad(format!(
                 "crl-download-max-bytes={}: must be at least 64",
                 self.crl_download_max_bytes
+            ));
+        }
+        for (key, value) in [
+            ("header-timeout", self.header_timeout),
+            ("idle-timeout", self.idle_timeout),
+        ] {
+            if value == 0 || value > MAX_HTTP_SECONDS {
+                return bad(format!(
+                    "{key}={value}: must be 1 to {MAX_HTTP_SECONDS} seconds"
+                ));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            return bad(format!(
+                "max-connections={}: must be 1 to {MAX_CONNECTIONS}",
+                self.max_connections
             ));
         }
         if self.log.trim().is_empty() {
@@ -166,6 +206,10 @@ mod tests {
         );
         assert_eq!(c.crl_download_max_bytes, 16 * 1024 * 1024);
         assert_eq!(c.crl_download_timeout, 30);
+        assert_eq!(
+            (c.header_timeout, c.idle_timeout, c.max_connections),
+            (10, 60, 512)
+        );
     }
 
     #[test]
@@ -181,6 +225,9 @@ crl-max-age = 12
 crl-download-interval = 600
 crl-download-max-bytes = 1048576
 crl-download-timeout = 7
+header-timeout = 3
+idle-timeout = 4
+max-connections = 5
 "#,
         )
         .unwrap();
@@ -193,6 +240,14 @@ crl-download-timeout = 7
         assert_eq!(c.crl_download_interval, 600);
         assert_eq!(c.crl_download_max_bytes, 1048576);
         assert_eq!(c.crl_download_timeout, 7);
+        assert_eq!(
+            (c.header_timeout, c.idle_timeout, c.max_connections),
+            (3, 4, 5)
+        );
+        let l = c.http_limits();
+        assert_eq!(l.header_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(l.idle_timeout, std::time::Duration::from_secs(4));
+        assert_eq!(l.max_connections, 5);
     }
 
     #[test]
@@ -226,6 +281,31 @@ crl-download-timeout = 7
         assert!(parse("crl-max-age = 24").is_ok());
         let e = parse("crl-download-max-bytes = 10").unwrap_err();
         assert!(e.contains("crl-download-max-bytes=10"), "{e}");
+        for (text, line) in [
+            (
+                "header-timeout = 0",
+                "header-timeout=0: must be 1 to 3600 seconds",
+            ),
+            (
+                "idle-timeout = 3601",
+                "idle-timeout=3601: must be 1 to 3600 seconds",
+            ),
+            (
+                "max-connections = 0",
+                "max-connections=0: must be 1 to 65536",
+            ),
+            (
+                "max-connections = 65537",
+                "max-connections=65537: must be 1 to 65536",
+            ),
+        ] {
+            assert_eq!(
+                parse(text).unwrap_err(),
+                format!("config file serve.toml: {line}")
+            );
+        }
+        let e = parse("header-timeout = -1").unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
         let e = parse("not toml at all").unwrap_err();
         assert!(e.starts_with("config file serve.toml, line 1: "), "{e}");
     }

@@ -1,22 +1,27 @@
 //! The HTTP endpoints: `GET`/`HEAD /crl/<percent-encoded CA name>.crl` (the CDP that
 //! `ca-crl-host` puts in issued certificates, see `manager::crl_url`), `GET /health`, and the
-//! SCEP paths (`service/scep.rs`).
+//! SCEP paths (`service/scep.rs`). Request bodies are capped on every route: none on the CRL
+//! and health routes, [`MAX_MESSAGE`] on SCEP and anywhere else; a larger `Content-Length` is
+//! answered 413 before any of the body is read (a chunked body is cut off at the cap).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Extension, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+use tower_http::limit::RequestBodyLimitLayer;
 
+use super::scep::MAX_MESSAGE;
+use super::timers::RenewalProblems;
 use super::{blocking, ServiceBackend};
-use crate::manager::ServedCrl;
+use crate::manager::{HealthProblem, HealthReason, ServedCrl};
 
 /// The longest an HTTP cache may keep a CRL: a revocation made with the CLI reaches clients
 /// behind a cache within this time, even though the CRL itself is valid until nextUpdate.
@@ -24,17 +29,29 @@ pub(crate) const MAX_CACHE_SECS: i64 = 300;
 
 type Backend = Arc<dyn ServiceBackend>;
 
+/// The largest body of a `GET` route (CRLs, health): none.
+const NO_BODY: usize = 0;
+
 /// The service's routes. `get` answers `HEAD` too (without the body); other methods on a known
-/// path get 405, unknown paths 404.
-pub(crate) fn router(backend: Backend) -> Router {
+/// path get 405, unknown paths 404. `renewals` are the problems the CRL renewal timer found,
+/// for `/health`.
+pub(crate) fn router(backend: Backend, renewals: Arc<RenewalProblems>) -> Router {
     Router::new()
-        .route("/crl/{file}", get(crl))
-        .route("/health", get(health))
+        .route(
+            "/crl/{file}",
+            get(crl).layer(RequestBodyLimitLayer::new(NO_BODY)),
+        )
+        .route(
+            "/health",
+            get(health).layer(RequestBodyLimitLayer::new(NO_BODY)),
+        )
         .route(
             "/scep/{*rest}",
             get(super::scep::scep).post(super::scep::scep),
         )
         .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(MAX_MESSAGE))
+        .layer(Extension(renewals))
         .layer(middleware::from_fn(access_log))
         .with_state(backend)
 }
@@ -137,26 +154,36 @@ fn crl_response(crl: ServedCrl, now: i64) -> Response {
     (StatusCode::OK, headers, Body::from(crl.der)).into_response()
 }
 
-async fn health(State(backend): State<Backend>) -> Response {
-    let store_ok = match blocking(&backend, "checking the store", |b| b.check_store()).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!("health: the store is not readable: {e}");
-            false
-        }
+/// What `/health` learns on the blocking pool, in one trip.
+struct HealthView {
+    /// the store read fails: why (for the log)
+    unreadable: Option<String>,
+    problems: Vec<HealthProblem>,
+    scep: Vec<serde_json::Value>,
+}
+
+fn health_view(b: &dyn ServiceBackend) -> HealthView {
+    if let Err(e) = b.check_store() {
+        return HealthView {
+            unreadable: Some(e.to_string()),
+            problems: Vec::new(),
+            scep: Vec::new(),
+        };
+    }
+    let problems = match b.health() {
+        Ok(p) => p,
         Err(e) => {
-            tracing::error!("health: {e}");
-            false
+            return HealthView {
+                unreadable: Some(e.to_string()),
+                problems: Vec::new(),
+                scep: Vec::new(),
+            }
         }
     };
-    let (status, word) = if store_ok {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "error")
-    };
-    let scep: Vec<serde_json::Value> = if store_ok {
-        match blocking(&backend, "listing SCEP servers", |b| b.scep_servers()).await {
-            Ok(Ok(servers)) => servers
+    let scep = b
+        .scep_servers()
+        .map(|servers| {
+            servers
                 .iter()
                 .map(|s| {
                     serde_json::json!({
@@ -168,16 +195,78 @@ async fn health(State(backend): State<Backend>) -> Response {
                         "warnings": s.warnings,
                     })
                 })
-                .collect(),
-            _ => Vec::new(),
-        }
-    } else {
-        Vec::new()
+                .collect()
+        })
+        .unwrap_or_default();
+    HealthView {
+        unreadable: None,
+        problems,
+        scep,
+    }
+}
+
+/// `GET /health`: 200 `ok`; 503 `degraded` with the reasons (a served CRL past its
+/// nextUpdate, a CA's token absent or its PIN failed at the last CRL renewal, another renewal
+/// failure, the store not writable); 503 `error` when the store cannot be read.
+async fn health(
+    State(backend): State<Backend>,
+    Extension(renewals): Extension<Arc<RenewalProblems>>,
+) -> Response {
+    let view = match blocking(&backend, "checking health", health_view).await {
+        Ok(v) => v,
+        Err(e) => HealthView {
+            unreadable: Some(e.to_string()),
+            problems: Vec::new(),
+            scep: Vec::new(),
+        },
     };
+    if let Some(e) = &view.unreadable {
+        tracing::warn!("health: the store is not readable: {e}");
+    }
+    let mut problems = view.problems;
+    problems.extend(renewals.current());
+    problems.sort_by(|a, b| (a.reason, &a.ca).cmp(&(b.reason, &b.ca)));
+    problems.dedup_by(|a, b| a.reason == b.reason && a.ca == b.ca);
+    for p in &problems {
+        let detail = p
+            .detail
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        // Renewal failures are logged by the timer already; an unwritable store only here.
+        if p.reason == HealthReason::StoreUnwritable {
+            tracing::warn!("health: {}{detail}", p.message);
+        } else {
+            tracing::debug!("health: {}{detail}", p.message);
+        }
+    }
+    let unwritable = problems
+        .iter()
+        .any(|p| p.reason == HealthReason::StoreUnwritable);
+    let (status, word, store) = if view.unreadable.is_some() {
+        (StatusCode::SERVICE_UNAVAILABLE, "error", "error")
+    } else if !problems.is_empty() {
+        let store = if unwritable { "unwritable" } else { "ok" };
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded", store)
+    } else {
+        (StatusCode::OK, "ok", "ok")
+    };
+    let reasons: Vec<serde_json::Value> = problems
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::json!({ "reason": p.reason.as_str() });
+            if let Some(ca) = &p.ca {
+                v["ca"] = ca.as_str().into();
+            }
+            v["message"] = p.message.as_str().into();
+            v
+        })
+        .collect();
     let body = serde_json::json!({
         "status": word,
-        "store": word,
-        "scep": scep,
+        "store": store,
+        "reasons": reasons,
+        "scep": view.scep,
         "version": env!("CARGO_PKG_VERSION"),
     });
     (
@@ -203,7 +292,7 @@ mod tests {
     use crate::manager::crl_url;
     use crate::protocols::fetch::FetchLimits;
     use crate::service::testing::FakeBackend;
-    use crate::service::{serve, Schedule};
+    use crate::service::{serve, HttpLimits, Schedule};
 
     fn sample(ca: &str, der: &[u8], number: u64) -> ServedCrl {
         ServedCrl {
@@ -230,6 +319,10 @@ mod tests {
     }
 
     async fn start_with(schedule: Schedule, fake: FakeBackend) -> Running {
+        start_limited(schedule, fake, HttpLimits::default()).await
+    }
+
+    async fn start_limited(schedule: Schedule, fake: FakeBackend, http: HttpLimits) -> Running {
         let fake = Arc::new(fake);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -240,6 +333,7 @@ mod tests {
             backend,
             schedule,
             FetchLimits::default(),
+            http,
             async move {
                 let _ = rx.await;
             },
@@ -420,7 +514,7 @@ mod tests {
         let v = json(r).await;
         assert_eq!(
             v,
-            serde_json::json!({"status": "ok", "store": "ok", "scep": [], "version": env!("CARGO_PKG_VERSION")})
+            serde_json::json!({"status": "ok", "store": "ok", "reasons": [], "scep": [], "version": env!("CARGO_PKG_VERSION")})
         );
         s.fake.fail_store("locked");
         let r = s.get("/health").await;
@@ -428,6 +522,174 @@ mod tests {
         let v = json(r).await;
         assert_eq!(v["status"], "error");
         assert_eq!(v["store"], "error");
+        s.shutdown().await;
+    }
+
+    fn problem(reason: HealthReason, ca: Option<&str>, message: &str) -> HealthProblem {
+        HealthProblem {
+            reason,
+            ca: ca.map(str::to_owned),
+            message: message.to_owned(),
+            detail: Some("/secret/path: details for the log".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn health_is_degraded_503_with_the_reasons() {
+        let logs = crate::service::testing::capture_logs();
+        // The renewal timer runs at once and finds card-ca's token absent.
+        let mut schedule = Schedule::quiet();
+        schedule.renew_first = Duration::ZERO;
+        let fake = FakeBackend::default();
+        fake.set_due(&["soft"], Some("card-ca"));
+        let mut s = start_with(schedule, fake).await;
+        while s.fake.renewals_done.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s.fake.set_problems(vec![
+            problem(
+                HealthReason::CrlExpired,
+                Some("root"),
+                "the CRL of CA \"root\" is past its nextUpdate (2026-01-02 00:00:00 UTC)",
+            ),
+            problem(
+                HealthReason::StoreUnwritable,
+                None,
+                "the store cannot be written",
+            ),
+        ]);
+        let r = s.get("/health").await;
+        assert_eq!(r.status(), 503);
+        assert_eq!(header(&r, "cache-control"), "no-store");
+        let v = json(r).await;
+        assert_eq!(v["status"], "degraded", "{v}");
+        assert_eq!(v["store"], "unwritable", "{v}");
+        let reasons = v["reasons"].as_array().unwrap();
+        let got: Vec<(&str, Option<&str>)> = reasons
+            .iter()
+            .map(|r| (r["reason"].as_str().unwrap(), r["ca"].as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("crl-expired", Some("root")),
+                ("token-absent", Some("card-ca")),
+                ("store-unwritable", None),
+            ]
+        );
+        assert!(reasons[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("past its nextUpdate"));
+        // details go to the log, not to the answer
+        assert!(!v.to_string().contains("/secret/path"), "{v}");
+        assert!(
+            logs.text()
+                .lines()
+                .any(|l| l.contains("WARN")
+                    && l.contains("the store cannot be written: /secret/path")),
+            "{}",
+            logs.text()
+        );
+
+        // The same problem twice (renewal timer and manager) is one reason.
+        s.fake.set_problems(vec![problem(
+            HealthReason::TokenAbsent,
+            Some("card-ca"),
+            "absent",
+        )]);
+        let v = json(s.get("/health").await).await;
+        assert_eq!(v["reasons"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["store"], "ok");
+        s.shutdown().await;
+    }
+
+    /// Sends `head` (no body, or only `body`), returns the status line (or "" if the server
+    /// closed without answering) and how long the answer took.
+    async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> (String, Duration) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        c.write_all(head.as_bytes()).await.unwrap();
+        let _ = c.write_all(body).await;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !out.windows(2).any(|w| w == b"\r\n") {
+            match tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Err(_) => panic!("no answer to {head:?} within 5 s"),
+            }
+        }
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let line = text.lines().next().unwrap_or("").to_owned();
+        (line, started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn every_route_refuses_a_body_over_its_cap_before_reading_it() {
+        let mut s = start().await;
+        s.fake.set_crl(sample("ca", &[0x30, 0x00], 1));
+        let big = 1 << 30;
+        for (method, path) in [
+            ("GET", "/crl/ca.crl"),
+            ("POST", "/crl/ca.crl"),
+            ("GET", "/health"),
+            ("POST", "/scep/x?operation=PKIOperation"),
+            ("GET", "/scep/x?operation=GetCACaps"),
+            ("PUT", "/elsewhere"),
+        ] {
+            // 1 GiB announced, none sent: answered at once
+            let head =
+                format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {big}\r\n\r\n");
+            let (line, after) = raw(s.addr, &head, b"").await;
+            assert_eq!(line, "HTTP/1.1 413 Payload Too Large", "{method} {path}");
+            assert!(after < Duration::from_secs(1), "{method} {path}: {after:?}");
+        }
+        // Just over the SCEP cap; and the CRL and health routes take no body at all.
+        let over = format!(
+            "POST /scep/x?operation=PKIOperation HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            MAX_MESSAGE + 1
+        );
+        assert_eq!(
+            raw(s.addr, &over, b"").await.0,
+            "HTTP/1.1 413 Payload Too Large"
+        );
+        let one = "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(
+            raw(s.addr, one, b"x").await.0,
+            "HTTP/1.1 413 Payload Too Large"
+        );
+        // A chunked SCEP body is cut off at the cap.
+        let chunked = "POST /scep/x?operation=PKIOperation HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let chunk = format!(
+            "{:x}\r\n{}\r\n",
+            MAX_MESSAGE + 10,
+            "a".repeat(MAX_MESSAGE + 10)
+        );
+        let (line, _) = raw(s.addr, chunked, chunk.as_bytes()).await;
+        assert_eq!(line, "HTTP/1.1 413 Payload Too Large");
+        // Without a body, the routes answer as before.
+        assert_eq!(s.get("/crl/ca.crl").await.status(), 200);
+        assert_eq!(s.get("/health").await.status(), 200);
+        s.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_scep_body_that_does_not_arrive_in_time_is_408() {
+        let http = HttpLimits {
+            header_timeout: Duration::from_millis(400),
+            ..HttpLimits::default()
+        };
+        let mut s = start_limited(Schedule::quiet(), FakeBackend::default(), http).await;
+        let head = "POST /scep/x?operation=PKIOperation HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+        let (line, after) = raw(s.addr, head, &[0u8; 10]).await;
+        assert_eq!(line, "HTTP/1.1 408 Request Timeout");
+        assert!(
+            after >= Duration::from_millis(350) && after < Duration::from_secs(2),
+            "{after:?}"
+        );
         s.shutdown().await;
     }
 

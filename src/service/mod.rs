@@ -1,6 +1,8 @@
 //! The daemon (`certman serve`): the HTTP endpoints (CRLs at the CDP paths `ca-crl-host` puts in
 //! issued certificates, the SCEP servers' paths, `/health`), the CRL timers (renewal of local CAs' CRLs, download of the
-//! CRLs of trusted certificates) and graceful shutdown.
+//! CRLs of trusted certificates) and graceful shutdown. The connections are bounded
+//! (`conn.rs`: header and idle timeouts, a connection cap) and so are request bodies
+//! (`http.rs`).
 //!
 //! The service talks to the certificate manager only through [`ServiceBackend`], whose methods
 //! block (SQLite, token signing): async code calls them through `spawn_blocking`. No state is
@@ -11,6 +13,7 @@
 
 mod backend;
 mod config;
+mod conn;
 mod http;
 mod scep;
 mod timers;
@@ -18,7 +21,7 @@ mod timers;
 #[cfg(test)]
 mod testing;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,9 +32,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use self::config::Config;
+pub use self::conn::HttpLimits;
 pub use self::timers::Schedule;
 use crate::error::{ExitCode, ManagerError};
-use crate::manager::{CrlRenewal, ScepServerView, ServedCrl, Settings};
+use crate::manager::{CrlRenewal, HealthProblem, ScepServerView, ServedCrl, Settings};
 use crate::protocols::crl_download::CrlDownloads;
 use crate::protocols::fetch::{FetchLimits, Fetcher};
 use crate::protocols::scep::server::ScepCa;
@@ -48,6 +52,10 @@ pub trait ServiceBackend: CrlDownloads + Send + Sync + 'static {
     fn settings(&self) -> Result<Settings, ManagerError>;
     /// A cheap read of the store, for `/health`.
     fn check_store(&self) -> Result<(), ManagerError>;
+    /// What keeps the service from doing its job, for `/health` (`manager::health`): CRLs
+    /// past their nextUpdate, CAs whose renewal failed on the PIN, an unwritable store. Quick,
+    /// and never touches a token.
+    fn health(&self) -> Result<Vec<HealthProblem>, ManagerError>;
     /// The CA side of SCEP, when this backend serves it.
     fn scep_ca(&self) -> Option<&dyn ScepCa> {
         None
@@ -136,21 +144,36 @@ pub fn run(config: Config, backend: Arc<dyn ServiceBackend>) -> Result<(), Servi
         })?;
     let schedule = Schedule::from_config(&config);
     let limits = config.fetch_limits();
+    let http_limits = config.http_limits();
     let result = runtime.block_on(async {
         let signal = shutdown_signal()?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServiceError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        serve(listener, backend, schedule, limits, signal).await
+        let listener = bind(config.listen).map_err(|source| ServiceError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        serve(listener, backend, schedule, limits, http_limits, signal).await
     });
     // Everything the service started was awaited (or given up on after the grace period);
     // blocking jobs still running then are not waited for again.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// The listen queue's length (the kernel caps it at `net.core.somaxconn`): tokio's `bind`
+/// takes std's 128, which a burst of connections (200 slow sockets opened at once) overflows,
+/// so that further clients' SYNs are dropped and they wait a second for the retransmission.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` for serving, with [`LISTEN_BACKLOG`].
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// The log filter: `$CERTMAN_LOG` if set, else the config's `log=`.
@@ -189,14 +212,15 @@ fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Servic
     })
 }
 
-/// Serves on `listener` and runs the timers until `shutdown` resolves; then stops accepting,
-/// lets in-flight requests and running jobs finish (up to the schedule's grace period) and
-/// returns.
+/// Serves on `listener` (within `http`'s bounds) and runs the timers until `shutdown` resolves;
+/// then stops accepting, lets in-flight requests and running jobs finish (up to the schedule's
+/// grace period) and returns.
 pub async fn serve(
     listener: TcpListener,
     backend: Arc<dyn ServiceBackend>,
     schedule: Schedule,
     limits: FetchLimits,
+    http: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
     let addr = listener
@@ -211,16 +235,16 @@ pub async fn serve(
     })?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let timers = timers::spawn(backend.clone(), schedule, fetcher, stop_rx.clone());
-    let mut server_stop = stop_rx.clone();
-    let app = http::router(backend).into_make_service_with_connect_info::<SocketAddr>();
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
+    let renewals = Arc::new(timers::RenewalProblems::default());
+    let timers = timers::spawn(
+        backend.clone(),
+        schedule,
+        fetcher,
+        renewals.clone(),
+        stop_rx.clone(),
     );
+    let app = http::router(backend, renewals);
+    let mut server = tokio::spawn(conn::serve_http(listener, app, http, stop_rx.clone()));
     tracing::info!("listening on {addr}");
 
     let early_end = tokio::select! {
@@ -229,7 +253,7 @@ pub async fn serve(
     };
     let _ = stop_tx.send(true);
     if let Some(r) = early_end {
-        // axum's accept loop does not end by itself; if it did, say so.
+        // the accept loop does not end by itself; if it did, say so.
         tracing::error!("the HTTP server stopped unexpectedly: {r:?}");
     }
 

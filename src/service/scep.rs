@@ -1,6 +1,8 @@
 //! The SCEP routes: `GET|POST /scep/<server path>[/anything]?operation=…[&message=…]`, handed
 //! to `protocols::scep::server` on the blocking pool (the CA's key may be on a token). Bodies
-//! and `message=` are bounded; every transaction is logged in one line (never a challenge).
+//! and `message=` are bounded in size, and a body in time (the connection's [`BodyTimeout`],
+//! `header-timeout`: 408 after it); every transaction is logged in one line (never a
+//! challenge).
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64ct::{Base64, Base64Url, Encoding};
 use percent_encoding::percent_decode_str;
 
+use super::conn::BodyTimeout;
 use super::{blocking, ServiceBackend};
 use crate::protocols::scep::message::MessageLimits;
 use crate::protocols::scep::server::{handle, Reply};
@@ -19,6 +22,8 @@ type Backend = Arc<dyn ServiceBackend>;
 
 /// The largest pkiMessage accepted (POST body, or `message=` decoded).
 pub(crate) const MAX_MESSAGE: usize = 64 * 1024;
+/// How long a body may take when the connection did not say (`header-timeout`'s default).
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn text(status: StatusCode, body: &'static str) -> Response {
     (
@@ -66,9 +71,21 @@ pub(crate) async fn scep(State(backend): State<Backend>, request: Request) -> Re
     let query = request.uri().query().unwrap_or("").to_owned();
     let operation = query_value(&query, "operation");
     let message = if method == Method::POST {
-        match axum::body::to_bytes(request.into_body(), MAX_MESSAGE).await {
-            Ok(b) => Some(b.to_vec()),
-            Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "message too large\n"),
+        let BodyTimeout(within) = request
+            .extensions()
+            .get::<BodyTimeout>()
+            .copied()
+            .unwrap_or(BodyTimeout(DEFAULT_BODY_TIMEOUT));
+        let body = axum::body::to_bytes(request.into_body(), MAX_MESSAGE);
+        match tokio::time::timeout(within, body).await {
+            Ok(Ok(b)) => Some(b.to_vec()),
+            Ok(Err(_)) => return text(StatusCode::PAYLOAD_TOO_LARGE, "message too large\n"),
+            Err(_) => {
+                return text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the message did not arrive in time\n",
+                )
+            }
         }
     } else if !operation
         .as_deref()

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::ServiceBackend;
 use crate::error::{ManagerError, StoreError};
-use crate::manager::{CrlRenewal, DownloadTarget, DownloadedCrl, ServedCrl, Settings};
+use crate::manager::{
+    CrlRenewal, DownloadTarget, DownloadedCrl, HealthProblem, ServedCrl, Settings,
+};
 use crate::protocols::crl_download::CrlDownloads;
 use crate::protocols::testing::FakeDownloads;
 
@@ -32,6 +34,8 @@ pub(crate) struct FakeBackend {
     /// how long each renew_due_crls call blocks, and how many have returned
     renew_delay: Mutex<Duration>,
     pub renewals_done: AtomicUsize,
+    /// what `health` reports
+    problems: Mutex<Vec<HealthProblem>>,
 }
 
 fn store_error(m: &str) -> ManagerError {
@@ -80,6 +84,10 @@ impl FakeBackend {
 
     pub(crate) fn set_served_delay(&self, d: Duration) {
         *self.served_delay.lock().unwrap() = d;
+    }
+
+    pub(crate) fn set_problems(&self, problems: Vec<HealthProblem>) {
+        *self.problems.lock().unwrap() = problems;
     }
 
     pub(crate) fn set_renew_delay(&self, d: Duration) {
@@ -139,6 +147,11 @@ impl ServiceBackend for FakeBackend {
 
     fn check_store(&self) -> Result<(), ManagerError> {
         self.check()
+    }
+
+    fn health(&self) -> Result<Vec<HealthProblem>, ManagerError> {
+        self.check()?;
+        Ok(self.problems.lock().unwrap().clone())
     }
 }
 

@@ -2,7 +2,7 @@
 //! hourly download of trusted certificates' CRLs when `crl-download=yes`, and the SCEP
 //! clients' steps (polls, retries, renewals, next CA).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{blocking, Config, ServiceBackend, SHUTDOWN_GRACE};
-use crate::manager::{ClientTiming, CrlRenewal};
+use crate::manager::{renewal_problem, ClientTiming, CrlRenewal, HealthProblem};
 use crate::protocols::crl_download::{fetch_crl, store_fetched, DownloadOutcome};
 use crate::protocols::fetch::Fetcher;
 use crate::protocols::scep::enrolment::Enroller;
@@ -73,12 +73,41 @@ impl Schedule {
     }
 }
 
-/// Starts both timers; they end when `stop` turns true (or its sender is dropped), never in the
-/// middle of a backend call.
+/// What the last CRL renewal look found wrong (a token absent, a PIN failed, another
+/// failure), for `/health`. Replaced at every look: a CA that stays due is tried again each
+/// time, so its problem stays while it lasts, and leaves once its CRL is renewed (by this
+/// look, or by the CLI meanwhile). A CA given up on after a PIN failure is no longer tried: the
+/// manager reports it (`Manager::health`).
+#[derive(Debug, Default)]
+pub(crate) struct RenewalProblems(Mutex<Vec<HealthProblem>>);
+
+impl RenewalProblems {
+    /// Keeps the problems of one look. A look that could not read the store (reported with no
+    /// CA) keeps the previous ones: it says nothing about the CAs.
+    pub(crate) fn record(&self, renewals: &[CrlRenewal]) {
+        if renewals
+            .iter()
+            .any(|r| r.ca.is_empty() && r.result.is_err())
+        {
+            return;
+        }
+        let problems = renewals.iter().filter_map(renewal_problem).collect();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = problems;
+    }
+
+    /// The problems of the last look.
+    pub(crate) fn current(&self) -> Vec<HealthProblem> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Starts the timers; they end when `stop` turns true (or its sender is dropped), never in the
+/// middle of a backend call. Each renewal look's problems go to `problems`.
 pub(crate) fn spawn(
     backend: Arc<dyn ServiceBackend>,
     schedule: Schedule,
     fetcher: Fetcher,
+    problems: Arc<RenewalProblems>,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let renew = {
@@ -86,7 +115,9 @@ pub(crate) fn spawn(
         tokio::spawn(async move {
             let mut ticks = ticker(schedule.renew_first, schedule.renew_check);
             while next_tick(&mut ticks, &mut stop).await {
-                renew_tick(&backend, schedule.crl_max_age).await;
+                if let Some(renewals) = renew_tick(&backend, schedule.crl_max_age).await {
+                    problems.record(&renewals);
+                }
             }
         })
     };
@@ -176,10 +207,11 @@ async fn next_tick(ticks: &mut tokio::time::Interval, stop: &mut watch::Receiver
 }
 
 /// One renewal look: renews every CRL older than `max_age`, logs each renewal and failure.
+/// `None` when the look itself failed (a panic on the blocking pool).
 pub(crate) async fn renew_tick(
     backend: &Arc<dyn ServiceBackend>,
     max_age: Duration,
-) -> Vec<CrlRenewal> {
+) -> Option<Vec<CrlRenewal>> {
     match blocking(backend, "renewing CRLs", move |b| b.renew_due_crls(max_age)).await {
         Ok(renewals) => {
             for r in &renewals {
@@ -188,11 +220,11 @@ pub(crate) async fn renew_tick(
                     Err(e) => tracing::error!("CRL of {} not renewed: {e}", r.ca),
                 }
             }
-            renewals
+            Some(renewals)
         }
         Err(e) => {
             tracing::error!("CRL renewal failed: {e}");
-            Vec::new()
+            None
         }
     }
 }
@@ -269,7 +301,7 @@ mod tests {
         let fake = Arc::new(FakeBackend::default());
         fake.set_due(&["a", "b c"], Some("card-ca"));
         let max_age = Duration::from_secs(24 * 3600);
-        let renewals = renew_tick(&backend(&fake), max_age).await;
+        let renewals = renew_tick(&backend(&fake), max_age).await.unwrap();
         assert_eq!(fake.renew_calls(), [max_age]);
         let got: Vec<(String, Option<u64>)> = renewals
             .iter()
@@ -294,6 +326,32 @@ mod tests {
                 && text.contains("CRL of card-ca not renewed: token not present"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn renewal_problems_are_those_of_the_last_look() {
+        use crate::manager::HealthReason;
+        let fake = Arc::new(FakeBackend::default());
+        let problems = RenewalProblems::default();
+        fake.set_due(&["a"], Some("card-ca"));
+        let max_age = Duration::from_secs(3600);
+        problems.record(&renew_tick(&backend(&fake), max_age).await.unwrap());
+        let now = problems.current();
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert_eq!(now[0].reason, HealthReason::TokenAbsent);
+        assert_eq!(now[0].ca.as_deref(), Some("card-ca"));
+        assert!(now[0].message.contains("\"card-ca\""), "{}", now[0].message);
+        assert_eq!(now[0].detail.as_deref(), Some("token not present"));
+        // A look that could not read the store says nothing about the CAs: kept.
+        problems.record(&[CrlRenewal {
+            ca: String::new(),
+            result: Err(crate::error::ManagerError::InvalidValue("locked".into())),
+        }]);
+        assert_eq!(problems.current().len(), 1);
+        // The token is back: the next look renews, and the problem is gone.
+        fake.set_due(&["a", "card-ca"], None);
+        problems.record(&renew_tick(&backend(&fake), max_age).await.unwrap());
+        assert!(problems.current().is_empty());
     }
 
     #[tokio::test]
@@ -400,7 +458,14 @@ mod tests {
         };
         let (tx, stop) = watch::channel(false);
         let l = test_limits();
-        let handles = spawn(backend(&fake), schedule, test_fetcher(&l), stop);
+        let problems = Arc::new(RenewalProblems::default());
+        let handles = spawn(
+            backend(&fake),
+            schedule,
+            test_fetcher(&l),
+            problems.clone(),
+            stop,
+        );
         tokio::time::sleep(Duration::from_millis(150)).await;
         // crl-download=no so far: nothing fetched
         assert_eq!(fake.offered(), 0);

@@ -236,6 +236,10 @@ pub trait Store: Send + Sync {
     fn begin(&self, mode: TxnMode) -> Result<Box<dyn Transaction + '_>>;
     /// The store's random salt (for deriving the software-key sealing key).
     fn salt(&self) -> &[u8];
+    /// Whether the store can take a write now (`/health`): cheap, and without taking the
+    /// store's write lock, so that it never waits behind a writer. An error says why not
+    /// (read-only, no space left, the store gone).
+    fn check_writable(&self) -> Result<()>;
 }
 
 /// One transaction. Dropped without [`Transaction::commit`] = rolled back.

@@ -142,6 +142,40 @@ impl Store for SqliteStore {
     fn salt(&self) -> &[u8] {
         &self.salt
     }
+
+    /// SQLite opened the database read-only (its file was not writable), or a probe file
+    /// cannot be created, written and removed in the store directory (a read-only or full
+    /// file system, the directory gone or not writable). Neither takes the write lock: a
+    /// `BEGIN IMMEDIATE` would wait behind a writer signing on a token, and a write rolled
+    /// back may never reach the disk.
+    fn check_writable(&self) -> Result<()> {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static PROBES: AtomicU64 = AtomicU64::new(0);
+        if self.lock().is_readonly(rusqlite::MAIN_DB)? {
+            return Err(StoreError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the database is open read-only",
+                ),
+            });
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let probe = dir.join(format!(
+            ".write-probe-{}-{}",
+            std::process::id(),
+            PROBES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&probe)
+            .and_then(|mut f| f.write_all(b"x"));
+        let removed = std::fs::remove_file(&probe);
+        written.and(removed).map_err(io_err(&probe))
+    }
 }
 
 struct SqliteTxn<'a> {

@@ -271,3 +271,29 @@ fn an_update_of_a_row_gone_meanwhile_is_a_conflict() {
         Err(StoreError::Conflict)
     ));
 }
+
+#[test]
+fn check_writable_probes_the_directory_without_waiting_for_the_writer() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("store");
+    let writer = SqliteStore::open(&dir).unwrap();
+    let reads = SqliteStore::open(&dir).unwrap();
+    reads.check_writable().unwrap();
+    // A writer holding the write lock (signing on a slow token) does not delay the check.
+    let txn = writer.begin(TxnMode::Write).unwrap();
+    let started = std::time::Instant::now();
+    reads.check_writable().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(txn);
+    // No probe is left behind.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("probe")), "{names:?}");
+    // The directory gone (the open database still reads): not writable, saying where.
+    std::fs::rename(&dir, d.path().join("moved")).unwrap();
+    let e = reads.check_writable().unwrap_err();
+    assert!(matches!(e, StoreError::Io { .. }), "{e:?}");
+    assert!(e.to_string().contains(".write-probe-"), "{e}");
+}
