@@ -147,7 +147,9 @@ impl Profiles {
 }
 
 impl TokenProfile {
-    fn check(&self) -> Result<(), String> {
+    /// What `Profiles::load` checks of each file. Public only for the fuzz targets (`fuzz/`).
+    #[doc(hidden)]
+    pub fn check(&self) -> Result<(), String> {
         match self.kind {
             ProfileKind::Pkcs11 => {
                 if self.module_path.is_none() {

@@ -52,7 +52,9 @@ pub async fn fetch_crl(fetcher: &Fetcher, url: &str) -> Result<Vec<u8>, FetchErr
 }
 
 /// A PEM CRL as DER; anything else is handed on as it is (the manager parses and verifies it).
-fn pem_to_der(body: Vec<u8>) -> Result<Vec<u8>, FetchError> {
+/// Public only for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn pem_to_der(body: Vec<u8>) -> Result<Vec<u8>, FetchError> {
     const BEGIN: &[u8] = b"-----BEGIN ";
     let Some(start) = body.windows(BEGIN.len()).position(|w| w == BEGIN) else {
         return Ok(body);
