@@ -101,6 +101,12 @@ pub fn scheme_cost(scheme: &pkcs5::EncryptionScheme) -> Result<u64, String> {
                     u64::from(s.block_size),
                     u64::from(s.parallelization),
                 );
+                // RFC 7914 §2: N is a power of 2. pkcs5 0.8.1 panics on N = 0 (it takes
+                // log2(0)); the other non-powers it refuses. Found by the pkcs8_encrypted
+                // fuzz target.
+                if !n.is_power_of_two() {
+                    return Err(format!("scrypt with N={n}, which is not a power of 2"));
+                }
                 let memory = 128u64.saturating_mul(r).saturating_mul(n);
                 if memory > MAX_KDF_MEMORY {
                     return Err(format!(
