@@ -35,3 +35,13 @@ fn pkcs8_with_scrypt_n_zero_is_refused() {
         assert!(e.contains("N=0") && e.contains("power of 2"), "{e}");
     }
 }
+
+/// Found next to the one above (crafted, not by the fuzzer): scrypt N=2, r=65535, p=76 is
+/// within the work limit (N·r·p < 10^7) and was priced at 128·r·N = 16 MiB, but scrypt also
+/// allocates 128·r·p bytes: 637 MB and 688 MB peak RSS for one key (the acceptance is 256 MiB).
+#[test]
+fn pkcs8_with_scrypt_memory_in_p_is_refused() {
+    for e in refusals(&fixture("pkcs8_encrypted/scrypt-p-76.der")) {
+        assert!(e.contains("p=76") && e.contains("MiB of memory"), "{e}");
+    }
+}

@@ -11,7 +11,7 @@ pub const MAX_KDF_WORK: u64 = 10_000_000;
 pub const MAX_FILE_WORK: u64 = 20_000_000;
 /// The most for one command (`decrypt` opening every key kept encrypted).
 pub const MAX_COMMAND_WORK: u64 = 40_000_000;
-/// The most memory one derivation may take (scrypt: 128·r·N bytes).
+/// The most memory one derivation may take (scrypt: 128·r·(N + p) bytes).
 pub const MAX_KDF_MEMORY: u64 = 64 * 1024 * 1024;
 
 /// Work spent so far against a limit.
@@ -107,11 +107,13 @@ pub fn scheme_cost(scheme: &pkcs5::EncryptionScheme) -> Result<u64, String> {
                 if !n.is_power_of_two() {
                     return Err(format!("scrypt with N={n}, which is not a power of 2"));
                 }
-                let memory = 128u64.saturating_mul(r).saturating_mul(n);
+                // scrypt holds V (128·r·N bytes) and B (128·r·p bytes) at once: with N small,
+                // p alone could ask for 637 MB within the work limit (N=2, r=65535, p=76).
+                let memory = 128u64.saturating_mul(r).saturating_mul(n.saturating_add(p));
                 if memory > MAX_KDF_MEMORY {
                     return Err(format!(
-                        "scrypt with N={n}, r={r} needs {} MiB of memory; certman gives one key \
-                         derivation at most {} MiB",
+                        "scrypt with N={n}, r={r}, p={p} needs {} MiB of memory; certman gives one \
+                         key derivation at most {} MiB",
                         memory >> 20,
                         MAX_KDF_MEMORY >> 20
                     ));
