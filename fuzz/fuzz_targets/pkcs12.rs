@@ -1,6 +1,6 @@
-//! PKCS#12 files (x509::pkcs12::decode) with a fixed passphrase: MAC check, PBES2 and legacy
-//! PKCS#12-KDF bag decryption, bags. Iteration counts come from the input (capped per step
-//! at pkcs12::MAX_ITERATIONS, not yet per file): single inputs can be slow.
+//! PKCS#12 files (x509::pkcs12::decode) with a fixed passphrase: the whole file priced by
+//! x509::budget, MAC check, PBES2 and legacy PKCS#12-KDF bag decryption, bags. Files asking
+//! for up to the budget's work are done: single inputs can take seconds.
 #![no_main]
 
 use certman::x509::pkcs12;
