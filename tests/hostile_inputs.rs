@@ -94,6 +94,7 @@ fn assert_refused(env: &Env, args: &[&str], stdin_file: Option<&Path>, expect: &
         1,
         "{args:?}: {stderr}"
     );
+    eprintln!("{args:?}: refused in {secs} s, peak RSS {rss} KiB");
     assert!(secs < LIMIT_SECONDS, "{args:?} took {secs} s");
     assert!(rss < LIMIT_RSS_KIB, "{args:?} peaked at {rss} KiB");
     assert_eq!(env.snapshot(), before, "{args:?} changed the store");
