@@ -84,6 +84,29 @@ pub(crate) fn pin_spec(uri: &KeyUri, pins: &ProfilePins) -> Result<PinSpec, KeyE
     })
 }
 
+/// One PIN try per token (or card) per process: once a login failed on its PIN, every later
+/// attempt of the process is refused without reaching the device.
+#[derive(Debug, Default)]
+pub(crate) struct PinLatch(std::sync::Mutex<Option<String>>);
+
+impl PinLatch {
+    /// Refused when a login of this process failed already (`what`: "token", "card").
+    pub(crate) fn check(&self, what: &str) -> Result<(), KeyError> {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(why) => Err(KeyError::Pin(format!(
+                "{why}; not tried again by this process (one PIN try per {what})"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failed login; the error to return.
+    pub(crate) fn fail(&self, why: String) -> KeyError {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+        KeyError::Pin(why)
+    }
+}
+
 /// A private key ready to sign. Blocking by contract: async code calls it via `spawn_blocking`.
 pub trait KeySigner: Send + Sync {
     /// The key's public half.

@@ -68,7 +68,7 @@ struct Card {
     /// the factory-default management key warning was printed
     warned_default_mgm: std::sync::atomic::AtomicBool,
     /// why a VERIFY of this process failed: the card's PIN is not tried again by it
-    pin_failed: Mutex<Option<String>>,
+    pin_failed: crate::keys::PinLatch,
 }
 
 /// Keys on PIV cards.
@@ -150,7 +150,7 @@ impl PivProvider {
             pin: Mutex::new(pin),
             force_last_pin_try: self.options.force_last_pin_try,
             warned_default_mgm: Default::default(),
-            pin_failed: Mutex::new(None),
+            pin_failed: crate::keys::PinLatch::default(),
         });
         cards.insert(key, card.clone());
         Ok(card)
@@ -313,16 +313,7 @@ impl Card {
     /// try), refuses at one try left unless forced, and only then verifies the operator's PIN.
     /// `every_time`: the slot's policy wants a VERIFY right before each use (9c).
     fn verify_pin(&self, yk: &mut YubiKey, every_time: bool) -> Result<(), KeyError> {
-        if let Some(why) = self
-            .pin_failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Err(KeyError::Pin(format!(
-                "{why}; not tried again by this process (one PIN try per card)"
-            )));
-        }
+        self.pin_failed.check("card")?;
         match yk.verify_pin(&[]) {
             // 90 00: already verified (SP 800-73-4); the counter is full. Nothing to spend
             // unless the slot wants a fresh VERIFY.
@@ -366,10 +357,7 @@ impl Card {
                 self.serial
             )));
         }
-        let failed = |why: String| {
-            *self.pin_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-            KeyError::Pin(why)
-        };
+        let failed = |why: String| self.pin_failed.fail(why);
         match yk.verify_pin(pin.secret_str().as_bytes()) {
             Ok(()) => Ok(()),
             Err(yubikey::Error::WrongPin { tries }) => Err(failed(format!(

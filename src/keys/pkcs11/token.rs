@@ -98,7 +98,7 @@ pub struct Token {
     force_last_try: bool,
     /// why a login of this process failed on its PIN: no other operation of the process
     /// tries this token's PIN again (one try per token per process)
-    pin_failed: Mutex<Option<String>>,
+    pin_failed: crate::keys::PinLatch,
 }
 
 /// A session borrowed from the pool; goes back on drop unless marked broken.
@@ -220,7 +220,7 @@ impl Token {
             available: Condvar::new(),
             pin: Mutex::new(pin),
             force_last_try,
-            pin_failed: Mutex::new(None),
+            pin_failed: crate::keys::PinLatch::default(),
         })
     }
 
@@ -341,16 +341,7 @@ impl Token {
             .get_token_info(slot)
             .map_err(|e| self.absent_or(e, "reading token info"))?;
         if info.login_required() {
-            if let Some(why) = self
-                .pin_failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-            {
-                return Err(KeyError::Pin(format!(
-                    "{why}; not tried again by this process (one PIN try per token)"
-                )));
-            }
+            self.pin_failed.check("token")?;
             // The PIN guard: look before trying, never spend the last try unasked.
             let state = PinState::of(&info);
             if state.locked {
@@ -378,10 +369,7 @@ impl Token {
                 )));
             }
             let auth = AuthPin::new(pin.secret_str().to_owned().into_boxed_str());
-            let failed = |why: String| {
-                *self.pin_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-                KeyError::Pin(why)
-            };
+            let failed = |why: String| self.pin_failed.fail(why);
             match s.session().login(UserType::User, Some(&auth)) {
                 Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
                 Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
@@ -459,26 +447,15 @@ impl Token {
     /// A context-specific login (CKA_ALWAYS_AUTHENTICATE keys), on the session of a sign
     /// operation already initialised.
     pub fn context_login(&self, session: &Session) -> Result<(), KeyError> {
-        if let Some(why) = self
-            .pin_failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Err(KeyError::Pin(format!(
-                "{why}; not tried again by this process (one PIN try per token)"
-            )));
-        }
+        self.pin_failed.check("token")?;
         let pin = self.read_pin()?;
         let auth = AuthPin::new(pin.secret_str().to_owned().into_boxed_str());
         session
             .login(UserType::ContextSpecific, Some(&auth))
             .map_err(|e| match e {
-                CkError::Pkcs11(RvError::PinIncorrect, _) => {
-                    let why = format!("wrong PIN for token {}", self.label);
-                    *self.pin_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-                    KeyError::Pin(why)
-                }
+                CkError::Pkcs11(RvError::PinIncorrect, _) => self
+                    .pin_failed
+                    .fail(format!("wrong PIN for token {}", self.label)),
                 e => ck_err("context-specific login", e),
             })
     }
