@@ -10,10 +10,12 @@ set -euo pipefail
 # virtual card's littlefs2) run the virtual PIV card of the tests, yubico-piv-tool and ykcs11 are
 # its independent peers; curl fetches the CRL that `certman serve` publishes in the demo;
 # strace kills commands at each of their writes in the crash tests; scep (micromdm's scepclient
-# and scepserver) and certmonger (with dbus for its private session bus) are the SCEP peers.
+# and scepserver) and certmonger (with dbus for its private session bus) are the SCEP peers;
+# GNU time measures the peak RSS of hostile inputs; iproute2 brings up lo in the private network
+# namespace micromdm's scepserver runs in.
 PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcsclite-dev
           pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11 curl strace
-          scep certmonger dbus)
+          scep certmonger dbus time iproute2)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
