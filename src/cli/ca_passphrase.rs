@@ -29,7 +29,8 @@ impl CaSetPassphraseArgs {
             true,
         )?
         .ok_or_else(|| ManagerError::InvalidValue("passphrase= is needed".into()))?;
-        ctx.manager()?.ca_set_passphrase(&self.name, &pass)?;
+        ctx.manager()?
+            .ca_set_passphrase(&ctx.name(&self.name)?, &pass)?;
         Ok(())
     }
 }

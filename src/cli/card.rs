@@ -67,7 +67,7 @@ fn print_result(r: &CardVerifyResult, json: bool) {
 impl CardVerifyArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        let r = ctx.manager()?.card_verify(&self.name)?;
+        let r = ctx.manager()?.card_verify(&ctx.name(&self.name)?)?;
         if !ctx.quiet || ctx.json {
             print_result(&r, ctx.json);
         }
@@ -79,7 +79,9 @@ impl CardReinstallArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let force = self.force.unwrap_or(false);
-        let verified = ctx.manager()?.card_reinstall(&self.name, force)?;
+        let verified = ctx
+            .manager()?
+            .card_reinstall(&ctx.name(&self.name)?, force)?;
         if ctx.json {
             println!(
                 "{}",

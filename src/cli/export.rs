@@ -47,7 +47,7 @@ impl ExportArgs {
             false,
         )?;
         let files = ctx.manager()?.export_certificate(&ExportRequest {
-            name: self.name.clone(),
+            name: ctx.name(&self.name)?,
             kind: match self.kind {
                 TypeArg::Pem => ExportType::Pem,
                 TypeArg::Pkcs12 => ExportType::Pkcs12 {

@@ -7,18 +7,23 @@ mod ca_passphrase;
 mod card;
 mod crl;
 mod export;
+mod filter;
 mod import;
+mod numbers;
 pub mod output;
 mod print;
 mod remove;
 mod request;
 mod revoke;
+mod rsc;
 mod scep;
 mod scep_client;
+mod script;
 mod serve;
 mod set;
 mod settings;
 mod sign;
+mod table;
 mod token;
 mod verify;
 
@@ -112,6 +117,8 @@ pub enum Command {
     AddScep(scep_client::AddScepArgs),
     /// A SCEP client's next step now: renew its certificate, or poll a pending request.
     ScepRenew(scep_client::ScepRenewArgs),
+    /// Run a RouterOS script of /certificate lines (FILE or - for stdin) on one open store.
+    Script(script::ScriptArgs),
 }
 
 /// A command's error: the layer's own error, kept as it is, so that its exit code and hint
@@ -131,6 +138,9 @@ pub enum CliError {
     /// A SCEP client step could not run (`add-scep`, `scep-renew`).
     #[error(transparent)]
     Enrol(#[from] crate::protocols::scep::enrolment::EnrolError),
+    /// A script's line failed (reported with its line number already); its exit code.
+    #[error("the script stopped at a failing line")]
+    Script(Exit),
 }
 
 impl From<crate::error::StoreError> for CliError {
@@ -165,6 +175,7 @@ impl CliError {
                 e.exit_code()
             }
             CliError::Enrol(_) => Exit::Failed,
+            CliError::Script(code) => *code,
         }
     }
 
@@ -194,12 +205,83 @@ pub struct Ctx {
     store_given: bool,
     tokens_given: bool,
     force_last_pin_try: bool,
+    /// the `#` numbers of the last print (this terminal session's, or a script run's)
+    pub numbers: numbers::Numbers,
+    /// the manager, opened on first use and kept for the process (a script's lines share it)
+    manager: std::cell::OnceCell<Manager>,
 }
 
 impl Ctx {
-    /// Opens the manager on the store.
-    pub fn manager(&self) -> Result<Manager, ManagerError> {
+    /// The manager on the store, opened on first use.
+    pub fn manager(&self) -> Result<&Manager, ManagerError> {
+        if let Some(m) = self.manager.get() {
+            return Ok(m);
+        }
+        let m = self.manager_with(None, None, false)?;
+        Ok(self.manager.get_or_init(|| m))
+    }
+
+    /// A context for a script run: the same store, tokens and options, the manager opened
+    /// afresh for the run, and the script's own numbers.
+    pub fn for_script(&self, numbers: numbers::Numbers) -> Ctx {
+        Ctx {
+            json: self.json,
+            quiet: self.quiet,
+            store_dir: self.store_dir.clone(),
+            tokens_dir: self.tokens_dir.clone(),
+            store_given: self.store_given,
+            tokens_given: self.tokens_given,
+            force_last_pin_try: self.force_last_pin_try,
+            numbers,
+            manager: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// `words` with the `#` numbers of the last print (see [`numbers`]) turned into names.
+    pub fn names(&self, words: &[String]) -> Result<Vec<String>, ManagerError> {
+        self.numbers
+            .resolve(numbers::Menu::Certificates, words, || self.all_names())
+    }
+
+    /// One NAME or `#`.
+    pub fn name(&self, word: &str) -> Result<String, ManagerError> {
+        self.numbers
+            .resolve_one(numbers::Menu::Certificates, word, || self.all_names())
+    }
+
+    fn all_names(&self) -> Result<Vec<String>, ManagerError> {
+        Ok(self
+            .manager()?
+            .entries(&[])?
+            .into_iter()
+            .map(|e| e.name)
+            .collect())
+    }
+
+    /// SCEP servers by path or `#` of the last `scep-server print`.
+    pub fn scep_servers(&self, words: &[String]) -> Result<Vec<String>, ManagerError> {
+        self.numbers.resolve(numbers::Menu::ScepServers, words, || {
+            Ok(self
+                .manager()?
+                .scep_servers()?
+                .into_iter()
+                .map(|s| s.path)
+                .collect())
+        })
+    }
+
+    /// A manager of its own, for a port that outlives the command's borrow (the SCEP client's
+    /// enroller, CRL downloads): opened on the same store.
+    pub fn owned_manager(&self) -> Result<Manager, ManagerError> {
         self.manager_with(None, None, false)
+    }
+
+    /// Writes command output to stdout. A reader that went away (`certman print | head -1`)
+    /// is not an error: the rest is dropped.
+    pub fn out(&self, text: &str) {
+        use std::io::Write;
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
     }
 
     /// Opens the manager; `store`/`tokens` (a config file's) are used where the command line
@@ -320,7 +402,8 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
             out.push(a);
             continue;
         }
-        if a == "--" {
+        if a == "--" || a == "where" {
+            // `print where trusted=yes`: the expression's words are not properties
             passthrough = true;
             out.push(a);
             continue;
@@ -375,7 +458,9 @@ fn subcommand_in(args: &[OsString]) -> Option<String> {
     None
 }
 
-fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
+/// A clap error as one line: `unknown property 'x'`, `missing --name`, or clap's own first
+/// paragraph.
+pub(crate) fn usage_line(e: &clap::Error) -> String {
     let invalid: Vec<String> = match e.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(s)) => vec![s.clone()],
         Some(ContextValue::Strings(v)) => v.clone(),
@@ -403,6 +488,11 @@ fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
                 .to_owned()
         }
     };
+    line
+}
+
+fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
+    let line = usage_line(e);
     let cmd = subcommand_in(args)
         .map(|s| format!(" {s}"))
         .unwrap_or_default();
@@ -438,38 +528,53 @@ pub fn main() -> ExitCode {
         store_given: cli.store.is_some(),
         tokens_given: cli.tokens.is_some(),
         force_last_pin_try: cli.force_last_pin_try,
+        numbers: numbers::Numbers::session(
+            &cli.store
+                .clone()
+                .unwrap_or_else(default_store_dir)
+                .display()
+                .to_string(),
+        ),
+        manager: std::cell::OnceCell::new(),
     };
-    let result = match &cli.command {
-        Command::Add(a) => a.run(&ctx),
-        Command::Sign(a) => a.run(&ctx),
-        Command::Print(a) => a.run(&ctx),
-        Command::Set(a) => a.run(&ctx),
-        Command::Remove(a) => a.run(&ctx),
-        Command::ExportCertificate(a) => a.run(&ctx),
-        Command::CardVerify(a) => a.run(&ctx),
-        Command::CardReinstall(a) => a.run(&ctx),
-        Command::Token(a) => a.run(&ctx),
-        Command::Import(a) => a.run(&ctx),
-        Command::Decrypt(a) => a.run(&ctx),
-        Command::ResetCertificateCache(a) => a.run(&ctx),
-        Command::CaSetPassphrase(a) => a.run(&ctx),
-        Command::CreateCertificateRequest(a) => a.run(&ctx),
-        Command::SignCertificateRequest(a) => a.run(&ctx),
-        Command::IssuedRevoke(a) => a.run(&ctx),
-        Command::Crl(a) => a.run(&ctx),
-        Command::Settings(a) => a.run(&ctx),
-        Command::Verify(a) => a.run(&ctx),
-        Command::ScepServer(a) => a.run(&ctx),
-        Command::Serve(a) => a.run(&ctx),
-        Command::AddScep(a) => a.run(&ctx),
-        Command::ScepRenew(a) => a.run(&ctx),
-    };
-    match result {
+    match dispatch(&cli.command, &ctx) {
         Ok(()) => ExitCode::SUCCESS,
+        // a script's failing line is reported already, with its number
+        Err(CliError::Script(code)) => ExitCode::from(code as u8),
         Err(e) => {
             report_error(&e, cli.verbose > 0);
             ExitCode::from(e.exit_code() as u8)
         }
+    }
+}
+
+/// Runs one command (the program's, or a script line's).
+pub(crate) fn dispatch(command: &Command, ctx: &Ctx) -> Result<(), CliError> {
+    match command {
+        Command::Add(a) => a.run(ctx),
+        Command::Sign(a) => a.run(ctx),
+        Command::Print(a) => a.run(ctx),
+        Command::Set(a) => a.run(ctx),
+        Command::Remove(a) => a.run(ctx),
+        Command::ExportCertificate(a) => a.run(ctx),
+        Command::CardVerify(a) => a.run(ctx),
+        Command::CardReinstall(a) => a.run(ctx),
+        Command::Token(a) => a.run(ctx),
+        Command::Import(a) => a.run(ctx),
+        Command::Decrypt(a) => a.run(ctx),
+        Command::ResetCertificateCache(a) => a.run(ctx),
+        Command::CaSetPassphrase(a) => a.run(ctx),
+        Command::CreateCertificateRequest(a) => a.run(ctx),
+        Command::SignCertificateRequest(a) => a.run(ctx),
+        Command::IssuedRevoke(a) => a.run(ctx),
+        Command::Crl(a) => a.run(ctx),
+        Command::Settings(a) => a.run(ctx),
+        Command::Verify(a) => a.run(ctx),
+        Command::ScepServer(a) => a.run(ctx),
+        Command::Serve(a) => a.run(ctx),
+        Command::AddScep(a) => a.run(ctx),
+        Command::ScepRenew(a) => a.run(ctx),
+        Command::Script(a) => a.run(ctx),
     }
 }
 

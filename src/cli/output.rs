@@ -67,78 +67,115 @@ pub fn json(entries: &[Entry]) -> String {
     s
 }
 
-/// `print`: the RouterOS table.
-pub fn table(entries: &[Entry]) -> String {
-    let headers = ["NAME", "COMMON-NAME", "SUBJECT-ALT-NAME", "FINGERPRINT"];
-    let rows: Vec<[String; 4]> = entries
+/// `print`: the RouterOS table, fitted to `width` (see [`super::table`]).
+pub fn table(entries: &[Entry], width: Option<usize>) -> String {
+    use super::table::{legend, render, Column};
+    let columns = [
+        Column {
+            head: "NAME",
+            min: 8,
+        },
+        Column {
+            head: "COMMON-NAME",
+            min: 5,
+        },
+        Column {
+            head: "SUBJECT-ALT-NAME",
+            min: 5,
+        },
+        Column {
+            head: "EXPIRES-AFTER",
+            min: 8,
+        },
+        Column {
+            head: "FINGERPRINT",
+            min: 5,
+        },
+    ];
+    let rows: Vec<(String, Vec<String>)> = entries
         .iter()
         .map(|e| {
-            let fp = e.text("fingerprint").unwrap_or_default();
-            [
+            let cells = vec![
                 esc(&e.name),
                 esc(e.text("common-name").unwrap_or_default()),
                 esc(e.text("subject-alt-name").unwrap_or_default()),
-                fp.get(..16).map(|s| format!("{s}…")).unwrap_or_default(),
-            ]
+                short_duration(e.text("expires-after").unwrap_or_default()),
+                e.text("fingerprint").unwrap_or_default().to_owned(),
+            ];
+            (e.flags.columns().iter().collect(), cells)
         })
         .collect();
-    let mut widths = headers.map(str::len);
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let idx_w = entries.len().saturating_sub(1).to_string().len().max(1);
-    let mut out = format!("{FLAGS_LEGEND}\n");
-    let line = |out: &mut String, idx: &str, flags: &str, cols: &[String]| {
-        out.push_str(&format!("{idx:>idx_w$} {flags} "));
-        let mut parts = Vec::new();
-        for (i, c) in cols.iter().enumerate() {
-            if i + 1 == cols.len() {
-                parts.push(c.clone());
-            } else {
-                parts.push(format!("{c:<w$}", w = widths[i]));
+    let mut out = legend(FLAGS_LEGEND, width);
+    out.push_str(&render(&columns, &rows, 9, width));
+    out
+}
+
+/// A RouterOS duration cut to its two largest units (`51w6d23h59m12s` → `51w6d`), as a table
+/// cell shows it; other text as it is.
+pub fn short_duration(s: &str) -> String {
+    let mut units = 0;
+    let mut out = String::new();
+    for c in s.chars() {
+        out.push(c);
+        if c.is_ascii_alphabetic() && c != 'e' {
+            units += 1;
+            if units == 2 {
+                break;
             }
         }
-        out.push_str(parts.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(&mut out, "#", "         ", &headers.map(str::to_owned));
-    for (i, (e, r)) in entries.iter().zip(&rows).enumerate() {
+    }
+    if s.chars().any(|c| c.is_ascii_digit()) {
+        out
+    } else {
+        s.to_owned()
+    }
+}
+
+/// An entry's `name=value` items, as `print detail` and `print terse` show them.
+fn items(e: &Entry) -> Vec<String> {
+    let mut items = vec![format!("name=\"{}\"", esc(&e.name))];
+    if e.template {
+        items.push("template=yes".into());
+    }
+    for (k, v) in &e.properties {
+        let s = text_value(v);
+        if s.is_empty() {
+            continue;
+        }
+        let needs_quotes = s.contains(' ') || matches!(v, Value::Text(_)) && *k != "key-usage";
+        if needs_quotes && !matches!(v, Value::Time(_)) {
+            items.push(format!("{k}=\"{s}\""));
+        } else {
+            items.push(format!("{k}={s}"));
+        }
+    }
+    items
+}
+
+/// `print terse`: one line per entry, every set property on it.
+pub fn terse(entries: &[Entry]) -> String {
+    let idx_w = entries.len().saturating_sub(1).to_string().len().max(1);
+    let mut out = String::new();
+    for (i, e) in entries.iter().enumerate() {
         let flags: String = e.flags.columns().iter().collect();
-        line(&mut out, &i.to_string(), &flags, r);
+        out.push_str(&format!("{i:>idx_w$} {flags} {}\n", items(e).join(" ")));
     }
     out
 }
 
-/// `print detail`: every set property, RouterOS style, wrapped.
-pub fn detail(entries: &[Entry]) -> String {
-    let mut out = format!("{FLAGS_LEGEND}\n");
+/// `print detail`: every set property, RouterOS style, wrapped at `width` (100 without one).
+pub fn detail(entries: &[Entry], width: Option<usize>) -> String {
+    let wrap = width.unwrap_or(100);
+    let mut out = super::table::legend(FLAGS_LEGEND, width);
     let idx_w = entries.len().saturating_sub(1).to_string().len().max(1);
     let indent = " ".repeat(idx_w + 11);
     for (i, e) in entries.iter().enumerate() {
         let flags: String = e.flags.columns().iter().collect();
-        let mut items = vec![format!("name=\"{}\"", esc(&e.name))];
-        if e.template {
-            items.push("template=yes".into());
-        }
-        for (k, v) in &e.properties {
-            let s = text_value(v);
-            if s.is_empty() {
-                continue;
-            }
-            let needs_quotes = s.contains(' ') || matches!(v, Value::Text(_)) && *k != "key-usage";
-            if needs_quotes && !matches!(v, Value::Time(_)) {
-                items.push(format!("{k}=\"{s}\""));
-            } else {
-                items.push(format!("{k}={s}"));
-            }
-        }
         let mut line = format!("{i:>idx_w$} {flags} ");
         let mut col = line.chars().count();
-        for (n, item) in items.iter().enumerate() {
+        for (n, item) in items(e).iter().enumerate() {
             let len = item.chars().count();
-            if n > 0 && col + 1 + len > 100 {
+            if n > 0 && col + 1 + len > wrap {
                 line.push('\n');
                 line.push_str(&indent);
                 col = indent.len();
@@ -181,11 +218,13 @@ mod tests {
 
     #[test]
     fn table_has_flag_columns() {
-        let t = table(&[entry()]);
+        let t = table(&[entry()], None);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("Flags: K - private-key"));
         assert!(lines[2].starts_with("0 K   A   T ca"), "{t}");
-        assert!(lines[2].ends_with("abababababababab…"));
+        assert!(lines[2].ends_with(&"ab".repeat(32)), "{t}");
+        let narrow = table(&[entry()], Some(60));
+        assert!(narrow.lines().all(|l| l.chars().count() <= 60), "{narrow}");
     }
 
     #[test]
@@ -200,9 +239,18 @@ mod tests {
 
     #[test]
     fn detail_prints_properties() {
-        let d = detail(&[entry()]);
+        let d = detail(&[entry()], None);
         assert!(d.contains("name=\"ca\""));
         assert!(d.contains("trusted=yes"));
         assert!(d.contains("days-valid=3650"));
+        let t = terse(&[entry()]);
+        assert_eq!(t.lines().count(), 1);
+        assert!(
+            t.starts_with("0 K   A   T name=\"ca\" common-name=\"ca\""),
+            "{t}"
+        );
+        assert_eq!(short_duration("51w6d23h59m12s"), "51w6d");
+        assert_eq!(short_duration("4h"), "4h");
+        assert_eq!(short_duration("expired"), "expired");
     }
 }

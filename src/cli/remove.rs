@@ -18,9 +18,10 @@ pub struct RemoveArgs {
 impl RemoveArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
+        let names = ctx.names(&self.names)?;
         let mut report = ctx
             .manager()?
-            .remove(&self.names, self.delete_key.unwrap_or(false))?;
+            .remove(&names, self.delete_key.unwrap_or(false))?;
         // A token key that could not be destroyed fails the command (exit code by its kind: a
         // PIN failure exits 5), with the one error line saying what went from the store.
         if let Some(e) = report.token_key_error.take() {

@@ -49,11 +49,10 @@ impl CreateRequestArgs {
         };
         let soft = matches!(key_location, KeyLocation::Software);
         let files = ctx.manager()?.create_certificate_request(&CreateRequest {
-            template: self
-                .template_pos
-                .clone()
-                .or_else(|| self.template.clone())
-                .unwrap_or_default(),
+            template: match &self.template_pos {
+                Some(t) => ctx.name(t)?,
+                None => self.template.clone().unwrap_or_default(),
+            },
             // A software key's file needs a passphrase: ask for one on a terminal.
             key_passphrase: secret(
                 &self.key_passphrase,

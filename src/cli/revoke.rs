@@ -27,7 +27,7 @@ impl RevokeArgs {
             .map(str::parse::<RevocationReason>)
             .transpose()
             .map_err(|e| ManagerError::InvalidValue(e.to_string()))?;
-        let report = ctx.manager()?.revoke(&self.names, reason)?;
+        let report = ctx.manager()?.revoke(&ctx.names(&self.names)?, reason)?;
         if ctx.json {
             println!(
                 "{}",

@@ -339,10 +339,10 @@ fn print_requests(ctx: &Ctx, requests: &[ScepRequestView], detail: bool) {
 impl ScepServerArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        let m = ctx.manager()?;
         if let ScepServerCommand::Ra(r) = &self.command {
-            return r.run(ctx, m);
+            return r.run(ctx, ctx.owned_manager()?);
         }
+        let m = ctx.manager()?;
         match &self.command {
             ScepServerCommand::Add(p) => {
                 let view = m.scep_server_add(&p.changes()?)?;
@@ -358,13 +358,23 @@ impl ScepServerArgs {
                 }
             }
             ScepServerCommand::Print { mode } => {
-                print_servers(ctx, &m.scep_servers()?, detail_mode(mode)?)
+                let servers = m.scep_servers()?;
+                let paths: Vec<String> = servers.iter().map(|s| s.path.clone()).collect();
+                ctx.numbers
+                    .record(super::numbers::Menu::ScepServers, &paths);
+                print_servers(ctx, &servers, detail_mode(mode)?)
             }
             ScepServerCommand::Set { server, properties } => {
-                m.scep_server_set(server, &properties.changes()?)?
+                let server = ctx.scep_servers(std::slice::from_ref(server))?;
+                if server.len() != 1 {
+                    return Err(
+                        ManagerError::InvalidValue("set takes one SCEP server".into()).into(),
+                    );
+                }
+                m.scep_server_set(&server[0], &properties.changes()?)?
             }
             ScepServerCommand::Remove { servers } => {
-                let removed = m.scep_server_remove(servers)?;
+                let removed = m.scep_server_remove(&ctx.scep_servers(servers)?)?;
                 if ctx.json {
                     println!("{}", json!({ "removed": removed }));
                 } else if !ctx.quiet {
@@ -373,8 +383,12 @@ impl ScepServerArgs {
                     }
                 }
             }
-            ScepServerCommand::Enable { servers } => m.scep_server_enable(servers, true)?,
-            ScepServerCommand::Disable { servers } => m.scep_server_enable(servers, false)?,
+            ScepServerCommand::Enable { servers } => {
+                m.scep_server_enable(&ctx.scep_servers(servers)?, true)?
+            }
+            ScepServerCommand::Disable { servers } => {
+                m.scep_server_enable(&ctx.scep_servers(servers)?, false)?
+            }
             ScepServerCommand::Otp(o) => match &o.command {
                 OtpCommand::Generate {
                     scep_server,

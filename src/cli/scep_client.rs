@@ -345,7 +345,7 @@ impl AddScepArgs {
             kind: Some(ScepClientKind::Client),
             ra: None,
         };
-        let port: Arc<dyn ScepClients> = Arc::new(ctx.manager()?);
+        let port: Arc<dyn ScepClients> = Arc::new(ctx.owned_manager()?);
         let enroller = enroller(port)?;
         let view = block_on(enroller.add(add))??;
         report(ctx, &view)
@@ -355,12 +355,13 @@ impl AddScepArgs {
 impl ScepRenewArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        let manager = Arc::new(ctx.manager()?);
+        let name = ctx.name(&self.name)?;
+        let manager = Arc::new(ctx.owned_manager()?);
         let port: Arc<dyn ScepClients> = manager.clone();
         let enroller = enroller(port)?;
-        let view = match block_on(enroller.step(&self.name, true))?? {
+        let view = match block_on(enroller.step(&name, true))?? {
             Some(v) => v,
-            None => manager.scep_client(&self.name)?,
+            None => manager.scep_client(&name)?,
         };
         report(ctx, &view)
     }

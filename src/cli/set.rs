@@ -40,7 +40,7 @@ impl SetArgs {
             .into());
         }
         ctx.manager()?.set(&SetRequest {
-            name: self.target.clone(),
+            name: ctx.name(&self.target)?,
             changes,
         })?;
         Ok(())

@@ -43,11 +43,10 @@ impl SignArgs {
             _ => KeyLocation::Software,
         };
         let req = SignRequest {
-            template: self
-                .template_pos
-                .clone()
-                .or_else(|| self.template.clone())
-                .unwrap_or_default(),
+            template: match &self.template_pos {
+                Some(t) => ctx.name(t)?,
+                None => self.template.clone().unwrap_or_default(),
+            },
             name: self.name.clone(),
             ca: self.ca.clone(),
             ca_crl_host: self.ca_crl_host.clone(),

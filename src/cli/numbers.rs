@@ -1,0 +1,283 @@
+//! RouterOS item numbers: the `#` that `print` shows, usable wherever a NAME is (`remove 0`,
+//! `issued-revoke 3`, `scep-server set 1 …`).
+//!
+//! As in RouterOS, the numbers are those of the **last `print` of that menu in this session**:
+//! they keep pointing at the items that print showed, whatever was added or removed since. A
+//! session is the terminal session (`getsid`, so every command typed in one shell shares it)
+//! or one `certman script` run. Without a print in the session, a number is the item's
+//! position in a full `print` now. The numbers are kept per store, session and menu in a 0600
+//! file under `$XDG_RUNTIME_DIR/certman` (else a 0700 `certman-UID` directory in the temporary
+//! directory); losing them only means falling back to positions.
+//!
+//! A word made only of digits (or digits joined by commas: `remove 0,2`) is a number, never a
+//! name.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::error::ManagerError;
+
+/// A menu with its own numbering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Menu {
+    /// `/certificate print`
+    Certificates,
+    /// `/certificate scep-server print`
+    ScepServers,
+}
+
+impl Menu {
+    fn word(self) -> &'static str {
+        match self {
+            Menu::Certificates => "certificates",
+            Menu::ScepServers => "scep-servers",
+        }
+    }
+}
+
+/// How long a session's numbers file is kept after its last print.
+const KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// Where a session's numbers live.
+pub enum Numbers {
+    /// a terminal session's: files named after the session and the store
+    Session {
+        /// the private directory, if one could be made
+        dir: Option<PathBuf>,
+        /// session id and store, in the file names
+        key: String,
+    },
+    /// a script run's: in memory
+    Script(RefCell<HashMap<Menu, Vec<String>>>),
+}
+
+impl Numbers {
+    /// The terminal session's numbers for the store at `store` (its location as given).
+    pub fn session(store: &str) -> Self {
+        // SAFETY: getsid(0) only reads the calling process's session id.
+        let sid = unsafe { libc::getsid(0) };
+        Numbers::Session {
+            dir: private_dir(),
+            key: format!("{sid}-{:016x}", fnv1a(store.as_bytes())),
+        }
+    }
+
+    /// A script run's own numbers, starting with none.
+    pub fn script() -> Self {
+        Numbers::Script(RefCell::new(HashMap::new()))
+    }
+
+    /// Remembers what a print of `menu` showed, in order. Best effort: if the numbers can't
+    /// be kept, later numbers are positions.
+    pub fn record(&self, menu: Menu, names: &[String]) {
+        match self {
+            Numbers::Script(m) => {
+                m.borrow_mut().insert(menu, names.to_vec());
+            }
+            Numbers::Session { dir: Some(d), key } => {
+                forget_old(d);
+                let body = serde_json::to_vec(names).unwrap_or_default();
+                let _ = crate::fsutil::write_atomic(&d.join(file_name(key, menu)), &body, 0o600);
+            }
+            Numbers::Session { dir: None, .. } => {}
+        }
+    }
+
+    fn recorded(&self, menu: Menu) -> Option<Vec<String>> {
+        match self {
+            Numbers::Script(m) => m.borrow().get(&menu).cloned(),
+            Numbers::Session { dir: Some(d), key } => {
+                let bytes = std::fs::read(d.join(file_name(key, menu))).ok()?;
+                serde_json::from_slice(&bytes).ok()
+            }
+            Numbers::Session { dir: None, .. } => None,
+        }
+    }
+
+    /// `words` with every number replaced by the name it stands for. `current` lists the
+    /// menu's items in print order, for when the session has no print of it.
+    pub fn resolve(
+        &self,
+        menu: Menu,
+        words: &[String],
+        current: impl FnOnce() -> Result<Vec<String>, ManagerError>,
+    ) -> Result<Vec<String>, ManagerError> {
+        if !words.iter().any(|w| is_number_list(w)) {
+            return Ok(words.to_vec());
+        }
+        let (shown, from_print) = match self.recorded(menu) {
+            Some(v) => (v, true),
+            None => (current()?, false),
+        };
+        let mut out = Vec::with_capacity(words.len());
+        for w in words {
+            if !is_number_list(w) {
+                out.push(w.clone());
+                continue;
+            }
+            for n in w.split(',') {
+                let name = n
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| shown.get(i))
+                    .ok_or_else(|| {
+                        let what = if from_print {
+                            "the last print in this session"
+                        } else {
+                            "print (none in this session yet)"
+                        };
+                        ManagerError::InvalidValue(format!(
+                            "no item #{n}: {what} shows {} item{}",
+                            shown.len(),
+                            if shown.len() == 1 { "" } else { "s" }
+                        ))
+                    })?;
+                out.push(name.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// One word resolved (a command taking a single NAME).
+    pub fn resolve_one(
+        &self,
+        menu: Menu,
+        word: &str,
+        current: impl FnOnce() -> Result<Vec<String>, ManagerError>,
+    ) -> Result<String, ManagerError> {
+        if word.contains(',') && is_number_list(word) {
+            return Err(ManagerError::InvalidValue(format!(
+                "'{word}': this command takes one item"
+            )));
+        }
+        let mut v = self.resolve(menu, &[word.to_owned()], current)?;
+        Ok(v.pop().unwrap_or_default())
+    }
+}
+
+/// `0`, `12`, `0,3,4`.
+pub fn is_number_list(w: &str) -> bool {
+    !w.is_empty()
+        && w.split(',')
+            .all(|n| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn file_name(key: &str, menu: Menu) -> String {
+    format!("numbers-{key}-{}.json", menu.word())
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// `$XDG_RUNTIME_DIR/certman`, else `$TMPDIR/certman-UID`: made 0700, and used only if it is
+/// a real directory of ours that no one else can enter.
+fn private_dir() -> Option<PathBuf> {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("certman"),
+        None => std::env::temp_dir().join(format!("certman-{uid}")),
+    };
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    let m = std::fs::symlink_metadata(&dir).ok()?;
+    (m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0).then_some(dir)
+}
+
+/// Drops other sessions' numbers not used for a day.
+fn forget_old(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > KEEP);
+        if old && e.file_name().to_string_lossy().starts_with("numbers-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn numbers_are_those_of_the_last_print() {
+        let n = Numbers::script();
+        let now = || Ok(names(&["a", "b", "c"]));
+        // no print yet: positions now
+        assert_eq!(
+            n.resolve(Menu::Certificates, &names(&["1", "x"]), now)
+                .unwrap(),
+            names(&["b", "x"])
+        );
+        n.record(Menu::Certificates, &names(&["c", "a"]));
+        assert_eq!(
+            n.resolve(Menu::Certificates, &names(&["0,1"]), now)
+                .unwrap(),
+            names(&["c", "a"])
+        );
+        let e = n
+            .resolve(Menu::Certificates, &names(&["2"]), now)
+            .unwrap_err();
+        assert!(e.to_string().contains("shows 2 items"), "{e}");
+        // menus are numbered apart
+        assert_eq!(
+            n.resolve(Menu::ScepServers, &names(&["2"]), now).unwrap(),
+            names(&["c"])
+        );
+        assert!(n.resolve_one(Menu::Certificates, "0,1", now).is_err());
+    }
+
+    #[test]
+    fn session_numbers_survive_the_process() {
+        let d = tempfile::tempdir().unwrap();
+        let a = Numbers::Session {
+            dir: Some(d.path().to_owned()),
+            key: "1-store".into(),
+        };
+        a.record(Menu::Certificates, &names(&["x", "y"]));
+        let b = Numbers::Session {
+            dir: Some(d.path().to_owned()),
+            key: "1-store".into(),
+        };
+        let never = || -> Result<Vec<String>, ManagerError> { panic!("not asked") };
+        assert_eq!(
+            b.resolve(Menu::Certificates, &names(&["1"]), never)
+                .unwrap(),
+            names(&["y"])
+        );
+        let other_store = Numbers::Session {
+            dir: Some(d.path().to_owned()),
+            key: "1-other".into(),
+        };
+        assert_eq!(
+            other_store
+                .resolve(Menu::Certificates, &names(&["0"]), || Ok(names(&["z"])))
+                .unwrap(),
+            names(&["z"])
+        );
+    }
+
+    #[test]
+    fn number_lists() {
+        assert!(is_number_list("0") && is_number_list("0,12"));
+        assert!(!is_number_list("") && !is_number_list("0,") && !is_number_list("ca1"));
+        assert!(!is_number_list("1234567890"));
+    }
+}
