@@ -1398,3 +1398,39 @@ fn concurrent_signs_of_one_template_make_one_certificate() {
     assert_eq!(env.entry("race")["flags"], "KAT");
     assert_exported_key_matches(&env, "race");
 }
+
+/// Colours: none off a terminal; `CLICOLOR_FORCE` forces them, `NO_COLOR` wins over it — in
+/// clap's help and in `serve`'s log lines alike.
+#[test]
+fn no_color_is_honoured_by_help_and_serve_logs() {
+    let env = Env::new();
+    let run = |args: &[&str], vars: &[(&str, &str)]| {
+        let mut c = env.command(args);
+        c.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run");
+        assert_success(&out, &format!("{args:?}"));
+        stdout(&out)
+    };
+    const ESC: char = '\u{1b}';
+    assert!(!run(&["--help"], &[]).contains(ESC));
+    assert!(run(&["--help"], &[("CLICOLOR_FORCE", "1")]).contains(ESC));
+    assert!(!run(&["--help"], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).contains(ESC));
+
+    let log = |vars: &[(&str, &str)]| {
+        let all: Vec<(&str, &str)> = [("NO_COLOR", ""), ("CLICOLOR_FORCE", "")]
+            .into_iter()
+            .chain(vars.iter().copied())
+            .collect();
+        let d = common::daemon::Daemon::start_with(&env, &["listen=127.0.0.1:0"], &all);
+        d.stop()
+    };
+    let plain = log(&[]);
+    assert!(!plain.contains(ESC), "{plain:?}");
+    let forced = log(&[("CLICOLOR_FORCE", "1")]);
+    assert!(forced.contains(ESC), "{forced:?}");
+    let no_color = log(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    assert!(!no_color.contains(ESC), "{no_color:?}");
+}
