@@ -1434,3 +1434,72 @@ fn no_color_is_honoured_by_help_and_serve_logs() {
     let no_color = log(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
     assert!(!no_color.contains(ESC), "{no_color:?}");
 }
+
+/// Templates whose `print` output is far larger than a pipe holds (64 KiB on Linux), so that
+/// certman is still writing when the reader goes away.
+fn many_long_entries(env: &Env) {
+    let san: Vec<String> = (0..400)
+        .map(|i| format!("DNS:host-{i:04}.a-rather-long-subdomain-name.example"))
+        .collect();
+    let san = format!("subject-alt-name={}", san.join(","));
+    for i in 0..16 {
+        env.ok(&[
+            "add",
+            &format!("name=t{i}"),
+            &format!("common-name=t{i}"),
+            &san,
+        ]);
+    }
+}
+
+#[test]
+fn print_into_a_pipe_closed_early_exits_0_quietly() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    many_long_entries(&env);
+    for args in [&["print", "detail"][..], &["print", "--json"], &["print"]] {
+        let whole = env.ok(args);
+        let mut child = env
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn certman");
+        // `| head -1`: one line, then the read end is closed
+        let mut first = String::new();
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        reader.read_line(&mut first).expect("first line");
+        drop(reader);
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(first, format!("{}\n", whole.lines().next().unwrap()));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "certman {args:?} into a closed pipe: {:?}\nstderr:\n{}",
+            out.status,
+            stderr(&out)
+        );
+        assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
+        // the output was larger than the pipe: certman was still writing when it closed
+        if args != ["print"] {
+            assert!(
+                whole.len() > 256 * 1024,
+                "{args:?}: only {} bytes",
+                whole.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn print_to_a_full_disk_is_an_error() {
+    let env = Env::new();
+    env.ok(&["add", "name=t", "common-name=t"]);
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = env.command(&["print"]).stdout(full).output().expect("run");
+    let err = assert_error(&out, EXIT_FAILED, "print > /dev/full");
+    assert!(err.contains("cannot write to standard output"), "{err}");
+}

@@ -8,6 +8,7 @@ mod card;
 mod crl;
 mod export;
 mod import;
+pub(crate) mod out;
 pub mod output;
 mod print;
 mod remove;
@@ -34,6 +35,7 @@ use crate::error::{ExitCode as Exit, ManagerError};
 use crate::manager::Manager;
 use crate::protocols::crl_download::DownloadError;
 use crate::service::ServiceError;
+use out::outln;
 
 /// certman — the RouterOS /certificate manager, with keys on tokens, cards or sealed in software.
 #[derive(Debug, Parser)]
@@ -131,6 +133,10 @@ pub enum CliError {
     /// A SCEP client step could not run (`add-scep`, `scep-renew`).
     #[error(transparent)]
     Enrol(#[from] crate::protocols::scep::enrolment::EnrolError),
+    /// What the command printed could not be written (not a reader that went away: that is
+    /// a quiet success).
+    #[error("cannot write to standard output: {0}")]
+    Output(#[source] std::io::Error),
 }
 
 impl From<crate::error::StoreError> for CliError {
@@ -164,7 +170,7 @@ impl CliError {
             CliError::Enrol(crate::protocols::scep::enrolment::EnrolError::Manager(e)) => {
                 e.exit_code()
             }
-            CliError::Enrol(_) => Exit::Failed,
+            CliError::Enrol(_) | CliError::Output(_) => Exit::Failed,
         }
     }
 
@@ -250,10 +256,10 @@ pub(crate) fn secret(
 pub(crate) fn print_files(ctx: &Ctx, files: &[PathBuf]) {
     if ctx.json {
         let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        println!("{}", serde_json::json!({ "files": names }));
+        outln!("{}", serde_json::json!({ "files": names }));
     } else if !ctx.quiet {
         for f in files {
-            println!("wrote {}", f.display());
+            outln!("wrote {}", f.display());
         }
     }
 }
@@ -261,9 +267,9 @@ pub(crate) fn print_files(ctx: &Ctx, files: &[PathBuf]) {
 /// Reports a certificate just signed (the entry as JSON with `--json`).
 pub(crate) fn print_signed(ctx: &Ctx, entry: &crate::manager::Entry) {
     if ctx.json {
-        println!("{}", output::entry_json(0, entry));
+        outln!("{}", output::entry_json(0, entry));
     } else if !ctx.quiet {
-        println!(
+        outln!(
             "signed {} [{}] fingerprint={}",
             entry.name,
             entry.flags,
@@ -340,17 +346,24 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
 
 /// Prints an error as one line (plus a hint line) on stderr.
 pub fn report_error(err: &CliError, verbose: bool) {
-    // one line: names in the message come from outside and may hold CR, LF or ESC
-    eprintln!("certman: error: {}", output::esc(&err.to_string()));
+    let mut causes = Vec::new();
     if verbose {
         let mut src = std::error::Error::source(err);
         while let Some(s) = src {
-            eprintln!("  caused by: {s}");
+            causes.push(s.to_string());
             src = s.source();
         }
     }
+    // one line: names in the message come from outside and may hold CR, LF or ESC
+    out::err_line(&format!(
+        "certman: error: {}",
+        output::esc(&err.to_string())
+    ));
+    for c in &causes {
+        out::err_line(&format!("  caused by: {c}"));
+    }
     if let Some(h) = err.hint() {
-        eprintln!("  hint: {}", output::esc(h));
+        out::err_line(&format!("  hint: {}", output::esc(h)));
     }
 }
 
@@ -406,9 +419,11 @@ fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
     let cmd = subcommand_in(args)
         .map(|s| format!(" {s}"))
         .unwrap_or_default();
-    eprintln!("certman{cmd}: error: {line}");
-    eprintln!("  hint: `certman{cmd} --help` lists what it takes");
-    ExitCode::from(2)
+    out::err_line(&format!("certman{cmd}: error: {line}"));
+    out::err_line(&format!(
+        "  hint: `certman{cmd} --help` lists what it takes"
+    ));
+    ExitCode::from(Exit::Usage as u8)
 }
 
 /// The `certman` program.
@@ -463,6 +478,15 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => a.run(&ctx),
         Command::AddScep(a) => a.run(&ctx),
         Command::ScepRenew(a) => a.run(&ctx),
+    };
+    // What could not be printed: a reader that went away (`certman print | head -1`) wanted
+    // no more, and the command did its work: exit 0 quietly. Any other write error fails a
+    // command that did not fail already.
+    let result = match (result, out::finish()) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        (Ok(()), Err(e)) => Err(CliError::Output(e)),
+        (Ok(()), Ok(())) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,7 +30,7 @@ impl PrintArgs {
         } else {
             output::table(&entries)
         };
-        print!("{text}");
+        super::out::text(&text);
         Ok(())
     }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::out::outln;
 use super::{cwd, secret, CliError, Ctx};
 use crate::manager::{CreateRequest, KeyLocation, SignRequestFile};
 
@@ -111,7 +112,7 @@ impl SignRequestArgs {
         })?;
         super::print_signed(ctx, &entry);
         if !ctx.json && !ctx.quiet {
-            println!("wrote {}", file.display());
+            outln!("wrote {}", file.display());
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::out::outln;
 use super::output::routeros_time;
 use super::{yes_no, CliError, Ctx};
 use crate::error::ManagerError;
@@ -196,13 +197,13 @@ fn server_json(s: &ScepServerView) -> serde_json::Value {
 fn print_servers(ctx: &Ctx, servers: &[ScepServerView], detail: bool) {
     if ctx.json {
         let v: Vec<_> = servers.iter().map(server_json).collect();
-        println!("{}", serde_json::Value::Array(v));
+        outln!("{}", serde_json::Value::Array(v));
         return;
     }
-    println!("Flags: X - disabled");
+    outln!("Flags: X - disabled");
     if detail {
         for s in servers {
-            println!(
+            outln!(
                 "{:>2} {} path=\"{}\" ca-cert=\"{}\" ra-cert={} next-ca-cert={} days-valid={} request-lifetime={}",
                 s.number,
                 if s.disabled { "X" } else { " " },
@@ -215,12 +216,15 @@ fn print_servers(ctx: &Ctx, servers: &[ScepServerView], detail: bool) {
             );
         }
     } else {
-        println!(
+        outln!(
             " #   {:<24} {:<20} {:<20} {:>10}",
-            "PATH", "CA-CERT", "RA-CERT", "DAYS-VALID"
+            "PATH",
+            "CA-CERT",
+            "RA-CERT",
+            "DAYS-VALID"
         );
         for s in servers {
-            println!(
+            outln!(
                 "{:>2} {} {:<24} {:<20} {:<20} {:>10}",
                 s.number,
                 if s.disabled { "X" } else { " " },
@@ -254,16 +258,18 @@ fn print_otps(ctx: &Ctx, otps: &[OtpView]) {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(v));
+        outln!("{}", serde_json::Value::Array(v));
         return;
     }
-    println!("Flags: E - expired");
-    println!(
+    outln!("Flags: E - expired");
+    outln!(
         " #   {:<20} {:<20} {:<20} SCEP-SERVER",
-        "EXPIRES", "USED", "CREATED"
+        "EXPIRES",
+        "USED",
+        "CREATED"
     );
     for o in otps {
-        println!(
+        outln!(
             "{:>2} {} {:<20} {:<20} {:<20} {}",
             o.number,
             if o.expired { "E" } else { " " },
@@ -294,12 +300,12 @@ fn request_json(r: &ScepRequestView) -> serde_json::Value {
 fn print_requests(ctx: &Ctx, requests: &[ScepRequestView], detail: bool) {
     if ctx.json {
         let v: Vec<_> = requests.iter().map(request_json).collect();
-        println!("{}", serde_json::Value::Array(v));
+        outln!("{}", serde_json::Value::Array(v));
         return;
     }
     if detail {
         for r in requests {
-            println!(
+            outln!(
                 "{:>2} authority={} status={} common-name=\"{}\" subject=\"{}\" subject-alt-name=\"{}\"\n   \
                  transaction-id=\"{}\" req-fingerprint={} created={} scep-server={}{}",
                 r.number,
@@ -320,12 +326,14 @@ fn print_requests(ctx: &Ctx, requests: &[ScepRequestView], detail: bool) {
         }
         return;
     }
-    println!(
+    outln!(
         " # {:<15} {:<10} {:<30} CREATED",
-        "AUTHORITY", "STATUS", "COMMON-NAME"
+        "AUTHORITY",
+        "STATUS",
+        "COMMON-NAME"
     );
     for r in requests {
-        println!(
+        outln!(
             "{:>2} {:<15} {:<10} {:<30} {}",
             r.number,
             r.authority,
@@ -347,10 +355,10 @@ impl ScepServerArgs {
             ScepServerCommand::Add(p) => {
                 let view = m.scep_server_add(&p.changes()?)?;
                 if ctx.json {
-                    println!("{}", server_json(&view));
+                    outln!("{}", server_json(&view));
                 } else {
                     if !ctx.quiet {
-                        println!("added SCEP server {} (CA \"{}\")", view.path, view.ca_cert);
+                        outln!("added SCEP server {} (CA \"{}\")", view.path, view.ca_cert);
                     }
                     for w in &view.warnings {
                         eprintln!("certman scep-server add: warning: {w}");
@@ -366,10 +374,10 @@ impl ScepServerArgs {
             ScepServerCommand::Remove { servers } => {
                 let removed = m.scep_server_remove(servers)?;
                 if ctx.json {
-                    println!("{}", json!({ "removed": removed }));
+                    outln!("{}", json!({ "removed": removed }));
                 } else if !ctx.quiet {
                     for p in removed {
-                        println!("removed SCEP server {p}");
+                        outln!("removed SCEP server {p}");
                     }
                 }
             }
@@ -382,7 +390,7 @@ impl ScepServerArgs {
                 } => {
                     let otp = m.scep_otp_generate(scep_server.as_deref(), *minutes_valid)?;
                     if ctx.json {
-                        println!(
+                        outln!(
                             "{}",
                             json!({
                                 "password": otp.password.secret_str(),
@@ -392,9 +400,9 @@ impl ScepServerArgs {
                         );
                     } else {
                         // The one time the password is shown; print it even with -q.
-                        println!("  password: {}", otp.password.secret_str());
+                        outln!("  password: {}", otp.password.secret_str());
                         if !ctx.quiet {
-                            println!("   expires: {}", routeros_time(otp.expires));
+                            outln!("   expires: {}", routeros_time(otp.expires));
                         }
                     }
                 }
@@ -407,17 +415,17 @@ impl ScepServerArgs {
                 RequestsCommand::Grant { request } => {
                     let name = m.scep_grant(request)?;
                     if ctx.json {
-                        println!("{}", json!({ "granted": request, "certificate": name }));
+                        outln!("{}", json!({ "granted": request, "certificate": name }));
                     } else if !ctx.quiet {
-                        println!("granted {request}: issued {name}");
+                        outln!("granted {request}: issued {name}");
                     }
                 }
                 RequestsCommand::Reject { request } => {
                     m.scep_reject(request)?;
                     if ctx.json {
-                        println!("{}", json!({ "rejected": request }));
+                        outln!("{}", json!({ "rejected": request }));
                     } else if !ctx.quiet {
-                        println!("rejected {request}");
+                        outln!("rejected {request}");
                     }
                 }
             },

@@ -10,6 +10,7 @@ use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone}
 use clap::Args;
 use serde_json::{json, Value as Json};
 
+use super::out::outln;
 use super::output::{esc, routeros_time};
 use super::{CliError, Ctx};
 use crate::manager::VerifyOptions;
@@ -138,15 +139,15 @@ impl VerifyArgs {
 /// `{"chain": […], "valid": bool, "reason": …}`; `-q`: the verdict line only.
 pub(crate) fn print_report(ctx: &Ctx, report: &PathReport) {
     if ctx.json {
-        println!("{}", report_json(report));
+        outln!("{}", report_json(report));
         return;
     }
     if !ctx.quiet {
         for (i, c) in report.chain.iter().enumerate() {
-            println!("{}", cert_line(i, c));
+            outln!("{}", cert_line(i, c));
         }
     }
-    println!("{}", verdict_line(&report.verdict));
+    outln!("{}", verdict_line(&report.verdict));
 }
 
 /// `verdict: valid` or `verdict: INVALID: <reason>`.
