@@ -147,7 +147,7 @@ fn acceptance_print_json_flags_and_table() {
     assert_eq!(ca["ca"], "");
     assert_eq!(ca["trusted"], true);
     assert_eq!(ca["key-type"], "rsa");
-    assert_eq!(ca["key-size"], "2048");
+    assert_eq!(ca["key-size"], 2048, "RSA bits are a number");
     assert_eq!(ca["key-usage"], "key-cert-sign,crl-sign");
     assert_eq!(ca["ca-crl-host"], "127.0.0.1:8080");
     assert_eq!(
@@ -520,7 +520,7 @@ fn chain_rsa4096_ca_with_ed25519_leaf() {
         (s(&e, "key-type"), e["flags"].as_str()),
         ("ed25519", Some("KI"))
     );
-    assert_eq!(env.entry("ca")["key-size"], "4096");
+    assert_eq!(env.entry("ca")["key-size"], 4096);
     assert_exported_key_matches(&env, "leaf");
 }
 
@@ -554,7 +554,7 @@ fn secp521r1_and_rsa1024_leaves() {
         extension_value(&rsa, "X509v3 Key Usage"),
         "Digital Signature, Key Encipherment, Data Encipherment"
     );
-    assert_eq!(env.entry("rsa1k")["key-size"], "1024");
+    assert_eq!(env.entry("rsa1k")["key-size"], 1024);
     assert_eq!(env.entry("p521")["key-size"], "secp521r1");
     assert_exported_key_matches(&env, "p521");
     assert_exported_key_matches(&env, "rsa1k");
@@ -1302,7 +1302,7 @@ fn defaults_self_signed_without_key_usage_is_a_ca_for_365_days() {
     assert_eq!(d["authority"], true);
     assert_eq!(d["trusted"], true);
     assert_eq!(d["key-type"], "rsa", "default key type");
-    assert_eq!(d["key-size"], "2048", "default key size");
+    assert_eq!(d["key-size"], 2048, "default key size");
     assert_eq!(d["days-valid"], 365);
     assert_eq!(
         json_time(&d, "invalid-after") - json_time(&d, "invalid-before"),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::json;
 use super::out::{self, outln};
 use super::output::routeros_time;
 use super::{CliError, Ctx};
@@ -109,10 +110,10 @@ impl CrlArgs {
                                 "ca": c.ca,
                                 "source": c.source,
                                 "number": c.number,
-                                "this-update": c.this_update,
-                                "next-update": c.next_update,
+                                "this-update": json::time_secs(c.this_update),
+                                "next-update": c.next_update.map(json::time_secs),
                                 "entries": c.entries,
-                                "fetched-at": c.fetched_at,
+                                "fetched-at": c.fetched_at.map(json::time_secs),
                             })
                         })
                         .collect();
@@ -194,10 +195,17 @@ impl CrlArgs {
                 }
             }
             CrlCommand::Export { name, file_name } => {
-                let (_, der) = ctx.manager()?.crl_of(name)?;
+                let (number, der) = ctx.manager()?.crl_of(name)?;
                 let path = file_name
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(format!("{name}.crl")));
+                if path.as_os_str() == "-" && ctx.json {
+                    // JSON cannot hold DER: the CRL as PEM, a string
+                    let pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &der)
+                        .map_err(|e| ManagerError::Failed(format!("CRL as PEM: {e}")))?;
+                    json::print(&serde_json::json!({"ca": name, "number": number, "pem": pem}));
+                    return Ok(());
+                }
                 if path.as_os_str() == "-" {
                     out::bytes(&der);
                     return Ok(());

@@ -8,6 +8,7 @@ mod card;
 mod crl;
 mod export;
 mod import;
+pub(crate) mod json;
 pub(crate) mod out;
 pub mod output;
 mod print;
@@ -255,8 +256,7 @@ pub(crate) fn secret(
 /// Reports the files a command wrote (`{"files": […]}` with `--json`).
 pub(crate) fn print_files(ctx: &Ctx, files: &[PathBuf]) {
     if ctx.json {
-        let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        outln!("{}", serde_json::json!({ "files": names }));
+        json::print(&files_json(files));
     } else if !ctx.quiet {
         for f in files {
             outln!("wrote {}", f.display());
@@ -264,10 +264,16 @@ pub(crate) fn print_files(ctx: &Ctx, files: &[PathBuf]) {
     }
 }
 
+/// `{"files": […]}`: the files a command wrote.
+pub(crate) fn files_json(files: &[PathBuf]) -> serde_json::Value {
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    serde_json::json!({ "files": names })
+}
+
 /// Reports a certificate just signed (the entry as JSON with `--json`).
 pub(crate) fn print_signed(ctx: &Ctx, entry: &crate::manager::Entry) {
     if ctx.json {
-        outln!("{}", output::entry_json(0, entry));
+        json::print(&output::entry_json(0, entry));
     } else if !ctx.quiet {
         outln!(
             "signed {} [{}] fingerprint={}",
@@ -344,8 +350,9 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
     out
 }
 
-/// Prints an error as one line (plus a hint line) on stderr.
-pub fn report_error(err: &CliError, verbose: bool) {
+/// Prints an error on stderr: one line (plus a hint line), or with `--json` one JSON object
+/// (`{"error", "kind", "exit", "hint"?, "causes"?}`).
+pub fn report_error(err: &CliError, verbose: bool, as_json: bool) {
     let mut causes = Vec::new();
     if verbose {
         let mut src = std::error::Error::source(err);
@@ -353,6 +360,11 @@ pub fn report_error(err: &CliError, verbose: bool) {
             causes.push(s.to_string());
             src = s.source();
         }
+    }
+    if as_json {
+        let e = json::error(&err.to_string(), err.exit_code(), err.hint(), &causes);
+        out::err_line(&e.to_string());
+        return;
     }
     // one line: names in the message come from outside and may hold CR, LF or ESC
     out::err_line(&format!(
@@ -388,6 +400,15 @@ fn subcommand_in(args: &[OsString]) -> Option<String> {
     None
 }
 
+/// Whether `--json` is among the options (before a `--`), for errors found before parsing
+/// succeeded.
+fn json_asked(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
+}
+
 fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
     let invalid: Vec<String> = match e.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(s)) => vec![s.clone()],
@@ -419,10 +440,13 @@ fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
     let cmd = subcommand_in(args)
         .map(|s| format!(" {s}"))
         .unwrap_or_default();
-    out::err_line(&format!("certman{cmd}: error: {line}"));
-    out::err_line(&format!(
-        "  hint: `certman{cmd} --help` lists what it takes"
-    ));
+    let hint = format!("`certman{cmd} --help` lists what it takes");
+    if json_asked(args) {
+        out::err_line(&json::error(&line, Exit::Usage, Some(&hint), &[]).to_string());
+    } else {
+        out::err_line(&format!("certman{cmd}: error: {line}"));
+        out::err_line(&format!("  hint: {hint}"));
+    }
     ExitCode::from(Exit::Usage as u8)
 }
 
@@ -491,7 +515,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            report_error(&e, cli.verbose > 0);
+            report_error(&e, cli.verbose > 0, cli.json);
             ExitCode::from(e.exit_code() as u8)
         }
     }

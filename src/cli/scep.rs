@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::json;
 use super::out::outln;
 use super::output::routeros_time;
 use super::{yes_no, CliError, Ctx};
@@ -251,9 +252,9 @@ fn print_otps(ctx: &Ctx, otps: &[OtpView]) {
                     "#": o.number,
                     "flags": if o.expired { "E" } else { "" },
                     "scep-server": o.server,
-                    "created": routeros_time(o.created),
-                    "expires": routeros_time(o.expires),
-                    "used": o.used.map(routeros_time),
+                    "created": json::time(o.created),
+                    "expires": json::time(o.expires),
+                    "used": o.used.map(json::time),
                     "expired": o.expired,
                 })
             })
@@ -292,7 +293,7 @@ fn request_json(r: &ScepRequestView) -> serde_json::Value {
         "subject-alt-name": r.subject_alt_name,
         "transaction-id": r.transaction_id,
         "req-fingerprint": r.req_fingerprint,
-        "created": routeros_time(r.created),
+        "created": json::time(r.created),
         "certificate": r.certificate,
     })
 }
@@ -369,7 +370,10 @@ impl ScepServerArgs {
                 print_servers(ctx, &m.scep_servers()?, detail_mode(mode)?)
             }
             ScepServerCommand::Set { server, properties } => {
-                m.scep_server_set(server, &properties.changes()?)?
+                let view = m.scep_server_set(server, &properties.changes()?)?;
+                if ctx.json {
+                    json::print(&server_json(&view));
+                }
             }
             ScepServerCommand::Remove { servers } => {
                 let removed = m.scep_server_remove(servers)?;
@@ -381,8 +385,15 @@ impl ScepServerArgs {
                     }
                 }
             }
-            ScepServerCommand::Enable { servers } => m.scep_server_enable(servers, true)?,
-            ScepServerCommand::Disable { servers } => m.scep_server_enable(servers, false)?,
+            ScepServerCommand::Enable { servers } | ScepServerCommand::Disable { servers } => {
+                let enable = matches!(self.command, ScepServerCommand::Enable { .. });
+                let views = m.scep_server_enable(servers, enable)?;
+                if ctx.json {
+                    json::print(&serde_json::Value::Array(
+                        views.iter().map(server_json).collect(),
+                    ));
+                }
+            }
             ScepServerCommand::Otp(o) => match &o.command {
                 OtpCommand::Generate {
                     scep_server,
@@ -394,7 +405,7 @@ impl ScepServerArgs {
                             "{}",
                             json!({
                                 "password": otp.password.secret_str(),
-                                "expires": routeros_time(otp.expires),
+                                "expires": json::time(otp.expires),
                                 "scep-server": otp.server,
                             })
                         );

@@ -278,7 +278,16 @@ pub(crate) fn client_json(v: &ScepClientView) -> serde_json::Value {
         "req-fingerprint": v.req_fingerprint,
         "transaction-id": v.transaction_id,
         "capabilities": v.capabilities,
-        "expires-after": v.expires.map(super::output::rfc3339),
+        // as `print` has it: time left (a RouterOS duration); the point in time is invalid-after
+        "expires-after": v.expires.map(|e| {
+            let left = e - crate::manager::unix_secs(std::time::SystemTime::now());
+            if left > 0 {
+                crate::manager::view::routeros_duration(left as u64)
+            } else {
+                "expired".to_owned()
+            }
+        }),
+        "invalid-after": v.expires.map(super::json::time_secs),
         "on-smart-card": v.key_profile,
         "refresh": v.refresh,
     })

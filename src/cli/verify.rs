@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone};
+use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone};
 use clap::Args;
 use serde_json::{json, Value as Json};
 
@@ -233,7 +233,7 @@ pub(crate) fn status_text(c: &ChainCert) -> String {
 }
 
 fn json_time(t: std::time::SystemTime) -> Json {
-    Json::String(DateTime::<Local>::from(t).to_rfc3339_opts(SecondsFormat::Secs, false))
+    super::json::time(t)
 }
 
 fn crl_json(crl: &CrlRef) -> Json {
