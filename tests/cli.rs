@@ -1503,3 +1503,123 @@ fn print_to_a_full_disk_is_an_error() {
     let err = assert_error(&out, EXIT_FAILED, "print > /dev/full");
     assert!(err.contains("cannot write to standard output"), "{err}");
 }
+
+#[test]
+fn help_shows_the_name_value_form_and_examples() {
+    let env = Env::new();
+    let help = env.ok(&["add", "--help"]);
+    assert!(help.contains("name=value"), "{help}");
+    assert!(help.contains("Example"), "{help}");
+    assert!(
+        help.contains("certman add name=ca common-name=\"My CA\""),
+        "{help}"
+    );
+    for args in [
+        &["--help"][..],
+        &["sign", "--help"],
+        &["scep-server", "otp", "generate", "--help"],
+        &["crl", "export", "--help"],
+    ] {
+        let help = env.ok(args);
+        assert!(
+            help.contains("name=value") && help.contains("Examples:\n  certman "),
+            "certman {args:?}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn bash_completion_sources_and_completes_subcommands() {
+    if !common::scep::peer("bash", "bash") {
+        return;
+    }
+    let env = Env::new();
+    let script = env.ok(&["completions", "bash"]);
+    let file = env.path("certman.bash");
+    fs::write(&file, &script).unwrap();
+    // what bash does on TAB: COMP_WORDS/COMP_CWORD set, then the function `complete` names
+    let complete = |line: &str| -> Vec<String> {
+        let out = std::process::Command::new("bash")
+            .arg("--norc")
+            .arg("-c")
+            .arg(
+                r#"set -e
+source "$1"
+spec=$(complete -p certman)
+fn=${spec#*-F }; fn=${fn%% *}
+read -r -a COMP_WORDS <<< "$2"
+[[ "$2" == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+COMP_LINE="$2"; COMP_POINT=${#COMP_LINE}
+"$fn" certman "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}""#,
+            )
+            .arg("bash")
+            .arg(&file)
+            .arg(line)
+            .output()
+            .expect("run bash");
+        assert_success(&out, &format!("completing {line:?}"));
+        let mut v: Vec<String> = stdout(&out)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(complete("certman si"), ["sign", "sign-certificate-request"]);
+    assert_eq!(complete("certman scep-server ot"), ["otp"]);
+    assert!(complete("certman crl ").contains(&"renew".to_owned()));
+    assert!(complete("certman add --common").contains(&"--common-name".to_owned()));
+    // zsh and fish get their own scripts
+    assert!(env
+        .ok(&["completions", "zsh"])
+        .starts_with("#compdef certman"));
+    assert!(env
+        .ok(&["completions", "fish"])
+        .contains("complete -c certman"));
+}
+
+#[test]
+fn man_page_renders_with_man() {
+    if !common::scep::peer("man", "man-db") {
+        return;
+    }
+    let env = Env::new();
+    let page = env.ok(&["man"]);
+    assert!(
+        page.starts_with(".TH certman 1") || page.starts_with(".ie"),
+        "{page:.200}"
+    );
+    let file = env.path("certman.1");
+    fs::write(&file, &page).unwrap();
+    let out = std::process::Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "100")
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run man");
+    assert_success(&out, "man -l certman.1");
+    // justified text: blanks collapsed
+    let text = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(out.stderr.is_empty(), "man -l warns: {}", stderr(&out));
+    for needle in [
+        "certman - ",
+        "GLOBAL OPTIONS",
+        "--store",
+        "COMMANDS",
+        "CERTMAN SIGN-CERTIFICATE-REQUEST Issue a certificate",
+        "CERTMAN SCEP-SERVER OTP GENERATE",
+        "--minutes-valid",
+        "certman add name=ca",
+    ] {
+        assert!(text.contains(needle), "man page lacks {needle:?}:\n{text}");
+    }
+}

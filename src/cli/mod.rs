@@ -6,7 +6,9 @@ mod add;
 mod ca_passphrase;
 mod card;
 mod crl;
+mod docs;
 mod export;
+mod help;
 mod import;
 pub(crate) mod json;
 pub(crate) mod out;
@@ -29,7 +31,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 
 use crate::app::{AppOptions, StoreLocation};
 use crate::error::{ExitCode as Exit, ManagerError};
@@ -115,6 +117,10 @@ pub enum Command {
     AddScep(scep_client::AddScepArgs),
     /// A SCEP client's next step now: renew its certificate, or poll a pending request.
     ScepRenew(scep_client::ScepRenewArgs),
+    /// Shell completions on stdout: bash, zsh, fish (also elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// The man page, certman(1), on stdout (roff): every command with its options.
+    Man(docs::ManArgs),
 }
 
 /// A command's error: the layer's own error, kept as it is, so that its exit code and hint
@@ -453,7 +459,10 @@ fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
 /// The `certman` program.
 pub fn main() -> ExitCode {
     let args = normalize_args(std::env::args_os());
-    let cli = match Cli::try_parse_from(&args) {
+    let parsed = help::command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             return match e.kind() {
@@ -502,6 +511,8 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => a.run(&ctx),
         Command::AddScep(a) => a.run(&ctx),
         Command::ScepRenew(a) => a.run(&ctx),
+        Command::Completions(a) => a.run(&ctx),
+        Command::Man(a) => a.run(&ctx),
     };
     // What could not be printed: a reader that went away (`certman print | head -1`) wanted
     // no more, and the command did its work: exit 0 quietly. Any other write error fails a
