@@ -2,8 +2,9 @@
 # The demo: a CA whose key is generated on a SoftHSM2 token, a server certificate it issues,
 # both checked by OpenSSL and by card-verify; its CRL served, a revocation; and a device
 # enrolling over SCEP (micromdm's scepclient, then a second certman store with add-scep) through an
-# RSA RA on the same token. Installs what it needs, builds certman (release)
-# and works in ./demo (a fresh store and a fresh token; nothing outside ./demo is touched).
+# RSA RA on the same token. Installs what it needs, builds certman (release), installs its bash
+# completion and man page, and works in ./demo (a fresh store and a fresh token; nothing else
+# outside ./demo is touched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,19 @@ source scripts/setup.sh
 
 cargo build --release --quiet
 CERTMAN="$PWD/target/release/certman"
+
+# `certman <TAB>` and `man certman`, made by the binary just built.
+if [ "$(id -u)" -eq 0 ]; then
+    COMPLETIONS_DIR=/usr/share/bash-completion/completions
+    MAN_DIR=/usr/local/share/man/man1
+else
+    COMPLETIONS_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/bash-completion/completions"
+    MAN_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/man/man1"
+fi
+mkdir -p "$COMPLETIONS_DIR" "$MAN_DIR"
+"$CERTMAN" completions bash > "$COMPLETIONS_DIR/certman"
+"$CERTMAN" man > "$MAN_DIR/certman.1"
+echo "installed $COMPLETIONS_DIR/certman and $MAN_DIR/certman.1"
 
 DEMO="$PWD/demo"
 rm -rf "$DEMO"

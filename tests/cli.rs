@@ -147,7 +147,7 @@ fn acceptance_print_json_flags_and_table() {
     assert_eq!(ca["ca"], "");
     assert_eq!(ca["trusted"], true);
     assert_eq!(ca["key-type"], "rsa");
-    assert_eq!(ca["key-size"], "2048");
+    assert_eq!(ca["key-size"], 2048, "RSA bits are a number");
     assert_eq!(ca["key-usage"], "key-cert-sign,crl-sign");
     assert_eq!(ca["ca-crl-host"], "127.0.0.1:8080");
     assert_eq!(
@@ -520,7 +520,7 @@ fn chain_rsa4096_ca_with_ed25519_leaf() {
         (s(&e, "key-type"), e["flags"].as_str()),
         ("ed25519", Some("KI"))
     );
-    assert_eq!(env.entry("ca")["key-size"], "4096");
+    assert_eq!(env.entry("ca")["key-size"], 4096);
     assert_exported_key_matches(&env, "leaf");
 }
 
@@ -554,7 +554,7 @@ fn secp521r1_and_rsa1024_leaves() {
         extension_value(&rsa, "X509v3 Key Usage"),
         "Digital Signature, Key Encipherment, Data Encipherment"
     );
-    assert_eq!(env.entry("rsa1k")["key-size"], "1024");
+    assert_eq!(env.entry("rsa1k")["key-size"], 1024);
     assert_eq!(env.entry("p521")["key-size"], "secp521r1");
     assert_exported_key_matches(&env, "p521");
     assert_exported_key_matches(&env, "rsa1k");
@@ -1302,7 +1302,7 @@ fn defaults_self_signed_without_key_usage_is_a_ca_for_365_days() {
     assert_eq!(d["authority"], true);
     assert_eq!(d["trusted"], true);
     assert_eq!(d["key-type"], "rsa", "default key type");
-    assert_eq!(d["key-size"], "2048", "default key size");
+    assert_eq!(d["key-size"], 2048, "default key size");
     assert_eq!(d["days-valid"], 365);
     assert_eq!(
         json_time(&d, "invalid-after") - json_time(&d, "invalid-before"),
@@ -1397,4 +1397,229 @@ fn concurrent_signs_of_one_template_make_one_certificate() {
     assert_eq!(env.names(), ["race"]);
     assert_eq!(env.entry("race")["flags"], "KAT");
     assert_exported_key_matches(&env, "race");
+}
+
+/// Colours: none off a terminal; `CLICOLOR_FORCE` forces them, `NO_COLOR` wins over it — in
+/// clap's help and in `serve`'s log lines alike.
+#[test]
+fn no_color_is_honoured_by_help_and_serve_logs() {
+    let env = Env::new();
+    let run = |args: &[&str], vars: &[(&str, &str)]| {
+        let mut c = env.command(args);
+        c.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run");
+        assert_success(&out, &format!("{args:?}"));
+        stdout(&out)
+    };
+    const ESC: char = '\u{1b}';
+    assert!(!run(&["--help"], &[]).contains(ESC));
+    assert!(run(&["--help"], &[("CLICOLOR_FORCE", "1")]).contains(ESC));
+    assert!(!run(&["--help"], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]).contains(ESC));
+
+    let log = |vars: &[(&str, &str)]| {
+        let all: Vec<(&str, &str)> = [("NO_COLOR", ""), ("CLICOLOR_FORCE", "")]
+            .into_iter()
+            .chain(vars.iter().copied())
+            .collect();
+        let d = common::daemon::Daemon::start_with(&env, &["listen=127.0.0.1:0"], &all);
+        d.stop()
+    };
+    let plain = log(&[]);
+    assert!(!plain.contains(ESC), "{plain:?}");
+    let forced = log(&[("CLICOLOR_FORCE", "1")]);
+    assert!(forced.contains(ESC), "{forced:?}");
+    let no_color = log(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]);
+    assert!(!no_color.contains(ESC), "{no_color:?}");
+}
+
+/// Templates whose `print` output is far larger than a pipe holds (64 KiB on Linux), so that
+/// certman is still writing when the reader goes away.
+fn many_long_entries(env: &Env) {
+    let san: Vec<String> = (0..400)
+        .map(|i| format!("DNS:host-{i:04}.a-rather-long-subdomain-name.example"))
+        .collect();
+    let san = format!("subject-alt-name={}", san.join(","));
+    for i in 0..16 {
+        env.ok(&[
+            "add",
+            &format!("name=t{i}"),
+            &format!("common-name=t{i}"),
+            &san,
+        ]);
+    }
+}
+
+#[test]
+fn print_into_a_pipe_closed_early_exits_0_quietly() {
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    many_long_entries(&env);
+    for args in [&["print", "detail"][..], &["print", "--json"], &["print"]] {
+        let whole = env.ok(args);
+        let mut child = env
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn certman");
+        // `| head -1`: one line, then the read end is closed
+        let mut first = String::new();
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        reader.read_line(&mut first).expect("first line");
+        drop(reader);
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(first, format!("{}\n", whole.lines().next().unwrap()));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "certman {args:?} into a closed pipe: {:?}\nstderr:\n{}",
+            out.status,
+            stderr(&out)
+        );
+        assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
+        // the output was larger than the pipe: certman was still writing when it closed
+        if args != ["print"] {
+            assert!(
+                whole.len() > 256 * 1024,
+                "{args:?}: only {} bytes",
+                whole.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn print_to_a_full_disk_is_an_error() {
+    let env = Env::new();
+    env.ok(&["add", "name=t", "common-name=t"]);
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = env.command(&["print"]).stdout(full).output().expect("run");
+    let err = assert_error(&out, EXIT_FAILED, "print > /dev/full");
+    assert!(err.contains("cannot write to standard output"), "{err}");
+}
+
+#[test]
+fn help_shows_the_name_value_form_and_examples() {
+    let env = Env::new();
+    let help = env.ok(&["add", "--help"]);
+    assert!(help.contains("name=value"), "{help}");
+    assert!(help.contains("Example"), "{help}");
+    assert!(
+        help.contains("certman add name=ca common-name=\"My CA\""),
+        "{help}"
+    );
+    for args in [
+        &["--help"][..],
+        &["sign", "--help"],
+        &["scep-server", "otp", "generate", "--help"],
+        &["crl", "export", "--help"],
+    ] {
+        let help = env.ok(args);
+        assert!(
+            help.contains("name=value") && help.contains("Examples:\n  certman "),
+            "certman {args:?}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn bash_completion_sources_and_completes_subcommands() {
+    if !common::scep::peer("bash", "bash") {
+        return;
+    }
+    let env = Env::new();
+    let script = env.ok(&["completions", "bash"]);
+    let file = env.path("certman.bash");
+    fs::write(&file, &script).unwrap();
+    // what bash does on TAB: COMP_WORDS/COMP_CWORD set, then the function `complete` names
+    let complete = |line: &str| -> Vec<String> {
+        let out = std::process::Command::new("bash")
+            .arg("--norc")
+            .arg("-c")
+            .arg(
+                r#"set -e
+source "$1"
+spec=$(complete -p certman)
+fn=${spec#*-F }; fn=${fn%% *}
+read -r -a COMP_WORDS <<< "$2"
+[[ "$2" == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+COMP_LINE="$2"; COMP_POINT=${#COMP_LINE}
+"$fn" certman "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}""#,
+            )
+            .arg("bash")
+            .arg(&file)
+            .arg(line)
+            .output()
+            .expect("run bash");
+        assert_success(&out, &format!("completing {line:?}"));
+        let mut v: Vec<String> = stdout(&out)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(complete("certman si"), ["sign", "sign-certificate-request"]);
+    assert_eq!(complete("certman scep-server ot"), ["otp"]);
+    assert!(complete("certman crl ").contains(&"renew".to_owned()));
+    assert!(complete("certman add --common").contains(&"--common-name".to_owned()));
+    // zsh and fish get their own scripts
+    assert!(env
+        .ok(&["completions", "zsh"])
+        .starts_with("#compdef certman"));
+    assert!(env
+        .ok(&["completions", "fish"])
+        .contains("complete -c certman"));
+}
+
+#[test]
+fn man_page_renders_with_man() {
+    if !common::scep::peer("man", "man-db") {
+        return;
+    }
+    let env = Env::new();
+    let page = env.ok(&["man"]);
+    assert!(
+        page.starts_with(".TH certman 1") || page.starts_with(".ie"),
+        "{page:.200}"
+    );
+    let file = env.path("certman.1");
+    fs::write(&file, &page).unwrap();
+    let out = std::process::Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "100")
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run man");
+    assert_success(&out, "man -l certman.1");
+    // justified text: blanks collapsed
+    let text = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(out.stderr.is_empty(), "man -l warns: {}", stderr(&out));
+    for needle in [
+        "certman - ",
+        "GLOBAL OPTIONS",
+        "--store",
+        "COMMANDS",
+        "CERTMAN SIGN-CERTIFICATE-REQUEST Issue a certificate",
+        "CERTMAN SCEP-SERVER OTP GENERATE",
+        "--minutes-valid",
+        "certman add name=ca",
+    ] {
+        assert!(text.contains(needle), "man page lacks {needle:?}:\n{text}");
+    }
 }

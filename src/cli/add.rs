@@ -88,12 +88,13 @@ pub struct AddArgs {
 
 impl AddArgs {
     /// Runs the command.
+    /// Quiet as RouterOS is; `--json` prints the template as `print --json` shows it.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        ctx.manager()?.add_template(
-            &self.name,
-            self.copy_from.as_deref(),
-            &self.props.changes(),
-        )?;
+        let m = ctx.manager()?;
+        m.add_template(&self.name, self.copy_from.as_deref(), &self.props.changes())?;
+        if ctx.json {
+            super::json::print(&super::output::entry_json(0, &m.entry(&self.name)?));
+        }
         Ok(())
     }
 }

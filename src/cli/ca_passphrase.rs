@@ -19,7 +19,7 @@ pub struct CaSetPassphraseArgs {
 }
 
 impl CaSetPassphraseArgs {
-    /// Runs the command.
+    /// Runs the command: quiet as RouterOS is; `--json` prints `{"ca-passphrase-set": NAME}`.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let pass = super::secret(
             &self.passphrase,
@@ -29,8 +29,11 @@ impl CaSetPassphraseArgs {
             true,
         )?
         .ok_or_else(|| ManagerError::InvalidValue("passphrase= is needed".into()))?;
-        ctx.manager()?
-            .ca_set_passphrase(&ctx.name(&self.name)?, &pass)?;
+        let name = ctx.name(&self.name)?;
+        ctx.manager()?.ca_set_passphrase(&name, &pass)?;
+        if ctx.json {
+            super::json::print(&serde_json::json!({ "ca-passphrase-set": name }));
+        }
         Ok(())
     }
 }

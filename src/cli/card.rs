@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CliError, Ctx};
 use crate::manager::CardVerifyResult;
 
@@ -38,7 +39,7 @@ fn print_result(r: &CardVerifyResult, json: bool) {
         None => format!("not readable from {}", r.report.provider),
     };
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "key": r.key_uri,
@@ -51,16 +52,16 @@ fn print_result(r: &CardVerifyResult, json: bool) {
         );
         return;
     }
-    println!("key: {}", r.key_uri);
-    println!("provider: {}", r.report.provider);
-    println!("public key: {public}");
-    println!(
+    outln!("key: {}", r.key_uri);
+    outln!("provider: {}", r.report.provider);
+    outln!("public key: {public}");
+    outln!(
         "challenge: signed by the key, verified with the certificate ({})",
         r.report.challenge_scheme
     );
-    println!("certificate object: {object}");
+    outln!("certificate object: {object}");
     if let Some(t) = &r.token_status {
-        println!("token: {t}");
+        outln!("token: {t}");
     }
 }
 
@@ -83,16 +84,16 @@ impl CardReinstallArgs {
             .manager()?
             .card_reinstall(&ctx.name(&self.name)?, force)?;
         if ctx.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({ "reinstalled": self.name, "verified": verified.is_some() })
             );
         } else if !ctx.quiet {
             match &verified {
                 Some(r) => print_result(r, false),
-                None => println!("card-verify skipped (--force)"),
+                None => outln!("card-verify skipped (--force)"),
             }
-            println!("certificate \"{}\" written to the token", self.name);
+            outln!("certificate \"{}\" written to the token", self.name);
         }
         Ok(())
     }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::json;
+use super::out::{self, outln};
 use super::output::routeros_time;
 use super::{CliError, Ctx};
 use crate::error::ManagerError;
@@ -69,17 +71,17 @@ fn download(ctx: &Ctx) -> Result<(), CliError> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(v));
+        outln!("{}", serde_json::Value::Array(v));
     } else {
         for o in &outcomes {
             match &o.result {
-                Ok(_) if !ctx.quiet => println!("{o}"),
+                Ok(_) if !ctx.quiet => outln!("{o}"),
                 Ok(_) => {}
                 Err(_) => eprintln!("certman crl download: {o}"),
             }
         }
         if outcomes.is_empty() && !ctx.quiet {
-            println!("no trusted certificate has an http CRL distribution point");
+            outln!("no trusted certificate has an http CRL distribution point");
         }
     }
     if failed > 0 {
@@ -108,21 +110,26 @@ impl CrlArgs {
                                 "ca": c.ca,
                                 "source": c.source,
                                 "number": c.number,
-                                "this-update": c.this_update,
-                                "next-update": c.next_update,
+                                "this-update": json::time_secs(c.this_update),
+                                "next-update": c.next_update.map(json::time_secs),
                                 "entries": c.entries,
-                                "fetched-at": c.fetched_at,
+                                "fetched-at": c.fetched_at.map(json::time_secs),
                             })
                         })
                         .collect();
-                    println!("{}", serde_json::Value::Array(v));
+                    outln!("{}", serde_json::Value::Array(v));
                 } else if !ctx.quiet {
-                    println!(
+                    outln!(
                         " {:<2} {:<16} {:>7} {:>8} {:<20} {:<20} SOURCE",
-                        "#", "CA", "NUMBER", "ENTRIES", "THIS-UPDATE", "NEXT-UPDATE"
+                        "#",
+                        "CA",
+                        "NUMBER",
+                        "ENTRIES",
+                        "THIS-UPDATE",
+                        "NEXT-UPDATE"
                     );
                     for (i, c) in list.iter().enumerate() {
-                        println!(
+                        outln!(
                             " {:<2} {:<16} {:>7} {:>8} {:<20} {:<20} {}",
                             i,
                             c.ca,
@@ -139,9 +146,9 @@ impl CrlArgs {
             CrlCommand::Flush => {
                 let n = ctx.manager()?.crl_flush()?;
                 if ctx.json {
-                    println!("{}", serde_json::json!({ "crls-flushed": n }));
+                    outln!("{}", serde_json::json!({ "crls-flushed": n }));
                 } else if !ctx.quiet {
-                    println!("crls-flushed: {n}");
+                    outln!("crls-flushed: {n}");
                 }
             }
             CrlCommand::Renew { names } => {
@@ -169,11 +176,11 @@ impl CrlArgs {
                             Err(e) => serde_json::json!({"ca": ca, "error": e.to_string()}),
                         })
                         .collect();
-                    println!("{}", serde_json::Value::Array(v));
+                    outln!("{}", serde_json::Value::Array(v));
                 } else {
                     for (ca, r) in &made {
                         match r {
-                            Ok(n) if !ctx.quiet => println!("crl of {ca}: number {n}"),
+                            Ok(n) if !ctx.quiet => outln!("crl of {ca}: number {n}"),
                             Ok(_) => {}
                             Err(e) => eprintln!("certman crl renew: crl of {ca} not renewed: {e}"),
                         }
@@ -188,18 +195,19 @@ impl CrlArgs {
                 }
             }
             CrlCommand::Export { name, file_name } => {
-                let (_, der) = ctx.manager()?.crl_of(name)?;
+                let (number, der) = ctx.manager()?.crl_of(name)?;
                 let path = file_name
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(format!("{name}.crl")));
+                if path.as_os_str() == "-" && ctx.json {
+                    // JSON cannot hold DER: the CRL as PEM, a string
+                    let pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &der)
+                        .map_err(|e| ManagerError::Failed(format!("CRL as PEM: {e}")))?;
+                    json::print(&serde_json::json!({"ca": name, "number": number, "pem": pem}));
+                    return Ok(());
+                }
                 if path.as_os_str() == "-" {
-                    use std::io::Write;
-                    std::io::stdout()
-                        .write_all(&der)
-                        .map_err(|source| ManagerError::File {
-                            path: "-".into(),
-                            source,
-                        })?;
+                    out::bytes(&der);
                     return Ok(());
                 }
                 let path = super::cwd()?.join(path);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CliError, Ctx};
 use crate::error::ManagerError;
 use crate::manager::ImportRequest;
@@ -59,7 +60,7 @@ impl ImportArgs {
             );
         }
         if ctx.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "certificates-imported": r.certificates_imported,
@@ -70,11 +71,11 @@ impl ImportArgs {
                 })
             );
         } else if !ctx.quiet {
-            println!("  certificates-imported: {}", r.certificates_imported);
-            println!("  private-keys-imported: {}", r.private_keys_imported);
-            println!("  files-imported: {}", r.files_imported);
-            println!("  decryption-failures: {}", r.decryption_failures);
-            println!("  keys-with-no-certificate: {}", r.keys_with_no_certificate);
+            outln!("  certificates-imported: {}", r.certificates_imported);
+            outln!("  private-keys-imported: {}", r.private_keys_imported);
+            outln!("  files-imported: {}", r.files_imported);
+            outln!("  decryption-failures: {}", r.decryption_failures);
+            outln!("  keys-with-no-certificate: {}", r.keys_with_no_certificate);
         }
         if r.files_imported == 0 && !r.errors.is_empty() {
             return Err(ManagerError::InvalidValue(format!(
@@ -111,9 +112,9 @@ impl DecryptArgs {
         .ok_or_else(|| ManagerError::InvalidValue("passphrase= is needed".into()))?;
         let n = ctx.manager()?.decrypt_keys(&pass)?;
         if ctx.json {
-            println!("{}", serde_json::json!({ "keys-decrypted": n }));
+            outln!("{}", serde_json::json!({ "keys-decrypted": n }));
         } else if !ctx.quiet {
-            println!("  keys-decrypted: {n}");
+            outln!("  keys-decrypted: {n}");
         }
         Ok(())
     }
@@ -128,7 +129,7 @@ impl ResetCacheArgs {
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let n = ctx.manager()?.reset_certificate_cache()?;
         if ctx.json {
-            println!("{}", serde_json::json!({ "keys-dropped": n }));
+            outln!("{}", serde_json::json!({ "keys-dropped": n }));
         }
         Ok(())
     }

@@ -6,10 +6,14 @@ mod add;
 mod ca_passphrase;
 mod card;
 mod crl;
+mod docs;
 mod export;
 mod filter;
+mod help;
 mod import;
+pub(crate) mod json;
 mod numbers;
+pub(crate) mod out;
 pub mod output;
 mod print;
 mod remove;
@@ -32,13 +36,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 
 use crate::app::{AppOptions, StoreLocation};
 use crate::error::{ExitCode as Exit, ManagerError};
 use crate::manager::Manager;
 use crate::protocols::crl_download::DownloadError;
 use crate::service::ServiceError;
+use out::outln;
 
 /// certman — the RouterOS /certificate manager, with keys on tokens, cards or sealed in software.
 #[derive(Debug, Parser)]
@@ -119,6 +124,10 @@ pub enum Command {
     ScepRenew(scep_client::ScepRenewArgs),
     /// Run a RouterOS script of /certificate lines (FILE or - for stdin) on one open store.
     Script(script::ScriptArgs),
+    /// Shell completions on stdout: bash, zsh, fish (also elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// The man page, certman(1), on stdout (roff): every command with its options.
+    Man(docs::ManArgs),
 }
 
 /// A command's error: the layer's own error, kept as it is, so that its exit code and hint
@@ -141,6 +150,10 @@ pub enum CliError {
     /// A script's line failed (reported with its line number already); its exit code.
     #[error("the script stopped at a failing line")]
     Script(Exit),
+    /// What the command printed could not be written (not a reader that went away: that is
+    /// a quiet success).
+    #[error("cannot write to standard output: {0}")]
+    Output(#[source] std::io::Error),
 }
 
 impl From<crate::error::StoreError> for CliError {
@@ -174,7 +187,7 @@ impl CliError {
             CliError::Enrol(crate::protocols::scep::enrolment::EnrolError::Manager(e)) => {
                 e.exit_code()
             }
-            CliError::Enrol(_) => Exit::Failed,
+            CliError::Enrol(_) | CliError::Output(_) => Exit::Failed,
             CliError::Script(code) => *code,
         }
     }
@@ -276,14 +289,6 @@ impl Ctx {
         self.manager_with(None, None, false)
     }
 
-    /// Writes command output to stdout. A reader that went away (`certman print | head -1`)
-    /// is not an error: the rest is dropped.
-    pub fn out(&self, text: &str) {
-        use std::io::Write;
-        let mut o = std::io::stdout().lock();
-        let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
-    }
-
     /// Opens the manager; `store`/`tokens` (a config file's) are used where the command line
     /// and environment name none; `read_connection`: see [`AppOptions::read_connection`].
     pub fn manager_with(
@@ -331,21 +336,26 @@ pub(crate) fn secret(
 /// Reports the files a command wrote (`{"files": […]}` with `--json`).
 pub(crate) fn print_files(ctx: &Ctx, files: &[PathBuf]) {
     if ctx.json {
-        let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-        println!("{}", serde_json::json!({ "files": names }));
+        json::print(&files_json(files));
     } else if !ctx.quiet {
         for f in files {
-            println!("wrote {}", f.display());
+            outln!("wrote {}", f.display());
         }
     }
+}
+
+/// `{"files": […]}`: the files a command wrote.
+pub(crate) fn files_json(files: &[PathBuf]) -> serde_json::Value {
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    serde_json::json!({ "files": names })
 }
 
 /// Reports a certificate just signed (the entry as JSON with `--json`).
 pub(crate) fn print_signed(ctx: &Ctx, entry: &crate::manager::Entry) {
     if ctx.json {
-        println!("{}", output::entry_json(0, entry));
+        json::print(&output::entry_json(0, entry));
     } else if !ctx.quiet {
-        println!(
+        outln!(
             "signed {} [{}] fingerprint={}",
             entry.name,
             entry.flags,
@@ -421,19 +431,32 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
     out
 }
 
-/// Prints an error as one line (plus a hint line) on stderr.
-pub fn report_error(err: &CliError, verbose: bool) {
-    // one line: names in the message come from outside and may hold CR, LF or ESC
-    eprintln!("certman: error: {}", output::esc(&err.to_string()));
+/// Prints an error on stderr: one line (plus a hint line), or with `--json` one JSON object
+/// (`{"error", "kind", "exit", "hint"?, "causes"?}`).
+pub fn report_error(err: &CliError, verbose: bool, as_json: bool) {
+    let mut causes = Vec::new();
     if verbose {
         let mut src = std::error::Error::source(err);
         while let Some(s) = src {
-            eprintln!("  caused by: {s}");
+            causes.push(s.to_string());
             src = s.source();
         }
     }
+    if as_json {
+        let e = json::error(&err.to_string(), err.exit_code(), err.hint(), &causes);
+        out::err_line(&e.to_string());
+        return;
+    }
+    // one line: names in the message come from outside and may hold CR, LF or ESC
+    out::err_line(&format!(
+        "certman: error: {}",
+        output::esc(&err.to_string())
+    ));
+    for c in &causes {
+        out::err_line(&format!("  caused by: {c}"));
+    }
     if let Some(h) = err.hint() {
-        eprintln!("  hint: {}", output::esc(h));
+        out::err_line(&format!("  hint: {}", output::esc(h)));
     }
 }
 
@@ -456,6 +479,15 @@ fn subcommand_in(args: &[OsString]) -> Option<String> {
             .map(|s| s.get_name().to_owned());
     }
     None
+}
+
+/// Whether `--json` is among the options (before a `--`), for errors found before parsing
+/// succeeded.
+fn json_asked(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
 }
 
 /// A clap error as one line: `unknown property 'x'`, `missing --name`, or clap's own first
@@ -496,15 +528,23 @@ fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
     let cmd = subcommand_in(args)
         .map(|s| format!(" {s}"))
         .unwrap_or_default();
-    eprintln!("certman{cmd}: error: {line}");
-    eprintln!("  hint: `certman{cmd} --help` lists what it takes");
-    ExitCode::from(2)
+    let hint = format!("`certman{cmd} --help` lists what it takes");
+    if json_asked(args) {
+        out::err_line(&json::error(&line, Exit::Usage, Some(&hint), &[]).to_string());
+    } else {
+        out::err_line(&format!("certman{cmd}: error: {line}"));
+        out::err_line(&format!("  hint: {hint}"));
+    }
+    ExitCode::from(Exit::Usage as u8)
 }
 
 /// The `certman` program.
 pub fn main() -> ExitCode {
     let args = normalize_args(std::env::args_os());
-    let cli = match Cli::try_parse_from(&args) {
+    let parsed = help::command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             return match e.kind() {
@@ -537,12 +577,22 @@ pub fn main() -> ExitCode {
         ),
         manager: std::cell::OnceCell::new(),
     };
-    match dispatch(&cli.command, &ctx) {
+    let result = dispatch(&cli.command, &ctx);
+    // What could not be printed: a reader that went away (`certman print | head -1`) wanted
+    // no more, and the command did its work: exit 0 quietly. Any other write error fails a
+    // command that did not fail already.
+    let result = match (result, out::finish()) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        (Ok(()), Err(e)) => Err(CliError::Output(e)),
+        (Ok(()), Ok(())) => Ok(()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // a script's failing line is reported already, with its number
         Err(CliError::Script(code)) => ExitCode::from(code as u8),
         Err(e) => {
-            report_error(&e, cli.verbose > 0);
+            report_error(&e, cli.verbose > 0, cli.json);
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -575,6 +625,8 @@ pub(crate) fn dispatch(command: &Command, ctx: &Ctx) -> Result<(), CliError> {
         Command::AddScep(a) => a.run(ctx),
         Command::ScepRenew(a) => a.run(ctx),
         Command::Script(a) => a.run(ctx),
+        Command::Completions(a) => a.run(ctx),
+        Command::Man(a) => a.run(ctx),
     }
 }
 

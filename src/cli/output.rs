@@ -31,17 +31,6 @@ pub fn rfc3339(secs: i64) -> String {
     .to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
-fn json_value(v: &Value) -> Json {
-    match v {
-        Value::Text(s) => Json::String(s.clone()),
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => Json::from(*i),
-        Value::Time(t) => {
-            Json::String(DateTime::<Local>::from(*t).to_rfc3339_opts(SecondsFormat::Secs, false))
-        }
-    }
-}
-
 /// One entry as a JSON object.
 pub fn entry_json(index: usize, e: &Entry) -> Json {
     let mut m = Map::new();
@@ -50,7 +39,7 @@ pub fn entry_json(index: usize, e: &Entry) -> Json {
     m.insert("flags".into(), Json::String(e.flags.to_string()));
     m.insert("template".into(), Json::Bool(e.template));
     for (k, v) in &e.properties {
-        m.insert((*k).into(), json_value(v));
+        m.insert((*k).into(), super::json::property(k, v));
     }
     Json::Object(m)
 }

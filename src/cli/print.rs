@@ -132,9 +132,9 @@ impl PrintArgs {
         }
         if req.mode == Mode::CountOnly {
             if ctx.json {
-                ctx.out(&format!("{}\n", json!({ "count": entries.len() })));
+                super::json::print(&json!({ "count": entries.len() }));
             } else {
-                ctx.out(&format!("{}\n", entries.len()));
+                super::out::text(&format!("{}\n", entries.len()));
             }
             return Ok(());
         }
@@ -152,7 +152,7 @@ impl PrintArgs {
             (false, Mode::Terse) => output::terse(&entries),
             (false, _) => output::table(&entries, width),
         };
-        ctx.out(&text);
+        super::out::text(&text);
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CliError, Ctx};
 
 /// `remove NAME…`
@@ -28,7 +29,7 @@ impl RemoveArgs {
             return Err(e.into());
         }
         if ctx.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "templates-removed": report.templates,
@@ -39,16 +40,16 @@ impl RemoveArgs {
             );
         } else if !ctx.quiet {
             for t in &report.templates {
-                println!("removed template {t}");
+                outln!("removed template {t}");
             }
             for c in &report.certificates {
-                println!("removed certificate {c}");
+                outln!("removed certificate {c}");
             }
             for (c, uri) in &report.token_keys_kept {
-                println!("kept the token key of {c}: {uri} (remove --delete-key destroys it)");
+                outln!("kept the token key of {c}: {uri} (remove --delete-key destroys it)");
             }
             for (c, uri) in &report.token_keys_deleted {
-                println!("deleted the token key of {c}: {uri}");
+                outln!("deleted the token key of {c}: {uri}");
             }
         }
         Ok(())

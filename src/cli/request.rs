@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::out::outln;
 use super::{cwd, secret, CliError, Ctx};
 use crate::manager::{CreateRequest, KeyLocation, SignRequestFile};
 
@@ -108,9 +109,14 @@ impl SignRequestArgs {
             allow_ca: self.allow_ca.unwrap_or(false),
             dir: cwd()?,
         })?;
-        super::print_signed(ctx, &entry);
-        if !ctx.json && !ctx.quiet {
-            println!("wrote {}", file.display());
+        if ctx.json {
+            // the entry as `sign` prints it, and the file as `export-certificate` names it
+            let mut j = super::output::entry_json(0, &entry);
+            j["files"] = super::files_json(std::slice::from_ref(&file))["files"].take();
+            super::json::print(&j);
+        } else if !ctx.quiet {
+            super::print_signed(ctx, &entry);
+            outln!("wrote {}", file.display());
         }
         Ok(())
     }

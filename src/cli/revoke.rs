@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::out::outln;
 use super::{CliError, Ctx};
 use crate::error::ManagerError;
 use crate::x509::crl::RevocationReason;
@@ -29,7 +30,7 @@ impl RevokeArgs {
             .map_err(|e| ManagerError::InvalidValue(e.to_string()))?;
         let report = ctx.manager()?.revoke(&ctx.names(&self.names)?, reason)?;
         if ctx.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "revoked": report.revoked,
@@ -39,10 +40,10 @@ impl RevokeArgs {
             );
         } else if !ctx.quiet {
             for n in &report.revoked {
-                println!("revoked {n}");
+                outln!("revoked {n}");
             }
             for (ca, number) in &report.crls {
-                println!("crl of {ca}: number {number}");
+                outln!("crl of {ca}: number {number}");
             }
         }
         Ok(())

@@ -4,6 +4,8 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::json;
+use super::out::outln;
 use super::output::routeros_time;
 use super::{yes_no, CliError, Ctx};
 use crate::error::ManagerError;
@@ -196,13 +198,13 @@ fn server_json(s: &ScepServerView) -> serde_json::Value {
 fn print_servers(ctx: &Ctx, servers: &[ScepServerView], detail: bool) {
     if ctx.json {
         let v: Vec<_> = servers.iter().map(server_json).collect();
-        println!("{}", serde_json::Value::Array(v));
+        outln!("{}", serde_json::Value::Array(v));
         return;
     }
-    println!("Flags: X - disabled");
+    outln!("Flags: X - disabled");
     if detail {
         for s in servers {
-            println!(
+            outln!(
                 "{:>2} {} path=\"{}\" ca-cert=\"{}\" ra-cert={} next-ca-cert={} days-valid={} request-lifetime={}",
                 s.number,
                 if s.disabled { "X" } else { " " },
@@ -215,12 +217,15 @@ fn print_servers(ctx: &Ctx, servers: &[ScepServerView], detail: bool) {
             );
         }
     } else {
-        println!(
+        outln!(
             " #   {:<24} {:<20} {:<20} {:>10}",
-            "PATH", "CA-CERT", "RA-CERT", "DAYS-VALID"
+            "PATH",
+            "CA-CERT",
+            "RA-CERT",
+            "DAYS-VALID"
         );
         for s in servers {
-            println!(
+            outln!(
                 "{:>2} {} {:<24} {:<20} {:<20} {:>10}",
                 s.number,
                 if s.disabled { "X" } else { " " },
@@ -247,23 +252,25 @@ fn print_otps(ctx: &Ctx, otps: &[OtpView]) {
                     "#": o.number,
                     "flags": if o.expired { "E" } else { "" },
                     "scep-server": o.server,
-                    "created": routeros_time(o.created),
-                    "expires": routeros_time(o.expires),
-                    "used": o.used.map(routeros_time),
+                    "created": json::time(o.created),
+                    "expires": json::time(o.expires),
+                    "used": o.used.map(json::time),
                     "expired": o.expired,
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(v));
+        outln!("{}", serde_json::Value::Array(v));
         return;
     }
-    println!("Flags: E - expired");
-    println!(
+    outln!("Flags: E - expired");
+    outln!(
         " #   {:<20} {:<20} {:<20} SCEP-SERVER",
-        "EXPIRES", "USED", "CREATED"
+        "EXPIRES",
+        "USED",
+        "CREATED"
     );
     for o in otps {
-        println!(
+        outln!(
             "{:>2} {} {:<20} {:<20} {:<20} {}",
             o.number,
             if o.expired { "E" } else { " " },
@@ -286,7 +293,7 @@ fn request_json(r: &ScepRequestView) -> serde_json::Value {
         "subject-alt-name": r.subject_alt_name,
         "transaction-id": r.transaction_id,
         "req-fingerprint": r.req_fingerprint,
-        "created": routeros_time(r.created),
+        "created": json::time(r.created),
         "certificate": r.certificate,
     })
 }
@@ -294,12 +301,12 @@ fn request_json(r: &ScepRequestView) -> serde_json::Value {
 fn print_requests(ctx: &Ctx, requests: &[ScepRequestView], detail: bool) {
     if ctx.json {
         let v: Vec<_> = requests.iter().map(request_json).collect();
-        println!("{}", serde_json::Value::Array(v));
+        outln!("{}", serde_json::Value::Array(v));
         return;
     }
     if detail {
         for r in requests {
-            println!(
+            outln!(
                 "{:>2} authority={} status={} common-name=\"{}\" subject=\"{}\" subject-alt-name=\"{}\"\n   \
                  transaction-id=\"{}\" req-fingerprint={} created={} scep-server={}{}",
                 r.number,
@@ -320,12 +327,14 @@ fn print_requests(ctx: &Ctx, requests: &[ScepRequestView], detail: bool) {
         }
         return;
     }
-    println!(
+    outln!(
         " # {:<15} {:<10} {:<30} CREATED",
-        "AUTHORITY", "STATUS", "COMMON-NAME"
+        "AUTHORITY",
+        "STATUS",
+        "COMMON-NAME"
     );
     for r in requests {
-        println!(
+        outln!(
             "{:>2} {:<15} {:<10} {:<30} {}",
             r.number,
             r.authority,
@@ -347,10 +356,10 @@ impl ScepServerArgs {
             ScepServerCommand::Add(p) => {
                 let view = m.scep_server_add(&p.changes()?)?;
                 if ctx.json {
-                    println!("{}", server_json(&view));
+                    outln!("{}", server_json(&view));
                 } else {
                     if !ctx.quiet {
-                        println!("added SCEP server {} (CA \"{}\")", view.path, view.ca_cert);
+                        outln!("added SCEP server {} (CA \"{}\")", view.path, view.ca_cert);
                     }
                     for w in &view.warnings {
                         eprintln!("certman scep-server add: warning: {w}");
@@ -371,23 +380,29 @@ impl ScepServerArgs {
                         ManagerError::InvalidValue("set takes one SCEP server".into()).into(),
                     );
                 }
-                m.scep_server_set(&server[0], &properties.changes()?)?
+                let view = m.scep_server_set(&server[0], &properties.changes()?)?;
+                if ctx.json {
+                    json::print(&server_json(&view));
+                }
             }
             ScepServerCommand::Remove { servers } => {
                 let removed = m.scep_server_remove(&ctx.scep_servers(servers)?)?;
                 if ctx.json {
-                    println!("{}", json!({ "removed": removed }));
+                    outln!("{}", json!({ "removed": removed }));
                 } else if !ctx.quiet {
                     for p in removed {
-                        println!("removed SCEP server {p}");
+                        outln!("removed SCEP server {p}");
                     }
                 }
             }
-            ScepServerCommand::Enable { servers } => {
-                m.scep_server_enable(&ctx.scep_servers(servers)?, true)?
-            }
-            ScepServerCommand::Disable { servers } => {
-                m.scep_server_enable(&ctx.scep_servers(servers)?, false)?
+            ScepServerCommand::Enable { servers } | ScepServerCommand::Disable { servers } => {
+                let enable = matches!(self.command, ScepServerCommand::Enable { .. });
+                let views = m.scep_server_enable(&ctx.scep_servers(servers)?, enable)?;
+                if ctx.json {
+                    json::print(&serde_json::Value::Array(
+                        views.iter().map(server_json).collect(),
+                    ));
+                }
             }
             ScepServerCommand::Otp(o) => match &o.command {
                 OtpCommand::Generate {
@@ -396,19 +411,19 @@ impl ScepServerArgs {
                 } => {
                     let otp = m.scep_otp_generate(scep_server.as_deref(), *minutes_valid)?;
                     if ctx.json {
-                        println!(
+                        outln!(
                             "{}",
                             json!({
                                 "password": otp.password.secret_str(),
-                                "expires": routeros_time(otp.expires),
+                                "expires": json::time(otp.expires),
                                 "scep-server": otp.server,
                             })
                         );
                     } else {
                         // The one time the password is shown; print it even with -q.
-                        println!("  password: {}", otp.password.secret_str());
+                        outln!("  password: {}", otp.password.secret_str());
                         if !ctx.quiet {
-                            println!("   expires: {}", routeros_time(otp.expires));
+                            outln!("   expires: {}", routeros_time(otp.expires));
                         }
                     }
                 }
@@ -421,17 +436,17 @@ impl ScepServerArgs {
                 RequestsCommand::Grant { request } => {
                     let name = m.scep_grant(request)?;
                     if ctx.json {
-                        println!("{}", json!({ "granted": request, "certificate": name }));
+                        outln!("{}", json!({ "granted": request, "certificate": name }));
                     } else if !ctx.quiet {
-                        println!("granted {request}: issued {name}");
+                        outln!("granted {request}: issued {name}");
                     }
                 }
                 RequestsCommand::Reject { request } => {
                     m.scep_reject(request)?;
                     if ctx.json {
-                        println!("{}", json!({ "rejected": request }));
+                        outln!("{}", json!({ "rejected": request }));
                     } else if !ctx.quiet {
-                        println!("rejected {request}");
+                        outln!("rejected {request}");
                     }
                 }
             },

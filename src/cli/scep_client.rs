@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
+use super::out::outln;
 use super::output::routeros_time;
 use super::{secret, yes_no, CliError, Ctx};
 use crate::error::ManagerError;
@@ -199,12 +200,12 @@ impl RaArgs {
 pub(crate) fn print_clients(ctx: &Ctx, clients: &[ScepClientView], detail: bool) {
     if ctx.json {
         let all: Vec<serde_json::Value> = clients.iter().map(client_json).collect();
-        println!("{}", serde_json::Value::Array(all));
+        outln!("{}", serde_json::Value::Array(all));
         return;
     }
     if detail {
         for (i, c) in clients.iter().enumerate() {
-            println!(
+            outln!(
                 "{i:>2} name=\"{}\" url=\"{}\" status={} certificate={} ca={} next-ca={}\n   \
                  ca-fingerprint={} req-fingerprint={} transaction-id={} capabilities=\"{}\"\n   \
                  detail=\"{}\"",
@@ -223,12 +224,14 @@ pub(crate) fn print_clients(ctx: &Ctx, clients: &[ScepClientView], detail: bool)
         }
         return;
     }
-    println!(
+    outln!(
         " # {:<16} {:<32} {:<16} URL",
-        "NAME", "STATUS", "CERTIFICATE"
+        "NAME",
+        "STATUS",
+        "CERTIFICATE"
     );
     for (i, c) in clients.iter().enumerate() {
-        println!(
+        outln!(
             "{i:>2} {:<16} {:<32} {:<16} {}",
             c.name,
             c.status.as_str(),
@@ -275,7 +278,16 @@ pub(crate) fn client_json(v: &ScepClientView) -> serde_json::Value {
         "req-fingerprint": v.req_fingerprint,
         "transaction-id": v.transaction_id,
         "capabilities": v.capabilities,
-        "expires-after": v.expires.map(super::output::rfc3339),
+        // as `print` has it: time left (a RouterOS duration); the point in time is invalid-after
+        "expires-after": v.expires.map(|e| {
+            let left = e - crate::manager::unix_secs(std::time::SystemTime::now());
+            if left > 0 {
+                crate::manager::view::routeros_duration(left as u64)
+            } else {
+                "expired".to_owned()
+            }
+        }),
+        "invalid-after": v.expires.map(super::json::time_secs),
         "on-smart-card": v.key_profile,
         "refresh": v.refresh,
     })
@@ -300,9 +312,9 @@ pub(crate) fn report(ctx: &Ctx, v: &ScepClientView) -> Result<(), CliError> {
         }
     }
     if ctx.json {
-        println!("{}", client_json(v));
+        outln!("{}", client_json(v));
     } else if !ctx.quiet {
-        println!(
+        outln!(
             "SCEP client {}: status={} ca-fingerprint={}{}",
             v.name,
             v.status.as_str(),
@@ -315,7 +327,7 @@ pub(crate) fn report(ctx: &Ctx, v: &ScepClientView) -> Result<(), CliError> {
                 .unwrap_or_default()
         );
         if !v.detail.is_empty() {
-            println!("  {}", v.detail);
+            outln!("  {}", v.detail);
         }
     }
     Ok(())

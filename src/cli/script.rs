@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::out;
 use super::output::esc;
 use super::rsc::{self, Statement, Word};
 use super::{dispatch, numbers, usage_line, Cli, CliError, Command, Ctx};
@@ -52,7 +53,7 @@ impl ScriptArgs {
         let script_ctx = ctx.for_script(numbers::Numbers::script());
         // clap's command tree, built once for every line (building it is most of a line's
         // parsing cost)
-        let mut parser = <Cli as clap::CommandFactory>::command();
+        let mut parser = super::help::command();
         parser.build();
         let mut first_failure: Option<Exit> = None;
         let mut failed = 0usize;
@@ -72,10 +73,10 @@ impl ScriptArgs {
             None => Ok(()),
             Some(code) => {
                 if self.keep_going {
-                    eprintln!(
+                    out::err_line(&format!(
                         "certman script: {failed} of {} lines failed",
                         statements.len()
-                    );
+                    ));
                 }
                 Err(CliError::Script(code))
             }
@@ -119,13 +120,21 @@ impl ScriptArgs {
     /// Runs one statement; a failure is reported here, with its line number.
     fn line(&self, ctx: &Ctx, parser: &mut clap::Command, st: &Statement) -> Outcome {
         let at = format!("{}:{}", self.file.display(), st.line);
-        let fail = |e: &CliError| {
-            eprintln!("certman: {}: error: {}", esc(&at), esc(&e.to_string()));
-            if let Some(h) = e.hint() {
-                eprintln!("  hint: {}", esc(h));
+        let report = |msg: &str, code: Exit, hint: Option<&str>| {
+            if ctx.json {
+                let mut e = super::json::error(msg, code, hint, &[]);
+                e["file"] = self.file.display().to_string().into();
+                e["line"] = st.line.into();
+                out::err_line(&e.to_string());
+            } else {
+                out::err_line(&format!("certman: {}: error: {}", esc(&at), esc(msg)));
+                if let Some(h) = hint {
+                    out::err_line(&format!("  hint: {}", esc(h)));
+                }
             }
-            Outcome::Failed(e.exit_code())
+            Outcome::Failed(code)
         };
+        let fail = |e: &CliError| report(&e.to_string(), e.exit_code(), e.hint());
         let words = match expand(ctx, &st.words) {
             Ok(w) => w,
             Err(e) => return fail(&e.into()),
@@ -148,10 +157,7 @@ impl ScriptArgs {
             .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
         let cli = match parsed {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("certman: {}: error: {}", esc(&at), esc(&usage_line(&e)));
-                return Outcome::Failed(Exit::Usage);
-            }
+            Err(e) => return report(&usage_line(&e), Exit::Usage, None),
         };
         if matches!(cli.command, Command::Serve(_) | Command::Script(_)) {
             let e =

@@ -24,7 +24,7 @@ pub struct SetArgs {
 }
 
 impl SetArgs {
-    /// Runs the command.
+    /// Runs the command: quiet as RouterOS is; `--json` prints the entry as changed.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let mut changes = self.props.changes();
         if let Some(n) = &self.name {
@@ -39,10 +39,16 @@ impl SetArgs {
             )
             .into());
         }
-        ctx.manager()?.set(&SetRequest {
-            name: ctx.name(&self.target)?,
+        let m = ctx.manager()?;
+        let target = ctx.name(&self.target)?;
+        m.set(&SetRequest {
+            name: target.clone(),
             changes,
         })?;
+        if ctx.json {
+            let name = self.name.as_ref().unwrap_or(&target);
+            super::json::print(&super::output::entry_json(0, &m.entry(name)?));
+        }
         Ok(())
     }
 }

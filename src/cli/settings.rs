@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 
+use super::out::outln;
 use super::{CliError, Ctx};
 use crate::error::ManagerError;
 use crate::manager::Settings;
@@ -32,13 +33,13 @@ pub enum SettingsCommand {
 fn print(ctx: &Ctx, s: &Settings) {
     let yn = |b: bool| if b { "yes" } else { "no" };
     if ctx.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"crl-download": s.crl_download, "crl-use": s.crl_use})
         );
     } else if !ctx.quiet {
-        println!("  crl-download: {}", yn(s.crl_download));
-        println!("       crl-use: {}", yn(s.crl_use));
+        outln!("  crl-download: {}", yn(s.crl_download));
+        outln!("       crl-use: {}", yn(s.crl_use));
     }
 }
 

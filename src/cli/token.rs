@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 
+use super::out::outln;
 use super::{CliError, Ctx};
 
 /// `token …`
@@ -74,14 +75,14 @@ impl TokenArgs {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             return Ok(());
         }
         if listing.is_empty() {
-            println!("no token profiles (give --tokens DIR, or put *.toml profiles in the default directory)");
+            outln!("no token profiles (give --tokens DIR, or put *.toml profiles in the default directory)");
         }
         for p in &listing {
-            println!(
+            outln!(
                 "profile {}{} ({}) {}",
                 p.name,
                 if p.default { " [default]" } else { "" },
@@ -91,21 +92,24 @@ impl TokenArgs {
             #[cfg(feature = "pcsc")]
             if let Some(readers) = &p.readers {
                 match readers {
-                    Err(e) => println!("  unavailable: {e}"),
-                    Ok(rs) if rs.is_empty() => println!("  no PC/SC reader"),
+                    Err(e) => outln!("  unavailable: {e}"),
+                    Ok(rs) if rs.is_empty() => outln!("  no PC/SC reader"),
                     Ok(rs) => {
                         for r in rs {
                             match &r.card {
                                 Ok(c) => {
-                                    println!(
+                                    outln!(
                                         "  reader \"{}\": PIV card serial {} firmware {} — {}",
-                                        r.name, c.serial, c.version, c.pin
+                                        r.name,
+                                        c.serial,
+                                        c.version,
+                                        c.pin
                                     );
                                     for (slot, subject) in &c.slots {
-                                        println!("    slot {slot}: certificate {subject}");
+                                        outln!("    slot {slot}: certificate {subject}");
                                     }
                                 }
-                                Err(e) => println!("  reader \"{}\": {e}", r.name),
+                                Err(e) => outln!("  reader \"{}\": {e}", r.name),
                             }
                         }
                     }
@@ -114,25 +118,32 @@ impl TokenArgs {
             }
             #[cfg(not(feature = "pcsc"))]
             if p.kind == "piv" {
-                println!("  unavailable: this certman was built without PC/SC support");
+                outln!("  unavailable: this certman was built without PC/SC support");
                 continue;
             }
             match &p.tokens {
-                Err(e) => println!("  unavailable: {e}"),
-                Ok(ts) if ts.is_empty() => println!("  no matching token present"),
+                Err(e) => outln!("  unavailable: {e}"),
+                Ok(ts) if ts.is_empty() => outln!("  no matching token present"),
                 Ok(ts) => {
                     for t in ts {
-                        println!(
+                        outln!(
                             "  token \"{}\" serial {} model {} ({}) — {}",
-                            t.label, t.serial, t.model, t.manufacturer, t.pin_state
+                            t.label,
+                            t.serial,
+                            t.model,
+                            t.manufacturer,
+                            t.pin_state
                         );
                         if let Some(n) = &t.note {
-                            println!("    {n}");
+                            outln!("    {n}");
                         }
                         for o in &t.objects {
-                            println!(
+                            outln!(
                                 "    {:<12} label={:<20} id={} {}",
-                                o.class, o.label, o.id, o.detail
+                                o.class,
+                                o.label,
+                                o.id,
+                                o.detail
                             );
                         }
                     }

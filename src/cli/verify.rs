@@ -6,10 +6,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone};
+use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone};
 use clap::Args;
 use serde_json::{json, Value as Json};
 
+use super::out::outln;
 use super::output::{esc, routeros_time};
 use super::{CliError, Ctx};
 use crate::manager::VerifyOptions;
@@ -138,15 +139,15 @@ impl VerifyArgs {
 /// `{"chain": […], "valid": bool, "reason": …}`; `-q`: the verdict line only.
 pub(crate) fn print_report(ctx: &Ctx, report: &PathReport) {
     if ctx.json {
-        println!("{}", report_json(report));
+        outln!("{}", report_json(report));
         return;
     }
     if !ctx.quiet {
         for (i, c) in report.chain.iter().enumerate() {
-            println!("{}", cert_line(i, c));
+            outln!("{}", cert_line(i, c));
         }
     }
-    println!("{}", verdict_line(&report.verdict));
+    outln!("{}", verdict_line(&report.verdict));
 }
 
 /// `verdict: valid` or `verdict: INVALID: <reason>`.
@@ -232,7 +233,7 @@ pub(crate) fn status_text(c: &ChainCert) -> String {
 }
 
 fn json_time(t: std::time::SystemTime) -> Json {
-    Json::String(DateTime::<Local>::from(t).to_rfc3339_opts(SecondsFormat::Secs, false))
+    super::json::time(t)
 }
 
 fn crl_json(crl: &CrlRef) -> Json {

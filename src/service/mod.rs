@@ -188,9 +188,30 @@ fn init_tracing(config_filter: &str) -> Result<(), ServiceError> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(log_colours(
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::env::var_os("CLICOLOR_FORCE").as_deref(),
+            std::io::stderr().is_terminal(),
+        ))
         .try_init();
     Ok(())
+}
+
+/// Whether the log lines on stderr get ANSI colours, decided as clap (anstream) decides for
+/// `--help`: never with `NO_COLOR` set and not empty (no-color.org), always with
+/// `CLICOLOR_FORCE` set and not empty, else only on a terminal.
+fn log_colours(
+    no_color: Option<&std::ffi::OsStr>,
+    clicolor_force: Option<&std::ffi::OsStr>,
+    stderr_is_terminal: bool,
+) -> bool {
+    if no_color.is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    if clicolor_force.is_some_and(|v| !v.is_empty()) {
+        return true;
+    }
+    stderr_is_terminal
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed now, so a signal that arrives
@@ -295,6 +316,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_colours_follow_no_color_then_clicolor_force_then_the_terminal() {
+        use std::ffi::OsStr;
+        let set = |s: &'static str| Some(OsStr::new(s));
+        assert!(log_colours(None, None, true));
+        assert!(!log_colours(None, None, false));
+        assert!(!log_colours(set("1"), None, true), "NO_COLOR on a terminal");
+        assert!(
+            log_colours(set(""), None, true),
+            "an empty NO_COLOR is not set"
+        );
+        assert!(
+            log_colours(None, set("1"), false),
+            "CLICOLOR_FORCE off a terminal"
+        );
+        assert!(!log_colours(set("1"), set("1"), true), "NO_COLOR wins");
+    }
 
     #[test]
     fn manager_is_send_and_sync() {

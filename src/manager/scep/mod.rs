@@ -227,28 +227,42 @@ impl Manager {
         self.scep_server_view(id)
     }
 
-    /// `scep-server set REF …`.
-    pub fn scep_server_set(&self, reference: &str, changes: &ScepServerChanges) -> Result<()> {
-        self.write(|txn| {
+    /// `scep-server set REF …`: the server as changed.
+    pub fn scep_server_set(
+        &self,
+        reference: &str,
+        changes: &ScepServerChanges,
+    ) -> Result<ScepServerView> {
+        let id = self.write(|txn| {
             let current = find_server(txn, reference)?;
             let server = resolve_server(txn, Some(&current), changes)?;
             txn.update_scep_server(current.id, &server)
                 .map_err(path_taken)?;
-            Ok(())
-        })
+            Ok(current.id)
+        })?;
+        self.scep_server_view(id)
     }
 
-    /// `scep-server enable|disable REF…`.
-    pub fn scep_server_enable(&self, references: &[String], enable: bool) -> Result<()> {
-        self.write(|txn| {
+    /// `scep-server enable|disable REF…`: the servers as changed, in the order named.
+    pub fn scep_server_enable(
+        &self,
+        references: &[String],
+        enable: bool,
+    ) -> Result<Vec<ScepServerView>> {
+        let ids = self.write(|txn| {
+            let mut ids = Vec::new();
             for r in references {
                 let current = find_server(txn, r)?;
                 let mut server = current.server.clone();
                 server.disabled = !enable;
                 txn.update_scep_server(current.id, &server)?;
+                ids.push(current.id);
             }
-            Ok(())
-        })
+            Ok(ids)
+        })?;
+        ids.into_iter()
+            .map(|id| self.scep_server_view(id))
+            .collect()
     }
 
     /// `scep-server remove REF…`: the server goes with its OTPs and requests; certificates it
