@@ -25,7 +25,15 @@ const EXAMPLES: &[(&str, &[&str])] = &[
     ("print", &[
         "certman print",
         "certman print detail root",
+        "certman print where trusted=yes count-only",
+        "certman print detail where expires-after<30d and !revoked",
+        "certman print tree",
         "certman print --json",
+    ]),
+    ("script", &[
+        "certman script setup.rsc",
+        "certman script --continue bulk.rsc",
+        "certman script -",
     ]),
     ("set", &["certman set srv name=www trusted=yes", "certman set tpl days-valid=90"]),
     ("remove", &["certman remove srv", "certman remove 0 delete-key=yes"]),

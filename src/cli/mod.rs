@@ -79,7 +79,16 @@ pub enum Command {
     Add(add::AddArgs),
     /// Sign a template: self-signed, or issued by ca=NAME. The template is consumed.
     Sign(sign::SignArgs),
-    /// List templates and certificates (print [detail] [NAME…]).
+    /// List templates and certificates: print [detail|terse|count-only|tree] [NAME|#…]
+    /// [where EXPR].
+    ///
+    /// Modes: detail (every property), terse (one line each), count-only, tree (CAs with what
+    /// they issued). The table fits the terminal, cutting what does not fit with `..`.
+    /// Filters: where PROP=VALUE, !=, <, >, <=, >=, ~REGEX; a yes/no property alone (where
+    /// trusted, where !revoked); joined by and (or side by side), or, !, ( ). Times compare
+    /// as 2027-01-31 or jan/31/2027, expires-after as a duration (expires-after<30d).
+    /// The # numbers of the last print in this terminal session stand for the entries
+    /// wherever a NAME is taken (remove 0, issued-revoke 3,5).
     Print(print::PrintArgs),
     /// Change a template, or the name/trusted of a certificate.
     Set(set::SetArgs),
@@ -123,6 +132,11 @@ pub enum Command {
     /// A SCEP client's next step now: renew its certificate, or poll a pending request.
     ScepRenew(scep_client::ScepRenewArgs),
     /// Run a RouterOS script of /certificate lines (FILE or - for stdin) on one open store.
+    ///
+    /// Lines are /certificate commands as typed or exported: menu lines (/certificate,
+    /// /certificate scep-server requests), # comments, \ continuations, "quoted" values,
+    /// [find …]. Each line is its own durable transaction; the run stops at the first failing
+    /// line, reported as FILE:LINE, unless --continue. The # numbers are the script's own.
     Script(script::ScriptArgs),
     /// Shell completions on stdout: bash, zsh, fish (also elvish, powershell).
     Completions(docs::CompletionsArgs),

@@ -13,19 +13,6 @@ use crate::manager::Entry;
 
 /// `print [detail|terse|count-only|tree] [NAME|#…] [where PROP=VALUE [and|or …]]`
 #[derive(Debug, Args)]
-#[command(after_help = "\
-Modes: detail (every property), terse (one line each), count-only, tree (CAs with what they \
-issued).
-Filters: where PROP=VALUE, !=, <, >, <=, >=, ~REGEX; a yes/no property alone (where trusted, \
-where !revoked); joined by and (or side by side), or, !, ( ).
-The # numbers of the last print in this terminal session stand for the entries wherever a NAME \
-is taken (remove 0, issued-revoke 3); see README \"Item numbers\".
-
-Examples:
-  certman print
-  certman print where trusted=yes count-only
-  certman print detail where expires-after<30d and !revoked
-  certman print tree")]
 pub struct PrintArgs {
     /// Mode words, names or numbers, then `where` and its expression.
     #[arg(

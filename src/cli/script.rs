@@ -20,13 +20,6 @@ const MAX_SCRIPT: u64 = 64 << 20;
 
 /// `script FILE|- [--continue]`
 #[derive(Debug, Args)]
-#[command(after_help = "\
-Lines are RouterOS /certificate commands as typed or exported: menu lines (/certificate, \
-/certificate scep-server requests), # comments, \\ continuations, \"quoted\" values, [find …].
-
-Examples:
-  certman script setup.rsc
-  printf 'add name=ca common-name=ca key-usage=key-cert-sign,crl-sign\\nsign ca\\n' | certman script -")]
 pub struct ScriptArgs {
     /// The script, or `-` for standard input.
     #[arg(value_name = "FILE|-")]
