@@ -151,8 +151,8 @@ impl SecretSource {
                 if !std::io::stdin().is_terminal() {
                     return Err(unreadable("stdin is not a terminal".into()));
                 }
-                let v = rpassword::prompt_password(format!("{what}: "))
-                    .map_err(|e| unreadable(e.to_string()))?;
+                let v =
+                    prompt_password(format!("{what}: ")).map_err(|e| unreadable(e.to_string()))?;
                 Zeroizing::new(v)
             }
         };
@@ -161,6 +161,27 @@ impl SecretSource {
         }
         Ok(SecretString(value))
     }
+}
+
+/// What prompts run inside: set once by the CLI, so that a progress spinner on the terminal
+/// stands aside while a prompt waits (a token's PIN asked in the middle of a key generation).
+static PROMPT_AROUND: std::sync::OnceLock<fn(&mut dyn FnMut())> = std::sync::OnceLock::new();
+
+/// Makes every prompt run inside `around` (which must call the function it is given once).
+/// The first call wins: there is one terminal per process.
+pub fn set_prompt_around(around: fn(&mut dyn FnMut())) {
+    let _ = PROMPT_AROUND.set(around);
+}
+
+/// Asks on the terminal without echo, inside the prompt wrapper if one is set.
+fn prompt_password(text: String) -> std::io::Result<String> {
+    let mut answer = None;
+    let mut ask = || answer = Some(rpassword::prompt_password(&text));
+    match PROMPT_AROUND.get() {
+        Some(around) => around(&mut ask),
+        None => ask(),
+    }
+    answer.unwrap_or_else(|| Err(std::io::Error::other("the prompt did not run")))
 }
 
 /// The longest secret read from a source: passphrases and PINs are short, and a source that

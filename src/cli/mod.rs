@@ -10,6 +10,7 @@ mod export;
 mod import;
 pub mod output;
 mod print;
+pub mod progress;
 mod remove;
 mod request;
 mod revoke;
@@ -197,9 +198,17 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Opens the manager on the store.
+    /// Opens the manager on the store (its long work drawn as progress on a terminal).
     pub fn manager(&self) -> Result<Manager, ManagerError> {
-        self.manager_with(None, None, false)
+        Ok(self
+            .manager_with(None, None, false)?
+            .with_progress(self.progress().sink()))
+    }
+
+    /// Progress bars and spinners for this command (see [`progress`]): on stderr when it is
+    /// a terminal, never with `--quiet` or `--json`.
+    pub fn progress(&self) -> progress::Progress {
+        progress::Progress::new(self.quiet, self.json)
     }
 
     /// Opens the manager; `store`/`tokens` (a config file's) are used where the command line
