@@ -255,6 +255,26 @@ pub(crate) fn secret(
     )?)
 }
 
+/// A secret being made (a passphrase that will encrypt a file or an export): as [`secret`],
+/// but typed twice at a prompt (a mismatch is refused); read once from `X=` or `X-source=`.
+pub(crate) fn new_secret(
+    value: &Option<String>,
+    source: &Option<String>,
+    what: &str,
+    option: &str,
+    required: bool,
+) -> Result<Option<crate::secret::SecretString>, ManagerError> {
+    let source: Option<crate::secret::SecretSource> =
+        source.as_deref().map(str::parse).transpose()?;
+    Ok(crate::secret::resolve_new_secret(
+        value.clone().map(crate::secret::SecretString::new),
+        source.as_ref(),
+        what,
+        option,
+        required,
+    )?)
+}
+
 /// Reports the files a command wrote (`{"files": […]}` with `--json`).
 pub(crate) fn print_files(ctx: &Ctx, files: &[PathBuf]) {
     if ctx.json {
