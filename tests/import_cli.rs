@@ -418,3 +418,29 @@ fn names_come_from_file_names_made_valid() {
     assert_eq!(env.names(), ["odd_name_0"]);
     env.fail(&["import", "file-name=k.pem", "name=a=b"], EXIT_USAGE);
 }
+
+#[test]
+fn pem_with_openssl_text_before_and_after_the_block_imports() {
+    let env = Env::new();
+    openssl_pair(&env, "ec");
+    // `openssl x509 -text` writes the dump, then the PEM block (as `openssl ca` does)
+    openssl(
+        &["x509", "-in", "c.pem", "-text", "-out", "dump.pem"],
+        &env.work,
+    );
+    let dump = std::fs::read_to_string(env.work.join("dump.pem")).unwrap();
+    assert!(
+        dump.starts_with("Certificate:") && dump.contains("-----BEGIN CERTIFICATE-----"),
+        "{dump}"
+    );
+    let with_trailer = format!("{dump}\nissued by the test CA, see above\n");
+    std::fs::write(env.work.join("dump.pem"), with_trailer).unwrap();
+    expect(&env.ok(&["import", "file-name=dump.pem"]), [1, 0, 1, 0, 0]);
+    assert_eq!(
+        env.entry("dump_0")["fingerprint"].as_str().map(norm_hex),
+        Some(openssl_fingerprint(&env.work.join("c.pem")))
+    );
+    // its key joins it as usual
+    expect(&env.ok(&["import", "file-name=k.pem"]), [0, 1, 1, 0, 0]);
+    assert_eq!(env.entry("dump_0")["flags"], "KA");
+}
