@@ -516,6 +516,7 @@ fn request_for(cn: &str, ca: bool) -> x509::csr::RequestInfo {
             key_usage: Default::default(),
             ca,
             challenge_password: None,
+            unstructured_address: None,
         },
         &crate::keys::X509Signer::new(key, scheme).unwrap(),
     )
