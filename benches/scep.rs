@@ -203,6 +203,7 @@ fn build(devices: &[Device], ca: &[u8], index: usize, cn: String, challenge: Str
         key_usage: Default::default(),
         ca: false,
         challenge_password: Some(challenge),
+        unstructured_address: None,
     };
     let csr = x509::csr::build_request(&spec, &x509_signer(&d.signer)).expect("CSR");
     let mut nonce = [0u8; 16];

@@ -99,6 +99,9 @@ pub enum SecretError {
     /// A prompt was needed but stdin is not a terminal.
     #[error("{0} is needed but no source was given and stdin is not a terminal (use {1}-source=file:PATH|env:VAR|fd:N)")]
     NoTerminal(String, String),
+    /// A new secret typed twice at a prompt was not the same both times.
+    #[error("the two {0}s typed differ; nothing was done")]
+    Mismatch(String),
 }
 
 /// Errors of sealing secrets at rest (`seal`).

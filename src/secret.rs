@@ -151,8 +151,8 @@ impl SecretSource {
                 if !std::io::stdin().is_terminal() {
                     return Err(unreadable("stdin is not a terminal".into()));
                 }
-                let v = rpassword::prompt_password(format!("{what}: "))
-                    .map_err(|e| unreadable(e.to_string()))?;
+                let v =
+                    prompt_password(format!("{what}: ")).map_err(|e| unreadable(e.to_string()))?;
                 Zeroizing::new(v)
             }
         };
@@ -161,6 +161,27 @@ impl SecretSource {
         }
         Ok(SecretString(value))
     }
+}
+
+/// What prompts run inside: set once by the CLI, so that a progress spinner on the terminal
+/// stands aside while a prompt waits (a token's PIN asked in the middle of a key generation).
+static PROMPT_AROUND: std::sync::OnceLock<fn(&mut dyn FnMut())> = std::sync::OnceLock::new();
+
+/// Makes every prompt run inside `around` (which must call the function it is given once).
+/// The first call wins: there is one terminal per process.
+pub fn set_prompt_around(around: fn(&mut dyn FnMut())) {
+    let _ = PROMPT_AROUND.set(around);
+}
+
+/// Asks on the terminal without echo, inside the prompt wrapper if one is set.
+fn prompt_password(text: String) -> std::io::Result<String> {
+    let mut answer = None;
+    let mut ask = || answer = Some(rpassword::prompt_password(&text));
+    match PROMPT_AROUND.get() {
+        Some(around) => around(&mut ask),
+        None => ask(),
+    }
+    answer.unwrap_or_else(|| Err(std::io::Error::other("the prompt did not run")))
 }
 
 /// The longest secret read from a source: passphrases and PINs are short, and a source that
@@ -203,19 +224,81 @@ pub fn resolve_secret(
     option: &str,
     required: bool,
 ) -> Result<Option<SecretString>, SecretError> {
+    resolve(value, source, what, option, required, false)
+}
+
+/// [`resolve_secret`] for a secret being made (a passphrase that will encrypt a key file or
+/// an export, a CA's export passphrase), not one that opens something: typed at a prompt,
+/// it is asked twice and a mismatch is refused (RouterOS v2.8: "You must enter it twice to
+/// be sure you have not made any typing errors"). From `X=`, a file, a variable or a
+/// descriptor it is read once.
+pub fn resolve_new_secret(
+    value: Option<SecretString>,
+    source: Option<&SecretSource>,
+    what: &str,
+    option: &str,
+    required: bool,
+) -> Result<Option<SecretString>, SecretError> {
+    resolve(value, source, what, option, required, true)
+}
+
+fn resolve(
+    value: Option<SecretString>,
+    source: Option<&SecretSource>,
+    what: &str,
+    option: &str,
+    required: bool,
+    new: bool,
+) -> Result<Option<SecretString>, SecretError> {
+    let prompt = |src: &SecretSource| match src {
+        SecretSource::Prompt if new => read_new_at_prompt(what).map(Some),
+        src => src.read(what).map(Some),
+    };
     match (value, source) {
         (Some(v), _) if !v.is_empty() => Ok(Some(v)),
         (Some(_), None) => Err(SecretError::Empty(format!("{option}="))),
-        (_, Some(src)) => src.read(what).map(Some),
+        (_, Some(src)) => prompt(src),
         (None, None) if required => {
             if std::io::stdin().is_terminal() {
-                SecretSource::Prompt.read(what).map(Some)
+                prompt(&SecretSource::Prompt)
             } else {
                 Err(SecretError::NoTerminal(what.to_owned(), option.to_owned()))
             }
         }
         (None, None) => Ok(None),
     }
+}
+
+/// A new secret from the terminal, typed twice.
+fn read_new_at_prompt(what: &str) -> Result<SecretString, SecretError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(SecretError::Unreadable {
+            source_desc: SecretSource::Prompt.to_string(),
+            reason: "stdin is not a terminal".into(),
+        });
+    }
+    confirm_new(what, prompt_password)
+}
+
+/// Asks for a new secret twice through `ask` (given the prompt text) and gives it when both
+/// answers are the same and not empty. One try: a mismatch is an error, not a loop.
+pub fn confirm_new(
+    what: &str,
+    mut ask: impl FnMut(String) -> std::io::Result<String>,
+) -> Result<SecretString, SecretError> {
+    let unreadable = |e: std::io::Error| SecretError::Unreadable {
+        source_desc: SecretSource::Prompt.to_string(),
+        reason: e.to_string(),
+    };
+    let first = Zeroizing::new(ask(format!("{what}: ")).map_err(unreadable)?);
+    if first.is_empty() {
+        return Err(SecretError::Empty(SecretSource::Prompt.to_string()));
+    }
+    let second = Zeroizing::new(ask(format!("{what} (again): ")).map_err(unreadable)?);
+    if *first != *second {
+        return Err(SecretError::Mismatch(what.to_owned()));
+    }
+    Ok(SecretString(first))
 }
 
 #[cfg(test)]
@@ -255,6 +338,75 @@ mod tests {
             missing.read("PIN"),
             Err(SecretError::Unreadable { .. })
         ));
+    }
+
+    /// Answers prompts from a list, recording the prompts.
+    fn answers(
+        list: &[&str],
+    ) -> (
+        impl FnMut(String) -> std::io::Result<String>,
+        std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+    ) {
+        let asked = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let log = asked.clone();
+        let mut it: Vec<String> = list.iter().rev().map(|s| (*s).to_owned()).collect();
+        let ask = move |prompt: String| {
+            log.borrow_mut().push(prompt);
+            it.pop().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no more input")
+            })
+        };
+        (ask, asked)
+    }
+
+    #[test]
+    fn a_new_secret_is_asked_twice_and_must_match() {
+        let (ask, asked) = answers(&["s3cret", "s3cret"]);
+        let s = confirm_new("export passphrase", ask).unwrap();
+        assert_eq!(s.secret_str(), "s3cret");
+        assert_eq!(
+            *asked.borrow(),
+            ["export passphrase: ", "export passphrase (again): "]
+        );
+        // a typing error is refused, once: no third prompt
+        let (ask, asked) = answers(&["s3cret", "s3crte", "s3cret"]);
+        let e = confirm_new("key passphrase", ask).unwrap_err();
+        assert!(matches!(e, SecretError::Mismatch(ref w) if w == "key passphrase"));
+        assert_eq!(
+            e.to_string(),
+            "the two key passphrases typed differ; nothing was done"
+        );
+        assert_eq!(asked.borrow().len(), 2);
+        // an empty first answer is refused before the second is asked
+        let (ask, asked) = answers(&["", ""]);
+        assert!(matches!(confirm_new("x", ask), Err(SecretError::Empty(_))));
+        assert_eq!(asked.borrow().len(), 1);
+        // end of input on the second prompt
+        let (ask, _) = answers(&["only-once"]);
+        assert!(matches!(
+            confirm_new("x", ask),
+            Err(SecretError::Unreadable { .. })
+        ));
+    }
+
+    #[test]
+    fn a_new_secret_from_a_value_or_a_source_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pass");
+        std::fs::write(&p, "from-file\n").unwrap();
+        let src = SecretSource::File(p);
+        let s = resolve_new_secret(None, Some(&src), "key passphrase", "key-passphrase", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.secret_str(), "from-file");
+        let v = SecretString::new("given".into());
+        let s = resolve_new_secret(Some(v), None, "key passphrase", "key-passphrase", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.secret_str(), "given");
+        assert!(resolve_new_secret(None, None, "x", "x", false)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

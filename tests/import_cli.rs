@@ -9,7 +9,8 @@ fn counters(out: &str) -> Vec<(String, u64)> {
     out.lines()
         .filter_map(|l| {
             let (k, v) = l.trim().split_once(": ")?;
-            Some((k.to_owned(), v.parse().ok()?))
+            // `private-keys-imported: 1 (1 still encrypted: flag Q, run decrypt)`
+            Some((k.to_owned(), v.split_whitespace().next()?.parse().ok()?))
         })
         .collect()
 }
@@ -380,13 +381,18 @@ fn keys_imported_encrypted_wait_for_decrypt_and_reset_drops_the_copy() {
     std::fs::write(env.work.join("both.pem"), both).unwrap();
     let out = env.run(&["import", "file-name=both.pem"]);
     assert_success(&out, "import without passphrase");
-    expect(&stdout(&out), [1, 0, 1, 0, 0]);
+    // v2.8 counts the kept key as imported, and its certificate shows Q
+    expect(&stdout(&out), [1, 1, 1, 0, 0]);
+    assert!(
+        stdout(&out).contains("private-keys-imported: 1 (1 still encrypted: flag Q, run decrypt)"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stderr(&out).contains("decrypt"), "{}", stderr(&out));
     assert_eq!(env.json()[0]["flags"], "QA");
-    // a wrong passphrase decrypts nothing
-    assert!(env
-        .ok(&["decrypt", "passphrase=wrong"])
-        .contains("keys-decrypted: 0"));
+    // a wrong passphrase decrypts nothing: a failure, not a silent 0
+    let e = env.fail(&["decrypt", "passphrase=wrong"], EXIT_FAILED);
+    assert!(e.contains("opens none of the 1 private key"), "{e}");
     assert_eq!(env.json()[0]["flags"], "QA");
     assert!(env
         .ok(&["decrypt", "passphrase=v28-pass"])
@@ -417,4 +423,165 @@ fn names_come_from_file_names_made_valid() {
     );
     assert_eq!(env.names(), ["odd_name_0"]);
     env.fail(&["import", "file-name=k.pem", "name=a=b"], EXIT_USAGE);
+}
+
+/// An encrypted key made the way operators make them: `openssl genpkey` then PKCS#8 v2 with
+/// AES-256 (`openssl pkcs8 -topk8 -v2 aes256`); its certificate self-signed by OpenSSL.
+fn openssl_encrypted_pair(env: &Env, stem: &str, cn: &str, pass: &str) {
+    let key = format!("{stem}-plain.pem");
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &key,
+        ],
+        &env.work,
+    );
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-key",
+            &key,
+            "-out",
+            &format!("{stem}.crt"),
+            "-subj",
+            &format!("/CN={cn}"),
+            "-days",
+            "30",
+        ],
+        &env.work,
+    );
+    openssl(
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes256",
+            "-in",
+            &key,
+            "-passout",
+            &format!("pass:{pass}"),
+            "-out",
+            &format!("{stem}.key"),
+        ],
+        &env.work,
+    );
+    std::fs::remove_file(env.work.join(&key)).unwrap();
+}
+
+#[test]
+fn an_encrypted_key_imported_alone_after_its_certificate_shows_q_and_is_counted() {
+    let env = Env::new();
+    openssl_encrypted_pair(&env, "srv", "srv.example", "enc-pass");
+    expect(&env.ok(&["import", "file-name=srv.crt"]), [1, 0, 1, 0, 0]);
+    assert_eq!(env.entry("srv_0")["flags"], "A");
+    // no passphrase: kept encrypted, counted, and Q right after
+    let out = env.ok(&["import", "file-name=srv.key"]);
+    expect(&out, [0, 1, 1, 0, 0]);
+    assert!(
+        out.contains("(1 still encrypted: flag Q, run decrypt)"),
+        "{out}"
+    );
+    assert_eq!(env.entry("srv_0")["flags"], "QA");
+    let json = env.ok(&["import", "file-name=srv.key", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["keys-still-encrypted"], 1, "{json}");
+    // decrypt: a wrong passphrase is a failure (exit 1), the right one gives K
+    let e = env.fail(&["decrypt", "passphrase=not-it"], EXIT_FAILED);
+    assert!(e.contains("nothing was decrypted"), "{e}");
+    assert_eq!(env.entry("srv_0")["flags"], "QA");
+    assert!(env
+        .ok(&["decrypt", "passphrase=enc-pass"])
+        .contains("keys-decrypted: 1"));
+    assert_eq!(env.entry("srv_0")["flags"], "KA");
+    // nothing left to decrypt (the second kept copy opens to the same key, already
+    // given): a failure too, with its reason
+    let e = env.fail(&["decrypt", "passphrase=enc-pass"], EXIT_FAILED);
+    assert!(
+        e.contains("none belongs to a certificate without a key"),
+        "{e}"
+    );
+    // the decrypted key signs: issue from it and verify with OpenSSL
+    env.issue("leaf", "srv_0", &["key-type=ec"]);
+    assert_verifies(&env.work.join("srv.crt"), &env.export_cert("leaf"));
+}
+
+#[test]
+fn decrypt_with_nothing_imported_encrypted_fails() {
+    let env = Env::new();
+    let e = env.fail(&["decrypt", "passphrase=anything"], EXIT_FAILED);
+    assert!(e.contains("no private key waits to be decrypted"), "{e}");
+}
+
+#[test]
+fn a_directory_of_pairs_gives_each_encrypted_key_to_its_own_certificate() {
+    let env = Env::new();
+    openssl_encrypted_pair(&env, "a", "a.example", "pass-a");
+    openssl_encrypted_pair(&env, "b", "b.example", "pass-b");
+    // two certificates without keys: only the file names can tell which key is whose
+    let out = env.ok(&["import"]);
+    expect(&out, [2, 2, 4, 0, 0]);
+    // one import numbers its certificates in turn
+    assert_eq!(env.names(), ["a_0", "b_1"]);
+    assert_eq!(env.entry("a_0")["flags"], "QA");
+    assert_eq!(env.entry("b_1")["flags"], "QA");
+    // each passphrase opens its own key, for its own certificate
+    assert!(env
+        .ok(&["decrypt", "passphrase=pass-b"])
+        .contains("keys-decrypted: 1"));
+    assert_eq!(env.entry("a_0")["flags"], "QA");
+    assert_eq!(env.entry("b_1")["flags"], "KA");
+}
+
+#[test]
+fn an_encrypted_key_with_no_certificate_to_show_it_is_counted_as_such() {
+    let env = Env::new();
+    openssl_encrypted_pair(&env, "x", "x.example", "pass-x");
+    // a trust anchor without a key is never taken for the key's certificate
+    openssl_encrypted_pair(&env, "root", "root.example", "pass-r");
+    env.ok(&["import", "file-name=root.crt", "trusted=yes"]);
+    let out = env.ok(&["import", "file-name=x.key"]);
+    expect(&out, [0, 0, 1, 0, 1]);
+    assert!(
+        out.contains("keys-with-no-certificate: 1 (1 still encrypted, run decrypt)"),
+        "{out}"
+    );
+    assert_eq!(env.entry("root_0")["flags"], "AT");
+    // its certificate coming later: decrypt finds it by public key
+    env.ok(&["import", "file-name=x.crt"]);
+    assert!(env
+        .ok(&["decrypt", "passphrase=pass-x"])
+        .contains("keys-decrypted: 1"));
+    assert_eq!(env.entry("x_0")["flags"], "KA");
+}
+
+#[test]
+fn pem_with_openssl_text_before_and_after_the_block_imports() {
+    let env = Env::new();
+    openssl_pair(&env, "ec");
+    // `openssl x509 -text` writes the dump, then the PEM block (as `openssl ca` does)
+    openssl(
+        &["x509", "-in", "c.pem", "-text", "-out", "dump.pem"],
+        &env.work,
+    );
+    let dump = std::fs::read_to_string(env.work.join("dump.pem")).unwrap();
+    assert!(
+        dump.starts_with("Certificate:") && dump.contains("-----BEGIN CERTIFICATE-----"),
+        "{dump}"
+    );
+    let with_trailer = format!("{dump}\nissued by the test CA, see above\n");
+    std::fs::write(env.work.join("dump.pem"), with_trailer).unwrap();
+    expect(&env.ok(&["import", "file-name=dump.pem"]), [1, 0, 1, 0, 0]);
+    assert_eq!(
+        env.entry("dump_0")["fingerprint"].as_str().map(norm_hex),
+        Some(openssl_fingerprint(&env.work.join("c.pem")))
+    );
+    // its key joins it as usual
+    expect(&env.ok(&["import", "file-name=k.pem"]), [0, 1, 1, 0, 0]);
+    assert_eq!(env.entry("dump_0")["flags"], "KA");
 }

@@ -353,3 +353,141 @@ fn a_request_for_a_ca_needs_allow_ca() {
     ]);
     assert_eq!(env.entry("sub-ca")["flags"], "AI");
 }
+
+/// The lines of `openssl req -text` that a request's fields show in: subject, key size and
+/// attributes.
+fn request_fields(env: &Env, csr: &str) -> Vec<String> {
+    let text = openssl(
+        &["req", "-in", csr, "-verify", "-noout", "-text"],
+        &env.work,
+    );
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.starts_with("Subject:")
+                || l.starts_with("Public-Key:")
+                || l.starts_with("challengePassword")
+                || l.starts_with("unstructuredAddress")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn routeros_v2_8_names_make_the_same_request_as_todays() {
+    let env = Env::new();
+    // v2.8's dialogue, as properties, with no template
+    env.ok(&[
+        "create-certificate-request",
+        "certificate-request-file-name=v28.csr",
+        "file-name=v28.key",
+        "passphrase=v28-passphrase",
+        "rsa-key-bits=2048",
+        "country-name=LV",
+        "state-or-province-name=Riga region",
+        "locality-name=Riga",
+        "organization-name=MikroTik",
+        "organization-unit-name=QA",
+        "common-name=router.example",
+        "email-address=admin@example.lv",
+        "challenge-password=otp-2804",
+        "unstructured-address=Brivibas iela 1",
+    ]);
+    let v28 = request_fields(&env, "v28.csr");
+    assert_eq!(
+        v28.len(),
+        4,
+        "subject, key size, challengePassword, unstructuredAddress: {v28:?}"
+    );
+    for want in [
+        "C = LV, ST = Riga region, L = Riga, O = MikroTik, OU = QA, CN = router.example, emailAddress = admin@example.lv",
+        "(2048 bit)",
+        "otp-2804",
+        "Brivibas iela 1",
+    ] {
+        assert!(v28.iter().any(|l| l.contains(want)), "{want}: {v28:?}");
+    }
+    // the key file is where v2.8's "file name" said, encrypted with its passphrase
+    let key_pub = openssl(
+        &[
+            "pkey",
+            "-in",
+            "v28.key",
+            "-passin",
+            "pass:v28-passphrase",
+            "-pubout",
+        ],
+        &env.work,
+    );
+    let csr_pub = openssl(&["req", "-in", "v28.csr", "-noout", "-pubkey"], &env.work);
+    assert_eq!(key_pub, csr_pub);
+    // today's names (a template, properties over it) give the same fields
+    env.ok(&[
+        "add",
+        "name=today",
+        "common-name=router.example",
+        "country=LV",
+        "state=Riga region",
+        "locality=Riga",
+        "organization=MikroTik",
+        "key-type=rsa",
+    ]);
+    env.ok(&[
+        "create-certificate-request",
+        "template=today",
+        "unit=QA",
+        "key-size=2048",
+        "email-address=admin@example.lv",
+        "key-passphrase=today-passphrase",
+        "challenge-password=otp-2804",
+        "unstructured-address=Brivibas iela 1",
+        "file-name=today",
+    ]);
+    assert_eq!(request_fields(&env, "today.pem"), v28);
+    assert!(env.work.join("today_key.pem").exists());
+    // the template was consumed; the v2.8 request consumed none
+    assert!(env.names().is_empty(), "{:?}", env.names());
+}
+
+#[test]
+fn v2_8_request_fields_are_checked_and_a_request_needs_something_to_say() {
+    let env = Env::new();
+    let before = env.snapshot();
+    let e = env.fail(
+        &["create-certificate-request", "key-passphrase=x1234"],
+        EXIT_USAGE,
+    );
+    assert!(e.contains("template="), "{e}");
+    let e = env.fail(
+        &[
+            "create-certificate-request",
+            "common-name=a",
+            "email-address=not an address",
+            "passphrase=x1234",
+        ],
+        EXIT_USAGE,
+    );
+    assert!(e.contains("not an email address"), "{e}");
+    let e = env.fail(
+        &[
+            "create-certificate-request",
+            "common-name=a",
+            "rsa-key-bits=1000",
+            "passphrase=x1234",
+        ],
+        EXIT_USAGE,
+    );
+    assert!(e.contains("key-size=1000"), "{e}");
+    // rsa-key-bits says the key type itself
+    env.fail(
+        &[
+            "create-certificate-request",
+            "common-name=a",
+            "rsa-key-bits=2048",
+            "key-type=ec",
+            "passphrase=x1234",
+        ],
+        EXIT_USAGE,
+    );
+    assert_eq!(env.snapshot(), before);
+}

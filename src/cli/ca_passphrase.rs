@@ -21,7 +21,7 @@ pub struct CaSetPassphraseArgs {
 impl CaSetPassphraseArgs {
     /// Runs the command: quiet as RouterOS is; `--json` prints `{"ca-passphrase-set": NAME}`.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        let pass = super::secret(
+        let pass = super::new_secret(
             &self.passphrase,
             &self.passphrase_source,
             "CA export passphrase",

@@ -39,7 +39,7 @@ pub struct ExportArgs {
 impl ExportArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        let passphrase = super::secret(
+        let passphrase = super::new_secret(
             &self.export_passphrase,
             &self.export_passphrase_source,
             "export passphrase",

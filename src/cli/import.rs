@@ -59,6 +59,12 @@ impl ImportArgs {
                 r.keys_kept_encrypted
             );
         }
+        // kept encrypted keys, in the counter that counts them (v2.8 shows them as Q)
+        let with_cert = r.keys_kept_encrypted - r.keys_kept_encrypted_with_no_certificate;
+        let still = |n: usize, flag: &str| match n {
+            0 => String::new(),
+            n => format!(" ({n} still encrypted{flag}, run decrypt)"),
+        };
         if ctx.json {
             outln!(
                 "{}",
@@ -68,14 +74,23 @@ impl ImportArgs {
                     "files-imported": r.files_imported,
                     "decryption-failures": r.decryption_failures,
                     "keys-with-no-certificate": r.keys_with_no_certificate,
+                    "keys-still-encrypted": r.keys_kept_encrypted,
                 })
             );
         } else if !ctx.quiet {
             outln!("  certificates-imported: {}", r.certificates_imported);
-            outln!("  private-keys-imported: {}", r.private_keys_imported);
+            outln!(
+                "  private-keys-imported: {}{}",
+                r.private_keys_imported,
+                still(with_cert, ": flag Q")
+            );
             outln!("  files-imported: {}", r.files_imported);
             outln!("  decryption-failures: {}", r.decryption_failures);
-            outln!("  keys-with-no-certificate: {}", r.keys_with_no_certificate);
+            outln!(
+                "  keys-with-no-certificate: {}{}",
+                r.keys_with_no_certificate,
+                still(r.keys_kept_encrypted_with_no_certificate, "")
+            );
         }
         if r.files_imported == 0 && !r.errors.is_empty() {
             return Err(ManagerError::InvalidValue(format!(

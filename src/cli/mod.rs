@@ -16,6 +16,7 @@ mod numbers;
 pub(crate) mod out;
 pub mod output;
 mod print;
+pub mod progress;
 mod remove;
 mod request;
 mod revoke;
@@ -239,12 +240,15 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The manager on the store, opened on first use.
+    /// The manager on the store, opened on first use (its long work drawn as progress on a
+    /// terminal).
     pub fn manager(&self) -> Result<&Manager, ManagerError> {
         if let Some(m) = self.manager.get() {
             return Ok(m);
         }
-        let m = self.manager_with(None, None, false)?;
+        let m = self
+            .manager_with(None, None, false)?
+            .with_progress(self.progress().sink());
         Ok(self.manager.get_or_init(|| m))
     }
 
@@ -300,7 +304,15 @@ impl Ctx {
     /// A manager of its own, for a port that outlives the command's borrow (the SCEP client's
     /// enroller, CRL downloads): opened on the same store.
     pub fn owned_manager(&self) -> Result<Manager, ManagerError> {
-        self.manager_with(None, None, false)
+        Ok(self
+            .manager_with(None, None, false)?
+            .with_progress(self.progress().sink()))
+    }
+
+    /// Progress bars and spinners for this command (see [`progress`]): on stderr when it is
+    /// a terminal, never with `--quiet` or `--json`.
+    pub fn progress(&self) -> progress::Progress {
+        progress::Progress::new(self.quiet, self.json)
     }
 
     /// Opens the manager; `store`/`tokens` (a config file's) are used where the command line
@@ -339,6 +351,26 @@ pub(crate) fn secret(
     let source: Option<crate::secret::SecretSource> =
         source.as_deref().map(str::parse).transpose()?;
     Ok(crate::secret::resolve_secret(
+        value.clone().map(crate::secret::SecretString::new),
+        source.as_ref(),
+        what,
+        option,
+        required,
+    )?)
+}
+
+/// A secret being made (a passphrase that will encrypt a file or an export): as [`secret`],
+/// but typed twice at a prompt (a mismatch is refused); read once from `X=` or `X-source=`.
+pub(crate) fn new_secret(
+    value: &Option<String>,
+    source: &Option<String>,
+    what: &str,
+    option: &str,
+    required: bool,
+) -> Result<Option<crate::secret::SecretString>, ManagerError> {
+    let source: Option<crate::secret::SecretSource> =
+        source.as_deref().map(str::parse).transpose()?;
+    Ok(crate::secret::resolve_new_secret(
         value.clone().map(crate::secret::SecretString::new),
         source.as_ref(),
         what,

@@ -39,8 +39,12 @@ pub struct ImportReport {
     pub decryption_failures: usize,
     /// keys that opened but match no certificate
     pub keys_with_no_certificate: usize,
-    /// encrypted keys kept (sealed, still encrypted) until `decrypt passphrase=`
+    /// encrypted keys kept (sealed, still encrypted) until `decrypt passphrase=`; each is
+    /// also counted in `private_keys_imported` (its certificate shows Q) or, when no
+    /// certificate could be told for it, in `keys_with_no_certificate`
     pub keys_kept_encrypted: usize,
+    /// of `keys_kept_encrypted`, those counted in `keys_with_no_certificate`
+    pub keys_kept_encrypted_with_no_certificate: usize,
     /// (file, why) for every file that could not be read
     pub errors: Vec<(PathBuf, String)>,
 }
@@ -85,31 +89,29 @@ impl Manager {
         let mut report = ImportReport::default();
         let pass = req.passphrase.as_ref().map(|p| p.secret_str());
         let mut parsed = Vec::new();
+        // a directory of files, each perhaps with a key derivation to run: a bar
+        let task = (files.len() > 1).then(|| {
+            super::progress::Task::start(
+                self.progress.as_ref(),
+                &format!("importing {} files", files.len()),
+                Some(files.len() as u64),
+            )
+        });
         for f in files {
-            let bytes = match std::fs::metadata(&f) {
-                Ok(m) if m.len() > x509::import::MAX_IMPORT_BYTES as u64 => {
-                    report
-                        .errors
-                        .push((f, format!("{} bytes is too large to import", m.len())));
-                    continue;
-                }
-                _ => match std::fs::read(&f) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        report.errors.push((f, e.to_string()));
-                        continue;
-                    }
-                },
-            };
-            match x509::import::read_file(&bytes, pass) {
+            match read_one(&f, pass) {
                 Ok(c) => parsed.push((f, c)),
-                Err(x509::import::ImportError::Decryption(m)) => {
-                    report.decryption_failures += 1;
-                    report.errors.push((f, m));
+                Err((why, decryption)) => {
+                    if decryption {
+                        report.decryption_failures += 1;
+                    }
+                    report.errors.push((f, why));
                 }
-                Err(e) => report.errors.push((f, e.to_string())),
+            }
+            if let Some(t) = &task {
+                t.advance(1);
             }
         }
+        drop(task);
         let importer = self
             .keys
             .soft()
@@ -128,6 +130,10 @@ impl Manager {
                 .filter_map(|r| Some((r.request.public_key, r.request.key_id?)))
                 .collect();
             let mut n_named = 0usize;
+            // encrypted keys kept (file, EncryptedPrivateKeyInfo, that file's certificate)
+            let mut kept: Vec<(&PathBuf, &Vec<u8>, Option<i64>)> = Vec::new();
+            // certificates imported now, by the file they came from
+            let mut from_files: Vec<(&PathBuf, i64)> = Vec::new();
             for (file, contents) in &parsed {
                 let mut imported = false;
                 let mut file_certificate: Option<i64> = None;
@@ -215,6 +221,7 @@ impl Manager {
                             e => e,
                         })?;
                     file_certificate.get_or_insert(id);
+                    from_files.push((file, id));
                     if request_key.is_none() {
                         keyless.push((id, spki));
                     }
@@ -243,15 +250,74 @@ impl Manager {
                     }
                 }
                 // v2.8: without a passphrase an encrypted key is kept, sealed and still
-                // encrypted (flag Q on the certificate of the same file), until `decrypt`.
+                // encrypted, until `decrypt`; which certificate shows Q is decided below, once
+                // every file's certificates are in.
                 for enc in &contents.encrypted_keys {
-                    let sealed = self.sealer.seal(SealLabel::EncryptedKey, enc)?;
-                    txn.insert_encrypted_key(&sealed, file_certificate)?;
-                    report.keys_kept_encrypted += 1;
+                    kept.push((file, enc, file_certificate));
                     imported = true;
                 }
                 if imported {
                     report.files_imported += 1;
+                }
+            }
+            // The certificate each kept key is for, as far as can be told without opening it
+            // (`decrypt` matches by public key and corrects it): the certificate of its own
+            // file; else one imported now from its pair file (`x.crt` + `x.key`,
+            // `NAME.pem` + `NAME_key.pem`); else the only certificate that has no key and
+            // awaits none and is not a trust anchor. No guess: no Q, counted as a key with no
+            // certificate.
+            let mut awaiting: std::collections::HashSet<i64> = txn
+                .encrypted_keys()?
+                .into_iter()
+                .filter(|k| k.key_id.is_none())
+                .filter_map(|k| k.certificate_id.or(k.hint_certificate_id))
+                .collect();
+            // trusted certificates without a key are trust anchors, kept keyless on purpose:
+            // never the guess for a key that came alone
+            let anchors: std::collections::HashSet<i64> = txn
+                .certificates()?
+                .into_iter()
+                .filter(|c| c.cert.trusted && c.cert.key_id.is_none())
+                .map(|c| c.id)
+                .collect();
+            for (file, enc, own) in kept {
+                let free =
+                    |id: &i64| keyless.iter().any(|(c, _)| c == id) && !awaiting.contains(id);
+                let hint = own.filter(free).or_else(|| {
+                    let stem = pair_stem(file);
+                    let pair: Vec<i64> = from_files
+                        .iter()
+                        .filter(|(f, id)| *f != file && pair_stem(f) == stem && free(id))
+                        .map(|(_, id)| *id)
+                        .collect();
+                    match pair[..] {
+                        [only] => Some(only),
+                        _ => None,
+                    }
+                });
+                let hint = hint.or_else(|| {
+                    let open: Vec<i64> = keyless
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .filter(|id| !awaiting.contains(id) && !anchors.contains(id))
+                        .collect();
+                    match open[..] {
+                        [only] => Some(only),
+                        _ => None,
+                    }
+                });
+                let sealed = self.sealer.seal(SealLabel::EncryptedKey, enc)?;
+                txn.insert_encrypted_key(&sealed, hint)?;
+                report.keys_kept_encrypted += 1;
+                match hint {
+                    Some(id) => {
+                        awaiting.insert(id);
+                        report.private_keys_imported += 1;
+                    }
+                    None => {
+                        report.keys_with_no_certificate += 1;
+                        report.keys_kept_encrypted_with_no_certificate += 1;
+                    }
                 }
             }
             Ok(report)
@@ -260,7 +326,9 @@ impl Manager {
 
     /// `decrypt passphrase=…` (v2.8): opens the keys imported still encrypted; each that
     /// matches a certificate without a key is cached (decrypted, sealed) and gives it K.
-    /// Returns `keys-decrypted`.
+    /// Returns `keys-decrypted`; a `decrypt` that decrypts nothing (no key waits, or the
+    /// passphrase opens none of them) is a failure, so that a mistyped passphrase is not
+    /// taken for success.
     pub fn decrypt_keys(&self, passphrase: &Passphrase) -> Result<usize> {
         let importer = self
             .keys
@@ -270,6 +338,8 @@ impl Manager {
         self.write(|txn| {
             let mut keyless = keyless_certificates(txn)?;
             let mut decrypted = 0;
+            // keys waiting (not decrypted yet), and those the passphrase opened
+            let (mut waiting, mut opened) = (0usize, 0usize);
             // every key is tried with the passphrase: their key derivations together are
             // bounded, as one file's are
             let mut budget = x509::budget::Budget::command();
@@ -277,6 +347,7 @@ impl Manager {
                 if k.key_id.is_some() {
                     continue;
                 }
+                waiting += 1;
                 let enc = self.sealer.open(SealLabel::EncryptedKey, &k.sealed)?;
                 let pkcs8 = match x509::import::open_encrypted_key(
                     enc.secret_bytes(),
@@ -292,6 +363,7 @@ impl Manager {
                     }
                     Err(_) => continue, // another passphrase's key
                 };
+                opened += 1;
                 let g = importer.import_pkcs8(pkcs8.secret_bytes())?;
                 let spki = der::Encode::to_der(&g.public_key).unwrap_or_default();
                 let Some(i) = keyless.iter().position(|(_, pk)| *pk == spki) else {
@@ -302,7 +374,22 @@ impl Manager {
                 txn.set_encrypted_key_copy(k.id, Some(&g.uri.store_id()), Some(cert_id))?;
                 decrypted += 1;
             }
-            Ok(decrypted)
+            match (waiting, opened, decrypted) {
+                (0, _, _) => Err(ManagerError::Failed(
+                    "decrypt: no private key waits to be decrypted (none was imported still \
+                     encrypted, or all are decrypted already)"
+                        .into(),
+                )),
+                (n, 0, _) => Err(ManagerError::Failed(format!(
+                    "decrypt: the passphrase opens none of the {n} private key(s) kept encrypted \
+                     (flag Q); nothing was decrypted"
+                ))),
+                (_, o, 0) => Err(ManagerError::Failed(format!(
+                    "decrypt: the passphrase opens {o} private key(s), but none belongs to a \
+                     certificate without a key; import its certificate first"
+                ))),
+                _ => Ok(decrypted),
+            }
         })
     }
 
@@ -325,6 +412,37 @@ impl Manager {
             Ok(dropped)
         })
     }
+}
+
+/// What names a certificate file and its key file alike: the file name without its
+/// extension and a `_key`/`-key` suffix (`x.crt`/`x.key`, `req.pem`/`req_key.pem`).
+fn pair_stem(file: &std::path::Path) -> String {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ["_key", "-key", ".key"]
+        .iter()
+        .find_map(|suffix| stem.strip_suffix(suffix))
+        .map(str::to_owned)
+        .unwrap_or(stem)
+}
+
+/// One file's content, or why it could not be read (and whether because it did not decrypt).
+fn read_one(
+    file: &std::path::Path,
+    pass: Option<&str>,
+) -> std::result::Result<x509::import::FileContents, (String, bool)> {
+    let bytes = match std::fs::metadata(file) {
+        Ok(m) if m.len() > x509::import::MAX_IMPORT_BYTES as u64 => {
+            return Err((format!("{} bytes is too large to import", m.len()), false));
+        }
+        _ => std::fs::read(file).map_err(|e| (e.to_string(), false))?,
+    };
+    x509::import::read_file(&bytes, pass).map_err(|e| match e {
+        x509::import::ImportError::Decryption(m) => (m, true),
+        e => (e.to_string(), false),
+    })
 }
 
 /// Certificates without a private key, with their public keys (DER): where keys coming from

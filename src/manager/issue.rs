@@ -83,6 +83,41 @@ pub fn crl_url(host: &str, ca_name: &str) -> String {
     format!("http://{host}/crl/{name}.crl")
 }
 
+/// What a key generation that takes seconds is called on a progress line, or `None` when it
+/// is quick (EC, Ed25519 and RSA below 4096 bits in software).
+pub(super) fn slow_generation(
+    location: &KeyLocation,
+    algorithm: crate::keys::KeyAlgorithm,
+) -> Option<String> {
+    use crate::keys::{KeyAlgorithm, Scheme};
+    let place = match location {
+        KeyLocation::Software => match algorithm {
+            KeyAlgorithm::Rsa { bits } if bits >= 4096 => {
+                return Some(format!("generating {algorithm} key"))
+            }
+            _ => return None,
+        },
+        KeyLocation::Profile(p) => format!("with profile '{p}'"),
+        KeyLocation::Uri(uri) => match uri.scheme() {
+            Scheme::Pkcs11 => match uri.path_str("token") {
+                Some(t) => format!("on token '{}'", x509::names::escape(t)),
+                None => "on the PKCS#11 token".to_owned(),
+            },
+            Scheme::Piv => match uri.path_str("slot-id") {
+                Some(s) => format!("on the card (slot {})", x509::names::escape(s)),
+                None => "on the card".to_owned(),
+            },
+            Scheme::Soft => match algorithm {
+                KeyAlgorithm::Rsa { bits } if bits >= 4096 => {
+                    return Some(format!("generating {algorithm} key"))
+                }
+                _ => return None,
+            },
+        },
+    };
+    Some(format!("generating {algorithm} key {place}"))
+}
+
 impl Manager {
     /// A token profile becomes the URI of the token it names.
     pub(super) fn resolve_location(&self, loc: &KeyLocation) -> Result<KeyLocation> {
@@ -108,19 +143,37 @@ impl Manager {
         label: &str,
     ) -> Result<(&dyn KeyProvider, GeneratedKey, KeyHandle)> {
         let provider = self.provider_for(location)?;
-        let generated = provider.generate(&GenerateRequest {
+        let generated = self.generate_reported(provider, location, algorithm, label)?;
+        let handle = KeyHandle {
+            uri: generated.uri.clone(),
+            sealed: generated.sealed.clone(),
+        };
+        Ok((provider, generated, handle))
+    }
+
+    /// Generates a key labelled `label` at `location` (resolved), telling the progress sink
+    /// when it takes seconds: always on a token or card (C_GenerateKeyPair, the card's own
+    /// generation), and RSA of 4096 bits or more in software.
+    pub(super) fn generate_reported(
+        &self,
+        provider: &dyn KeyProvider,
+        location: &KeyLocation,
+        algorithm: crate::keys::KeyAlgorithm,
+        label: &str,
+    ) -> Result<GeneratedKey> {
+        let request = GenerateRequest {
             algorithm,
             label: label.to_owned(),
             location: match location {
                 KeyLocation::Uri(u) => Some(u.clone()),
                 _ => None,
             },
-        })?;
-        let handle = KeyHandle {
-            uri: generated.uri.clone(),
-            sealed: generated.sealed.clone(),
         };
-        Ok((provider, generated, handle))
+        let Some(what) = slow_generation(location, algorithm) else {
+            return Ok(provider.generate(&request)?);
+        };
+        let _task = super::progress::Task::start(self.progress.as_ref(), &what, None);
+        Ok(provider.generate(&request)?)
     }
 
     /// The X.509 signer of a key (reaching it: token login, PIN) for `digest` (or the key's
@@ -286,15 +339,21 @@ impl Manager {
         name: &str,
         provider: &dyn KeyProvider,
         location: &KeyLocation,
+        report: bool,
     ) -> Result<Issued> {
-        let generated = provider.generate(&GenerateRequest {
-            algorithm: plan.algorithm,
-            label: name.to_owned(),
-            location: match location {
-                KeyLocation::Uri(u) => Some(u.clone()),
-                _ => None,
-            },
-        })?;
+        // a batch (`issue_batch`) signs on several threads: one progress line would not do
+        let generated = if report {
+            self.generate_reported(provider, location, plan.algorithm, name)?
+        } else {
+            provider.generate(&GenerateRequest {
+                algorithm: plan.algorithm,
+                label: name.to_owned(),
+                location: match location {
+                    KeyLocation::Uri(u) => Some(u.clone()),
+                    _ => None,
+                },
+            })?
+        };
         let result = (|| {
             let self_signer;
             let signer = match &plan.issuer_signer {

@@ -9,6 +9,7 @@ mod export;
 mod health;
 mod import;
 mod issue;
+pub mod progress;
 mod requests;
 mod revoke;
 pub mod scep;
@@ -72,6 +73,8 @@ pub struct Manager {
     /// seconds added to the SCEP client's clock and to the one `/health` judges CRLs by
     /// (tests: `CERTMAN_TEST_CLOCK_OFFSET`)
     clock_offset: i64,
+    /// who watches long work (key generation on tokens, cards, big RSA; bulk imports)
+    progress: Arc<dyn progress::ProgressSink>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -110,7 +113,15 @@ impl Manager {
             crl_pin_failures: std::sync::Mutex::default(),
             reads: None,
             clock_offset: 0,
+            progress: Arc::new(progress::NoProgress),
         }
+    }
+
+    /// Reports long work to `sink` (the CLI draws it on a terminal; the default watches
+    /// nothing).
+    pub fn with_progress(mut self, sink: Arc<dyn progress::ProgressSink>) -> Self {
+        self.progress = sink;
+        self
     }
 
     /// Shifts the SCEP client's clock by `seconds` (its renewal, expiry and CA roll-over

@@ -12,17 +12,31 @@ use crate::secret::Passphrase;
 use crate::store::TxnMode;
 use crate::x509;
 
-/// `create-certificate-request template=… [key-passphrase=…] [file-name=…] [on-smart-card=…]`.
+/// `create-certificate-request template=… [key-passphrase=…] [file-name=…] [on-smart-card=…]`,
+/// or RouterOS v2.8's dialogue (`certificate-request-file-name`, `file-name`, `passphrase`,
+/// `rsa-key-bits`, the subject's fields, `email-address`, `challenge-password`,
+/// `unstructured-address`) with or without a template.
 #[derive(Debug, Default)]
 pub struct CreateRequest {
-    /// the template to consume
-    pub template: String,
+    /// the template to consume; `None`: the request is described by `properties` alone
+    pub template: Option<String>,
+    /// template properties (`common-name`, `country`, `key-type`, `key-size`, …) set on top
+    /// of the template's, as `set` would
+    pub properties: Vec<(String, String)>,
+    /// the subject's emailAddress (PKCS#9, after the CN as OpenSSL puts it): v2.8's "email
+    /// address"
+    pub email_address: Option<String>,
+    /// the PKCS#9 unstructuredAddress attribute: v2.8's "unstructured address"
+    pub unstructured_address: Option<String>,
     /// encrypts the key file of a software key (required for one)
     pub key_passphrase: Option<Passphrase>,
     /// the challengePassword attribute
     pub challenge_password: Option<crate::secret::SecretString>,
-    /// base file name (default `certificate-request`)
+    /// base file name (default `certificate-request`: `<base>.pem`, `<base>_key.pem`); with
+    /// `request_file_name`, the key file's name itself (v2.8's "file name")
     pub file_name: Option<String>,
+    /// the request file's name itself (v2.8's "certificate request file name")
+    pub request_file_name: Option<String>,
     /// the directory relative names are written in
     pub dir: PathBuf,
     /// where the key goes
@@ -46,21 +60,59 @@ pub struct SignRequestFile {
     pub dir: PathBuf,
 }
 
+/// Where the request and its key are written: `<base>.pem` and `<base>_key.pem` (base
+/// `file_name`, default `certificate-request`); with v2.8's `certificate-request-file-name`,
+/// the request there exactly and the key at `file_name` exactly (default: the request's name
+/// with `_key.pem` for its extension).
+fn request_paths(
+    dir: &Path,
+    request_file_name: Option<&str>,
+    file_name: Option<&str>,
+) -> (PathBuf, PathBuf) {
+    let key_beside = |base: &Path| {
+        let mut key = base.as_os_str().to_owned();
+        key.push("_key.pem");
+        PathBuf::from(key)
+    };
+    match request_file_name {
+        Some(csr) => {
+            let csr = dir.join(csr);
+            let key = match file_name {
+                Some(k) => dir.join(k),
+                None => key_beside(&csr.with_extension("")),
+            };
+            (csr, key)
+        }
+        None => {
+            let base = dir.join(file_name.unwrap_or("certificate-request"));
+            (with_extension(&base, "pem"), key_beside(&base))
+        }
+    }
+}
+
 impl Manager {
     // ---------------------------------------------------------------- requests
 
-    /// `create-certificate-request`: a PKCS#10 request from a template (consumed), written to
-    /// `<base>.pem`, its key to `<base>_key.pem` encrypted with `key-passphrase` (mode 0600),
+    /// `create-certificate-request`: a PKCS#10 request from a template (consumed) and/or the
+    /// properties given, written to `<base>.pem` (or v2.8's `certificate-request-file-name`),
+    /// its key to `<base>_key.pem` (or v2.8's `file-name`) encrypted with `key-passphrase`
+    /// (mode 0600),
     /// or kept on the token with `on-smart-card=`. The request is remembered, with its key,
     /// so the signed certificate can join the key when it comes back. Returns the files.
     pub fn create_certificate_request(&self, req: &CreateRequest) -> Result<Vec<PathBuf>> {
-        let (template_id, props) = {
-            let txn = self.store.begin(TxnMode::Read)?;
-            let t = txn
-                .template(&req.template)?
-                .ok_or_else(|| ManagerError::not_found(ObjectKind::Template, &req.template))?;
-            (t.id, TemplateProperties::from_json(&t.properties)?)
+        let (template_id, mut props) = match &req.template {
+            Some(name) => {
+                let txn = self.store.begin(TxnMode::Read)?;
+                let t = txn
+                    .template(name)?
+                    .ok_or_else(|| ManagerError::not_found(ObjectKind::Template, name))?;
+                (Some(t.id), TemplateProperties::from_json(&t.properties)?)
+            }
+            None => (None, TemplateProperties::default()),
         };
+        for (property, value) in &req.properties {
+            props.set(property, value)?;
+        }
         let resolved = props.resolve()?;
         let location = self.resolve_location(&req.key_location)?;
         // an unknown profile or key URI is refused before anything else
@@ -73,36 +125,54 @@ impl Manager {
                     .into(),
             ));
         }
-        let subject = resolved.subject.to_name()?;
+        let mut subject = resolved.subject.to_name()?;
+        if let Some(email) = req.email_address.as_deref().filter(|e| !e.is_empty()) {
+            subject = x509::with_email_address(subject, email)
+                .map_err(|e| ManagerError::InvalidValue(format!("email-address: {e}")))?;
+        }
+        if let Some(addr) = &req.unstructured_address {
+            x509::csr::check_unstructured_address(addr)
+                .map_err(|e| ManagerError::InvalidValue(format!("unstructured-address: {e}")))?;
+        }
         if subject.is_empty() && resolved.subject_alt_names.is_empty() {
             return Err(ManagerError::InvalidValue(
                 "the request would have neither a subject nor a subject-alt-name: set common-name"
                     .into(),
             ));
         }
-        let base = req.dir.join(
-            req.file_name
-                .clone()
-                .unwrap_or_else(|| "certificate-request".into()),
+        let (csr_path, key_path) = request_paths(
+            &req.dir,
+            req.request_file_name.as_deref(),
+            req.file_name.as_deref(),
         );
-        let csr_path = with_extension(&base, "pem");
-        let mut key_path = base.as_os_str().to_owned();
-        key_path.push("_key.pem");
-        let key_path = PathBuf::from(key_path);
+        if csr_path == key_path {
+            return Err(ManagerError::InvalidValue(format!(
+                "the request and its key would both be written to {}",
+                csr_path.display()
+            )));
+        }
+        // what the request and its key are called: the template's name, or the file's
+        let label = match &req.template {
+            Some(t) => t.clone(),
+            None => csr_path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "certificate-request".into()),
+        };
 
         let (provider, generated, handle) =
-            self.generate_key(&location, resolved.algorithm, &req.template)?;
+            self.generate_key(&location, resolved.algorithm, &label)?;
         let result = (|| {
             let signer = self.x509_signer(
                 provider,
                 &handle,
                 &generated.public_key,
                 resolved.digest,
-                &req.template,
+                &label,
             )?;
             let der = x509::csr::build_request(
                 &x509::csr::RequestSpec {
-                    subject,
+                    subject: subject.clone(),
                     subject_alt_names: resolved.subject_alt_names.clone(),
                     key_usage: resolved.key_usage.clone(),
                     ca: resolved.is_ca(false),
@@ -110,6 +180,10 @@ impl Manager {
                         .challenge_password
                         .as_ref()
                         .map(|p| p.secret_str().to_owned()),
+                    unstructured_address: req
+                        .unstructured_address
+                        .clone()
+                        .filter(|a| !a.is_empty()),
                 },
                 &signer,
             )?;
@@ -133,18 +207,20 @@ impl Manager {
                 files.push(prepare(&key_path, k.as_bytes(), 0o600)?);
             }
             let request = crate::store::NewRequest {
-                name: req.template.clone(),
+                name: label.clone(),
                 key_id: Some(generated.uri.store_id()),
-                subject: x509::name_to_string(&resolved.subject.to_name()?),
+                subject: x509::name_to_string(&subject),
                 public_key: der::Encode::to_der(&generated.public_key)
                     .map_err(|e| ManagerError::X509(e.into()))?,
                 der,
             };
             self.write(|txn| {
                 // consumed once: a request or sign of the same template meanwhile took it
-                match txn.template(&req.template)? {
-                    Some(t) if t.id == template_id && txn.delete_template(t.id)? => {}
-                    _ => return Err(ManagerError::not_found(ObjectKind::Template, &req.template)),
+                if let (Some(name), Some(id)) = (&req.template, template_id) {
+                    match txn.template(name)? {
+                        Some(t) if t.id == id && txn.delete_template(t.id)? => {}
+                        _ => return Err(ManagerError::not_found(ObjectKind::Template, name)),
+                    }
                 }
                 txn.insert_key(&key_record(&generated))?;
                 txn.insert_request(&request)?;
@@ -156,8 +232,12 @@ impl Manager {
             Ok(files) => publish(
                 files,
                 Some((
-                    &format!("the request from \"{}\" is kept with its key", req.template),
-                    "make the request again from a new template (this one was consumed)",
+                    &format!("the request \"{label}\" is kept with its key"),
+                    if req.template.is_some() {
+                        "make the request again from a new template (this one was consumed)"
+                    } else {
+                        "make the request again"
+                    },
                 )),
             ),
             Err(e) => {

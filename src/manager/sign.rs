@@ -75,7 +75,7 @@ impl Manager {
                 plan.crl_distribution_point = Some(crl_url(h, &name));
             }
         }
-        let issued = self.prepare(&plan, &name, provider, &location)?;
+        let issued = self.prepare(&plan, &name, provider, &location, true)?;
         // RouterOS writes the certificate onto the card beside its key.
         let on_token = match (&issued.key, provider.certificate_objects()) {
             (Some(k), Some(objects)) if k.sealed.is_none() => {
@@ -147,7 +147,7 @@ impl Manager {
         let chunk = names.len().div_ceil(threads).max(1);
         let sign_part = |part: &[String]| {
             part.iter()
-                .map(|n| self.prepare(&plan, n, soft, &KeyLocation::Software))
+                .map(|n| self.prepare(&plan, n, soft, &KeyLocation::Software, false))
                 .collect::<Result<Vec<_>>>()
         };
         // One thread: sign right here (a new thread would also seed a new RNG state).

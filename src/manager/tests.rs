@@ -516,6 +516,7 @@ fn request_for(cn: &str, ca: bool) -> x509::csr::RequestInfo {
             key_usage: Default::default(),
             ca,
             challenge_password: None,
+            unstructured_address: None,
         },
         &crate::keys::X509Signer::new(key, scheme).unwrap(),
     )
@@ -587,4 +588,64 @@ fn the_issuance_core_issues_a_verified_request_once_by_its_rules() {
     let e = m.store_certified(certified).unwrap_err();
     assert_eq!(e.refusal(), Some(crate::error::Refusal::CaRevoked), "{e:?}");
     assert!(m.certificate_record("late.example").is_err());
+}
+
+#[test]
+fn key_generation_on_a_token_is_reported_to_the_progress_sink_and_quick_soft_keys_are_not() {
+    let (_d, m, _token) = manager_with_token();
+    let recorder = Arc::new(progress::Recorder::default());
+    let m = m.with_progress(recorder.clone());
+    make_ca(&m, token_location());
+    assert_eq!(
+        recorder.events(),
+        [
+            "start generating EC prime256v1 key on token 'fake'",
+            "finish"
+        ]
+    );
+    // an EC key in software takes no time: nothing to watch
+    m.add_template(
+        "leaf",
+        None,
+        &props(&[("common-name", "leaf"), ("key-type", "ec")]),
+    )
+    .unwrap();
+    m.sign(&SignRequest {
+        template: "leaf".into(),
+        ca: Some("ca".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(recorder.events().len(), 2, "{:?}", recorder.events());
+}
+
+#[test]
+fn slow_generations_are_those_on_devices_and_big_rsa_in_software() {
+    use crate::keys::{EcCurve, KeyAlgorithm};
+    let soft = KeyLocation::Software;
+    let rsa = |bits| KeyAlgorithm::Rsa { bits };
+    assert_eq!(super::issue::slow_generation(&soft, rsa(2048)), None);
+    assert_eq!(
+        super::issue::slow_generation(&soft, KeyAlgorithm::Ec(EcCurve::P384)),
+        None
+    );
+    assert_eq!(
+        super::issue::slow_generation(&soft, rsa(4096)).as_deref(),
+        Some("generating RSA-4096 key")
+    );
+    assert_eq!(
+        super::issue::slow_generation(&soft, rsa(8192)).as_deref(),
+        Some("generating RSA-8192 key")
+    );
+    let card = KeyLocation::Uri("piv:slot-id=9c;serial=1".parse().unwrap());
+    assert_eq!(
+        super::issue::slow_generation(&card, rsa(2048)).as_deref(),
+        Some("generating RSA-2048 key on the card (slot 9c)")
+    );
+    let token = KeyLocation::Uri("pkcs11:token=CA%0A".parse().unwrap());
+    assert_eq!(
+        super::issue::slow_generation(&token, KeyAlgorithm::Ed25519).as_deref(),
+        Some("generating Ed25519 key on token 'CA\\x0a'"),
+        "names from outside are escaped"
+    );
 }

@@ -35,6 +35,58 @@ pub struct RequestSpec {
     pub ca: bool,
     /// challengePassword attribute
     pub challenge_password: Option<String>,
+    /// unstructuredAddress attribute (RouterOS v2.8 asks for it)
+    pub unstructured_address: Option<String>,
+}
+
+/// pkcs-9-at-unstructuredAddress (RFC 2985 §5.2.4), a request attribute:
+///
+/// ```text
+/// unstructuredAddress ATTRIBUTE ::= {
+///         WITH SYNTAX DirectoryString {pkcs-9-ub-unstructuredAddress}
+///         EQUALITY MATCHING RULE caseIgnoreMatch
+///         ID pkcs-9-at-unstructuredAddress
+/// }
+/// ```
+///
+/// [RFC 2985 §5.2.4]: https://www.rfc-editor.org/rfc/rfc2985#section-5.2.4
+pub struct UnstructuredAddress(pub DirectoryString);
+
+/// pkcs-9-ub-unstructuredAddress (RFC 2985 appendix A).
+const UB_UNSTRUCTURED_ADDRESS: usize = 255;
+
+/// An unstructuredAddress certman puts in a request: at most 255 characters, none a
+/// control character.
+pub fn check_unstructured_address(addr: &str) -> Result<(), X509Error> {
+    if addr.chars().count() > UB_UNSTRUCTURED_ADDRESS || addr.chars().any(char::is_control) {
+        return Err(X509Error::Value(format!(
+            "an unstructured address is at most {UB_UNSTRUCTURED_ADDRESS} characters, with no \
+             control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl x509_cert::request::attributes::AsAttribute for UnstructuredAddress {}
+
+impl const_oid::AssociatedOid for UnstructuredAddress {
+    const OID: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.8");
+}
+
+impl der::Tagged for UnstructuredAddress {
+    fn tag(&self) -> der::Tag {
+        self.0.tag()
+    }
+}
+
+impl der::EncodeValue for UnstructuredAddress {
+    fn value_len(&self) -> der::Result<der::Length> {
+        self.0.value_len()
+    }
+
+    fn encode_value(&self, encoder: &mut impl der::Writer) -> der::Result<()> {
+        self.0.encode_value(encoder)
+    }
 }
 
 fn ext<T: Encode + const_oid::AssociatedOid>(
@@ -83,6 +135,13 @@ pub fn build_request(spec: &RequestSpec, signer: &X509Signer) -> Result<Vec<u8>,
     if let Some(pw) = &spec.challenge_password {
         b.add_attribute(&ChallengePassword(DirectoryString::Utf8String(pw.clone())))
             .map_err(|e| X509Error::Builder(e.to_string()))?;
+    }
+    if let Some(addr) = &spec.unstructured_address {
+        check_unstructured_address(addr)?;
+        b.add_attribute(&UnstructuredAddress(DirectoryString::Utf8String(
+            addr.clone(),
+        )))
+        .map_err(|e| X509Error::Builder(e.to_string()))?;
     }
     let req = b
         .build::<_, crate::keys::signer::X509Signature>(signer)
@@ -284,6 +343,7 @@ mod tests {
             key_usage: "digital-signature,tls-server".parse().unwrap(),
             ca: false,
             challenge_password: Some("otp-1234".into()),
+            unstructured_address: Some("Brivibas iela 1, Riga".into()),
         };
         let der = build_request(&spec, &x).unwrap();
         let pem = request_pem(&der).unwrap();

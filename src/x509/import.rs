@@ -174,10 +174,9 @@ pub fn read_file(bytes: &[u8], passphrase: Option<&str>) -> Result<FileContents,
     }
     let mut out = FileContents::default();
     let mut budget = super::budget::Budget::file();
-    if bytes.trim_ascii_start().starts_with(b"-----BEGIN ") {
-        read_pem(bytes, passphrase, &mut out, &mut budget)?;
-    } else {
-        read_der(bytes, passphrase, &mut out, &mut budget)?;
+    match pem_or_der(bytes) {
+        Encoding::Pem => read_pem(bytes, passphrase, &mut out, &mut budget)?,
+        Encoding::Der => read_der(bytes, passphrase, &mut out, &mut budget)?,
     }
     // Everything certman later reads of a certificate must read now: a bad one is this
     // file's error, not the whole import's.
@@ -193,15 +192,48 @@ pub fn read_file(bytes: &[u8], passphrase: Option<&str>) -> Result<FileContents,
     Ok(out)
 }
 
+enum Encoding {
+    Pem,
+    Der,
+}
+
+/// PEM or DER, by content. PEM may have text before, between and after its blocks (`openssl
+/// x509 -text` and `openssl ca` write a dump of the certificate before it); DER is one ASN.1
+/// SEQUENCE from the first byte. One pass over the input at most (the search for the
+/// `-----BEGIN ` marker), so that hostile input costs linear time.
+fn pem_or_der(bytes: &[u8]) -> Encoding {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    if bytes.trim_ascii_start().starts_with(BEGIN) {
+        return Encoding::Pem;
+    }
+    // a DER SEQUENCE (certificate, key, PKCS#12) starts 0x30; text does not ('0' is 0x30
+    // too, but text starting with a digit then holds a BEGIN marker: checked below)
+    if bytes.first() == Some(&0x30) && der::AnyRef::from_der(bytes).is_ok() {
+        return Encoding::Der;
+    }
+    if contains(bytes, BEGIN) {
+        Encoding::Pem
+    } else {
+        Encoding::Der
+    }
+}
+
+/// Whether `needle` occurs in `haystack`: at most `needle.len()` comparisons per byte, so
+/// linear for the short markers it is given.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 fn read_pem(
     bytes: &[u8],
     passphrase: Option<&str>,
     out: &mut FileContents,
     budget: &mut super::budget::Budget,
 ) -> Result<(), ImportError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| ImportError::Invalid("PEM that is not text".into()))?;
-    let mut rest = text;
+    // Only the blocks need be text: the dump before them may be in any encoding (a subject
+    // printed in Latin-1); bytes that are not UTF-8 outside the blocks are replaced.
+    let text = String::from_utf8_lossy(bytes);
+    let mut rest: &str = &text;
     while let Some(start) = rest.find("-----BEGIN ") {
         let block = &rest[start..];
         let label_end = block[11..]
@@ -320,4 +352,66 @@ fn is_pkcs1_rsa(bytes: &[u8]) -> bool {
         qinv: der::asn1::UintRef<'a>,
     }
     matches!(RsaPrivateKey::from_der(bytes), Ok(k) if k.version == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_pem(bytes: &[u8]) -> bool {
+        matches!(pem_or_der(bytes), Encoding::Pem)
+    }
+
+    #[test]
+    fn pem_is_found_after_leading_text_der_by_its_first_byte() {
+        assert!(is_pem(b"\n  -----BEGIN CERTIFICATE-----\n"));
+        // `openssl x509 -text` / `openssl ca`: a dump, then the block
+        assert!(is_pem(
+            b"Certificate:\n    Data:\n        Version: 3 (0x2)\n-----BEGIN CERTIFICATE-----\n"
+        ));
+        // text starting with '0' (0x30, a SEQUENCE tag) that is no DER
+        assert!(is_pem(
+            b"0 certificates follow\n-----BEGIN CERTIFICATE-----\n"
+        ));
+        // a DER SEQUENCE stays DER, also when its content happens to hold the marker
+        let content = b"x-----BEGIN CERTIFICATE";
+        let mut der = vec![0x30, content.len() as u8];
+        der.extend_from_slice(content);
+        assert!(!is_pem(&der));
+        assert!(!is_pem(b"no marker anywhere"));
+    }
+
+    #[test]
+    fn text_around_a_block_is_skipped_and_the_block_still_checked() {
+        // the block's content is read as before: a bad certificate is this file's error
+        let bad = b"Certificate:\n  dump\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\ntrailing text\n";
+        let e = read_file(bad, None).unwrap_err().to_string();
+        assert!(e.starts_with("certificate:"), "{e}");
+        // leading text that is not UTF-8 (a Latin-1 dump) does not stop the block
+        let mut latin1 = b"Subject: O=M\xfcller\n".to_vec();
+        let block = bad.windows(5).position(|w| w == b"-----").unwrap();
+        latin1.extend_from_slice(&bad[block..]);
+        let e = read_file(&latin1, None).unwrap_err().to_string();
+        assert!(e.starts_with("certificate:"), "{e}");
+        // an unterminated block after text is refused, not searched for again and again
+        let mut cut = b"text\n".repeat(1000);
+        cut.extend_from_slice(b"-----BEGIN CERTIFICATE-----\nAAAA\n");
+        let e = read_file(&cut, None).unwrap_err().to_string();
+        assert!(e.contains("has no end"), "{e}");
+    }
+
+    #[test]
+    fn scanning_a_large_text_is_linear() {
+        // the largest file an import reads, made of near-markers: found out in one pass
+        let mut big = b"-----BEGIN X".repeat(MAX_IMPORT_BYTES / 12);
+        big.truncate(MAX_IMPORT_BYTES);
+        let t = std::time::Instant::now();
+        assert!(read_file(&big, None).is_err());
+        // quadratic scanning of 1 MiB would take minutes; linear takes milliseconds
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
+        );
+    }
 }

@@ -105,6 +105,39 @@ impl SubjectFields {
     }
 }
 
+/// pkcs-9-at-emailAddress (RFC 2985 §5.2.1): the e-mail address in a subject, as PKCS#10
+/// requests made by OpenSSL and RouterOS v2.8 carry it.
+pub const EMAIL_ADDRESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
+
+/// `name` with an emailAddress attribute (IA5String, at most 255 characters: RFC 2985's
+/// pkcs-9-ub-emailAddress) appended as the last RDN, where `openssl req` puts it.
+pub fn with_email_address(name: Name, email: &str) -> Result<Name, X509Error> {
+    if email.len() > 255 {
+        return Err(X509Error::Value(
+            "an email address is at most 255 characters (RFC 2985)".into(),
+        ));
+    }
+    let well_formed = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    });
+    if !email.is_ascii() || email.bytes().any(|b| b.is_ascii_control() || b == b' ') || !well_formed
+    {
+        return Err(X509Error::Value(format!(
+            "'{}' is not an email address (ASCII local@domain)",
+            names::escape(email)
+        )));
+    }
+    let value = Any::new(Tag::Ia5String, Ia5String::new(email)?.as_bytes())?;
+    let mut seq: RdnSequence = name.into();
+    seq.push(RelativeDistinguishedName::try_from(vec![
+        AttributeTypeAndValue {
+            oid: EMAIL_ADDRESS,
+            value,
+        },
+    ])?);
+    Ok(Name::hazmat_from_rdn_sequence(seq))
+}
+
 /// A Name as text in the order it is encoded, `C=LV,O=MikroTik,CN=ca` (as RouterOS prints it).
 pub fn name_to_string(name: &Name) -> String {
     name.iter_rdn()

@@ -255,6 +255,7 @@ impl Device {
                 key_usage: Default::default(),
                 ca: false,
                 challenge_password: challenge.map(str::to_owned),
+                unstructured_address: None,
             },
             &x509_signer(&self.signer),
         )

@@ -277,6 +277,7 @@ impl Manager {
                         .challenge_password
                         .as_ref()
                         .map(|p| p.secret_str().to_owned()),
+                    unstructured_address: None,
                 },
                 &signer,
             )?;

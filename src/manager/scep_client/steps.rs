@@ -476,6 +476,7 @@ impl Manager {
                 key_usage: resolved.key_usage.clone(),
                 ca: false,
                 challenge_password: challenge,
+                unstructured_address: None,
             },
             &signer,
         )?;
