@@ -16,6 +16,7 @@ set -euo pipefail
 PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcsclite-dev
           pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11 curl strace
           scep certmonger dbus time iproute2)
+PACKAGES+=(chromium)  # tests/status_page.rs renders the status page in headless Chromium
 
 missing=()
 for p in "${PACKAGES[@]}"; do
