@@ -110,7 +110,7 @@ fn page_store(hsm: Option<&SoftHsm>) -> Env {
         Some(h) => h.env(),
         None => Env::new(),
     };
-    env.make_ca("ca", &["key-type=ec"]);
+    env.make_ca("ca", &[]);
     env.issue("in-five-days", "ca", &["key-type=ec", "days-valid=5"]);
     env.issue("in-twenty-days", "ca", &["key-type=ec", "days-valid=20"]);
     env.issue("in-sixty-days", "ca", &["key-type=ec", "days-valid=60"]);
@@ -147,7 +147,7 @@ fn page_store(hsm: Option<&SoftHsm>) -> Env {
 /// A second store with its own CA and SCEP server: the page store's SCEP client enrols there.
 fn upstream_store() -> Env {
     let env = Env::new();
-    env.make_ca("upstream", &["key-type=ec"]);
+    env.make_ca("upstream", &[]);
     env.ok(&["scep-server", "add", "ca-cert=upstream", "path=/scep/up"]);
     env
 }
@@ -184,12 +184,7 @@ fn the_status_page_renders_in_chromium_with_the_5_day_certificate_in_the_7_day_b
         ),
     ]);
     // The page's own SCEP client, waiting for the upstream's grant.
-    env.ok(&[
-        "add",
-        "common-name=router-1",
-        "name=router-1",
-        "key-type=ec",
-    ]);
+    env.ok(&["add", "common-name=router-1", "name=router-1"]);
     env.ok(&[
         "add-scep",
         "template=router-1",

@@ -48,9 +48,15 @@ pub(crate) fn esc(s: &str) -> String {
     out
 }
 
-/// A name: escaped, isolated from the text around it.
+/// A name: escaped, isolated from the text around it, cut at 60 characters (the whole name
+/// in its tooltip).
 fn name(s: &str) -> String {
-    format!("<bdi>{}</bdi>", esc(s))
+    let shown = cut(s, 60);
+    if shown.len() == s.len() {
+        format!("<bdi>{}</bdi>", esc(s))
+    } else {
+        format!("<bdi title=\"{}\">{}</bdi>", esc(s), esc(&shown))
+    }
 }
 
 /// At most `max` characters of `s`, with an ellipsis when cut.
@@ -69,15 +75,16 @@ fn when(secs: i64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
-/// `in 4 d 23 h`, `2 h ago`.
+/// `in 4 d 23 h`, `in 19 d`, `2 h ago`.
 fn relative(secs: i64) -> String {
     let a = secs.unsigned_abs();
-    let text = if a >= 2 * DAY as u64 {
-        format!("{} d", a / DAY as u64)
-    } else if a >= DAY as u64 {
-        format!("1 d {} h", (a % DAY as u64) / 3600)
-    } else if a >= 3600 {
-        format!("{} h", a / 3600)
+    let (d, h) = (a / DAY as u64, (a % DAY as u64) / 3600);
+    let text = if d >= 7 {
+        format!("{d} d")
+    } else if d >= 1 {
+        format!("{d} d {h} h")
+    } else if h >= 1 {
+        format!("{h} h")
     } else {
         format!("{} min", a / 60)
     };
@@ -113,7 +120,8 @@ svg text{font-family:system-ui,"DejaVu Sans",sans-serif}
 .legend{color:var(--muted);font-size:12px;margin:6px 0 0}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th{text-align:left;font-weight:600;color:var(--muted);font-size:12px;border-bottom:1px solid var(--line);padding:4px 8px 4px 0}
-td{border-bottom:1px solid var(--line);padding:5px 8px 5px 0;vertical-align:top;overflow-wrap:anywhere}
+td{border-bottom:1px solid var(--line);padding:5px 8px 5px 0;vertical-align:top;overflow-wrap:break-word}
+td.url{word-break:break-all}td.t{white-space:nowrap}
 tr:last-child td{border-bottom:0}
 .empty{color:var(--muted);font-style:italic;margin:4px 0}
 .badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:12px;font-weight:600;white-space:nowrap}
@@ -131,6 +139,8 @@ ul.tree ul li::before{content:"";position:absolute;left:-12px;top:0;height:12px;
 .expired .exp,.soon .exp{color:var(--red);font-weight:600}
 .more{color:var(--muted);font-style:italic}
 .muted{color:var(--muted)}
+.nw{white-space:nowrap}
+code.serial{font:12px ui-monospace,"DejaVu Sans Mono",monospace;word-break:break-all;color:var(--muted)}
 "#;
 
 /// `GET /`: the whole page.
@@ -166,13 +176,14 @@ pub(crate) fn html(report: &StatusReport) -> String {
     o
 }
 
-/// The timeline's geometry: four bands side by side; days map linearly within each.
+/// The timeline's geometry: four bands side by side; days map linearly within each. Marks
+/// are stacked in lanes below the band titles; the drawing is as tall as its lanes need.
 const W: f64 = 1200.0;
 const TOP: f64 = 30.0;
 const LANE: f64 = 17.0;
+/// At most this many lanes of labelled marks; at least `MIN_LANES` are drawn.
 const LANES: usize = 9;
-const AXIS: f64 = TOP + LANE * LANES as f64 + 10.0;
-const H: f64 = AXIS + 24.0;
+const MIN_LANES: usize = 3;
 /// (left, right) of each band, in the order of the report's bands.
 const X: [(f64, f64); 4] = [
     (0.0, 150.0),
@@ -183,20 +194,20 @@ const X: [(f64, f64); 4] = [
 /// The expired band shows the last 30 days; older expiries sit at its left edge.
 const EXPIRED_SPAN: i64 = 30;
 
-fn band_style(id: &str) -> (&'static str, &'static str, String) {
+fn band_style(id: &str) -> (&'static str, &'static str, &'static str) {
     match id {
-        "expired" => ("#7f1d1d", "#f6e6e6", "expired".into()),
-        "7" => ("#c81e1e", "#fdecec", "within 7 days".into()),
-        "30" => ("#b45309", "#fff6e0", "7 – 30 days".into()),
-        _ => ("#1d4ed8", "#eaf1ff", "30 – 90 days".into()),
+        "expired" => ("#7f1d1d", "#f6e6e6", "expired"),
+        "7" => ("#c81e1e", "#fdecec", "within 7 days"),
+        "30" => ("#b45309", "#fff6e0", "7 – 30 days"),
+        _ => ("#1d4ed8", "#eaf1ff", "30 – 90 days"),
     }
 }
 
-/// Where `m` sits in band `b` whose edges are `x`.
-fn mark_x(b: &Band, m: &Mark, (l, r): (f64, f64)) -> f64 {
+/// Where a certificate `expires_in` seconds from now sits in band `b` whose edges are `x`.
+fn mark_x(b: &Band, expires_in: i64, (l, r): (f64, f64)) -> f64 {
     let pad = 8.0;
     let (l, r) = (l + pad, r - pad);
-    let days = m.expires_in as f64 / DAY as f64;
+    let days = expires_in as f64 / DAY as f64;
     let t = match b.from_days {
         None => 1.0 - ((-days) / EXPIRED_SPAN as f64).clamp(0.0, 1.0),
         Some(from) => ((days - from as f64) / (b.to_days - from) as f64).clamp(0.0, 1.0),
@@ -204,42 +215,103 @@ fn mark_x(b: &Band, m: &Mark, (l, r): (f64, f64)) -> f64 {
     l + t * (r - l)
 }
 
+/// A mark placed: its x, and its lane and label (none: drawn on the axis only).
+struct Placed<'a> {
+    mark: &'a Mark,
+    x: f64,
+    label: Option<(usize, String, &'static str, f64)>,
+}
+
+/// Places a band's marks: a mark takes the first lane whose last label ends left of it;
+/// labels run right of the mark, or left of it near the band's right edge.
+fn place(b: &Band, (l, r): (f64, f64)) -> Vec<Placed<'_>> {
+    let mut lane_end = [f64::MIN; LANES];
+    b.marks
+        .iter()
+        .map(|m| {
+            let x = mark_x(b, m.expires_in, (l, r));
+            let text = cut(&m.name, 22);
+            let width = 6.6 * text.chars().count() as f64 + 12.0;
+            let (start, end, anchor, lx) = if x + width <= r - 2.0 {
+                (x - 5.0, x + width, "start", x + 7.0)
+            } else {
+                (x - width, x + 5.0, "end", x - 7.0)
+            };
+            let label = lane_end
+                .iter()
+                .position(|&e| e < start && start >= l)
+                .map(|i| {
+                    lane_end[i] = end;
+                    (i, text, anchor, lx)
+                });
+            Placed { mark: m, x, label }
+        })
+        .collect()
+}
+
 fn timeline(o: &mut String, report: &StatusReport) {
     let e = &report.expiry;
+    let placed: Vec<Vec<Placed<'_>>> = e
+        .bands
+        .iter()
+        .zip(X.iter())
+        .map(|(b, &x)| place(b, x))
+        .collect();
+    let lanes = placed
+        .iter()
+        .flatten()
+        .filter_map(|p| p.label.as_ref().map(|l| l.0 + 1))
+        .max()
+        .unwrap_or(0)
+        .max(MIN_LANES);
+    let axis = TOP + LANE * lanes as f64 + 10.0;
+    let height = axis + 24.0;
     let _ = write!(
         o,
         "<section class=\"wide\" id=\"timeline\"><h2>Expiry timeline<span class=\"n\">\
          what expires in the next 7, 30 and 90 days · {} valid for longer · {} revoked (not drawn)\
-         </span></h2><svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"expiry timeline\" \
+         </span></h2><svg viewBox=\"0 0 {W} {height}\" role=\"img\" aria-label=\"expiry timeline\" \
          xmlns=\"http://www.w3.org/2000/svg\">",
         e.later, e.revoked
     );
-    for (b, &(l, r)) in e.bands.iter().zip(X.iter()) {
+    // day ticks: (band, days left)
+    let ticks: [(usize, i64); 11] = [
+        (0, -30),
+        (0, -7),
+        (1, 0),
+        (1, 1),
+        (1, 3),
+        (1, 5),
+        (2, 7),
+        (2, 14),
+        (2, 21),
+        (3, 30),
+        (3, 60),
+    ];
+    for ((b, &(l, r)), marks) in e.bands.iter().zip(X.iter()).zip(&placed) {
         let (ink, bg, label) = band_style(b.id);
         let _ = write!(
             o,
             "<g id=\"band-{id}\" class=\"band\" data-band=\"{id}\" data-total=\"{total}\">\
-             <rect x=\"{l}\" y=\"0\" width=\"{w}\" height=\"{AXIS}\" fill=\"{bg}\"/>\
+             <rect x=\"{l}\" y=\"0\" width=\"{w}\" height=\"{axis}\" fill=\"{bg}\"/>\
              <text x=\"{tx}\" y=\"19\" font-size=\"13\" font-weight=\"650\" fill=\"{ink}\">{label} · {total}</text>",
             id = b.id,
             total = b.total,
             w = r - l,
             tx = l + 8.0,
         );
-        // Lanes: a mark takes the first lane whose last label ends left of it; marks that
-        // find none are drawn as ticks on the axis only (their names stay in the title).
-        let mut lane_end = [f64::MIN; LANES];
-        for m in &b.marks {
-            let x = mark_x(b, m, (l, r));
-            let label = cut(&m.name, 22);
-            let width = 6.6 * label.chars().count() as f64 + 12.0;
-            // labels run right of the mark, or left of it near the band's right edge
-            let (start, end, anchor, lx) = if x + width <= r - 2.0 {
-                (x - 5.0, x + width, "start", x + 7.0)
-            } else {
-                (x - width, x + 5.0, "end", x - 7.0)
-            };
-            let lane = lane_end.iter().position(|&e| e < start && start >= l);
+        for &(bi, day) in &ticks {
+            if X[bi] == (l, r) && day != 0 && day != b.to_days {
+                let x = mark_x(b, day * DAY, (l, r));
+                let _ = write!(
+                    o,
+                    "<line x1=\"{x:.1}\" y1=\"{TOP}\" x2=\"{x:.1}\" y2=\"{axis}\" stroke=\"{ink}\" stroke-opacity=\".12\" stroke-dasharray=\"3 3\"/>"
+                );
+            }
+        }
+        for p in marks {
+            let m = p.mark;
+            let x = p.x;
             let title = format!(
                 "{} — {} ({}){}",
                 m.name,
@@ -253,12 +325,11 @@ fn timeline(o: &mut String, report: &StatusReport) {
                  <line x1=\"{x:.1}\" y1=\"{a0}\" x2=\"{x:.1}\" y2=\"{a1}\" stroke=\"{ink}\" stroke-width=\"2\"/>",
                 esc(&m.name),
                 esc(&title),
-                a0 = AXIS - 6.0,
-                a1 = AXIS + 4.0,
+                a0 = axis - 6.0,
+                a1 = axis + 4.0,
             );
-            if let Some(i) = lane {
-                lane_end[i] = end;
-                let y = TOP + LANE * i as f64 + LANE / 2.0;
+            if let Some((lane, text, anchor, lx)) = &p.label {
+                let y = TOP + LANE * *lane as f64 + LANE / 2.0;
                 let shape = if m.authority {
                     format!(
                         "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"8\" height=\"8\" transform=\"rotate(45 {x:.1} {y:.1})\" fill=\"{ink}\"/>",
@@ -270,10 +341,10 @@ fn timeline(o: &mut String, report: &StatusReport) {
                 };
                 let _ = write!(
                     o,
-                    "<line x1=\"{x:.1}\" y1=\"{y:.1}\" x2=\"{x:.1}\" y2=\"{a0}\" stroke=\"{ink}\" stroke-opacity=\".25\"/>{shape}\
+                    "<line x1=\"{x:.1}\" y1=\"{y:.1}\" x2=\"{x:.1}\" y2=\"{a0}\" stroke=\"{ink}\" stroke-opacity=\".3\"/>{shape}\
                      <text x=\"{lx:.1}\" y=\"{ty:.1}\" font-size=\"11.5\" text-anchor=\"{anchor}\" fill=\"#1f2933\">{}</text>",
-                    esc(&label),
-                    a0 = AXIS - 6.0,
+                    esc(text),
+                    a0 = axis - 6.0,
                     ty = y + 4.0,
                 );
             }
@@ -289,56 +360,38 @@ fn timeline(o: &mut String, report: &StatusReport) {
         }
         o.push_str("</g>");
     }
-    // the axis and its day ticks
+    // the axis and its day labels
     let _ = write!(
         o,
-        "<line x1=\"0\" y1=\"{AXIS}\" x2=\"{W}\" y2=\"{AXIS}\" stroke=\"#9aa5b1\"/>"
+        "<line x1=\"0\" y1=\"{axis}\" x2=\"{W}\" y2=\"{axis}\" stroke=\"#9aa5b1\"/>"
     );
-    let ticks: [(usize, i64); 10] = [
-        (0, -30),
-        (1, 0),
-        (1, 1),
-        (1, 3),
-        (1, 5),
-        (2, 7),
-        (2, 14),
-        (2, 21),
-        (3, 30),
-        (3, 60),
-    ];
     for (bi, day) in ticks {
         let Some(b) = e.bands.get(bi) else { continue };
-        let m = Mark {
-            name: String::new(),
-            not_after: 0,
-            expires_in: day * DAY,
-            authority: false,
+        let x = mark_x(b, day * DAY, X[bi]);
+        let (text, anchor) = match day {
+            -30 => ("30 d ago".to_owned(), "start"),
+            d if d < 0 => (format!("{} d ago", -d), "middle"),
+            0 => ("now".to_owned(), "middle"),
+            d => (format!("{d} d"), "middle"),
         };
-        let x = mark_x(b, &m, X[bi]);
-        let text = if day < 0 {
-            format!("{} d ago", -day)
-        } else if day == 0 {
-            "now".to_owned()
-        } else {
-            format!("{day} d")
-        };
+        let tx = if anchor == "start" { x - 6.0 } else { x };
         let _ = write!(
             o,
-            "<line x1=\"{x:.1}\" y1=\"{AXIS}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#9aa5b1\"/>\
-             <text x=\"{x:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#5f6b7a\">{text}</text>",
-            AXIS + 5.0,
-            AXIS + 17.0
+            "<line x1=\"{x:.1}\" y1=\"{axis}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#9aa5b1\"/>\
+             <text x=\"{tx:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"{anchor}\" fill=\"#5f6b7a\">{text}</text>",
+            axis + 5.0,
+            axis + 17.0
         );
     }
     let _ = write!(
         o,
         "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\" fill=\"#5f6b7a\">90 d</text>",
         W - 2.0,
-        AXIS + 17.0
+        axis + 17.0
     );
     o.push_str(
-        "</svg><p class=\"legend\">● certificate · ◆ CA · hover a mark for its name and date; \
-         marks without a label are drawn on the axis only. Revoked certificates are not drawn.</p></section>",
+        "</svg><p class=\"legend\">● certificate · ◆ CA · a mark's tooltip gives its name and date; \
+         marks beyond the lanes are drawn on the axis only.</p></section>",
     );
 }
 
@@ -392,7 +445,8 @@ fn ca_li(o: &mut String, n: &CaNode) {
 fn tree(o: &mut String, r: &StatusReport) {
     let _ = write!(
         o,
-        "<section id=\"tree\"><h2>CA tree<span class=\"n\">K private key · L CRL · C on a token · A authority · I issued · R revoked · E expired · T trusted</span></h2>"
+        "<section id=\"tree\"><h2>CA tree<span class=\"n\">{} CAs and what each issued</span></h2>",
+        r.counts.authorities
     );
     if r.ca_tree.is_empty() && r.unrooted.is_empty() {
         o.push_str("<p class=\"empty\">No certificates yet.</p></section>");
@@ -421,7 +475,10 @@ fn tree(o: &mut String, r: &StatusReport) {
         }
         o.push_str("</ul>");
     }
-    o.push_str("</section>");
+    o.push_str(
+        "<p class=\"legend\">Flags: K private key · L CRL held · C key on a token · A authority · \
+         I issued here · R revoked · E expired · T trusted · Q key still encrypted</p></section>",
+    );
 }
 
 fn presence_badge(p: Presence) -> String {
@@ -453,7 +510,7 @@ fn tokens(o: &mut String, rows: &[TokenStatus]) {
         return;
     }
     o.push_str(
-        "<table><tr><th>Token</th><th>Profile</th><th>State</th><th>CAs</th><th>Note</th></tr>",
+        "<table><tr><th>Token</th><th>Serial</th><th>Profile</th><th>State</th><th>CAs</th><th>Note</th></tr>",
     );
     for t in rows {
         let label = if t.label.is_empty() {
@@ -462,17 +519,21 @@ fn tokens(o: &mut String, rows: &[TokenStatus]) {
             name(&t.label)
         };
         let serial = if t.serial.is_empty() {
-            String::new()
+            "—".to_owned()
         } else {
-            format!("<br><span class=\"muted\">serial {}</span>", esc(&t.serial))
+            format!("<code class=\"serial\">{}</code>", esc(&t.serial))
         };
-        let cas: Vec<String> = t.cas.iter().map(|c| name(c)).collect();
+        let cas: Vec<String> = t
+            .cas
+            .iter()
+            .map(|c| format!("<span class=\"nw\">{}</span>", name(c)))
+            .collect();
         let _ = write!(
             o,
-            "<tr data-kind=\"{}\"><td>{label}{serial}</td><td>{} <span class=\"muted\">{}</span></td><td>{} {}</td><td>{}</td><td class=\"muted\">{}</td></tr>",
+            "<tr data-kind=\"{}\"><td>{label} <span class=\"muted\">{}</span></td><td>{serial}</td><td class=\"t\">{}</td><td class=\"nw\">{} {}</td><td>{}</td><td class=\"muted\">{}</td></tr>",
+            t.kind,
             t.kind,
             t.profiles.iter().map(|p| name(p)).collect::<Vec<_>>().join(", "),
-            t.kind,
             presence_badge(t.presence),
             pin_badge(t.pin),
             if cas.is_empty() { "—".into() } else { cas.join(", ") },
@@ -510,7 +571,7 @@ fn crls(o: &mut String, rows: &[CrlStatus], more: usize, now: i64) {
         };
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{next}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"url\">{}</td><td>{}</td><td>{}</td><td class=\"t\">{next}</td><td>{}</td></tr>",
             name(&c.ca),
             name(&c.source),
             c.number
@@ -580,7 +641,7 @@ fn scep_clients(o: &mut String, rows: &[ScepClientRow]) {
     for c in rows {
         let _ = write!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"muted\">{}</td></tr>",
+            "<tr><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"url\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"muted\">{}</td></tr>",
             name(&c.name),
             c.kind,
             name(&c.server),
