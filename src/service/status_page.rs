@@ -653,3 +653,172 @@ fn scep_clients(o: &mut String, rows: &[ScepClientRow]) {
     }
     o.push_str("</table></section>");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::manager::status::{
+        CaNode, Expiry, MAX_CAS, MAX_LEAVES_PER_CA, MAX_MARKS_PER_BAND, MAX_ROWS,
+    };
+    use crate::manager::Flags;
+    use crate::service::testing::empty_report;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn node(name: &str, expires_in: i64) -> CertNode {
+        CertNode {
+            name: name.into(),
+            flags: Flags {
+                private_key: true,
+                issued: true,
+                ..Flags::default()
+            },
+            not_after: NOW + expires_in,
+            expires_in,
+        }
+    }
+
+    fn bands(per_band: usize) -> Expiry {
+        let spec: [(&'static str, Option<i64>, i64); 4] = [
+            ("expired", None, 0),
+            ("7", Some(0), 7),
+            ("30", Some(7), 30),
+            ("90", Some(30), 90),
+        ];
+        Expiry {
+            bands: spec
+                .iter()
+                .map(|&(id, from, to)| {
+                    let from_s = from.unwrap_or(-30) * DAY;
+                    let span = to * DAY - from_s;
+                    Band {
+                        id,
+                        from_days: from,
+                        to_days: to,
+                        total: per_band * 10,
+                        marks: (0..per_band)
+                            .map(|i| {
+                                let left = from_s + span * i as i64 / per_band as i64;
+                                Mark {
+                                    name: format!("{id}-cert-{i}.example.com"),
+                                    not_after: NOW + left,
+                                    expires_in: left,
+                                    authority: i % 7 == 0,
+                                }
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+            later: 5,
+            revoked: 2,
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_for_html_and_control_characters_shown() {
+        assert_eq!(
+            esc("<a href='x'>\"&\"</a>\u{7}"),
+            "&lt;a href=&#39;x&#39;&gt;&quot;&amp;&quot;&lt;/a&gt;\\x07"
+        );
+        assert_eq!(name("ok"), "<bdi>ok</bdi>");
+        let long = "n".repeat(100);
+        let shown = name(&long);
+        assert!(
+            shown.starts_with(&format!("<bdi title=\"{long}\">")),
+            "{shown}"
+        );
+        assert!(shown.contains('…'));
+    }
+
+    #[test]
+    fn relative_times() {
+        assert_eq!(relative(5 * DAY - 60), "in 4 d 23 h");
+        assert_eq!(relative(20 * DAY), "in 20 d");
+        assert_eq!(relative(-3 * 3600), "3 h ago");
+        assert_eq!(relative(90), "in 1 min");
+    }
+
+    #[test]
+    fn each_mark_sits_in_its_band_s_group_and_between_its_band_s_edges() {
+        let mut r = empty_report(NOW);
+        r.expiry = bands(3);
+        let html = html(&r);
+        for b in &r.expiry.bands {
+            let start = html.find(&format!("<g id=\"band-{}\"", b.id)).unwrap();
+            // up to the next band, or the axis after the last
+            let rest = &html[start + 1..];
+            let end = start
+                + 1
+                + rest
+                    .find("<g id=\"band-")
+                    .or_else(|| rest.find("<line x1=\"0\""))
+                    .unwrap();
+            let group = &html[start..end];
+            for m in &b.marks {
+                assert!(
+                    group.contains(&format!("data-name=\"{}\"", m.name)),
+                    "{} not in band {}",
+                    m.name,
+                    b.id
+                );
+            }
+        }
+        // x positions stay within each band's edges
+        for (b, &(l, r)) in r.expiry.bands.iter().zip(X.iter()) {
+            for m in &b.marks {
+                let x = mark_x(b, m.expires_in, (l, r));
+                assert!(x >= l && x <= r, "{} at {x} outside {l}..{r}", m.name);
+            }
+        }
+    }
+
+    /// The largest page the caps allow renders quickly and stays a reasonable size.
+    #[test]
+    fn the_largest_page_the_caps_allow_renders_quickly() {
+        let mut r = empty_report(NOW);
+        r.expiry = bands(MAX_MARKS_PER_BAND);
+        let issued: Vec<CertNode> = (0..MAX_LEAVES_PER_CA as i64)
+            .map(|i| node(&format!("leaf-{i}"), i * DAY))
+            .collect();
+        r.ca_tree = (0..MAX_CAS / 4)
+            .map(|i| CaNode {
+                ca: node(&format!("ca-{i}"), 300 * DAY),
+                sub_cas: (0..3)
+                    .map(|j| CaNode {
+                        ca: node(&format!("sub-{i}-{j}"), 200 * DAY),
+                        sub_cas: Vec::new(),
+                        issued: issued.clone(),
+                        more_issued: 1000,
+                    })
+                    .collect(),
+                issued: issued.clone(),
+                more_issued: 1000,
+            })
+            .collect();
+        r.crls = (0..MAX_ROWS)
+            .map(|i| CrlStatus {
+                ca: format!("ca-{i}"),
+                source: "local".into(),
+                number: Some(i as u64),
+                this_update: NOW,
+                next_update: Some(NOW + 2 * DAY),
+                entries: 3,
+                freshness: Freshness::Fresh,
+            })
+            .collect();
+        let started = Instant::now();
+        let page = html(&r);
+        let took = started.elapsed();
+        eprintln!("largest page: {} KiB in {took:?}", page.len() / 1024);
+        assert!(page.len() < 4 << 20, "{} bytes", page.len());
+        assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+        assert!(page.contains("and 1000 more"));
+        assert!(
+            page.contains("and 1350 more"),
+            "each band's count of marks not drawn"
+        );
+    }
+}
