@@ -445,8 +445,16 @@ fn ca_li(o: &mut String, n: &CaNode) {
 fn tree(o: &mut String, r: &StatusReport) {
     let _ = write!(
         o,
-        "<section id=\"tree\"><h2>CA tree<span class=\"n\">{} CAs and what each issued</span></h2>",
-        r.counts.authorities
+        "<section id=\"tree\"><h2>CA tree<span class=\"n\">{} and what {} issued</span></h2>",
+        match r.counts.authorities {
+            1 => "1 CA".to_owned(),
+            n => format!("{n} CAs"),
+        },
+        if r.counts.authorities == 1 {
+            "it"
+        } else {
+            "each"
+        },
     );
     if r.ca_tree.is_empty() && r.unrooted.is_empty() {
         o.push_str("<p class=\"empty\">No certificates yet.</p></section>");
