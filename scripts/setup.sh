@@ -12,10 +12,11 @@ set -euo pipefail
 # strace kills commands at each of their writes in the crash tests; scep (micromdm's scepclient
 # and scepserver) and certmonger (with dbus for its private session bus) are the SCEP peers;
 # GNU time measures the peak RSS of hostile inputs; iproute2 brings up lo in the private network
-# namespace micromdm's scepserver runs in. man-db's `man -l` renders certman's man page in the tests.
+# namespace micromdm's scepserver runs in. man-db's `man -l` renders certman's man page in the tests;
+# headless chromium renders the status page (tests/status_page.rs).
 PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcsclite-dev
           pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11 curl strace
-          scep certmonger dbus time iproute2 man-db)
+          scep certmonger dbus time iproute2 man-db chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -15,6 +15,7 @@ mod revoke;
 pub mod scep;
 pub mod scep_client;
 mod sign;
+pub mod status;
 pub mod template;
 mod verify;
 pub mod view;
@@ -45,6 +46,7 @@ pub use self::scep_client::{
     ScepClientKind, ScepClientStatus, ScepClientView, ServerCertificates,
 };
 pub use self::sign::SignRequest;
+pub use self::status::StatusReport;
 pub use self::template::{TemplateProperties, TEMPLATE_PROPERTIES};
 pub use self::verify::VerifyOptions;
 pub use self::view::{Entry, Flags, Value};

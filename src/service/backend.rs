@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::ServiceBackend;
 use crate::error::ManagerError;
-use crate::manager::{CrlRenewal, HealthProblem, Manager, ScepServerView, ServedCrl, Settings};
+use crate::manager::{
+    CrlRenewal, HealthProblem, Manager, ScepServerView, ServedCrl, Settings, StatusReport,
+};
 use crate::protocols::scep::server::ScepCa;
 
 impl ServiceBackend for Manager {
@@ -28,6 +30,10 @@ impl ServiceBackend for Manager {
 
     fn health(&self) -> Result<Vec<HealthProblem>, ManagerError> {
         Manager::health(self)
+    }
+
+    fn status(&self) -> Result<StatusReport, ManagerError> {
+        Manager::status(self)
     }
 
     fn scep_ca(&self) -> Option<&dyn ScepCa> {

@@ -1,7 +1,8 @@
 //! The HTTP endpoints: `GET`/`HEAD /crl/<percent-encoded CA name>.crl` (the CDP that
-//! `ca-crl-host` puts in issued certificates, see `manager::crl_url`), `GET /health`, and the
-//! SCEP paths (`service/scep.rs`). Request bodies are capped on every route: none on the CRL
-//! and health routes, [`MAX_MESSAGE`] on SCEP and anywhere else; a larger `Content-Length` is
+//! `ca-crl-host` puts in issued certificates, see `manager::crl_url`), `GET /health`, the
+//! status page (`GET /` and `/status.json`, `service/status_page.rs`) and the SCEP paths
+//! (`service/scep.rs`). Request bodies are capped on every route: none on the CRL, health
+//! and status routes, [`MAX_MESSAGE`] on SCEP and anywhere else; a larger `Content-Length` is
 //! answered 413 before any of the body is read (a chunked body is cut off at the cap).
 
 use std::net::SocketAddr;
@@ -20,8 +21,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use super::scep::MAX_MESSAGE;
 use super::timers::RenewalProblems;
-use super::{blocking, ServiceBackend};
-use crate::manager::{HealthProblem, HealthReason, ServedCrl};
+use super::{blocking, status_page, ServiceBackend};
+use crate::manager::{HealthProblem, HealthReason, ServedCrl, StatusReport};
 
 /// The longest an HTTP cache may keep a CRL: a revocation made with the CLI reaches clients
 /// behind a cache within this time, even though the CRL itself is valid until nextUpdate.
@@ -44,6 +45,14 @@ pub(crate) fn router(backend: Backend, renewals: Arc<RenewalProblems>) -> Router
         .route(
             "/health",
             get(health).layer(RequestBodyLimitLayer::new(NO_BODY)),
+        )
+        .route(
+            "/",
+            get(status_html).layer(RequestBodyLimitLayer::new(NO_BODY)),
+        )
+        .route(
+            "/status.json",
+            get(status_json).layer(RequestBodyLimitLayer::new(NO_BODY)),
         )
         .route(
             "/scep/{*rest}",
@@ -280,6 +289,55 @@ async fn health(
         .into_response()
 }
 
+/// What the status page may load: nothing but its own inline CSS and `data:` images; no
+/// script, no frame, no form.
+const STATUS_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+
+/// `GET /`: the status page (read-only HTML, no script).
+async fn status_html(State(backend): State<Backend>) -> Response {
+    status(backend, "text/html; charset=utf-8", status_page::html).await
+}
+
+/// `GET /status.json`: the status page's report as JSON.
+async fn status_json(State(backend): State<Backend>) -> Response {
+    status(backend, "application/json", status_page::json).await
+}
+
+/// The report, read and rendered on the blocking pool; 500 without details when the store
+/// cannot be read.
+async fn status(
+    backend: Backend,
+    content_type: &'static str,
+    render: fn(&StatusReport) -> String,
+) -> Response {
+    let made = blocking(&backend, "building the status page", move |b| {
+        b.status().map(|r| render(&r))
+    })
+    .await;
+    let body = match made {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            tracing::error!("cannot build the status page: {e}");
+            return internal_error();
+        }
+        Err(e) => {
+            tracing::error!("cannot build the status page: {e}");
+            return internal_error();
+        }
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, STATUS_CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use std::future::Future;
@@ -462,7 +520,8 @@ mod tests {
             "/crl/",
             "/crl",
             "/crl/ca.crl/x",
-            "/",
+            "/index.html",
+            "/status",
             "/scep",
         ] {
             let r = s.get(path).await;
@@ -636,6 +695,8 @@ mod tests {
             ("GET", "/crl/ca.crl"),
             ("POST", "/crl/ca.crl"),
             ("GET", "/health"),
+            ("GET", "/"),
+            ("GET", "/status.json"),
             ("POST", "/scep/x?operation=PKIOperation"),
             ("GET", "/scep/x?operation=GetCACaps"),
             ("PUT", "/elsewhere"),
@@ -656,11 +717,14 @@ mod tests {
             raw(s.addr, &over, b"").await.0,
             "HTTP/1.1 413 Payload Too Large"
         );
-        let one = "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n";
-        assert_eq!(
-            raw(s.addr, one, b"x").await.0,
-            "HTTP/1.1 413 Payload Too Large"
-        );
+        for path in ["/health", "/", "/status.json"] {
+            let one = format!("GET {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n");
+            assert_eq!(
+                raw(s.addr, &one, b"x").await.0,
+                "HTTP/1.1 413 Payload Too Large",
+                "{path}"
+            );
+        }
         // A chunked SCEP body is cut off at the cap.
         let chunked = "POST /scep/x?operation=PKIOperation HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
         let chunk = format!(
@@ -673,6 +737,93 @@ mod tests {
         // Without a body, the routes answer as before.
         assert_eq!(s.get("/crl/ca.crl").await.status(), 200);
         assert_eq!(s.get("/health").await.status(), 200);
+        s.shutdown().await;
+    }
+
+    /// A report whose names are hostile: markup, quotes, a control character, an RTL override.
+    fn hostile_report() -> StatusReport {
+        use crate::manager::status::{Band, CaNode, CertNode, Mark};
+        use crate::manager::Flags;
+        let evil = "<script>alert('x')</script>\u{1b}[31m\u{202e}\"&";
+        let mut r = crate::service::testing::empty_report(1_700_000_000);
+        r.ca_tree.push(CaNode {
+            ca: CertNode {
+                name: evil.into(),
+                flags: Flags {
+                    authority: true,
+                    ..Flags::default()
+                },
+                not_after: 1_700_000_000 + 86_400 * 3,
+                expires_in: 86_400 * 3,
+            },
+            sub_cas: Vec::new(),
+            issued: Vec::new(),
+            more_issued: 0,
+        });
+        r.expiry.bands.push(Band {
+            id: "7",
+            from_days: Some(0),
+            to_days: 7,
+            total: 1,
+            marks: vec![Mark {
+                name: evil.into(),
+                not_after: 1_700_000_000 + 86_400 * 3,
+                expires_in: 86_400 * 3,
+                authority: true,
+            }],
+        });
+        r
+    }
+
+    #[tokio::test]
+    async fn the_status_page_is_read_only_html_with_a_strict_policy_and_escaped_names() {
+        let mut s = start().await;
+        s.fake.set_status(hostile_report());
+        let r = s.get("/").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "content-type"), "text/html; charset=utf-8");
+        assert_eq!(header(&r, "cache-control"), "no-store");
+        assert_eq!(header(&r, "x-content-type-options"), "nosniff");
+        assert_eq!(
+            header(&r, "content-security-policy"),
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+        );
+        let html = r.text().await.unwrap();
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains('\u{1b}'), "a raw control character");
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;\\x1b[31m"));
+        // the name is isolated where it is shown as text
+        assert!(html.contains("<bdi>&lt;script&gt;"), "{html}");
+        assert!(html.contains("id=\"band-7\""), "{html}");
+
+        let r = s.get("/status.json").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "content-type"), "application/json");
+        assert_eq!(header(&r, "cache-control"), "no-store");
+        let v = json(r).await;
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(v["generated"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["ca-tree"][0]["flags"], "A");
+        assert!(v["ca-tree"][0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("<script>"));
+
+        // HEAD answers without a body; other methods are 405
+        let r = s.client.head(s.url("/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().await.unwrap().is_empty());
+        for path in ["/", "/status.json"] {
+            let r = s.client.post(s.url(path)).send().await.unwrap();
+            assert_eq!(r.status(), 405, "{path}");
+        }
+        // a store that cannot be read: 500 without details
+        s.fake.fail_store("secret internals at /var/lib/x");
+        for path in ["/", "/status.json"] {
+            let r = s.get(path).await;
+            assert_eq!(r.status(), 500, "{path}");
+            assert_eq!(r.text().await.unwrap(), "internal server error\n");
+        }
         s.shutdown().await;
     }
 

@@ -1,5 +1,6 @@
 //! The daemon (`certman serve`): the HTTP endpoints (CRLs at the CDP paths `ca-crl-host` puts in
-//! issued certificates, the SCEP servers' paths, `/health`), the CRL timers (renewal of local CAs' CRLs, download of the
+//! issued certificates, the SCEP servers' paths, `/health`, the status page at `/` and
+//! `/status.json`), the CRL timers (renewal of local CAs' CRLs, download of the
 //! CRLs of trusted certificates) and graceful shutdown. The connections are bounded
 //! (`conn.rs`: header and idle timeouts, a connection cap) and so are request bodies
 //! (`http.rs`).
@@ -16,6 +17,7 @@ mod config;
 mod conn;
 mod http;
 mod scep;
+mod status_page;
 mod timers;
 
 #[cfg(test)]
@@ -35,7 +37,9 @@ pub use self::config::Config;
 pub use self::conn::HttpLimits;
 pub use self::timers::Schedule;
 use crate::error::{ExitCode, ManagerError};
-use crate::manager::{CrlRenewal, HealthProblem, ScepServerView, ServedCrl, Settings};
+use crate::manager::{
+    CrlRenewal, HealthProblem, ScepServerView, ServedCrl, Settings, StatusReport,
+};
 use crate::protocols::crl_download::CrlDownloads;
 use crate::protocols::fetch::{FetchLimits, Fetcher};
 use crate::protocols::scep::server::ScepCa;
@@ -60,6 +64,8 @@ pub trait ServiceBackend: CrlDownloads + Send + Sync + 'static {
     fn scep_ca(&self) -> Option<&dyn ScepCa> {
         None
     }
+    /// What the status page shows (`manager::status`): read-only, never logs in to a token.
+    fn status(&self) -> Result<StatusReport, ManagerError>;
     /// The SCEP servers, for `/health`.
     fn scep_servers(&self) -> Result<Vec<ScepServerView>, ManagerError> {
         Ok(Vec::new())

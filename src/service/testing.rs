@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::ServiceBackend;
 use crate::error::{ManagerError, StoreError};
+use crate::manager::status::{Counts, Expiry};
 use crate::manager::{
-    CrlRenewal, DownloadTarget, DownloadedCrl, HealthProblem, ServedCrl, Settings,
+    CrlRenewal, DownloadTarget, DownloadedCrl, HealthProblem, ServedCrl, Settings, StatusReport,
 };
 use crate::protocols::crl_download::CrlDownloads;
 use crate::protocols::testing::FakeDownloads;
@@ -36,6 +37,30 @@ pub(crate) struct FakeBackend {
     pub renewals_done: AtomicUsize,
     /// what `health` reports
     problems: Mutex<Vec<HealthProblem>>,
+    /// what `status` reports (an empty store when unset)
+    status: Mutex<Option<StatusReport>>,
+}
+
+/// The report of an empty store at `generated`.
+pub(crate) fn empty_report(generated: i64) -> StatusReport {
+    StatusReport {
+        generated,
+        counts: Counts::default(),
+        ca_tree: Vec::new(),
+        more_cas: 0,
+        unrooted: Vec::new(),
+        more_unrooted: 0,
+        expiry: Expiry {
+            bands: Vec::new(),
+            later: 0,
+            revoked: 0,
+        },
+        tokens: Vec::new(),
+        crls: Vec::new(),
+        more_crls: 0,
+        scep_servers: Vec::new(),
+        scep_clients: Vec::new(),
+    }
 }
 
 fn store_error(m: &str) -> ManagerError {
@@ -88,6 +113,10 @@ impl FakeBackend {
 
     pub(crate) fn set_problems(&self, problems: Vec<HealthProblem>) {
         *self.problems.lock().unwrap() = problems;
+    }
+
+    pub(crate) fn set_status(&self, report: StatusReport) {
+        *self.status.lock().unwrap() = Some(report);
     }
 
     pub(crate) fn set_renew_delay(&self, d: Duration) {
@@ -152,6 +181,16 @@ impl ServiceBackend for FakeBackend {
     fn health(&self) -> Result<Vec<HealthProblem>, ManagerError> {
         self.check()?;
         Ok(self.problems.lock().unwrap().clone())
+    }
+
+    fn status(&self) -> Result<StatusReport, ManagerError> {
+        self.check()?;
+        Ok(self
+            .status
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| empty_report(0)))
     }
 }
 

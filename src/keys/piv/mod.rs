@@ -172,12 +172,14 @@ impl PivProvider {
             let card = match self.card(&uri) {
                 Ok(card) => {
                     let mut yk = card.lock();
-                    let pin = match yk.verify_pin(&[]) {
-                        Ok(()) => "PIN verified".to_owned(),
+                    // An empty VERIFY spends no try: it answers the tries left, or
+                    // 90 00 while the PIN is verified (SP 800-73-4 §3.2.1).
+                    let (pin, pin_tries) = match yk.verify_pin(&[]) {
+                        Ok(()) => ("PIN verified".to_owned(), CardPin::Verified),
                         Err(yubikey::Error::WrongPin { tries }) => {
-                            format!("{tries} PIN tries left")
+                            (format!("{tries} PIN tries left"), CardPin::TriesLeft(tries))
                         }
-                        Err(e) => format!("PIN state unknown ({e})"),
+                        Err(e) => (format!("PIN state unknown ({e})"), CardPin::Unknown),
                     };
                     let mut slots = Vec::new();
                     for s in ["9a", "9c", "9d", "9e"] {
@@ -192,6 +194,7 @@ impl PivProvider {
                         serial: card.serial,
                         version: card.version.clone(),
                         pin,
+                        pin_tries,
                         slots,
                     })
                 }
@@ -212,6 +215,17 @@ pub struct ReaderListing {
     pub card: Result<CardListing, String>,
 }
 
+/// A card's PIN as an empty VERIFY reports it, without spending a try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardPin {
+    /// verified in this card session (a later sign needs no VERIFY)
+    Verified,
+    /// this many tries left (0: blocked)
+    TriesLeft(u8),
+    /// the card did not say
+    Unknown,
+}
+
 /// A card in `token print`.
 #[derive(Clone, Debug)]
 pub struct CardListing {
@@ -221,6 +235,8 @@ pub struct CardListing {
     pub version: String,
     /// PIN state
     pub pin: String,
+    /// the PIN state as read, for the status page
+    pub pin_tries: CardPin,
     /// (slot, certificate subject) of the slots holding certificates
     pub slots: Vec<(String, String)>,
 }
