@@ -48,10 +48,15 @@ impl ScriptArgs {
         // parsing cost)
         let mut parser = super::help::command();
         parser.build();
+        // a bar on a terminal (never with --quiet or --json), failing lines printed above it
+        let bar = ctx.progress().lines(statements.len() as u64);
         let mut first_failure: Option<Exit> = None;
         let mut failed = 0usize;
         for st in &statements {
-            match self.line(&script_ctx, &mut parser, st) {
+            bar.set_message(&format!("line {}", st.line));
+            let outcome = self.line(&script_ctx, &mut parser, &bar, st);
+            bar.inc(1);
+            match outcome {
                 Outcome::Done => {}
                 Outcome::Failed(code) => {
                     failed += 1;
@@ -62,6 +67,7 @@ impl ScriptArgs {
                 }
             }
         }
+        bar.finish();
         match first_failure {
             None => Ok(()),
             Some(code) => {
@@ -111,18 +117,24 @@ impl ScriptArgs {
     }
 
     /// Runs one statement; a failure is reported here, with its line number.
-    fn line(&self, ctx: &Ctx, parser: &mut clap::Command, st: &Statement) -> Outcome {
+    fn line(
+        &self,
+        ctx: &Ctx,
+        parser: &mut clap::Command,
+        bar: &super::progress::Bar,
+        st: &Statement,
+    ) -> Outcome {
         let at = format!("{}:{}", self.file.display(), st.line);
         let report = |msg: &str, code: Exit, hint: Option<&str>| {
             if ctx.json {
                 let mut e = super::json::error(msg, code, hint, &[]);
                 e["file"] = self.file.display().to_string().into();
                 e["line"] = st.line.into();
-                out::err_line(&e.to_string());
+                bar.println(&e.to_string());
             } else {
-                out::err_line(&format!("certman: {}: error: {}", esc(&at), esc(msg)));
+                bar.println(&format!("certman: {}: error: {}", esc(&at), esc(msg)));
                 if let Some(h) = hint {
-                    out::err_line(&format!("  hint: {}", esc(h)));
+                    bar.println(&format!("  hint: {}", esc(h)));
                 }
             }
             Outcome::Failed(code)
