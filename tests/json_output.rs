@@ -282,10 +282,12 @@ fn requests_imports_and_removal() {
         ),
         (Some(1), Some(1))
     );
-    assert_eq!(
-        j(&env, &["decrypt", "passphrase=nothing to open"])["keys-decrypted"],
-        0
-    );
+    // a decrypt that opens nothing fails: the error object, nothing on stdout
+    let out = env.run(&["--json", "decrypt", "passphrase=nothing to open"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let e: Value = serde_json::from_str(stderr(&out).trim()).expect("one JSON error line");
+    assert_eq!((e["kind"].as_str(), e["exit"].as_u64()), (Some("failed"), Some(1)));
     assert_eq!(j(&env, &["reset-certificate-cache"])["keys-dropped"], 0);
 
     j(&env, &["add", "name=spare"]);
