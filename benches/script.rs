@@ -146,18 +146,11 @@ fn script_run(dir: &Path, lines: usize) -> Run {
     Run { wall, cpu }
 }
 
-/// `openssl req -x509 -newkey ec -CA`, one process per certificate.
-fn openssl_loop(dir: &Path, n: usize) -> Run {
-    let ok = |args: &[&str]| {
-        run(
-            Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .stderr(Stdio::null()),
-            "openssl",
-        )
-    };
-    ok(&[
+/// `openssl req -x509 -newkey ec` in `dir`: a P-256 key and certificate, self-signed or by
+/// `ca.pem`/`ca.key`.
+fn openssl_req(dir: &Path, name: &str, subject: &str, by_ca: bool) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    let mut args = vec![
         "req",
         "-x509",
         "-newkey",
@@ -166,41 +159,33 @@ fn openssl_loop(dir: &Path, n: usize) -> Run {
         "ec_paramgen_curve:P-256",
         "-nodes",
         "-keyout",
-        "ca.key",
+        &key,
         "-out",
-        "ca.pem",
+        &pem,
         "-subj",
-        "/CN=Bench CA",
+        subject,
         "-days",
         "365",
-    ]);
+    ];
+    if by_ca {
+        args.extend(["-CA", "ca.pem", "-CAkey", "ca.key"]);
+    }
+    run(
+        Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .stderr(Stdio::null()),
+        "openssl",
+    );
+}
+
+/// `openssl req -x509 -newkey ec -CA`, one process per certificate.
+fn openssl_loop(dir: &Path, n: usize) -> Run {
+    openssl_req(dir, "ca", "/CN=Bench CA", false);
     let cpu0 = children_cpu();
     let t = Instant::now();
     for i in 0..n {
-        let (k, o, s) = (
-            format!("l{i}.key"),
-            format!("l{i}.pem"),
-            format!("/CN=leaf{i}.example"),
-        );
-        ok(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &k,
-            "-out",
-            &o,
-            "-subj",
-            &s,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-        ]);
+        openssl_req(dir, &format!("l{i}"), &format!("/CN=leaf{i}.example"), true);
     }
     Run {
         wall: t.elapsed(),

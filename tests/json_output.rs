@@ -287,7 +287,10 @@ fn requests_imports_and_removal() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
     let e: Value = serde_json::from_str(stderr(&out).trim()).expect("one JSON error line");
-    assert_eq!((e["kind"].as_str(), e["exit"].as_u64()), (Some("failed"), Some(1)));
+    assert_eq!(
+        (e["kind"].as_str(), e["exit"].as_u64()),
+        (Some("failed"), Some(1))
+    );
     assert_eq!(j(&env, &["reset-certificate-cache"])["keys-dropped"], 0);
 
     j(&env, &["add", "name=spare"]);

@@ -348,15 +348,7 @@ pub(crate) fn secret(
     option: &str,
     required: bool,
 ) -> Result<Option<crate::secret::SecretString>, ManagerError> {
-    let source: Option<crate::secret::SecretSource> =
-        source.as_deref().map(str::parse).transpose()?;
-    Ok(crate::secret::resolve_secret(
-        value.clone().map(crate::secret::SecretString::new),
-        source.as_ref(),
-        what,
-        option,
-        required,
-    )?)
+    secret_option(value, source, what, option, required, false)
 }
 
 /// A secret being made (a passphrase that will encrypt a file or an export): as [`secret`],
@@ -368,15 +360,26 @@ pub(crate) fn new_secret(
     option: &str,
     required: bool,
 ) -> Result<Option<crate::secret::SecretString>, ManagerError> {
-    let source: Option<crate::secret::SecretSource> =
-        source.as_deref().map(str::parse).transpose()?;
-    Ok(crate::secret::resolve_new_secret(
-        value.clone().map(crate::secret::SecretString::new),
-        source.as_ref(),
-        what,
-        option,
-        required,
-    )?)
+    secret_option(value, source, what, option, required, true)
+}
+
+fn secret_option(
+    value: &Option<String>,
+    source: &Option<String>,
+    what: &str,
+    option: &str,
+    required: bool,
+    new: bool,
+) -> Result<Option<crate::secret::SecretString>, ManagerError> {
+    use crate::secret::{resolve_new_secret, resolve_secret, SecretSource, SecretString};
+    let source: Option<SecretSource> = source.as_deref().map(str::parse).transpose()?;
+    let value = value.clone().map(SecretString::new);
+    let resolve = if new {
+        resolve_new_secret
+    } else {
+        resolve_secret
+    };
+    Ok(resolve(value, source.as_ref(), what, option, required)?)
 }
 
 /// Reports the files a command wrote (`{"files": […]}` with `--json`).
