@@ -89,7 +89,7 @@ pub struct AddArgs {
 impl AddArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        ctx.manager()?.add_template(
+        ctx.manager_creating()?.add_template(
             &self.name,
             self.copy_from.as_deref(),
             &self.props.changes(),

@@ -57,6 +57,11 @@ pub struct Cli {
     /// Spend a PIN try that the token reports as its last one.
     #[arg(long, global = true)]
     pub force_last_pin_try: bool,
+    /// Make the store if there is none (`add`, `import` and `add-scep` always may; any other
+    /// command refuses a store directory without one, so that a mistyped --store is not a
+    /// new empty store).
+    #[arg(long, global = true)]
+    pub create: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -194,12 +199,20 @@ pub struct Ctx {
     store_given: bool,
     tokens_given: bool,
     force_last_pin_try: bool,
+    /// --create: make the store if there is none
+    create: bool,
 }
 
 impl Ctx {
-    /// Opens the manager on the store.
+    /// Opens the manager on the existing store (or, with --create, a new one).
     pub fn manager(&self) -> Result<Manager, ManagerError> {
         self.manager_with(None, None, false)
+    }
+
+    /// Opens the manager, making the store if there is none: for the commands that put the
+    /// first things in a store (`add`, `import`, `add-scep`).
+    pub fn manager_creating(&self) -> Result<Manager, ManagerError> {
+        self.open(None, None, false, true)
     }
 
     /// Opens the manager; `store`/`tokens` (a config file's) are used where the command line
@@ -209,6 +222,16 @@ impl Ctx {
         store: Option<&std::path::Path>,
         tokens: Option<&std::path::Path>,
         read_connection: bool,
+    ) -> Result<Manager, ManagerError> {
+        self.open(store, tokens, read_connection, false)
+    }
+
+    fn open(
+        &self,
+        store: Option<&std::path::Path>,
+        tokens: Option<&std::path::Path>,
+        read_connection: bool,
+        create: bool,
     ) -> Result<Manager, ManagerError> {
         let store_dir = match store {
             Some(s) if !self.store_given => s.to_owned(),
@@ -222,6 +245,7 @@ impl Ctx {
         options.tokens_dir = Some(tokens_dir);
         options.force_last_pin_try = self.force_last_pin_try;
         options.read_connection = read_connection;
+        options.create_store = create || self.create;
         crate::app::open(&options)
     }
 }
@@ -438,6 +462,7 @@ pub fn main() -> ExitCode {
         store_given: cli.store.is_some(),
         tokens_given: cli.tokens.is_some(),
         force_last_pin_try: cli.force_last_pin_try,
+        create: cli.create,
     };
     let result = match &cli.command {
         Command::Add(a) => a.run(&ctx),

@@ -345,7 +345,7 @@ impl AddScepArgs {
             kind: Some(ScepClientKind::Client),
             ra: None,
         };
-        let port: Arc<dyn ScepClients> = Arc::new(ctx.manager()?);
+        let port: Arc<dyn ScepClients> = Arc::new(ctx.manager_creating()?);
         let enroller = enroller(port)?;
         let view = block_on(enroller.add(add))??;
         report(ctx, &view)

@@ -89,8 +89,19 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir`: directory 0700, database 0600.
     pub fn open(dir: &Path) -> Result<Self> {
-        crate::fsutil::ensure_private_dir(dir).map_err(io_err(dir))?;
+        Self::open_with(dir, true)
+    }
+
+    /// Opens the store in `dir`; with `create`, makes it first if there is none, else a
+    /// directory without the database is [`StoreError::NoStore`] (and is left as it is).
+    pub fn open_with(dir: &Path, create: bool) -> Result<Self> {
         let path = dir.join(DB_FILE);
+        if !create && !path.exists() {
+            return Err(StoreError::NoStore {
+                location: dir.to_owned(),
+            });
+        }
+        crate::fsutil::ensure_private_dir(dir).map_err(io_err(dir))?;
         // Create the file with 0600 before SQLite does (SQLite gives its -wal/-shm files the
         // database file's mode).
         OpenOptions::new()
