@@ -46,6 +46,9 @@ impl Transaction for SqliteTxn<'_> {
     fn commit(mut self: Box<Self>) -> Result<()> {
         self.conn.execute_batch("COMMIT")?;
         self.done = true;
+        if self.write {
+            self.checkpoint_if_large();
+        }
         Ok(())
     }
 
