@@ -145,8 +145,7 @@ pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
             c.created_at,
             certificate_entry(
                 txn,
-                c,
-                info?,
+                (c, info?),
                 issuer,
                 now,
                 pending.contains(&c.id),
@@ -174,8 +173,7 @@ pub fn lookup(txn: &dyn Transaction, name: &str) -> Result<Option<Entry>> {
         let clients = scep_clients(txn)?;
         return certificate_entry(
             txn,
-            &c,
-            x509::inspect_stored_certificate(&c.cert.der)?,
+            (&c, x509::inspect_stored_certificate(&c.cert.der)?),
             issuer,
             SystemTime::now(),
             pending,
@@ -261,8 +259,7 @@ fn inspect_all(certs: &[CertificateRecord]) -> Vec<Result<x509::CertificateInfo>
 
 fn certificate_entry(
     txn: &dyn Transaction,
-    c: &CertificateRecord,
-    info: x509::CertificateInfo,
+    (c, info): (&CertificateRecord, x509::CertificateInfo),
     issuer_name: Option<String>,
     now: SystemTime,
     encrypted_key_pending: bool,
