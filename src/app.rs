@@ -79,6 +79,8 @@ pub struct AppOptions {
     /// a second store connection for what `serve` answers (CRLs, health), so that requests
     /// never wait behind a transaction that is signing on a token
     pub read_connection: bool,
+    /// make the store if there is none (else [`StoreError::NoStore`])
+    pub create_store: bool,
 }
 
 impl AppOptions {
@@ -91,21 +93,30 @@ impl AppOptions {
             tokens_dir: None,
             force_last_pin_try: false,
             read_connection: false,
+            create_store: true,
         }
     }
 }
 
 /// Opens (creating if needed) the store at `location`.
 pub fn open_store(location: &StoreLocation) -> Result<Box<dyn Store>, StoreError> {
+    open_store_with(location, true)
+}
+
+/// Opens the store at `location`, making it first if there is none and `create` says so.
+pub fn open_store_with(
+    location: &StoreLocation,
+    create: bool,
+) -> Result<Box<dyn Store>, StoreError> {
     match location {
-        StoreLocation::Sqlite { dir } => Ok(Box::new(SqliteStore::open(dir)?)),
+        StoreLocation::Sqlite { dir } => Ok(Box::new(SqliteStore::open_with(dir, create)?)),
     }
 }
 
 /// Opens the store, derives the sealing key, configures the key providers and builds the
 /// manager over them.
 pub fn open(options: &AppOptions) -> Result<Manager, ManagerError> {
-    let store = open_store(&options.store)?;
+    let store = open_store_with(&options.store, options.create_store)?;
     let sealer = Arc::new(options.sealing_key.sealer(store.salt())?);
     let keys = key_router(options, sealer.clone())?;
     let mut manager = Manager::with_parts(store, keys, sealer);

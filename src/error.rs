@@ -221,6 +221,13 @@ pub enum StoreError {
     /// The store location is not one this build can open.
     #[error("store location: {0}")]
     Location(String),
+    /// There is no store where one was named, and the command does not make one (`--create`,
+    /// `add`, `import`, `add-scep` do).
+    #[error("no store at {}", location.display())]
+    NoStore {
+        /// the store directory named
+        location: PathBuf,
+    },
     /// Another process holds the store for too long.
     #[error("store is busy (locked by another certman process)")]
     Busy,
@@ -483,6 +490,9 @@ impl ManagerError {
         match self {
             ManagerError::Refused { hint, .. } => hint.as_deref(),
             ManagerError::NotWritten { hint, .. } => Some(hint),
+            ManagerError::Store(StoreError::NoStore { .. }) => Some(
+                "`certman add …` or `import` makes a new store; any command does with --create; check --store / $CERTMAN_STORE",
+            ),
             ManagerError::TokenKeyNotDeleted { .. } => Some(
                 "the key stays on its token (`certman token print` lists it); delete it with the token's own tools",
             ),
@@ -509,7 +519,9 @@ impl ManagerError {
             ManagerError::InvalidValue(_)
             | ManagerError::BadRequest { .. }
             | ManagerError::Store(StoreError::Location(_)) => ExitCode::Usage,
-            ManagerError::NotFound { .. } => ExitCode::NotFound,
+            ManagerError::NotFound { .. } | ManagerError::Store(StoreError::NoStore { .. }) => {
+                ExitCode::NotFound
+            }
             ManagerError::Refused { .. } => ExitCode::Refused,
             ManagerError::Secret(_) => ExitCode::Usage,
             _ => ExitCode::Failed,

@@ -1290,6 +1290,66 @@ fn global_store_option_before_or_after_the_command() {
     assert!(other.join("certman.db").is_file());
 }
 
+#[test]
+fn a_missing_store_is_refused_unless_the_command_makes_one() {
+    let env = Env::new();
+    let typo = env.root().join("stroe");
+    let typo_s = typo.to_str().unwrap();
+    // Commands that read or change what is there: exit 3, one line and a hint, nothing made.
+    for args in [
+        &["print"][..],
+        &["print", "detail"],
+        &["sign", "t"],
+        &["remove", "t"],
+        &["set", "t", "trusted=yes"],
+        &["settings", "print"],
+        &["crl", "print"],
+        &["scep-server", "print"],
+        &["export-certificate", "t"],
+    ] {
+        let err = env.fail(&[&["--store", typo_s][..], args].concat(), EXIT_NOT_FOUND);
+        assert!(
+            err.contains(&format!("no store at {typo_s}")),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("--create"), "{args:?}: {err}");
+        assert!(!typo.exists(), "{args:?} made {}", typo.display());
+    }
+    // An existing directory without a store is no store either, and keeps its mode.
+    let plain = env.root().join("plain");
+    fs::create_dir(&plain).unwrap();
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    let before = mode(&plain);
+    env.fail(
+        &["--store", plain.to_str().unwrap(), "print"],
+        EXIT_NOT_FOUND,
+    );
+    assert_eq!(fs::read_dir(&plain).unwrap().count(), 0);
+    assert_eq!(mode(&plain), before);
+    // --create makes it, for any command (before or after the command).
+    env.ok(&["settings", "print", "--create", "--store", typo_s]);
+    assert!(typo.join("certman.db").is_file());
+    assert_eq!(mode(&typo), 0o700);
+    env.ok(&["--store", typo_s, "print"]);
+    // add (and import) make the store they are the first thing in.
+    let fresh = env.root().join("fresh");
+    let fresh_s = fresh.to_str().unwrap();
+    env.ok(&["--store", fresh_s, "add", "name=t", "common-name=t"]);
+    env.ok(&["--store", fresh_s, "sign", "t"]);
+    let imported = env.root().join("imported");
+    env.ok(&["--store", fresh_s, "export-certificate", "t"]);
+    env.ok(&[
+        "--store",
+        imported.to_str().unwrap(),
+        "import",
+        "file-name=cert_export_t.crt",
+    ]);
+    assert!(imported.join("certman.db").is_file());
+}
+
 // ------------------------------------------------------------------ 9. defaults
 
 #[test]

@@ -232,8 +232,9 @@ fn the_crl_path_survives_a_rename_and_is_not_taken_by_another_ca() {
 #[test]
 fn settings_print_and_set() {
     let env = Env::new();
+    // a new store's defaults (settings print makes no store of itself: --create)
     let v: serde_json::Value =
-        serde_json::from_str(&env.ok(&["settings", "print", "--json"])).unwrap();
+        serde_json::from_str(&env.ok(&["settings", "print", "--json", "--create"])).unwrap();
     assert_eq!(v["crl-download"], false);
     assert_eq!(v["crl-use"], false);
     let out = env.ok(&["settings", "set", "crl-download=yes", "crl-use=yes"]);

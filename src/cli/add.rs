@@ -90,7 +90,7 @@ impl AddArgs {
     /// Runs the command.
     /// Quiet as RouterOS is; `--json` prints the template as `print --json` shows it.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
-        let m = ctx.manager()?;
+        let m = ctx.manager_creating()?;
         m.add_template(&self.name, self.copy_from.as_deref(), &self.props.changes())?;
         if ctx.json {
             super::json::print(&super::output::entry_json(0, &m.entry(&self.name)?));

@@ -39,7 +39,7 @@ impl ImportArgs {
             "passphrase",
             false,
         )?;
-        let r = ctx.manager()?.import(&ImportRequest {
+        let r = ctx.manager_creating()?.import(&ImportRequest {
             file_name: self.file_name.clone(),
             passphrase,
             name: self.name.clone(),

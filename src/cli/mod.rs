@@ -68,6 +68,11 @@ pub struct Cli {
     /// Spend a PIN try that the token reports as its last one.
     #[arg(long, global = true)]
     pub force_last_pin_try: bool,
+    /// Make the store if there is none (`add`, `import` and `add-scep` always may; any other
+    /// command refuses a store directory without one, so that a mistyped --store is not a
+    /// new empty store).
+    #[arg(long, global = true)]
+    pub create: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -237,17 +242,29 @@ pub struct Ctx {
     pub numbers: numbers::Numbers,
     /// the manager, opened on first use and kept for the process (a script's lines share it)
     manager: std::cell::OnceCell<Manager>,
+    /// --create: make the store if there is none
+    create: bool,
 }
 
 impl Ctx {
-    /// The manager on the store, opened on first use (its long work drawn as progress on a
-    /// terminal).
+    /// The manager on the existing store (or, with --create, a new one), opened on first use
+    /// and kept (its long work drawn as progress on a terminal).
     pub fn manager(&self) -> Result<&Manager, ManagerError> {
+        self.kept_manager(false)
+    }
+
+    /// [`Ctx::manager`], making the store if there is none: for the commands that put the
+    /// first things in a store (`add`, `import`).
+    pub fn manager_creating(&self) -> Result<&Manager, ManagerError> {
+        self.kept_manager(true)
+    }
+
+    fn kept_manager(&self, create: bool) -> Result<&Manager, ManagerError> {
         if let Some(m) = self.manager.get() {
             return Ok(m);
         }
         let m = self
-            .manager_with(None, None, false)?
+            .open(None, None, false, create)?
             .with_progress(self.progress().sink());
         Ok(self.manager.get_or_init(|| m))
     }
@@ -265,6 +282,7 @@ impl Ctx {
             force_last_pin_try: self.force_last_pin_try,
             numbers,
             manager: std::cell::OnceCell::new(),
+            create: self.create,
         }
     }
 
@@ -309,6 +327,13 @@ impl Ctx {
             .with_progress(self.progress().sink()))
     }
 
+    /// [`Ctx::owned_manager`], making the store if there is none (`add-scep`).
+    pub fn owned_manager_creating(&self) -> Result<Manager, ManagerError> {
+        Ok(self
+            .open(None, None, false, true)?
+            .with_progress(self.progress().sink()))
+    }
+
     /// Progress bars and spinners for this command (see [`progress`]): on stderr when it is
     /// a terminal, never with `--quiet` or `--json`.
     pub fn progress(&self) -> progress::Progress {
@@ -323,6 +348,16 @@ impl Ctx {
         tokens: Option<&std::path::Path>,
         read_connection: bool,
     ) -> Result<Manager, ManagerError> {
+        self.open(store, tokens, read_connection, false)
+    }
+
+    fn open(
+        &self,
+        store: Option<&std::path::Path>,
+        tokens: Option<&std::path::Path>,
+        read_connection: bool,
+        create: bool,
+    ) -> Result<Manager, ManagerError> {
         let store_dir = match store {
             Some(s) if !self.store_given => s.to_owned(),
             _ => self.store_dir.clone(),
@@ -335,6 +370,7 @@ impl Ctx {
         options.tokens_dir = Some(tokens_dir);
         options.force_last_pin_try = self.force_last_pin_try;
         options.read_connection = read_connection;
+        options.create_store = create || self.create;
         crate::app::open(&options)
     }
 }
@@ -625,6 +661,7 @@ pub fn main() -> ExitCode {
                 .to_string(),
         ),
         manager: std::cell::OnceCell::new(),
+        create: cli.create,
     };
     let result = dispatch(&cli.command, &ctx);
     // What could not be printed: a reader that went away (`certman print | head -1`) wanted

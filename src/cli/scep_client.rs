@@ -357,7 +357,7 @@ impl AddScepArgs {
             kind: Some(ScepClientKind::Client),
             ra: None,
         };
-        let port: Arc<dyn ScepClients> = Arc::new(ctx.owned_manager()?);
+        let port: Arc<dyn ScepClients> = Arc::new(ctx.owned_manager_creating()?);
         let enroller = enroller(port)?;
         let view = block_on(enroller.add(add))??;
         report(ctx, &view)

@@ -130,6 +130,9 @@ impl Env {
 
     /// `print --json`, parsed.
     pub fn json(&self) -> Vec<Value> {
+        if !self.store.join("certman.db").exists() {
+            return Vec::new(); // no store yet: nothing in it (`print` would refuse it)
+        }
         let text = self.ok(&["print", "--json"]);
         match serde_json::from_str::<Value>(&text) {
             Ok(Value::Array(v)) => v,
@@ -154,10 +157,11 @@ impl Env {
     }
 
     /// What must not change when a command is refused: `print --json` byte for byte, except
-    /// the `expires-after` countdown (it ticks every second), and the files in `work/`.
+    /// the `expires-after` countdown (it ticks every second), and the files in `work/`. A store
+    /// not there yet reads as an empty one (it is made: `add` makes it before it validates).
     pub fn snapshot(&self) -> String {
         let json: String = self
-            .ok(&["print", "--json"])
+            .ok(&["print", "--json", "--create"])
             .lines()
             .filter(|l| !l.trim_start().starts_with("\"expires-after\""))
             .map(|l| format!("{l}\n"))

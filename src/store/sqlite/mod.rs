@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use self::schema::migrate;
@@ -29,6 +30,15 @@ pub const SCHEMA_VERSION: i64 = 6;
 
 /// Prepared statements kept per connection: more than the store has.
 const STATEMENTS_KEPT: usize = 128;
+/// WAL pages after which a commit folds the WAL into the database and empties it (SQLite's
+/// automatic checkpoint is at 1,000). Every process that opens the store reads the WAL back
+/// once (see [`SqliteStore::open`]), so it is kept to ~256 KiB: a checkpoint every ~10
+/// commands of the CLI.
+const WAL_CHECKPOINT_PAGES: u64 = 64;
+/// A WAL frame: its header and a page.
+const WAL_FRAME_BYTES: u64 = 24 + 4096;
+/// How long a command's commit waits for a write lock, a reader to move on, another process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The database file's name inside the store directory.
 pub const DB_FILE: &str = "certman.db";
 
@@ -66,6 +76,8 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     salt: Vec<u8>,
     path: PathBuf,
+    /// the database's WAL file
+    wal: PathBuf,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -84,8 +96,19 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir`: directory 0700, database 0600.
     pub fn open(dir: &Path) -> Result<Self> {
-        crate::fsutil::ensure_private_dir(dir).map_err(io_err(dir))?;
+        Self::open_with(dir, true)
+    }
+
+    /// Opens the store in `dir`; with `create`, makes it first if there is none, else a
+    /// directory without the database is [`StoreError::NoStore`] (and is left as it is).
+    pub fn open_with(dir: &Path, create: bool) -> Result<Self> {
         let path = dir.join(DB_FILE);
+        if !create && !path.exists() {
+            return Err(StoreError::NoStore {
+                location: dir.to_owned(),
+            });
+        }
+        crate::fsutil::ensure_private_dir(dir).map_err(io_err(dir))?;
         // Create the file with 0600 before SQLite does (SQLite gives its -wal/-shm files the
         // database file's mode).
         OpenOptions::new()
@@ -97,18 +120,36 @@ impl SqliteStore {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .map_err(io_err(&path))?;
         let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // Every statement the store runs stays prepared (rusqlite keeps 16 by default, fewer
         // than one SCEP enrolment uses: they were parsed again on every request).
         conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // The WAL stays when the connection closes. SQLite's default is to checkpoint it into
+        // the database and delete it on the last close, which in a CLI process is every
+        // command: a directory fsync, the WAL header's, the commit's, the checkpoint's two and
+        // two unlinks, where a commit needs one fsync of the WAL (synchronous=FULL) to be
+        // durable. The WAL is folded back instead by the commit that takes it past
+        // WAL_CHECKPOINT_PAGES, and emptied then ([`SqliteTxn::commit`]): the next process
+        // reads back what is left in it when it opens the store (SQLite rebuilds its WAL
+        // index from the WAL once no process has it open), so it is kept small, and it must
+        // be emptied, not merely checkpointed — what was checkpointed is forgotten with the
+        // index, and every later commit would copy the whole WAL again. SQLite's own
+        // automatic checkpoint is off: it only checkpoints. This is also the state of every
+        // store `serve` has open; a copy of a store is its directory (or `sqlite3 certman.db
+        // .backup`), never certman.db alone.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let salt = migrate(&conn)?;
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             salt,
             path,
+            wal: wal.into(),
         })
     }
 
@@ -136,6 +177,7 @@ impl Store for SqliteStore {
             conn,
             done: false,
             write: mode == TxnMode::Write,
+            wal: &self.wal,
         }))
     }
 
@@ -183,9 +225,28 @@ struct SqliteTxn<'a> {
     done: bool,
     /// began with `BEGIN IMMEDIATE` (holds the write lock)
     write: bool,
+    /// the database's WAL file
+    wal: &'a Path,
 }
 
 impl SqliteTxn<'_> {
+    /// After a commit: folds the WAL into the database and empties it once it holds
+    /// [`WAL_CHECKPOINT_PAGES`]. The commit is durable already, so this never fails it: a
+    /// checkpoint that cannot finish at once (a reader still on the WAL, another writer) is
+    /// left to a later commit, rather than keeping this command waiting.
+    fn checkpoint_if_large(&self) {
+        let pages = std::fs::metadata(self.wal).map_or(0, |m| m.len() / WAL_FRAME_BYTES);
+        if pages < WAL_CHECKPOINT_PAGES {
+            return;
+        }
+        if self.conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+    }
+
     /// Runs an operation of several statements all or nothing (a savepoint): a failed one
     /// leaves no part of itself behind, as PostgreSQL's failed statements leave nothing.
     fn atomic<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {

@@ -24,6 +24,59 @@ fn open_creates_private_files_and_keeps_salt() {
 }
 
 #[test]
+fn a_missing_store_is_no_store_unless_made() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("store");
+    let e = SqliteStore::open_with(&dir, false).unwrap_err();
+    assert!(matches!(e, StoreError::NoStore { .. }), "{e:?}");
+    assert!(!dir.exists());
+    std::fs::create_dir(&dir).unwrap();
+    let e = SqliteStore::open_with(&dir, false).unwrap_err();
+    assert!(matches!(e, StoreError::NoStore { .. }), "{e:?}");
+    drop(SqliteStore::open_with(&dir, true).unwrap());
+    drop(SqliteStore::open_with(&dir, false).unwrap());
+}
+
+/// Each process (here: each store opened) commits one transaction, as the CLI does: the WAL
+/// stays between them, is emptied once it passes WAL_CHECKPOINT_PAGES, and every commit is
+/// seen by the next opening.
+#[test]
+fn the_wal_stays_between_processes_and_is_emptied_when_large() {
+    let d = tempfile::tempdir().unwrap();
+    let wal = d.path().join(format!("{DB_FILE}-wal"));
+    let mut emptied = 0;
+    for i in 0..300 {
+        let s = SqliteStore::open(d.path()).unwrap();
+        let mut t = s.begin(TxnMode::Write).unwrap();
+        t.insert_template(
+            &format!("t{i}"),
+            &format!("{{\"pad\":\"{}\"}}", "x".repeat(3000)),
+        )
+        .unwrap();
+        t.commit().unwrap();
+        drop(s);
+        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        assert!(
+            size <= (WAL_CHECKPOINT_PAGES + 8) * WAL_FRAME_BYTES + 32,
+            "the WAL grew to {size} bytes"
+        );
+        emptied += usize::from(size == 0);
+    }
+    assert!(emptied >= 2, "the WAL was emptied {emptied} times");
+    let s = SqliteStore::open(d.path()).unwrap();
+    let t = s.begin(TxnMode::Read).unwrap();
+    assert_eq!(t.templates().unwrap().len(), 300);
+    drop(t);
+    drop(s);
+    // the database and its WAL together are the store: a plain reader sees it all
+    let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+    let n: i64 = c
+        .query_row("SELECT COUNT(*) FROM templates", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 300);
+}
+
+#[test]
 fn uncommitted_transactions_roll_back() {
     let d = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(d.path()).unwrap();

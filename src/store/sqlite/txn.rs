@@ -46,6 +46,9 @@ impl Transaction for SqliteTxn<'_> {
     fn commit(mut self: Box<Self>) -> Result<()> {
         self.conn.execute_batch("COMMIT")?;
         self.done = true;
+        if self.write {
+            self.checkpoint_if_large();
+        }
         Ok(())
     }
 
@@ -143,11 +146,15 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn certificates(&self) -> Result<Vec<CertificateRecord>> {
-        let mut st = self.conn.prepare_cached(&format!(
-            "SELECT {CERT_COLUMNS} FROM certificates ORDER BY created_at, id"
-        ))?;
+        // Read in row order and sorted here: `ORDER BY created_at, id` has no index, and
+        // SQLite sorted the whole rows, certificates and all, through a temporary file.
+        let mut st = self
+            .conn
+            .prepare_cached(&format!("SELECT {CERT_COLUMNS} FROM certificates"))?;
         let rows = st.query_map([], cert_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut certs: Vec<CertificateRecord> = rows.collect::<rusqlite::Result<_>>()?;
+        certs.sort_by_key(|c| (c.created_at, c.id));
+        Ok(certs)
     }
 
     fn last_certificate_id(&self) -> Result<i64> {

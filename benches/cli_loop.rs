@@ -1,0 +1,536 @@
+//! CLI benchmark (a plain program, `harness = false`): what a script pays per `certman`
+//! process, against OpenSSL's one-process-per-certificate loop measured in the same run.
+//!
+//! It runs the `certman` binary cargo built for this bench (release with `cargo bench`):
+//!
+//! 1. **The loop**: N times `certman add` + `certman sign ca=ca` of a P-256 leaf under a P-256
+//!    CA (software keys, sealed; a fresh store; every command its own durable transaction),
+//!    and N times `openssl req -x509 -newkey ec … -CA ca.crt -CAkey ca.key` (same profile:
+//!    CN, SAN, key usage, EKU, SKI/AKI), interleaved one certificate each in turns (the order
+//!    swapping every round) so that a burst of load on a shared machine hits both. Prints
+//!    certificates/s for each and the ratio. Goal: certman ≥ 1.5 × the OpenSSL loop.
+//! 2. **One `sign`**: the `sign` processes of the loop, timed on their own: median and p95.
+//!    Goal: ≤ 10 ms.
+//! 3. **`print` of 10,000 entries**: a store of 10,000 certificates (issued through the
+//!    library's `issue_batch`, not 10,000 processes), then `certman print` (the table, read
+//!    from a pipe as a script would) several times: median. Goal: ≤ 100 ms.
+//!
+//! Run: `cargo bench --bench cli_loop` (add `-- --loops 50 --entries 2000` for a quick run).
+//!
+//! | argument       | environment                 | default             |
+//! |----------------|-----------------------------|---------------------|
+//! | `--loops N`    | `CERTMAN_BENCH_LOOPS`       | 200                 |
+//! | `--entries N`  | `CERTMAN_BENCH_ENTRIES`     | 10 000              |
+//! | `--prints N`   | `CERTMAN_BENCH_PRINTS`      | 7                   |
+//! | `--dir PATH`   | `CERTMAN_BENCH_DIR`         | the system temp dir |
+//! | `--strict`     | `CERTMAN_BENCH_STRICT=1`    | off (on: exit 1 on a MISS) |
+//! | `--keep`       |                             | off (on: the stores stay, for profiling) |
+//! |                | `CERTMAN_BENCH_BIN`         | the `certman` cargo built |
+//!
+//! The stores go under `--dir`, which should be a real disk: on tmpfs an fsync costs nothing
+//! (the bench warns). OpenSSL writes its files without fsync; certman's commands are durable.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test: the one cargo built, or `$CERTMAN_BENCH_BIN` (another build, for a
+/// before/after in the same conditions).
+fn certman_bin() -> PathBuf {
+    std::env::var_os("CERTMAN_BENCH_BIN")
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_certman")),
+            PathBuf::from,
+        )
+}
+const LOOP_GOAL_RATIO: f64 = 1.5;
+const SIGN_GOAL: Duration = Duration::from_millis(10);
+const PRINT_GOAL: Duration = Duration::from_millis(100);
+
+struct Config {
+    loops: usize,
+    entries: usize,
+    prints: usize,
+    base_dir: PathBuf,
+    strict: bool,
+    keep: bool,
+}
+
+fn parse_num(what: &str, v: &str) -> usize {
+    v.trim()
+        .replace('_', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("{what}: '{v}' is not a valid number"))
+}
+
+impl Config {
+    fn from_env_and_args() -> Config {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let mut c = Config {
+            loops: env("CERTMAN_BENCH_LOOPS").map_or(200, |v| parse_num("CERTMAN_BENCH_LOOPS", &v)),
+            entries: env("CERTMAN_BENCH_ENTRIES")
+                .map_or(10_000, |v| parse_num("CERTMAN_BENCH_ENTRIES", &v)),
+            prints: env("CERTMAN_BENCH_PRINTS")
+                .map_or(7, |v| parse_num("CERTMAN_BENCH_PRINTS", &v)),
+            base_dir: env("CERTMAN_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from),
+            strict: env("CERTMAN_BENCH_STRICT").is_some_and(|v| v != "0"),
+            keep: false,
+        };
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut i = 0;
+        while i < args.len() {
+            let (key, inline) = match args[i].split_once('=') {
+                Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                None => (args[i].clone(), None),
+            };
+            let takes_value =
+                matches!(key.as_str(), "--loops" | "--entries" | "--prints" | "--dir");
+            let value = if takes_value {
+                inline.or_else(|| {
+                    i += 1;
+                    Some(
+                        args.get(i)
+                            .unwrap_or_else(|| panic!("{key} needs a value"))
+                            .clone(),
+                    )
+                })
+            } else {
+                None
+            };
+            match (key.as_str(), value) {
+                ("--loops", Some(v)) => c.loops = parse_num(&key, &v),
+                ("--entries", Some(v)) => c.entries = parse_num(&key, &v),
+                ("--prints", Some(v)) => c.prints = parse_num(&key, &v),
+                ("--dir", Some(v)) => c.base_dir = PathBuf::from(v),
+                ("--strict", _) => c.strict = true,
+                ("--keep", _) => c.keep = true,
+                _ => {} // `--bench` from cargo, filters, anything else
+            }
+            i += 1;
+        }
+        assert!(c.loops >= 1, "--loops must be at least 1");
+        assert!(c.prints >= 1, "--prints must be at least 1");
+        c
+    }
+}
+
+/// The OpenSSL leaf profile: what certman's leaf template makes (see benches/issue.rs).
+const OPENSSL_LEAF_CNF: &str = "\
+[req]
+distinguished_name = dn
+x509_extensions = leaf
+prompt = no
+[dn]
+CN = unused
+[leaf]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+";
+
+/// A certman command on the bench's store; panics (with its stderr) if it fails.
+fn certman(store: &Path, machine_id: &Path, cwd: &Path, args: &[&str]) {
+    let out = Command::new(certman_bin())
+        .current_dir(cwd)
+        .env("CERTMAN_STORE", store)
+        .env("CERTMAN_MACHINE_ID_FILE", machine_id)
+        .env_remove("CERTMAN_TOKENS")
+        .arg("-q")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("cannot run certman");
+    assert!(
+        out.status.success(),
+        "certman {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn percentile(v: &[Duration], p: f64) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+struct LoopResult {
+    certman: Vec<Duration>,
+    signs: Vec<Duration>,
+    adds: Vec<Duration>,
+    openssl: Vec<Duration>,
+}
+
+fn cli_loop(cfg: &Config, work: &Path, machine_id: &Path) -> LoopResult {
+    let store = work.join("loop-store");
+    let cm_dir = work.join("certman-files");
+    let os_dir = work.join("openssl-files");
+    for d in [&cm_dir, &os_dir] {
+        std::fs::create_dir_all(d).expect("cannot create a work directory");
+    }
+    certman(
+        &store,
+        machine_id,
+        &cm_dir,
+        &[
+            "add",
+            "name=ca",
+            "common-name=certman bench CA",
+            "key-usage=key-cert-sign,crl-sign",
+            "key-type=ec",
+            "key-size=prime256v1",
+            "days-valid=3650",
+        ],
+    );
+    certman(&store, machine_id, &cm_dir, &["sign", "ca"]);
+    std::fs::write(os_dir.join("leaf.cnf"), OPENSSL_LEAF_CNF).expect("cannot write leaf.cnf");
+    run_ok(
+        Command::new("openssl")
+            .current_dir(&os_dir)
+            .args(["req", "-x509", "-new", "-newkey", "ec"])
+            .args(["-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+            .args(["-keyout", "ca.key", "-out", "ca.crt"])
+            .args(["-subj", "/CN=openssl bench CA", "-days", "3650"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]),
+        "openssl req (CA)",
+    );
+
+    let mut r = LoopResult {
+        certman: Vec::with_capacity(cfg.loops),
+        signs: Vec::with_capacity(cfg.loops),
+        adds: Vec::with_capacity(cfg.loops),
+        openssl: Vec::with_capacity(cfg.loops),
+    };
+    for i in 0..cfg.loops {
+        let name = format!("leaf-{i}");
+        let cn = format!("common-name={name}.bench.example");
+        let san = format!("subject-alt-name=DNS:{name}.bench.example,DNS:www.bench.example");
+        let mut run_certman = || {
+            let t = Instant::now();
+            certman(
+                &store,
+                machine_id,
+                &cm_dir,
+                &[
+                    "add",
+                    &format!("name={name}"),
+                    &cn,
+                    &san,
+                    "key-usage=digital-signature,tls-server",
+                    "key-type=ec",
+                    "key-size=prime256v1",
+                ],
+            );
+            let added = t.elapsed();
+            let s = Instant::now();
+            certman(&store, machine_id, &cm_dir, &["sign", &name, "ca=ca"]);
+            r.signs.push(s.elapsed());
+            r.adds.push(added);
+            r.certman.push(t.elapsed());
+        };
+        let run_openssl = |out: &mut Vec<Duration>| {
+            let t = Instant::now();
+            run_ok(
+                Command::new("openssl")
+                    .current_dir(&os_dir)
+                    .args(["req", "-config", "leaf.cnf", "-x509", "-new"])
+                    .args([
+                        "-newkey",
+                        "ec",
+                        "-pkeyopt",
+                        "ec_paramgen_curve:P-256",
+                        "-nodes",
+                    ])
+                    .args(["-keyout", &format!("{name}.key")])
+                    .args(["-out", &format!("{name}.crt")])
+                    .args(["-subj", &format!("/CN={name}.bench.example")])
+                    .args([
+                        "-addext",
+                        &format!("subjectAltName=DNS:{name}.bench.example,DNS:www.bench.example"),
+                    ])
+                    .args(["-days", "365", "-CA", "ca.crt", "-CAkey", "ca.key"]),
+                "openssl req -x509 -CA",
+            );
+            out.push(t.elapsed());
+        };
+        let mut openssl = std::mem::take(&mut r.openssl);
+        if i % 2 == 0 {
+            run_certman();
+            run_openssl(&mut openssl);
+        } else {
+            run_openssl(&mut openssl);
+            run_certman();
+        }
+        r.openssl = openssl;
+    }
+
+    // The last leaf of each verifies against its CA.
+    let last = format!("leaf-{}", cfg.loops - 1);
+    certman(&store, machine_id, &cm_dir, &["export-certificate", "ca"]);
+    certman(&store, machine_id, &cm_dir, &["export-certificate", &last]);
+    openssl_verify(
+        &cm_dir.join("cert_export_ca.crt"),
+        &cm_dir.join(format!("cert_export_{last}.crt")),
+    );
+    openssl_verify(&os_dir.join("ca.crt"), &os_dir.join(format!("{last}.crt")));
+    r
+}
+
+fn openssl_verify(ca: &Path, leaf: &Path) {
+    let out = Command::new("openssl")
+        .args(["verify", "-x509_strict", "-purpose", "sslserver", "-CAfile"])
+        .arg(ca)
+        .arg(leaf)
+        .output()
+        .expect("cannot run openssl verify");
+    assert!(
+        out.status.success(),
+        "openssl verify of {} failed: {}",
+        leaf.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A store of `entries` certificates (a CA and its leaves, through the library), then the
+/// wall time of each `certman print` of it.
+fn print_run(cfg: &Config, work: &Path, machine_id: &Path) -> Vec<Duration> {
+    use certman::manager::{SignRequest, TemplateProperties};
+    let store = work.join("print-store");
+    let mut options =
+        certman::app::AppOptions::new(certman::app::StoreLocation::Sqlite { dir: store.clone() });
+    options.sealing_key = certman::seal::SealingKeySource::MachineId {
+        path: machine_id.to_owned(),
+    };
+    let manager = certman::app::open(&options).expect("cannot open the print store");
+    let props = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    manager
+        .add_template(
+            "ca",
+            None,
+            &props(&[
+                ("common-name", "print bench CA"),
+                ("key-usage", "key-cert-sign,crl-sign"),
+                ("key-type", "ec"),
+                ("key-size", "prime256v1"),
+            ]),
+        )
+        .expect("add_template ca");
+    manager
+        .sign(&SignRequest {
+            template: "ca".into(),
+            ..Default::default()
+        })
+        .expect("sign ca");
+    let mut leaf = TemplateProperties::default();
+    for (k, v) in [
+        ("key-type", "ec"),
+        ("key-size", "prime256v1"),
+        ("common-name", "leaf.print.example"),
+        ("subject-alt-name", "DNS:leaf.print.example"),
+        ("key-usage", "digital-signature,tls-server"),
+    ] {
+        leaf.set(k, v).expect("leaf template");
+    }
+    let names: Vec<String> = (1..cfg.entries.max(1))
+        .map(|i| format!("leaf-{i:06}"))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for chunk in names.chunks(1000) {
+        manager
+            .issue_batch("ca", &leaf, chunk, threads)
+            .expect("issue_batch");
+    }
+    drop(manager);
+
+    let mut times = Vec::with_capacity(cfg.prints);
+    for _ in 0..cfg.prints {
+        let t = Instant::now();
+        let mut child = Command::new(certman_bin())
+            .env("CERTMAN_STORE", &store)
+            .env("CERTMAN_MACHINE_ID_FILE", machine_id)
+            .env_remove("CERTMAN_TOKENS")
+            .arg("print")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cannot run certman print");
+        let mut text = String::new();
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut text)
+            .expect("cannot read certman print");
+        let status = child.wait().expect("certman print");
+        times.push(t.elapsed());
+        assert!(status.success(), "certman print failed");
+        let lines = text.lines().filter(|l| l.contains("leaf-")).count();
+        assert_eq!(lines, names.len(), "print listed {lines} leaves");
+    }
+    times
+}
+
+fn main() {
+    let cfg = Config::from_env_and_args();
+    std::fs::create_dir_all(&cfg.base_dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", cfg.base_dir.display()));
+    let work = tempfile::Builder::new()
+        .prefix("certman-cli-bench-")
+        .tempdir_in(&cfg.base_dir)
+        .expect("cannot create the bench's temporary directory");
+    let fs = filesystem_type(work.path());
+    println!("certman CLI benchmark");
+    println!("  binary: {}", certman_bin().display());
+    println!(
+        "  loops: {}   print entries: {}   prints: {}",
+        cfg.loops, cfg.entries, cfg.prints
+    );
+    println!(
+        "  {}",
+        String::from_utf8_lossy(
+            &Command::new("openssl")
+                .arg("version")
+                .output()
+                .expect("`openssl version` failed: is OpenSSL installed?")
+                .stdout
+        )
+        .trim()
+    );
+    println!(
+        "  stores in {} ({})",
+        work.path().display(),
+        fs.as_deref().unwrap_or("unknown filesystem")
+    );
+    if matches!(fs.as_deref(), Some("tmpfs" | "ramfs")) {
+        println!(
+            "  WARNING: fsync is free on {}: set CERTMAN_BENCH_DIR to a disk",
+            fs.unwrap_or_default()
+        );
+    }
+    let machine_id = work.path().join("machine-id");
+    std::fs::write(&machine_id, "3d1219c7c4c5404aaa1f6d2a48adfda4\n")
+        .expect("cannot write the machine-id file");
+
+    eprintln!(
+        "== loop: {} x (certman add + sign) vs {} x openssl req -x509 -CA",
+        cfg.loops, cfg.loops
+    );
+    let r = cli_loop(&cfg, work.path(), &machine_id);
+    eprintln!("== print: a store of {} certificates", cfg.entries);
+    let prints = print_run(&cfg, work.path(), &machine_id);
+
+    let total = |v: &[Duration]| v.iter().sum::<Duration>();
+    let certman_rate = r.certman.len() as f64 / total(&r.certman).as_secs_f64();
+    let openssl_rate = r.openssl.len() as f64 / total(&r.openssl).as_secs_f64();
+    let ratio = certman_rate / openssl_rate;
+    let sign_median = percentile(&r.signs, 0.5);
+    let sign_p95 = percentile(&r.signs, 0.95);
+    let print_median = percentile(&prints, 0.5);
+
+    println!();
+    println!(
+        "certman add + sign (2 processes)   {certman_rate:8.1} certs/s   median {} (add {} + sign {})",
+        ms(percentile(&r.certman, 0.5)),
+        ms(percentile(&r.adds, 0.5)),
+        ms(sign_median)
+    );
+    println!(
+        "openssl req -x509 -CA (1 process)  {openssl_rate:8.1} certs/s   median {}",
+        ms(percentile(&r.openssl, 0.5))
+    );
+    println!("certman / openssl                  {ratio:8.3}x");
+    println!(
+        "certman sign                       median {}   p95 {}",
+        ms(sign_median),
+        ms(sign_p95)
+    );
+    println!(
+        "certman print, {} entries       median {}   min {}   max {}",
+        cfg.entries,
+        ms(print_median),
+        ms(percentile(&prints, 0.0)),
+        ms(percentile(&prints, 1.0))
+    );
+    println!();
+    let goals = [
+        (
+            format!("certman add+sign loop {ratio:.3}x the openssl loop >= {LOOP_GOAL_RATIO}x"),
+            ratio >= LOOP_GOAL_RATIO,
+        ),
+        (
+            format!(
+                "certman sign median {} <= {}",
+                ms(sign_median),
+                ms(SIGN_GOAL)
+            ),
+            sign_median <= SIGN_GOAL,
+        ),
+        (
+            format!(
+                "certman print of {} entries median {} <= {}",
+                cfg.entries,
+                ms(print_median),
+                ms(PRINT_GOAL)
+            ),
+            print_median <= PRINT_GOAL,
+        ),
+    ];
+    let mut all = true;
+    for (line, pass) in &goals {
+        all &= pass;
+        println!("{}  {line}", if *pass { "PASS" } else { "MISS" });
+    }
+    if cfg.keep {
+        println!("stores kept in {}", work.keep().display());
+    } else {
+        work.close()
+            .expect("cannot remove the bench's temporary directory");
+    }
+    if cfg.strict && !all {
+        std::process::exit(1);
+    }
+}
+
+/// The type of the filesystem holding `path`, from /proc/mounts (longest matching mount point).
+fn filesystem_type(path: &Path) -> Option<String> {
+    let path = path.canonicalize().ok()?;
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let _dev = f.next()?;
+            let mount = f.next()?.replace("\\040", " ");
+            let fstype = f.next()?;
+            path.starts_with(&mount)
+                .then(|| (mount.len(), fstype.to_owned()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, t)| t)
+}
