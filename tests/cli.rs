@@ -1464,6 +1464,7 @@ fn concurrent_signs_of_one_template_make_one_certificate() {
 #[test]
 fn no_color_is_honoured_by_help_and_serve_logs() {
     let env = Env::new();
+    env.ok(&["add", "name=t", "common-name=t"]); // serve needs a store
     let run = |args: &[&str], vars: &[(&str, &str)]| {
         let mut c = env.command(args);
         c.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
