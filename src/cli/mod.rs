@@ -69,7 +69,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub force_last_pin_try: bool,
     /// Make the store if there is none (`add`, `import` and `add-scep` always may; any other
-    /// command refuses a store directory without one, so that a mistyped --store is not a
+    /// command refuses a store directory without one, so that a mistyped store directory is not a
     /// new empty store).
     #[arg(long, global = true)]
     pub create: bool,
