@@ -86,6 +86,15 @@ fn softhsm_token() -> Option<&'static (tempfile::TempDir, PathBuf)> {
         .as_ref()
 }
 
+/// The tests on the one SoftHSM token take turns: one of them has `pkcs11-tool` (another
+/// process) write to the token, and SoftHSM's file store does not take writes from two
+/// processes at once (CKR_GENERAL_ERROR on C_CreateObject, or the other's object not seen).
+static SOFTHSM_TOKEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_softhsm() -> std::sync::MutexGuard<'static, ()> {
+    SOFTHSM_TOKEN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn softhsm() -> Option<Backend> {
     let (_, pin) = softhsm_token()?;
     let location: KeyUri = format!(
@@ -387,6 +396,7 @@ fn software_backend_conforms() {
 
 #[test]
 fn softhsm_backend_conforms() {
+    let _turn = take_softhsm();
     if let Some(b) = softhsm() {
         conformance(&b);
     }
@@ -394,6 +404,7 @@ fn softhsm_backend_conforms() {
 
 #[test]
 fn softhsm_inventory_lists_keys_and_certificates() {
+    let _turn = take_softhsm();
     let Some((_, pin)) = softhsm_token() else {
         return;
     };
@@ -440,6 +451,7 @@ fn softhsm_inventory_lists_keys_and_certificates() {
 
 #[test]
 fn softhsm_refuses_what_tokens_cannot_do() {
+    let _turn = take_softhsm();
     let Some(b) = softhsm() else {
         return;
     };
@@ -471,6 +483,7 @@ fn softhsm_refuses_what_tokens_cannot_do() {
 /// signature; certman gives it (with the same PIN source) and signs.
 #[test]
 fn softhsm_always_authenticate_keys_sign_after_context_login() {
+    let _turn = take_softhsm();
     let Some((dir, pin)) = softhsm_token() else {
         return;
     };
@@ -518,18 +531,7 @@ fn softhsm_always_authenticate_keys_sign_after_context_login() {
     .parse()
     .unwrap();
     let key = KeyHandle { uri, sealed: None };
-    // SoftHSM shows an object another process made once it re-reads the token's files: seen
-    // once in some twenty runs to take a moment when other tests' sessions are open. A
-    // bounded wait for it, not a retry of certman's signing.
-    let mut signer = b.provider.signer(&key);
-    for _ in 0..20 {
-        if signer.is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        signer = b.provider.signer(&key);
-    }
-    let signer = signer.unwrap();
+    let signer = b.provider.signer(&key).unwrap();
     // RSA: the multi-part CKM_SHA256_RSA_PKCS that a context-specific login needs. (SoftHSM
     // has no CKM_ECDSA_SHA256, so an always-authenticate EC key cannot sign there; ykcs11,
     // where PIV slot 9c keys are always-authenticate, has it.)

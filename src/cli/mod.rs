@@ -653,13 +653,14 @@ pub fn main() -> ExitCode {
         store_given: cli.store.is_some(),
         tokens_given: cli.tokens.is_some(),
         force_last_pin_try: cli.force_last_pin_try,
-        numbers: numbers::Numbers::session(
-            &cli.store
-                .clone()
-                .unwrap_or_else(default_store_dir)
+        // numbered per store however it is spelt (`./s`, `/abs/s`)
+        numbers: numbers::Numbers::session(&{
+            let dir = cli.store.clone().unwrap_or_else(default_store_dir);
+            std::fs::canonicalize(&dir)
+                .unwrap_or(dir)
                 .display()
-                .to_string(),
-        ),
+                .to_string()
+        }),
         manager: std::cell::OnceCell::new(),
         create: cli.create,
     };
