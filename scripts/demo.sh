@@ -130,6 +130,21 @@ echo "\$ openssl verify -CAfile cert_export_ca.crt cert_export_tpl_1.crt"
 openssl verify -CAfile cert_export_ca.crt cert_export_tpl_1.crt
 run scep-server requests print
 
+# The operator's console: the CAs with what they issued, a filter, a RouterOS script, and the
+# status page certman serve draws at /.
+run print tree
+run print where issued and !revoked count-only
+cat > "$DEMO/more.rsc" <<'RSC'
+# more.rsc: RouterOS /certificate lines, run in one process on the same store
+/certificate
+add name=www common-name=www.example subject-alt-name=DNS:www.example key-usage=tls-server
+sign www ca=ca
+print where name=www
+RSC
+run script "$DEMO/more.rsc"
+echo "\$ curl -o status.html http://127.0.0.1:$PORT/"
+curl -sf -o "$DEMO/status.html" "http://127.0.0.1:$PORT/"
+
 cat <<MSG
 
 The CA key was generated on the SoftHSM2 token "demo-ca" ($DEMO/softhsm) and never left it: it
@@ -139,5 +154,8 @@ the "router" store ($DEMO/router) enrolled tpl_1 with add-scep. The server keys 
 $CERTMAN_STORE. certman serve published the CRL at $CDP
 (log: $DEMO/serve.log); it stops as the demo ends. Run it again with
   CERTMAN_STORE=$CERTMAN_STORE CERTMAN_TOKENS=$CERTMAN_TOKENS $CERTMAN serve listen=127.0.0.1:$PORT
-Files: $DEMO/cert_export_ca.crt $DEMO/cert_export_srv.crt $DEMO/ca.crl
+Files: $DEMO/cert_export_ca.crt $DEMO/cert_export_srv.crt $DEMO/ca.crl; the status page
+(CA tree, expiry timeline, tokens, CRLs, SCEP) as it was: $DEMO/status.html (live at
+http://127.0.0.1:$PORT/ when serve runs again). In a new shell \`certman <TAB>\` completes, and
+\`man certman\` has every command.
 MSG

@@ -514,6 +514,7 @@ fn an_encrypted_key_imported_alone_after_its_certificate_shows_q_and_is_counted(
 #[test]
 fn decrypt_with_nothing_imported_encrypted_fails() {
     let env = Env::new();
+    env.ok(&["add", "name=t", "common-name=t"]); // a store, with nothing imported
     let e = env.fail(&["decrypt", "passphrase=anything"], EXIT_FAILED);
     assert!(e.contains("no private key waits to be decrypted"), "{e}");
 }

@@ -345,6 +345,7 @@ fn chrono_like(s: &str) -> bool {
 #[test]
 fn an_empty_store_s_page_says_so() {
     let env = Env::new();
+    env.ok(&["--create", "print"]); // an empty store (serve refuses a missing one)
     let d = Daemon::start(&env, "127.0.0.1:0");
     let (status, head, body) = d.get("/");
     assert_eq!(status, 200, "{head}");

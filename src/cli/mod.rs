@@ -68,9 +68,9 @@ pub struct Cli {
     /// Spend a PIN try that the token reports as its last one.
     #[arg(long, global = true)]
     pub force_last_pin_try: bool,
-    /// Make the store if there is none (`add`, `import` and `add-scep` always may; any other
-    /// command refuses a store directory without one, so that a mistyped store directory is not a
-    /// new empty store).
+    /// Make the store if there is none (`add`, `import`, `add-scep` and
+    /// `create-certificate-request` always may; any other command refuses a store directory
+    /// without one, so that a mistyped store directory is not a new empty store).
     #[arg(long, global = true)]
     pub create: bool,
     /// The command.
@@ -254,7 +254,7 @@ impl Ctx {
     }
 
     /// [`Ctx::manager`], making the store if there is none: for the commands that put the
-    /// first things in a store (`add`, `import`).
+    /// first things in a store (`add`, `import`, `create-certificate-request`).
     pub fn manager_creating(&self) -> Result<&Manager, ManagerError> {
         self.kept_manager(true)
     }

@@ -132,31 +132,33 @@ impl CreateRequestArgs {
             _ => KeyLocation::Software,
         };
         let soft = matches!(key_location, KeyLocation::Software);
-        let files = ctx.manager()?.create_certificate_request(&CreateRequest {
-            template,
-            properties,
-            email_address: self.email_address.clone(),
-            unstructured_address: self.unstructured_address.clone(),
-            // A software key's file needs a passphrase: ask for one (twice) on a terminal.
-            key_passphrase: new_secret(
-                &self.key_passphrase,
-                &self.key_passphrase_source,
-                "key passphrase",
-                "key-passphrase",
-                soft,
-            )?,
-            challenge_password: secret(
-                &self.challenge_password,
-                &self.challenge_password_source,
-                "challenge password",
-                "challenge-password",
-                false,
-            )?,
-            file_name: self.file_name.clone(),
-            request_file_name: self.certificate_request_file_name.clone(),
-            dir: cwd()?,
-            key_location,
-        })?;
+        let files = ctx
+            .manager_creating()?
+            .create_certificate_request(&CreateRequest {
+                template,
+                properties,
+                email_address: self.email_address.clone(),
+                unstructured_address: self.unstructured_address.clone(),
+                // A software key's file needs a passphrase: ask for one (twice) on a terminal.
+                key_passphrase: new_secret(
+                    &self.key_passphrase,
+                    &self.key_passphrase_source,
+                    "key passphrase",
+                    "key-passphrase",
+                    soft,
+                )?,
+                challenge_password: secret(
+                    &self.challenge_password,
+                    &self.challenge_password_source,
+                    "challenge password",
+                    "challenge-password",
+                    false,
+                )?,
+                file_name: self.file_name.clone(),
+                request_file_name: self.certificate_request_file_name.clone(),
+                dir: cwd()?,
+                key_location,
+            })?;
         super::print_files(ctx, &files);
         Ok(())
     }
