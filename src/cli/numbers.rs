@@ -78,8 +78,7 @@ impl Numbers {
             }
             Numbers::Session { dir: Some(d), key } => {
                 forget_old(d);
-                let body = serde_json::to_vec(names).unwrap_or_default();
-                let _ = crate::fsutil::write_atomic(&d.join(file_name(key, menu)), &body, 0o600);
+                let _ = write_unsynced(&d.join(file_name(key, menu)), names);
             }
             Numbers::Session { dir: None, .. } => {}
         }
@@ -162,6 +161,25 @@ pub fn is_number_list(w: &str) -> bool {
     !w.is_empty()
         && w.split(',')
             .all(|n| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Writes the numbers whole (a temporary file renamed over), 0600, without an fsync: they
+/// are a convenience that a crash may lose, not data.
+fn write_unsynced(path: &Path, names: &[String]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let body = serde_json::to_vec(names).map_err(std::io::Error::other)?;
+    let written = f.write_all(&body).and_then(|_| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn file_name(key: &str, menu: Menu) -> String {

@@ -82,18 +82,17 @@ pub fn legend(text: &str, width: Option<usize>) -> String {
 
 /// The column widths: natural (widest of head and cells) if they fit in `avail`, else the
 /// widest shrink first down to a common cap, none below its minimum.
-pub fn widths(columns: &[Column], rows: &[Vec<String>], avail: Option<usize>) -> Vec<usize> {
-    let natural: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            rows.iter()
-                .map(|r| r.get(i).map_or(0, |s| chars(s)))
-                .max()
-                .unwrap_or(0)
-                .max(chars(c.head))
-        })
-        .collect();
+pub fn widths<'a>(
+    columns: &[Column],
+    rows: impl Iterator<Item = &'a [String]>,
+    avail: Option<usize>,
+) -> Vec<usize> {
+    let mut natural: Vec<usize> = columns.iter().map(|c| chars(c.head)).collect();
+    for r in rows {
+        for (n, cell) in natural.iter_mut().zip(r) {
+            *n = (*n).max(chars(cell));
+        }
+    }
     let Some(avail) = avail else {
         return natural;
     };
@@ -140,28 +139,31 @@ pub fn render(
     let idx_w = rows.len().saturating_sub(1).to_string().len().max(1);
     let prefix = idx_w + 1 + flag_width + 1;
     let gaps = columns.len().saturating_sub(1);
-    let cells: Vec<Vec<String>> = rows.iter().map(|(_, c)| c.clone()).collect();
     let w = widths(
         columns,
-        &cells,
+        rows.iter().map(|(_, c)| c.as_slice()),
         width.map(|w| w.saturating_sub(prefix + gaps)),
     );
-    let mut out = String::new();
-    let mut line = |idx: &str, flags: &str, cols: Vec<String>| {
-        let mut s = format!("{idx:>idx_w$} {flags:<flag_width$} ");
+    let mut out =
+        String::with_capacity((rows.len() + 1) * (prefix + w.iter().sum::<usize>() + gaps + 1));
+    let mut line = |idx: &str, flags: &str, cols: &[String]| {
+        let start = out.len();
+        out.push_str(&format!("{idx:>idx_w$} {flags:<flag_width$} "));
         let last = cols.len().saturating_sub(1);
-        for (i, c) in cols.into_iter().enumerate() {
-            s.push_str(&cell(&c, w[i], i != last));
+        for (i, c) in cols.iter().enumerate() {
+            out.push_str(&cell(c, w[i], i != last));
             if i != last {
-                s.push(' ');
+                out.push(' ');
             }
         }
-        out.push_str(s.trim_end());
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
         out.push('\n');
     };
-    line("#", "", columns.iter().map(|c| c.head.to_owned()).collect());
+    let heads: Vec<String> = columns.iter().map(|c| c.head.to_owned()).collect();
+    line("#", "", &heads);
     for (i, (flags, c)) in rows.iter().enumerate() {
-        line(&i.to_string(), flags, c.clone());
+        line(&i.to_string(), flags, c);
     }
     out
 }
