@@ -6,7 +6,9 @@ use std::time::SystemTime;
 
 use super::template::TemplateProperties;
 use crate::error::Result;
-use crate::store::{CertificateRecord, ScepClientRecord, TemplateRecord, Transaction};
+use crate::store::{
+    CertificateRecord, RevocationRecord, ScepClientRecord, TemplateRecord, Transaction,
+};
 use crate::x509;
 
 /// RouterOS certificate flags.
@@ -138,21 +140,30 @@ pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
     let with_crl: std::collections::HashSet<i64> =
         txn.certificates_with_crl()?.into_iter().collect();
     let clients = scep_clients(txn)?;
-    let infos = inspect_all(&certs);
-    for (c, info) in certs.iter().zip(infos) {
-        let issuer = c.cert.issuer_id.and_then(|i| names.get(&i).cloned());
-        rows.push((
-            c.created_at,
-            certificate_entry(
-                txn,
-                (c, info?),
-                issuer,
-                now,
-                pending.contains(&c.id),
-                with_crl.contains(&c.id),
-                clients.get(&c.id),
-            )?,
-        ));
+    // one query for every key's URI, rather than one per certificate (with its sealed blob)
+    let key_uris: HashMap<String, String> = txn.key_uris()?.into_iter().collect();
+    let mut revocations: HashMap<i64, RevocationRecord> = HashMap::new();
+    for c in certs.iter().filter(|c| c.revoked_at.is_some()) {
+        if let Some(r) = txn.revocation(c.id)? {
+            revocations.insert(c.id, r);
+        }
+    }
+    // what is left needs nothing from the store: parsed and built on every core
+    let entries = build_all(&certs, &|c: &CertificateRecord| {
+        let info = x509::inspect_stored_certificate(&c.cert.der)?;
+        let key_uri = c.cert.key_id.as_ref().and_then(|id| key_uris.get(id));
+        certificate_entry(
+            (c, info),
+            c.cert.issuer_id.and_then(|i| names.get(&i).cloned()),
+            now,
+            (pending.contains(&c.id), with_crl.contains(&c.id)),
+            clients.get(&c.id),
+            key_uri.map(String::as_str),
+            revocations.get(&c.id).cloned(),
+        )
+    });
+    for (c, e) in certs.iter().zip(entries) {
+        rows.push((c.created_at, e?));
     }
     for t in txn.templates()? {
         rows.push((t.created_at, template_entry(&t)?));
@@ -171,14 +182,22 @@ pub fn lookup(txn: &dyn Transaction, name: &str) -> Result<Option<Entry>> {
         let pending = pending_encrypted(txn)?.contains(&c.id);
         let has_crl = txn.certificates_with_crl()?.contains(&c.id);
         let clients = scep_clients(txn)?;
+        let key_uri = match &c.cert.key_id {
+            Some(id) => txn.key(id)?.map(|k| k.uri),
+            None => None,
+        };
+        let revocation = match c.revoked_at {
+            Some(_) => txn.revocation(c.id)?,
+            None => None,
+        };
         return certificate_entry(
-            txn,
             (&c, x509::inspect_stored_certificate(&c.cert.der)?),
             issuer,
             SystemTime::now(),
-            pending,
-            has_crl,
+            (pending, has_crl),
             clients.get(&c.id),
+            key_uri.as_deref(),
+            revocation,
         )
         .map(Some);
     }
@@ -229,23 +248,26 @@ fn template_entry(t: &TemplateRecord) -> Result<Entry> {
     })
 }
 
-/// Parsing the certificates is most of listing a large store (10,000: ~60 ms of one core), and
-/// needs nothing but their DER: it is shared out over the cores when there are many.
-fn inspect_all(certs: &[CertificateRecord]) -> Vec<Result<x509::CertificateInfo>> {
+/// Parsing the certificates and building their entries is most of listing a large store
+/// (10,000: ~60 ms of one core), and needs nothing but what was read: it is shared out over
+/// the cores when there are many.
+fn build_all<T: Send>(
+    certs: &[CertificateRecord],
+    build: &(dyn Fn(&CertificateRecord) -> Result<T> + Sync),
+) -> Vec<Result<T>> {
     const PER_THREAD_MIN: usize = 512;
-    let inspect = |c: &CertificateRecord| Ok(x509::inspect_stored_certificate(&c.cert.der)?);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(certs.len() / PER_THREAD_MIN)
         .max(1);
     if threads == 1 {
-        return certs.iter().map(inspect).collect();
+        return certs.iter().map(build).collect();
     }
     let chunk = certs.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let parts: Vec<_> = certs
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(inspect).collect::<Vec<_>>()))
+            .map(|part| scope.spawn(move || part.iter().map(build).collect::<Vec<_>>()))
             .collect();
         parts
             .into_iter()
@@ -258,22 +280,18 @@ fn inspect_all(certs: &[CertificateRecord]) -> Vec<Result<x509::CertificateInfo>
 }
 
 fn certificate_entry(
-    txn: &dyn Transaction,
     (c, info): (&CertificateRecord, x509::CertificateInfo),
     issuer_name: Option<String>,
     now: SystemTime,
-    encrypted_key_pending: bool,
-    has_crl: bool,
+    (encrypted_key_pending, has_crl): (bool, bool),
     scep: Option<&ScepClientRecord>,
+    key_uri: Option<&str>,
+    revocation: Option<RevocationRecord>,
 ) -> Result<Entry> {
-    let key = match &c.cert.key_id {
-        Some(id) => txn.key(id)?,
-        None => None,
-    };
+    let key = key_uri;
     let smart_card_uri = key
-        .as_ref()
-        .filter(|k| !k.uri.starts_with("soft:"))
-        .map(|k| k.uri.clone());
+        .filter(|uri| !uri.starts_with("soft:"))
+        .map(str::to_owned);
     let expired = info.not_after < now;
     let flags = Flags {
         private_key: key.is_some(),
@@ -357,10 +375,6 @@ fn certificate_entry(
     p.push(("authority", Value::Bool(flags.authority)));
     p.push(("issued", Value::Bool(flags.issued)));
     p.push(("revoked", Value::Bool(flags.revoked)));
-    let revocation = match c.revoked_at {
-        Some(_) => txn.revocation(c.id)?,
-        None => None,
-    };
     if let Some(r) = revocation {
         p.push((
             "revoked-at",

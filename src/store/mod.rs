@@ -305,6 +305,8 @@ pub trait Transaction: ScepTransaction + ScepClientStore {
 
     /// A key by store id.
     fn key(&self, id: &str) -> Result<Option<KeyRecord>>;
+    /// Every key's store id and URI (what `print` shows of keys), without the sealed parts.
+    fn key_uris(&self) -> Result<Vec<(String, String)>>;
     /// Adds a key.
     fn insert_key(&mut self, key: &KeyRecord) -> Result<()>;
     /// Deletes a key.

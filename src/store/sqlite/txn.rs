@@ -397,6 +397,12 @@ impl Transaction for SqliteTxn<'_> {
             .optional()?)
     }
 
+    fn key_uris(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, uri FROM keys")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     fn insert_key(&mut self, k: &KeyRecord) -> Result<()> {
         self.conn
             .prepare_cached(
