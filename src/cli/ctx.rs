@@ -1,0 +1,246 @@
+//! What every command gets: [`Ctx`] (the global options, the manager opened once, the
+//! session's item numbers, progress), the secret options' resolution, and the default
+//! store and token directories.
+
+use std::path::PathBuf;
+
+use super::{numbers, progress};
+use crate::app::{AppOptions, StoreLocation};
+use crate::error::ManagerError;
+use crate::manager::Manager;
+
+/// What every command gets.
+pub struct Ctx {
+    /// global options
+    pub json: bool,
+    /// -q
+    pub quiet: bool,
+    store_dir: PathBuf,
+    tokens_dir: PathBuf,
+    /// whether --store/$CERTMAN_STORE (and --tokens/$CERTMAN_TOKENS) were given, or defaulted
+    store_given: bool,
+    tokens_given: bool,
+    force_last_pin_try: bool,
+    /// the `#` numbers of the last print (this terminal session's, or a script run's)
+    pub numbers: numbers::Numbers,
+    /// the manager, opened on first use and kept for the process (a script's lines share it)
+    manager: std::cell::OnceCell<Manager>,
+    /// --create: make the store if there is none
+    create: bool,
+}
+
+impl Ctx {
+    /// The context of a command line's global options.
+    pub fn from_cli(cli: &super::Cli) -> Ctx {
+        let store_dir = cli.store.clone().unwrap_or_else(default_store_dir);
+        // numbered per store however it is spelt (`./s`, `/abs/s`)
+        let numbers = numbers::Numbers::session(
+            &std::fs::canonicalize(&store_dir)
+                .unwrap_or_else(|_| store_dir.clone())
+                .display()
+                .to_string(),
+        );
+        Ctx {
+            json: cli.json,
+            quiet: cli.quiet,
+            store_dir,
+            tokens_dir: cli.tokens.clone().unwrap_or_else(default_tokens_dir),
+            store_given: cli.store.is_some(),
+            tokens_given: cli.tokens.is_some(),
+            force_last_pin_try: cli.force_last_pin_try,
+            numbers,
+            manager: std::cell::OnceCell::new(),
+            create: cli.create,
+        }
+    }
+
+    /// The manager on the existing store (or, with --create, a new one), opened on first use
+    /// and kept (its long work drawn as progress on a terminal).
+    pub fn manager(&self) -> Result<&Manager, ManagerError> {
+        self.kept_manager(false)
+    }
+
+    /// [`Ctx::manager`], making the store if there is none: for the commands that put the
+    /// first things in a store (`add`, `import`, `create-certificate-request`).
+    pub fn manager_creating(&self) -> Result<&Manager, ManagerError> {
+        self.kept_manager(true)
+    }
+
+    fn kept_manager(&self, create: bool) -> Result<&Manager, ManagerError> {
+        if let Some(m) = self.manager.get() {
+            return Ok(m);
+        }
+        let m = self
+            .open(None, None, false, create)?
+            .with_progress(self.progress().sink());
+        Ok(self.manager.get_or_init(|| m))
+    }
+
+    /// A context for a script run: the same store, tokens and options, the manager opened
+    /// afresh for the run, and the script's own numbers.
+    pub fn for_script(&self, numbers: numbers::Numbers) -> Ctx {
+        Ctx {
+            json: self.json,
+            quiet: self.quiet,
+            store_dir: self.store_dir.clone(),
+            tokens_dir: self.tokens_dir.clone(),
+            store_given: self.store_given,
+            tokens_given: self.tokens_given,
+            force_last_pin_try: self.force_last_pin_try,
+            numbers,
+            manager: std::cell::OnceCell::new(),
+            create: self.create,
+        }
+    }
+
+    /// `words` with the `#` numbers of the last print (see [`numbers`]) turned into names.
+    pub fn names(&self, words: &[String]) -> Result<Vec<String>, ManagerError> {
+        self.numbers
+            .resolve(numbers::Menu::Certificates, words, || self.all_names())
+    }
+
+    /// One NAME or `#`.
+    pub fn name(&self, word: &str) -> Result<String, ManagerError> {
+        self.numbers
+            .resolve_one(numbers::Menu::Certificates, word, || self.all_names())
+    }
+
+    fn all_names(&self) -> Result<Vec<String>, ManagerError> {
+        Ok(self
+            .manager()?
+            .entries(&[])?
+            .into_iter()
+            .map(|e| e.name)
+            .collect())
+    }
+
+    /// SCEP servers by path or `#` of the last `scep-server print`.
+    pub fn scep_servers(&self, words: &[String]) -> Result<Vec<String>, ManagerError> {
+        self.numbers.resolve(numbers::Menu::ScepServers, words, || {
+            Ok(self
+                .manager()?
+                .scep_servers()?
+                .into_iter()
+                .map(|s| s.path)
+                .collect())
+        })
+    }
+
+    /// A manager of its own, for a port that outlives the command's borrow (the SCEP client's
+    /// enroller, CRL downloads): opened on the same store.
+    pub fn owned_manager(&self) -> Result<Manager, ManagerError> {
+        Ok(self
+            .manager_with(None, None, false)?
+            .with_progress(self.progress().sink()))
+    }
+
+    /// [`Ctx::owned_manager`], making the store if there is none (`add-scep`).
+    pub fn owned_manager_creating(&self) -> Result<Manager, ManagerError> {
+        Ok(self
+            .open(None, None, false, true)?
+            .with_progress(self.progress().sink()))
+    }
+
+    /// Progress bars and spinners for this command (see [`progress`]): on stderr when it is
+    /// a terminal, never with `--quiet` or `--json`.
+    pub fn progress(&self) -> progress::Progress {
+        progress::Progress::new(self.quiet, self.json)
+    }
+
+    /// Opens the manager; `store`/`tokens` (a config file's) are used where the command line
+    /// and environment name none; `read_connection`: see [`AppOptions::read_connection`].
+    pub fn manager_with(
+        &self,
+        store: Option<&std::path::Path>,
+        tokens: Option<&std::path::Path>,
+        read_connection: bool,
+    ) -> Result<Manager, ManagerError> {
+        self.open(store, tokens, read_connection, false)
+    }
+
+    fn open(
+        &self,
+        store: Option<&std::path::Path>,
+        tokens: Option<&std::path::Path>,
+        read_connection: bool,
+        create: bool,
+    ) -> Result<Manager, ManagerError> {
+        let store_dir = match store {
+            Some(s) if !self.store_given => s.to_owned(),
+            _ => self.store_dir.clone(),
+        };
+        let tokens_dir = match tokens {
+            Some(t) if !self.tokens_given => t.to_owned(),
+            _ => self.tokens_dir.clone(),
+        };
+        let mut options = AppOptions::new(StoreLocation::parse(&store_dir)?);
+        options.tokens_dir = Some(tokens_dir);
+        options.force_last_pin_try = self.force_last_pin_try;
+        options.read_connection = read_connection;
+        options.create_store = create || self.create;
+        crate::app::open(&options)
+    }
+}
+
+/// A secret option given as `X=value` or `X-source=…` (prompting on a terminal when
+/// `required` and neither is given).
+pub(crate) fn secret(
+    value: &Option<String>,
+    source: &Option<String>,
+    what: &str,
+    option: &str,
+    required: bool,
+) -> Result<Option<crate::secret::SecretString>, ManagerError> {
+    secret_option(value, source, what, option, required, false)
+}
+
+/// A secret being made (a passphrase that will encrypt a file or an export): as [`secret`],
+/// but typed twice at a prompt (a mismatch is refused); read once from `X=` or `X-source=`.
+pub(crate) fn new_secret(
+    value: &Option<String>,
+    source: &Option<String>,
+    what: &str,
+    option: &str,
+    required: bool,
+) -> Result<Option<crate::secret::SecretString>, ManagerError> {
+    secret_option(value, source, what, option, required, true)
+}
+
+fn secret_option(
+    value: &Option<String>,
+    source: &Option<String>,
+    what: &str,
+    option: &str,
+    required: bool,
+    new: bool,
+) -> Result<Option<crate::secret::SecretString>, ManagerError> {
+    use crate::secret::{resolve_new_secret, resolve_secret, SecretSource, SecretString};
+    let source: Option<SecretSource> = source.as_deref().map(str::parse).transpose()?;
+    let value = value.clone().map(SecretString::new);
+    let resolve = if new {
+        resolve_new_secret
+    } else {
+        resolve_secret
+    };
+    Ok(resolve(value, source.as_ref(), what, option, required)?)
+}
+
+fn default_tokens_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("certman/tokens");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".config/certman/tokens"),
+        None => PathBuf::from("tokens"),
+    }
+}
+
+fn default_store_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("certman");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/certman"),
+        None => PathBuf::from(".certman"),
+    }
+}
