@@ -1,6 +1,6 @@
 //! The HTTP endpoints: `GET`/`HEAD /crl/<percent-encoded CA name>.crl` (the CDP that
 //! `ca-crl-host` puts in issued certificates, see `manager::crl_url`), `GET /health`, the
-//! status page (`GET /` and `/status.json`, `service/status_page.rs`) and the SCEP paths
+//! status page (`GET /` and `/status.json`, `service/status_page/`) and the SCEP paths
 //! (`service/scep.rs`). Request bodies are capped on every route: none on the CRL, health
 //! and status routes, [`MAX_MESSAGE`] on SCEP and anywhere else; a larger `Content-Length` is
 //! answered 413 before any of the body is read (a chunked body is cut off at the cap).
