@@ -33,13 +33,7 @@ impl Ctx {
     /// The context of a command line's global options.
     pub fn from_cli(cli: &super::Cli) -> Ctx {
         let store_dir = cli.store.clone().unwrap_or_else(default_store_dir);
-        // numbered per store however it is spelt (`./s`, `/abs/s`)
-        let numbers = numbers::Numbers::session(
-            &std::fs::canonicalize(&store_dir)
-                .unwrap_or_else(|_| store_dir.clone())
-                .display()
-                .to_string(),
-        );
+        let numbers = numbers::Numbers::session(store_dir.clone());
         Ctx {
             json: cli.json,
             quiet: cli.quiet,

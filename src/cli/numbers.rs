@@ -43,24 +43,43 @@ const KEEP: Duration = Duration::from_secs(24 * 3600);
 /// Where a session's numbers live.
 pub enum Numbers {
     /// a terminal session's: files named after the session and the store
-    Session {
-        /// the private directory, if one could be made
-        dir: Option<PathBuf>,
-        /// session id and store, in the file names
-        key: String,
-    },
+    Session(std::cell::OnceCell<SessionFiles>, PathBuf),
     /// a script run's: in memory
     Script(RefCell<HashMap<Menu, Vec<String>>>),
 }
 
-impl Numbers {
-    /// The terminal session's numbers for the store at `store` (its location as given).
-    pub fn session(store: &str) -> Self {
+/// A terminal session's numbers files.
+pub struct SessionFiles {
+    /// the private directory, if one could be made
+    dir: Option<PathBuf>,
+    /// session id and store, in the file names
+    key: String,
+}
+
+impl SessionFiles {
+    fn of(store: &Path) -> SessionFiles {
         // SAFETY: getsid(0) only reads the calling process's session id.
         let sid = unsafe { libc::getsid(0) };
-        Numbers::Session {
+        // numbered per store however it is spelt (`./s`, `/abs/s`)
+        let store = std::fs::canonicalize(store).unwrap_or_else(|_| store.to_owned());
+        SessionFiles {
             dir: private_dir(),
-            key: format!("{sid}-{:016x}", fnv1a(store.as_bytes())),
+            key: format!("{sid}-{:016x}", fnv1a(store.as_os_str().as_encoded_bytes())),
+        }
+    }
+}
+
+impl Numbers {
+    /// The terminal session's numbers for the store at `store`; nothing is looked up until
+    /// a print or a number needs it.
+    pub fn session(store: PathBuf) -> Self {
+        Numbers::Session(std::cell::OnceCell::new(), store)
+    }
+
+    fn files(&self) -> Option<&SessionFiles> {
+        match self {
+            Numbers::Session(files, store) => Some(files.get_or_init(|| SessionFiles::of(store))),
+            Numbers::Script(_) => None,
         }
     }
 
@@ -76,22 +95,25 @@ impl Numbers {
             Numbers::Script(m) => {
                 m.borrow_mut().insert(menu, names.to_vec());
             }
-            Numbers::Session { dir: Some(d), key } => {
-                forget_old(d);
-                let _ = write_unsynced(&d.join(file_name(key, menu)), names);
+            Numbers::Session(..) => {
+                if let Some(SessionFiles { dir: Some(d), key }) = self.files() {
+                    forget_old(d);
+                    let _ = write_unsynced(&d.join(file_name(key, menu)), names);
+                }
             }
-            Numbers::Session { dir: None, .. } => {}
         }
     }
 
     fn recorded(&self, menu: Menu) -> Option<Vec<String>> {
         match self {
             Numbers::Script(m) => m.borrow().get(&menu).cloned(),
-            Numbers::Session { dir: Some(d), key } => {
+            Numbers::Session(..) => {
+                let SessionFiles { dir: Some(d), key } = self.files()? else {
+                    return None;
+                };
                 let bytes = std::fs::read(d.join(file_name(key, menu))).ok()?;
                 serde_json::from_slice(&bytes).ok()
             }
-            Numbers::Session { dir: None, .. } => None,
         }
     }
 
@@ -265,25 +287,24 @@ mod tests {
     #[test]
     fn session_numbers_survive_the_process() {
         let d = tempfile::tempdir().unwrap();
-        let a = Numbers::Session {
-            dir: Some(d.path().to_owned()),
-            key: "1-store".into(),
+        let session = |key: &str| {
+            let files = std::cell::OnceCell::new();
+            let _ = files.set(SessionFiles {
+                dir: Some(d.path().to_owned()),
+                key: key.into(),
+            });
+            Numbers::Session(files, PathBuf::new())
         };
+        let a = session("1-store");
         a.record(Menu::Certificates, &names(&["x", "y"]));
-        let b = Numbers::Session {
-            dir: Some(d.path().to_owned()),
-            key: "1-store".into(),
-        };
+        let b = session("1-store");
         let never = || -> Result<Vec<String>, ManagerError> { panic!("not asked") };
         assert_eq!(
             b.resolve(Menu::Certificates, &names(&["1"]), never)
                 .unwrap(),
             names(&["y"])
         );
-        let other_store = Numbers::Session {
-            dir: Some(d.path().to_owned()),
-            key: "1-other".into(),
-        };
+        let other_store = session("1-other");
         assert_eq!(
             other_store
                 .resolve(Menu::Certificates, &names(&["0"]), || Ok(names(&["z"])))

@@ -140,7 +140,7 @@ impl PrintArgs {
             (false, _) => output::table(&entries, width),
         };
         super::out::text(&text);
-        if matches!(ctx.numbers, super::numbers::Numbers::Session { .. }) {
+        if matches!(ctx.numbers, super::numbers::Numbers::Session(..)) {
             // The process ends after this print: freeing every entry one by one would cost
             // it ~10 ms more per 10,000 entries (views of certificates: no secrets in them).
             // A script's print frees them, its run going on.
