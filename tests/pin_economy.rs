@@ -85,6 +85,24 @@ fn a_wrong_pin_shared_by_three_cas_is_tried_once_per_process() {
     assert_eq!(login_count(&log), 1, "crl renew: {}", stderr(&out));
     assert!(stderr(&out).contains("not tried again"), "{}", stderr(&out));
 
+    // a script is one process: its lines that need the token (renewals, a card-verify, a CRL
+    // download's manager) share one PIN try
+    let script = hsm.root().join("renew.rsc");
+    std::fs::write(
+        &script,
+        "/certificate crl renew ca1\n/certificate crl renew ca2\ncard-verify ca3\ncrl download\n",
+    )
+    .unwrap();
+    let log = hsm.root().join("script.log");
+    let out = shim_run(
+        &env,
+        &log,
+        &["script", "--continue", script.to_str().unwrap()],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(login_count(&log), 1, "script: {}", stderr(&out));
+    assert!(stderr(&out).contains("renew.rsc:2"), "{}", stderr(&out));
+
     // serve: its first renewal look at start tries the PIN once, for all three CAs (made
     // due by ageing their CRLs two days in the store)
     let db = rusqlite::Connection::open(env.root().join("store/certman.db")).unwrap();

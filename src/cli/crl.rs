@@ -53,7 +53,7 @@ fn when(secs: Option<i64>) -> String {
 fn download(ctx: &Ctx) -> Result<(), CliError> {
     use crate::protocols::crl_download::download_crls;
     use crate::protocols::fetch::FetchLimits;
-    let manager = std::sync::Arc::new(ctx.owned_manager()?);
+    let manager = ctx.shared_manager()?;
     let outcomes = download_crls(&manager, &FetchLimits::default())?;
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if ctx.json {

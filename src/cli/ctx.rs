@@ -3,6 +3,7 @@
 //! store and token directories.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::{numbers, progress};
 use crate::app::{AppOptions, StoreLocation};
@@ -24,7 +25,7 @@ pub struct Ctx {
     /// the `#` numbers of the last print (this terminal session's, or a script run's)
     pub numbers: numbers::Numbers,
     /// the manager, opened on first use and kept for the process (a script's lines share it)
-    manager: std::cell::OnceCell<Manager>,
+    manager: std::cell::OnceCell<Arc<Manager>>,
     /// --create: make the store if there is none
     create: bool,
 }
@@ -51,23 +52,23 @@ impl Ctx {
     /// The manager on the existing store (or, with --create, a new one), opened on first use
     /// and kept (its long work drawn as progress on a terminal).
     pub fn manager(&self) -> Result<&Manager, ManagerError> {
-        self.kept_manager(false)
+        self.kept_manager(false).map(|m| m.as_ref())
     }
 
     /// [`Ctx::manager`], making the store if there is none: for the commands that put the
     /// first things in a store (`add`, `import`, `create-certificate-request`).
     pub fn manager_creating(&self) -> Result<&Manager, ManagerError> {
-        self.kept_manager(true)
+        self.kept_manager(true).map(|m| m.as_ref())
     }
 
-    fn kept_manager(&self, create: bool) -> Result<&Manager, ManagerError> {
+    fn kept_manager(&self, create: bool) -> Result<&Arc<Manager>, ManagerError> {
         if let Some(m) = self.manager.get() {
             return Ok(m);
         }
         let m = self
             .open(None, None, false, create)?
             .with_progress(self.progress().sink());
-        Ok(self.manager.get_or_init(|| m))
+        Ok(self.manager.get_or_init(|| Arc::new(m)))
     }
 
     /// A context for a script run: the same store, tokens and options, the manager opened
@@ -120,19 +121,16 @@ impl Ctx {
         })
     }
 
-    /// A manager of its own, for a port that outlives the command's borrow (the SCEP client's
-    /// enroller, CRL downloads): opened on the same store.
-    pub fn owned_manager(&self) -> Result<Manager, ManagerError> {
-        Ok(self
-            .manager_with(None, None, false)?
-            .with_progress(self.progress().sink()))
+    /// The same manager as [`Ctx::manager`], shared, for a port that outlives the command's
+    /// borrow (the SCEP client's enroller, CRL downloads). One manager for the process (or
+    /// the script run) means one set of providers: one PIN try per token, whatever runs.
+    pub fn shared_manager(&self) -> Result<Arc<Manager>, ManagerError> {
+        self.kept_manager(false).cloned()
     }
 
-    /// [`Ctx::owned_manager`], making the store if there is none (`add-scep`).
-    pub fn owned_manager_creating(&self) -> Result<Manager, ManagerError> {
-        Ok(self
-            .open(None, None, false, true)?
-            .with_progress(self.progress().sink()))
+    /// [`Ctx::shared_manager`], making the store if there is none (`add-scep`).
+    pub fn shared_manager_creating(&self) -> Result<Arc<Manager>, ManagerError> {
+        self.kept_manager(true).cloned()
     }
 
     /// Progress bars and spinners for this command (see [`progress`]): on stderr when it is

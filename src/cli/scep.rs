@@ -349,7 +349,7 @@ impl ScepServerArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         if let ScepServerCommand::Ra(r) = &self.command {
-            return r.run(ctx, ctx.owned_manager()?);
+            return r.run(ctx, ctx.shared_manager()?);
         }
         let m = ctx.manager()?;
         match &self.command {

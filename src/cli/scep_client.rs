@@ -127,8 +127,7 @@ pub struct RaAddArgs {
 
 impl RaArgs {
     /// Runs the command.
-    pub fn run(&self, ctx: &Ctx, m: crate::manager::Manager) -> Result<(), CliError> {
-        let manager = Arc::new(m);
+    pub fn run(&self, ctx: &Ctx, manager: Arc<crate::manager::Manager>) -> Result<(), CliError> {
         let port: Arc<dyn ScepClients> = manager.clone();
         match &self.command {
             RaCommand::Add(a) => {
@@ -357,7 +356,7 @@ impl AddScepArgs {
             kind: Some(ScepClientKind::Client),
             ra: None,
         };
-        let port: Arc<dyn ScepClients> = Arc::new(ctx.owned_manager_creating()?);
+        let port: Arc<dyn ScepClients> = ctx.shared_manager_creating()?;
         let enroller = enroller(port)?;
         let view = block_on(enroller.add(add))??;
         report(ctx, &view)
@@ -368,7 +367,7 @@ impl ScepRenewArgs {
     /// Runs the command.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let name = ctx.name(&self.name)?;
-        let manager = Arc::new(ctx.owned_manager()?);
+        let manager = ctx.shared_manager()?;
         let port: Arc<dyn ScepClients> = manager.clone();
         let enroller = enroller(port)?;
         let view = match block_on(enroller.step(&name, true))?? {
