@@ -30,6 +30,10 @@
 //! The stores go under `--dir`, which should be a real disk: on tmpfs an fsync costs nothing
 //! (the bench warns). OpenSSL writes its files without fsync; certman's commands are durable.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{filesystem_type, openssl_verify, parse_num};
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -56,13 +60,6 @@ struct Config {
     base_dir: PathBuf,
     strict: bool,
     keep: bool,
-}
-
-fn parse_num(what: &str, v: &str) -> usize {
-    v.trim()
-        .replace('_', "")
-        .parse()
-        .unwrap_or_else(|_| panic!("{what}: '{v}' is not a valid number"))
 }
 
 impl Config {
@@ -298,21 +295,6 @@ fn cli_loop(cfg: &Config, work: &Path, machine_id: &Path) -> LoopResult {
     r
 }
 
-fn openssl_verify(ca: &Path, leaf: &Path) {
-    let out = Command::new("openssl")
-        .args(["verify", "-x509_strict", "-purpose", "sslserver", "-CAfile"])
-        .arg(ca)
-        .arg(leaf)
-        .output()
-        .expect("cannot run openssl verify");
-    assert!(
-        out.status.success(),
-        "openssl verify of {} failed: {}",
-        leaf.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A store of `entries` certificates (a CA and its leaves, through the library), then the
 /// wall time of each `certman print` of it.
 fn print_run(cfg: &Config, work: &Path, machine_id: &Path) -> Vec<Duration> {
@@ -515,22 +497,4 @@ fn main() {
     if cfg.strict && !all {
         std::process::exit(1);
     }
-}
-
-/// The type of the filesystem holding `path`, from /proc/mounts (longest matching mount point).
-fn filesystem_type(path: &Path) -> Option<String> {
-    let path = path.canonicalize().ok()?;
-    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let _dev = f.next()?;
-            let mount = f.next()?.replace("\\040", " ");
-            let fstype = f.next()?;
-            path.starts_with(&mount)
-                .then(|| (mount.len(), fstype.to_owned()))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map(|(_, t)| t)
 }

@@ -32,6 +32,10 @@
 //! The stores go in a temporary directory under `--dir`, which should be a real disk: on tmpfs
 //! an fsync costs nothing and the durability figure means nothing (the bench warns).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{filesystem_type, openssl_verify, parse_num};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,13 +59,6 @@ struct Config {
     base_dir: PathBuf,
     strict: bool,
     kinds: Vec<CaKind>,
-}
-
-fn parse_num<T: std::str::FromStr>(what: &str, v: &str) -> T {
-    v.trim()
-        .replace('_', "")
-        .parse()
-        .unwrap_or_else(|_| panic!("{what}: '{v}' is not a valid number"))
 }
 
 impl Config {
@@ -679,26 +676,6 @@ fn certman_run(
     }
 }
 
-/// `openssl verify` of `leaf` against `ca` (TLS server purpose); panics on failure.
-fn openssl_verify(ca: &Path, leaf: &Path) {
-    let out = Command::new("openssl")
-        .arg("verify")
-        .arg("-x509_strict")
-        .args(["-purpose", "sslserver", "-CAfile"])
-        .arg(ca)
-        .arg(leaf)
-        .output()
-        .expect("cannot run openssl verify");
-    assert!(
-        out.status.success(),
-        "openssl verify of {} against {} failed:\n{}{}",
-        leaf.display(),
-        ca.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Runs a command and returns its stdout; None if it could not run or failed.
 fn run_capture(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program)
@@ -824,24 +801,6 @@ fn openssl_loop(work: &Path, kind: CaKind, n: usize) -> (usize, Duration) {
     std::fs::remove_dir_all(&dir)
         .unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
     (n, elapsed)
-}
-
-/// The type of the filesystem holding `path`, from /proc/mounts (longest matching mount point).
-fn filesystem_type(path: &Path) -> Option<String> {
-    let path = path.canonicalize().ok()?;
-    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let _dev = f.next()?;
-            let mount = f.next()?.replace("\\040", " ");
-            let fstype = f.next()?;
-            path.starts_with(&mount)
-                .then(|| (mount.len(), fstype.to_owned()))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map(|(_, t)| t)
 }
 
 /// User + system CPU time of this process (all threads, exited ones included), from
