@@ -279,7 +279,7 @@ impl Filter {
             },
             Filter::Compare(p, op, want, regex) => {
                 if p == "expires-after" {
-                    return compare_expiry(e, *op, want, now);
+                    return compare_expiry(e, *op, want, regex.as_ref(), now);
                 }
                 match property(e, p) {
                     None => matches!(op, Op::Ne) || (*op == Op::Eq && want.is_empty()),
@@ -358,12 +358,16 @@ fn compare(
 }
 
 /// `expires-after OP DURATION`: the time left until invalid-after (negative once expired).
-fn compare_expiry(e: &Entry, op: Op, want: &str, now: SystemTime) -> Result<bool, ManagerError> {
-    if op == Op::Matches {
-        let text = e.text("expires-after").unwrap_or_default();
-        return Ok(regex::Regex::new(want)
-            .map_err(|x| bad(format!("expires-after~: {}", regex_error(&x))))?
-            .is_match(text));
+fn compare_expiry(
+    e: &Entry,
+    op: Op,
+    want: &str,
+    regex: Option<&regex::Regex>,
+    now: SystemTime,
+) -> Result<bool, ManagerError> {
+    if let Some(re) = regex {
+        // `~`: compiled (size-limited) once, when the expression was parsed
+        return Ok(re.is_match(e.text("expires-after").unwrap_or_default()));
     }
     let Some(Value::Time(after)) = e.get("invalid-after").cloned() else {
         // templates have no expiry
@@ -476,6 +480,7 @@ mod tests {
         assert!(passes("days-valid<=5", &leaf) && passes("days-valid >= 3650", &ca));
         assert!(passes("name=ca", &ca) && passes("common-name~^le", &leaf));
         assert!(passes("expires-after<7d", &leaf) && !passes("expires-after<7d", &ca));
+        assert!(passes("expires-after~^5d", &leaf) && !passes("expires-after~^5d", &ca));
         assert!(passes("invalid-after<2999-01-01", &ca));
         assert!(passes("invalid-after>jan/01/2000", &leaf));
         assert!(passes("flags~K", &ca));
