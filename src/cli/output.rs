@@ -60,26 +60,11 @@ pub fn json(entries: &[Entry]) -> String {
 pub fn table(entries: &[Entry], width: Option<usize>) -> String {
     use super::table::{legend, render, Column};
     let columns = [
-        Column {
-            head: "NAME",
-            min: 8,
-        },
-        Column {
-            head: "COMMON-NAME",
-            min: 5,
-        },
-        Column {
-            head: "SUBJECT-ALT-NAME",
-            min: 5,
-        },
-        Column {
-            head: "EXPIRES-AFTER",
-            min: 8,
-        },
-        Column {
-            head: "FINGERPRINT",
-            min: 5,
-        },
+        Column::new("NAME", 8),
+        Column::new("COMMON-NAME", 5),
+        Column::new("SUBJECT-ALT-NAME", 5),
+        Column::new("EXPIRES-AFTER", 8),
+        Column::new("FINGERPRINT", 5),
     ];
     let rows: Vec<(String, Vec<String>)> = entries
         .iter()

@@ -268,18 +268,9 @@ fn tree(entries: &[Entry], width: Option<usize>) -> String {
         ));
     }
     let columns = [
-        Column {
-            head: "NAME",
-            min: 12,
-        },
-        Column {
-            head: "EXPIRES-AFTER",
-            min: 8,
-        },
-        Column {
-            head: "INVALID-AFTER",
-            min: 8,
-        },
+        Column::new("NAME", 12),
+        Column::new("EXPIRES-AFTER", 8),
+        Column::new("INVALID-AFTER", 8),
     ];
     let mut out = table::legend(crate::manager::view::FLAGS_LEGEND, width);
     out.push_str(&table::render(&columns, &rows, 9, width));

@@ -12,6 +12,13 @@ pub struct Column {
     pub min: usize,
 }
 
+impl Column {
+    /// A column headed `head`, never narrower than `min`.
+    pub const fn new(head: &'static str, min: usize) -> Column {
+        Column { head, min }
+    }
+}
+
 /// The width to fit: the terminal's when stdout is one, else `$COLUMNS` if set, else none.
 pub fn output_width() -> Option<usize> {
     let columns = || {
@@ -174,18 +181,9 @@ mod tests {
 
     fn cols() -> Vec<Column> {
         vec![
-            Column {
-                head: "NAME",
-                min: 8,
-            },
-            Column {
-                head: "COMMON-NAME",
-                min: 5,
-            },
-            Column {
-                head: "FINGERPRINT",
-                min: 5,
-            },
+            Column::new("NAME", 8),
+            Column::new("COMMON-NAME", 5),
+            Column::new("FINGERPRINT", 5),
         ]
     }
 
