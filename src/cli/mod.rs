@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::error::{ExitCode as Exit, ManagerError};
 use crate::protocols::crl_download::DownloadError;
@@ -416,23 +416,32 @@ fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
 /// The `certman` program.
 pub fn main() -> ExitCode {
     let args = normalize_args(std::env::args_os());
-    let parsed = help::command()
-        .try_get_matches_from(&args)
-        .and_then(|m| Cli::from_arg_matches(&m));
-    let cli = match parsed {
+    // Parsed by clap's plain command tree: the examples (help.rs) are added only when help is
+    // shown, not built at every start.
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
+            let with_examples = |e: clap::Error| {
+                help::command()
+                    .try_get_matches_from(&args)
+                    .err()
+                    .unwrap_or(e)
+            };
             return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                ErrorKind::DisplayVersion => {
                     let _ = e.print();
                     ExitCode::SUCCESS
                 }
+                ErrorKind::DisplayHelp => {
+                    let _ = with_examples(e).print();
+                    ExitCode::SUCCESS
+                }
                 ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    let _ = e.print();
+                    let _ = with_examples(e).print();
                     ExitCode::from(2)
                 }
                 _ => usage_error(&e, &args),
-            }
+            };
         }
     };
     let ctx = Ctx::from_cli(&cli);
