@@ -81,6 +81,9 @@ pub struct AppOptions {
     pub read_connection: bool,
     /// make the store if there is none (else [`StoreError::NoStore`])
     pub create_store: bool,
+    /// the process keeps the store open for long (`serve`, `certman agent`): see
+    /// [`SqliteStore::resident`]
+    pub resident: bool,
 }
 
 impl AppOptions {
@@ -94,6 +97,7 @@ impl AppOptions {
             force_last_pin_try: false,
             read_connection: false,
             create_store: true,
+            resident: false,
         }
     }
 }
@@ -108,15 +112,27 @@ pub fn open_store_with(
     location: &StoreLocation,
     create: bool,
 ) -> Result<Box<dyn Store>, StoreError> {
+    open_store_as(location, create, false)
+}
+
+/// [`open_store_with`], for a process that keeps it open for long when `resident`.
+fn open_store_as(
+    location: &StoreLocation,
+    create: bool,
+    resident: bool,
+) -> Result<Box<dyn Store>, StoreError> {
     match location {
-        StoreLocation::Sqlite { dir } => Ok(Box::new(SqliteStore::open_with(dir, create)?)),
+        StoreLocation::Sqlite { dir } => {
+            let store = SqliteStore::open_with(dir, create)?;
+            Ok(Box::new(if resident { store.resident() } else { store }))
+        }
     }
 }
 
 /// Opens the store, derives the sealing key, configures the key providers and builds the
 /// manager over them.
 pub fn open(options: &AppOptions) -> Result<Manager, ManagerError> {
-    let store = open_store_with(&options.store, options.create_store)?;
+    let store = open_store_as(&options.store, options.create_store, options.resident)?;
     let sealer = Arc::new(options.sealing_key.sealer(store.salt())?);
     let keys = key_router(options, sealer.clone())?;
     let mut manager = Manager::with_parts(store, keys, sealer);

@@ -35,6 +35,11 @@ const STATEMENTS_KEPT: usize = 128;
 /// once (see [`SqliteStore::open`]), so it is kept to ~256 KiB: a checkpoint every ~10
 /// commands of the CLI.
 const WAL_CHECKPOINT_PAGES: u64 = 64;
+/// The same for a store kept open ([`SqliteStore::resident`]: `serve`, `certman agent`):
+/// SQLite's own 1,000. While it is open, no other process reads the WAL back (its index is
+/// shared), and a checkpoint, with the database's fsync and the WAL's truncation, comes 15
+/// times less often; it empties the WAL when it closes.
+const RESIDENT_CHECKPOINT_PAGES: u64 = 1000;
 /// A WAL frame: its header and a page.
 const WAL_FRAME_BYTES: u64 = 24 + 4096;
 /// How long a command's commit waits for a write lock, a reader to move on, another process.
@@ -78,6 +83,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// the database's WAL file
     wal: PathBuf,
+    /// WAL pages after which a commit empties it
+    checkpoint_pages: u64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -150,7 +157,16 @@ impl SqliteStore {
             salt,
             path,
             wal: wal.into(),
+            checkpoint_pages: WAL_CHECKPOINT_PAGES,
         })
+    }
+
+    /// For a process that keeps the store open for long (`serve`, `certman agent`): the WAL
+    /// is emptied every [`RESIDENT_CHECKPOINT_PAGES`] rather than [`WAL_CHECKPOINT_PAGES`],
+    /// and when the store closes.
+    pub fn resident(mut self) -> Self {
+        self.checkpoint_pages = RESIDENT_CHECKPOINT_PAGES;
+        self
     }
 
     /// The database file.
@@ -162,6 +178,20 @@ impl SqliteStore {
         // A panic while holding the lock leaves SQLite consistent (the open transaction is
         // rolled back by the guard's drop), so a poisoned mutex is safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A resident store empties its WAL as it closes, so that the CLI processes after it do not
+/// read back up to [`RESIDENT_CHECKPOINT_PAGES`]; a checkpoint that cannot finish (another
+/// process reading) leaves it to their commits.
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if self.checkpoint_pages != WAL_CHECKPOINT_PAGES {
+            let conn = self.lock();
+            if conn.busy_timeout(Duration::ZERO).is_ok() {
+                let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            }
+        }
     }
 }
 
@@ -178,6 +208,7 @@ impl Store for SqliteStore {
             done: false,
             write: mode == TxnMode::Write,
             wal: &self.wal,
+            checkpoint_pages: self.checkpoint_pages,
         }))
     }
 
@@ -227,16 +258,18 @@ struct SqliteTxn<'a> {
     write: bool,
     /// the database's WAL file
     wal: &'a Path,
+    /// WAL pages after which a commit empties it
+    checkpoint_pages: u64,
 }
 
 impl SqliteTxn<'_> {
     /// After a commit: folds the WAL into the database and empties it once it holds
-    /// [`WAL_CHECKPOINT_PAGES`]. The commit is durable already, so this never fails it: a
+    /// [`WAL_CHECKPOINT_PAGES`] ([`RESIDENT_CHECKPOINT_PAGES`] in a resident store). The commit is durable already, so this never fails it: a
     /// checkpoint that cannot finish at once (a reader still on the WAL, another writer) is
     /// left to a later commit, rather than keeping this command waiting.
     fn checkpoint_if_large(&self) {
         let pages = std::fs::metadata(self.wal).map_or(0, |m| m.len() / WAL_FRAME_BYTES);
-        if pages < WAL_CHECKPOINT_PAGES {
+        if pages < self.checkpoint_pages {
             return;
         }
         if self.conn.busy_timeout(Duration::ZERO).is_ok() {
