@@ -102,6 +102,9 @@ pub enum SecretError {
     /// A new secret typed twice at a prompt was not the same both times.
     #[error("the two {0}s typed differ; nothing was done")]
     Mismatch(String),
+    /// `certman agent` runs a command whose secret the client must read itself.
+    #[error("a secret is read by the command's own process, not by the agent")]
+    LeftToClient,
 }
 
 /// Errors of sealing secrets at rest (`seal`).

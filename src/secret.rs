@@ -119,6 +119,9 @@ impl SecretSource {
     /// Reads the secret. `what` names it in the prompt and in errors ("export passphrase").
     /// An empty result is an error: a failed read never silently becomes "".
     pub fn read(&self, what: &str) -> Result<SecretString, SecretError> {
+        if held_back() {
+            return Err(SecretError::LeftToClient);
+        }
         let unreadable = |reason: String| SecretError::Unreadable {
             source_desc: self.to_string(),
             reason,
@@ -161,6 +164,31 @@ impl SecretSource {
         }
         Ok(SecretString(value))
     }
+}
+
+/// 0: secrets are read; 1: held back (`certman agent` runs a client's command); 2: held back,
+/// and one was asked for.
+static HELD_BACK: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// While `on`, no secret is read from a source or asked at a prompt: `certman agent` runs a
+/// client's command, and the client's terminal, environment, descriptors and working
+/// directory are not the agent's. A command that needs one fails with
+/// [`SecretError::LeftToClient`], and the client runs it itself.
+pub fn hold_back_secrets(on: bool) {
+    HELD_BACK.store(u8::from(on), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether a secret was asked for since [`hold_back_secrets`] was turned on.
+pub fn secret_was_held_back() -> bool {
+    HELD_BACK.load(std::sync::atomic::Ordering::SeqCst) == 2
+}
+
+fn held_back() -> bool {
+    use std::sync::atomic::Ordering;
+    HELD_BACK
+        .compare_exchange(1, 2, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+        || HELD_BACK.load(Ordering::SeqCst) == 2
 }
 
 /// What prompts run inside: set once by the CLI, so that a progress spinner on the terminal
@@ -251,6 +279,7 @@ fn resolve(
     new: bool,
 ) -> Result<Option<SecretString>, SecretError> {
     let prompt = |src: &SecretSource| match src {
+        _ if held_back() => Err(SecretError::LeftToClient),
         SecretSource::Prompt if new => read_new_at_prompt(what).map(Some),
         src => src.read(what).map(Some),
     };
@@ -259,7 +288,9 @@ fn resolve(
         (Some(_), None) => Err(SecretError::Empty(format!("{option}="))),
         (_, Some(src)) => prompt(src),
         (None, None) if required => {
-            if std::io::stdin().is_terminal() {
+            if held_back() {
+                Err(SecretError::LeftToClient)
+            } else if std::io::stdin().is_terminal() {
                 prompt(&SecretSource::Prompt)
             } else {
                 Err(SecretError::NoTerminal(what.to_owned(), option.to_owned()))

@@ -77,6 +77,8 @@ pub struct Manager {
     clock_offset: i64,
     /// who watches long work (key generation on tokens, cards, big RSA; bulk imports)
     progress: Arc<dyn progress::ProgressSink>,
+    /// write transactions committed by this manager
+    commits: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Manager {
@@ -116,6 +118,7 @@ impl Manager {
             reads: None,
             clock_offset: 0,
             progress: Arc::new(progress::NoProgress),
+            commits: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -156,6 +159,10 @@ impl Manager {
                 Ok(v) => txn.commit().map(|()| v).map_err(ManagerError::from),
                 Err(e) => Err(e),
             };
+            if outcome.is_ok() {
+                self.commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             match outcome {
                 Err(ManagerError::Store(StoreError::Conflict)) if retries < CONFLICT_RETRIES => {
                     retries += 1;
@@ -163,6 +170,12 @@ impl Manager {
                 other => return other,
             }
         }
+    }
+
+    /// How many write transactions this manager has committed: whether an operation that
+    /// failed changed the store before it did (`certman agent`).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The key router.
