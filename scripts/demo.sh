@@ -142,6 +142,25 @@ sign www ca=ca
 print where name=www
 RSC
 run script "$DEMO/more.rsc"
+# Many commands in a row: `certman agent` keeps a store open and runs them (here a store with a
+# CA in software: a command that needs a token's PIN is run by certman itself, as ever).
+bulk() { CERTMAN_STORE="$DEMO/bulk" "$CERTMAN" "$@"; }
+bulk add name=bulk-ca common-name="bulk CA" key-usage=key-cert-sign,crl-sign key-type=ec >/dev/null
+bulk sign bulk-ca >/dev/null
+echo "\$ certman agent idle-timeout=1m &"
+bulk agent idle-timeout=1m > "$DEMO/agent.log" 2>&1 &
+AGENT_PID=$!
+trap 'kill -TERM "$SERVE_PID" "$AGENT_PID" 2>/dev/null; wait "$SERVE_PID" "$AGENT_PID" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q serving "$DEMO/agent.log" && break; sleep 0.1; done
+cat "$DEMO/agent.log"
+echo "\$ time (for i in \$(seq 50); do certman add name=leaf\$i common-name=leaf\$i.example key-type=ec; certman sign leaf\$i ca=bulk-ca; done)"
+time (for i in $(seq 50); do
+    CERTMAN_AGENT=require bulk add name=leaf$i common-name=leaf$i.example key-type=ec >/dev/null
+    CERTMAN_AGENT=require bulk sign leaf$i ca=bulk-ca >/dev/null
+done)
+kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true
+echo "\$ certman print where issued count-only   # in the bulk store"
+bulk print where issued count-only
 echo "\$ curl -o status.html http://127.0.0.1:$PORT/"
 curl -sf -o "$DEMO/status.html" "http://127.0.0.1:$PORT/"
 

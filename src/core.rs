@@ -1,4 +1,5 @@
-//! The `certman` binary.
+//! `certman-core`: the whole of certman. The `certman` launcher (`src/main.rs`) runs it for
+//! every command line that no `certman agent` runs.
 
 fn main() -> std::process::ExitCode {
     no_core_dumps();

@@ -28,13 +28,47 @@ pub struct Ctx {
     manager: std::cell::OnceCell<Arc<Manager>>,
     /// --create: make the store if there is none
     create: bool,
+    /// the width tables fit, when the command line came from elsewhere (an agent's client)
+    width: Option<Option<usize>>,
+}
+
+/// Where a command line was typed: to this process, or to a client of this agent (which
+/// lends the command its manager and tells its terminal).
+pub enum Host<'a> {
+    /// this process's own command line
+    Process,
+    /// a `certman agent` client's
+    Agent {
+        /// the agent's manager, open on the store
+        manager: &'a Arc<Manager>,
+        /// the client's terminal session
+        sid: i32,
+        /// the width the client's tables fit
+        width: Option<usize>,
+    },
 }
 
 impl Ctx {
     /// The context of a command line's global options.
-    pub fn from_cli(cli: &super::Cli) -> Ctx {
-        let store_dir = cli.store.clone().unwrap_or_else(default_store_dir);
-        let numbers = numbers::Numbers::session(store_dir.clone());
+    pub fn from_cli(cli: &super::Cli, host: &Host<'_>) -> Ctx {
+        let store_dir = cli
+            .store
+            .clone()
+            .unwrap_or_else(super::agent::wire::default_store_dir);
+        let (sid, width, manager) = match host {
+            // SAFETY: getsid(0) only reads the calling process's session id.
+            Host::Process => (unsafe { libc::getsid(0) }, None, None),
+            Host::Agent {
+                manager,
+                sid,
+                width,
+            } => (*sid, Some(*width), Some(Arc::clone(manager))),
+        };
+        let numbers = numbers::Numbers::session(store_dir.clone(), sid);
+        let kept = std::cell::OnceCell::new();
+        if let Some(m) = manager {
+            let _ = kept.set(m);
+        }
         Ctx {
             json: cli.json,
             quiet: cli.quiet,
@@ -44,8 +78,9 @@ impl Ctx {
             tokens_given: cli.tokens.is_some(),
             force_last_pin_try: cli.force_last_pin_try,
             numbers,
-            manager: std::cell::OnceCell::new(),
+            manager: kept,
             create: cli.create,
+            width,
         }
     }
 
@@ -85,6 +120,7 @@ impl Ctx {
             numbers,
             manager: std::cell::OnceCell::new(),
             create: self.create,
+            width: self.width,
         }
     }
 
@@ -133,6 +169,28 @@ impl Ctx {
         self.kept_manager(true).cloned()
     }
 
+    /// The width tables fit: the terminal's (see [`super::agent::wire::output_width`]), or
+    /// the agent's client's.
+    pub fn output_width(&self) -> Option<usize> {
+        self.width.unwrap_or_else(super::agent::wire::output_width)
+    }
+
+    /// The store directory the command line names (or the default).
+    pub fn store_dir(&self) -> &std::path::Path {
+        &self.store_dir
+    }
+
+    /// The token profiles directory the command line names (or the default), and whether it
+    /// was named.
+    pub fn tokens_dir(&self) -> (&std::path::Path, bool) {
+        (&self.tokens_dir, self.tokens_given)
+    }
+
+    /// Whether `--force-last-pin-try` was given.
+    pub fn forces_last_pin_try(&self) -> bool {
+        self.force_last_pin_try
+    }
+
     /// Progress bars and spinners for this command (see [`progress`]): on stderr when it is
     /// a terminal, never with `--quiet` or `--json`.
     pub fn progress(&self) -> progress::Progress {
@@ -148,6 +206,17 @@ impl Ctx {
         read_connection: bool,
     ) -> Result<Manager, ManagerError> {
         self.open(store, tokens, read_connection, false)
+    }
+
+    /// [`Ctx::shared_manager`] for a process that keeps it open for long (`certman agent`):
+    /// its store is resident (see [`crate::app::AppOptions::resident`]).
+    pub fn resident_manager(&self) -> Result<Arc<Manager>, ManagerError> {
+        if let Some(m) = self.manager.get() {
+            return Ok(Arc::clone(m));
+        }
+        let mut m = self.open(None, None, true, false)?;
+        m = m.with_progress(self.progress().sink());
+        Ok(Arc::clone(self.manager.get_or_init(|| Arc::new(m))))
     }
 
     fn open(
@@ -169,6 +238,8 @@ impl Ctx {
         options.tokens_dir = Some(tokens_dir);
         options.force_last_pin_try = self.force_last_pin_try;
         options.read_connection = read_connection;
+        // the read connection is for long-running processes (`serve`, the agent)
+        options.resident = read_connection;
         options.create_store = create || self.create;
         crate::app::open(&options)
     }
@@ -224,15 +295,5 @@ fn default_tokens_dir() -> PathBuf {
     match std::env::var_os("HOME") {
         Some(h) => PathBuf::from(h).join(".config/certman/tokens"),
         None => PathBuf::from("tokens"),
-    }
-}
-
-fn default_store_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("certman");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".local/share/certman"),
-        None => PathBuf::from(".certman"),
     }
 }

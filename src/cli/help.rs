@@ -108,6 +108,7 @@ const EXAMPLES: &[(&str, &[&str])] = &[
         "certman completions fish > ~/.config/fish/completions/certman.fish",
     ]),
     ("man", &["certman man > /usr/local/share/man/man1/certman.1", "certman man | man -l -"]),
+    ("agent", &["certman agent", "certman agent idle-timeout=30m", "certman agent idle-timeout=0 --json"]),
 ];
 
 /// The text under a command's options: the `name=value` note and its examples.

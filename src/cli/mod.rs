@@ -3,6 +3,7 @@
 //! calling the manager.
 
 mod add;
+pub mod agent;
 mod ca_passphrase;
 mod card;
 mod crl;
@@ -45,8 +46,8 @@ use crate::protocols::crl_download::DownloadError;
 use crate::service::ServiceError;
 use out::outln;
 
-pub use ctx::Ctx;
 pub(crate) use ctx::{new_secret, secret};
+pub use ctx::{Ctx, Host};
 
 /// certman — the RouterOS /certificate manager, with keys on tokens, cards or sealed in software.
 #[derive(Debug, Parser)]
@@ -150,6 +151,16 @@ pub enum Command {
     Completions(docs::CompletionsArgs),
     /// The man page, certman(1), on stdout (roff): every command with its options.
     Man(docs::ManArgs),
+    /// Keep the store open for this terminal's commands: `certman` then runs them here.
+    ///
+    /// While it runs, a `certman` command on this store typed by the same user with the same
+    /// environment is run by the agent instead of a new process of its own: no start-up, no
+    /// opening of the store. Commands that read a secret (a passphrase, a PIN from a source)
+    /// or need the terminal are run by the client itself, as without an agent. Stop it with
+    /// Ctrl-C or SIGTERM; it also ends after --idle-timeout without a command.
+    /// CERTMAN_AGENT=off makes `certman` ignore it; CERTMAN_AGENT=require makes a command fail
+    /// rather than run without it.
+    Agent(agent::AgentArgs),
 }
 
 /// A command's error: the layer's own error, kept as it is, so that its exit code and hint
@@ -398,7 +409,7 @@ pub(crate) fn usage_line(e: &clap::Error) -> String {
     line
 }
 
-fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
+fn usage_error(e: &clap::Error, args: &[OsString]) -> u8 {
     let line = usage_line(e);
     let cmd = subcommand_in(args)
         .map(|s| format!(" {s}"))
@@ -410,42 +421,54 @@ fn usage_error(e: &clap::Error, args: &[OsString]) -> ExitCode {
         out::err_line(&format!("certman{cmd}: error: {line}"));
         out::err_line(&format!("  hint: {hint}"));
     }
-    ExitCode::from(Exit::Usage as u8)
+    Exit::Usage as u8
 }
 
-/// The `certman` program.
+/// The `certman` program (`certman-core`, which the `certman` launcher runs when no agent
+/// serves the command).
 pub fn main() -> ExitCode {
     let args = normalize_args(std::env::args_os());
+    let cli = match parse(&args) {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
+    let ctx = Ctx::from_cli(&cli, &Host::Process);
+    ExitCode::from(run(&cli, &ctx))
+}
+
+/// Parses a command line: the command, or the exit code once help, the version or a usage
+/// error is printed.
+fn parse(args: &[OsString]) -> Result<Cli, u8> {
     // Parsed by clap's plain command tree: the examples (help.rs) are added only when help is
     // shown, not built at every start.
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            let with_examples = |e: clap::Error| {
-                help::command()
-                    .try_get_matches_from(&args)
-                    .err()
-                    .unwrap_or(e)
-            };
-            return match e.kind() {
-                ErrorKind::DisplayVersion => {
-                    let _ = e.print();
-                    ExitCode::SUCCESS
-                }
-                ErrorKind::DisplayHelp => {
-                    let _ = with_examples(e).print();
-                    ExitCode::SUCCESS
-                }
-                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                    let _ = with_examples(e).print();
-                    ExitCode::from(2)
-                }
-                _ => usage_error(&e, &args),
-            };
+    Cli::try_parse_from(args).map_err(|e| {
+        let with_examples = |e: clap::Error| {
+            help::command()
+                .try_get_matches_from(args)
+                .err()
+                .unwrap_or(e)
+        };
+        match e.kind() {
+            ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                0
+            }
+            ErrorKind::DisplayHelp => {
+                let _ = with_examples(e).print();
+                0
+            }
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = with_examples(e).print();
+                2
+            }
+            _ => usage_error(&e, args),
         }
-    };
-    let ctx = Ctx::from_cli(&cli);
-    let result = dispatch(&cli.command, &ctx);
+    })
+}
+
+/// Runs a parsed command line, reports its error, and gives its exit code.
+pub(crate) fn run(cli: &Cli, ctx: &Ctx) -> u8 {
+    let result = dispatch(&cli.command, ctx);
     // What could not be printed: a reader that went away (`certman print | head -1`) wanted
     // no more, and the command did its work: exit 0 quietly. Any other write error fails a
     // command that did not fail already.
@@ -456,12 +479,12 @@ pub fn main() -> ExitCode {
         (Ok(()), Ok(())) => Ok(()),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         // a script's failing line is reported already, with its number
-        Err(CliError::Script(code)) => ExitCode::from(code as u8),
+        Err(CliError::Script(code)) => code as u8,
         Err(e) => {
             report_error(&e, cli.verbose > 0, cli.json);
-            ExitCode::from(e.exit_code() as u8)
+            e.exit_code() as u8
         }
     }
 }
@@ -495,6 +518,7 @@ pub(crate) fn dispatch(command: &Command, ctx: &Ctx) -> Result<(), CliError> {
         Command::Script(a) => a.run(ctx),
         Command::Completions(a) => a.run(ctx),
         Command::Man(a) => a.run(ctx),
+        Command::Agent(a) => a.run(ctx),
     }
 }
 

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::agent::wire;
 use crate::error::ManagerError;
 
 /// A menu with its own numbering.
@@ -43,7 +44,7 @@ const KEEP: Duration = Duration::from_secs(24 * 3600);
 /// Where a session's numbers live.
 pub enum Numbers {
     /// a terminal session's: files named after the session and the store
-    Session(std::cell::OnceCell<SessionFiles>, PathBuf),
+    Session(std::cell::OnceCell<SessionFiles>, PathBuf, i32),
     /// a script run's: in memory
     Script(RefCell<HashMap<Menu, Vec<String>>>),
 }
@@ -57,14 +58,15 @@ pub struct SessionFiles {
 }
 
 impl SessionFiles {
-    fn of(store: &Path) -> SessionFiles {
-        // SAFETY: getsid(0) only reads the calling process's session id.
-        let sid = unsafe { libc::getsid(0) };
+    fn of(store: &Path, sid: i32) -> SessionFiles {
         // numbered per store however it is spelt (`./s`, `/abs/s`)
         let store = std::fs::canonicalize(store).unwrap_or_else(|_| store.to_owned());
         SessionFiles {
-            dir: private_dir(),
-            key: format!("{sid}-{:016x}", fnv1a(store.as_os_str().as_encoded_bytes())),
+            dir: wire::private_dir(),
+            key: format!(
+                "{sid}-{:016x}",
+                wire::fnv1a(store.as_os_str().as_encoded_bytes())
+            ),
         }
     }
 }
@@ -72,13 +74,17 @@ impl SessionFiles {
 impl Numbers {
     /// The terminal session's numbers for the store at `store`; nothing is looked up until
     /// a print or a number needs it.
-    pub fn session(store: PathBuf) -> Self {
-        Numbers::Session(std::cell::OnceCell::new(), store)
+    /// `sid`: the terminal session (`getsid`) of the process the command line was typed to:
+    /// this one's, or an agent's client's.
+    pub fn session(store: PathBuf, sid: i32) -> Self {
+        Numbers::Session(std::cell::OnceCell::new(), store, sid)
     }
 
     fn files(&self) -> Option<&SessionFiles> {
         match self {
-            Numbers::Session(files, store) => Some(files.get_or_init(|| SessionFiles::of(store))),
+            Numbers::Session(files, store, sid) => {
+                Some(files.get_or_init(|| SessionFiles::of(store, *sid)))
+            }
             Numbers::Script(_) => None,
         }
     }
@@ -208,27 +214,6 @@ fn file_name(key: &str, menu: Menu) -> String {
     format!("numbers-{key}-{}.json", menu.word())
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// `$XDG_RUNTIME_DIR/certman`, else `$TMPDIR/certman-UID`: made 0700, and used only if it is
-/// a real directory of ours that no one else can enter.
-fn private_dir() -> Option<PathBuf> {
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(d) => PathBuf::from(d).join("certman"),
-        None => std::env::temp_dir().join(format!("certman-{uid}")),
-    };
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
-    let m = std::fs::symlink_metadata(&dir).ok()?;
-    (m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0).then_some(dir)
-}
-
 /// Drops other sessions' numbers not used for a day.
 fn forget_old(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -293,7 +278,7 @@ mod tests {
                 dir: Some(d.path().to_owned()),
                 key: key.into(),
             });
-            Numbers::Session(files, PathBuf::new())
+            Numbers::Session(files, PathBuf::new(), 1)
         };
         let a = session("1-store");
         a.record(Menu::Certificates, &names(&["x", "y"]));

@@ -130,7 +130,7 @@ impl PrintArgs {
         }
         let shown: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
         ctx.numbers.record(Menu::Certificates, &shown);
-        let width = table::output_width();
+        let width = ctx.output_width();
         let text = match (ctx.json, req.mode) {
             (true, Mode::Tree) => tree_json(&entries),
             (true, _) => output::json(&entries),

@@ -2,8 +2,6 @@
 //! fits is cut with `..`, heads as well (`COMMON-NAME` → `COM..`), and the flag legend wraps.
 //! Not on a terminal, nothing is cut (unless `$COLUMNS` says a width).
 
-use std::io::IsTerminal;
-
 /// A column: its head and the narrowest it may become.
 pub struct Column {
     /// e.g. `COMMON-NAME`
@@ -17,31 +15,6 @@ impl Column {
     pub const fn new(head: &'static str, min: usize) -> Column {
         Column { head, min }
     }
-}
-
-/// The width to fit: the terminal's when stdout is one, else `$COLUMNS` if set, else none.
-pub fn output_width() -> Option<usize> {
-    let columns = || {
-        std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.trim().parse::<usize>().ok())
-            .filter(|c| *c >= 20)
-    };
-    if std::io::stdout().is_terminal() {
-        let mut ws = libc::winsize {
-            ws_row: 0,
-            ws_col: 0,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCGWINSZ writes one winsize into the struct it is given.
-        let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
-        if rc == 0 && ws.ws_col >= 20 {
-            return Some(usize::from(ws.ws_col));
-        }
-        return Some(columns().unwrap_or(80));
-    }
-    columns()
 }
 
 fn chars(s: &str) -> usize {
