@@ -8,6 +8,12 @@
 //! served command cheap. `CERTMAN_AGENT=off` skips the agent; `CERTMAN_AGENT=require` fails a
 //! command the agent does not run instead of running it here.
 
+// No Rust runtime start-up (`#![no_main]`): it reads /proc/self/maps, sets up a signal stack
+// and checks the standard descriptors, a third of this program's time, for a program that
+// only looks for an agent and hands over. The arguments and environment are still read as
+// usual (glibc gives them to the standard library before `main`).
+#![no_main]
+
 #[path = "cli/agent/wire.rs"]
 mod wire;
 
@@ -15,17 +21,29 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::process::ExitCode;
 
 use wire::{Answer, Request};
 
-fn main() -> ExitCode {
+#[no_mangle]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    let code = launch();
+    // what was printed is flushed (the standard library's start-up would do it on return)
+    let _ = std::io::stdout().flush();
+    libc::c_int::from(code)
+}
+
+fn launch() -> u8 {
     no_core_dumps();
+    // a reader that goes away is a write error, not a signal (as in certman-core)
+    // SAFETY: ignoring SIGPIPE changes no memory; certman-core ignores it too.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     let argv: Vec<OsString> = std::env::args_os().collect();
     let mode = std::env::var("CERTMAN_AGENT").unwrap_or_default();
     if mode != "off" {
         match by_agent(&argv) {
-            Served::Exit(code) => return ExitCode::from(code),
+            Served::Exit(code) => return code,
             Served::Failed(e) => return fail(&e),
             Served::No(why) if mode == "require" => {
                 return fail(&format!(
@@ -111,9 +129,9 @@ fn by_agent(argv: &[OsString]) -> Served {
     }
 }
 
-fn fail(what: &str) -> ExitCode {
+fn fail(what: &str) -> u8 {
     let _ = writeln!(std::io::stderr(), "certman: error: {what}");
-    ExitCode::FAILURE
+    1
 }
 
 /// As `certman-core` does (see there): the command line may hold a secret (`passphrase=…`).
