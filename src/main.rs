@@ -8,11 +8,13 @@
 //! served command cheap. `CERTMAN_AGENT=off` skips the agent; `CERTMAN_AGENT=require` fails a
 //! command the agent does not run instead of running it here.
 
-// No Rust runtime start-up (`#![no_main]`): it reads /proc/self/maps, sets up a signal stack
-// and checks the standard descriptors, a third of this program's time, for a program that
-// only looks for an agent and hands over. The arguments and environment are still read as
-// usual (glibc gives them to the standard library before `main`).
-#![no_main]
+// No Rust runtime start-up (`no_main`): it reads /proc/self/maps, sets up a signal stack and
+// checks the standard descriptors, a third of this program's time, for a program that only
+// looks for an agent and hands over. The arguments and environment are still read as usual
+// (glibc gives them to the standard library before `main`).
+#![cfg_attr(not(test), no_main)]
+// (under test the harness has the `main`: what runs of the launcher is the wire, tested here too)
+#![cfg_attr(test, allow(dead_code))]
 
 #[path = "cli/agent/wire.rs"]
 mod wire;
@@ -24,6 +26,7 @@ use std::os::unix::process::CommandExt;
 
 use wire::{Answer, Request};
 
+#[cfg(not(test))]
 #[no_mangle]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     let code = launch();
