@@ -16,6 +16,7 @@
 // (under test the harness has the `main`: what runs of the launcher is the wire, tested here too)
 #![cfg_attr(test, allow(dead_code))]
 
+mod process_guard;
 #[path = "cli/agent/wire.rs"]
 mod wire;
 
@@ -36,7 +37,8 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
 }
 
 fn launch() -> u8 {
-    no_core_dumps();
+    // the command line may hold a secret (`passphrase=…`)
+    process_guard::no_core_dumps();
     // a reader that goes away is a write error, not a signal (as in certman-core)
     // SAFETY: ignoring SIGPIPE changes no memory; certman-core ignores it too.
     unsafe {
@@ -135,21 +137,4 @@ fn by_agent(argv: &[OsString]) -> Served {
 fn fail(what: &str) -> u8 {
     let _ = writeln!(std::io::stderr(), "certman: error: {what}");
     1
-}
-
-/// As `certman-core` does (see there): the command line may hold a secret (`passphrase=…`).
-fn no_core_dumps() {
-    let none = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: setrlimit reads the rlimit it is given, which lives across the call.
-    unsafe {
-        libc::setrlimit(libc::RLIMIT_CORE, &none);
-    }
-    // SAFETY: PR_SET_DUMPABLE takes its value as the second argument; the rest are unused.
-    #[cfg(target_os = "linux")]
-    unsafe {
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
 }
