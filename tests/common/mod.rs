@@ -44,6 +44,90 @@ pub struct Env {
     extra_env: Vec<(OsString, OsString)>,
     /// options put before the arguments of every command (see [`Env::with_global_args`])
     global_args: Vec<OsString>,
+    /// the PostgreSQL database holding the store, when the tests run on that backend
+    pg: Option<PgDatabase>,
+}
+
+/// The store backend of the CLI tests: `CERTMAN_TEST_BACKEND=postgres` puts each [`Env`]'s store
+/// in a fresh database of the server at `$CERTMAN_TEST_POSTGRES_URL` (scripts/test.sh runs the
+/// CLI tests that make sense on both backends that way too); anything else, SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("CERTMAN_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// A database made for one test, dropped with it.
+struct PgDatabase {
+    /// the server's URL (its maintenance database)
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create() -> (PgDatabase, String) {
+        let admin = std::env::var("CERTMAN_TEST_POSTGRES_URL").expect(
+            "CERTMAN_TEST_BACKEND=postgres needs CERTMAN_TEST_POSTGRES_URL \
+             (scripts/postgres.sh start DIR prints it)",
+        );
+        let name = format!("certman_it_{}", random_hex(8));
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let url = with_database(&admin, &name);
+        (PgDatabase { admin, name }, url)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("/usr/lib/postgresql/15/bin/psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Everything the store holds, as bytes: its files (SQLite), or a dump of its database.
+pub fn store_contents(env: &Env) -> Vec<Vec<u8>> {
+    if env.pg.is_some() {
+        let out = Command::new("/usr/lib/postgresql/15/bin/pg_dump")
+            .arg(&env.store)
+            .output()
+            .expect("run pg_dump");
+        assert!(
+            out.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return vec![out.stdout];
+    }
+    fs::read_dir(&env.store)
+        .expect("the store directory")
+        .map(|e| fs::read(e.expect("dir entry").path()).expect("a store file"))
+        .collect()
+}
+
+/// `url` (`postgresql://AUTHORITY/DB?QUERY`) naming database `db` instead.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a postgresql:// URL");
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let authority = before_query.split('/').next().unwrap_or_default();
+    match query {
+        Some(q) => format!("{scheme}://{authority}/{db}?{q}"),
+        None => format!("{scheme}://{authority}/{db}"),
+    }
 }
 
 impl Default for Env {
@@ -65,6 +149,12 @@ impl Env {
         fs::create_dir(&work).expect("work dir");
         let machine_id = root.path().join("machine-id");
         fs::write(&machine_id, format!("{}\n", random_hex(16))).expect("machine-id");
+        let (pg, store) = if on_postgres() {
+            let (db, url) = PgDatabase::create();
+            (Some(db), PathBuf::from(url))
+        } else {
+            (None, store)
+        };
         Env {
             root,
             store,
@@ -72,6 +162,7 @@ impl Env {
             machine_id,
             extra_env: Vec::new(),
             global_args: Vec::new(),
+            pg,
         }
     }
 
@@ -130,10 +221,14 @@ impl Env {
 
     /// `print --json`, parsed.
     pub fn json(&self) -> Vec<Value> {
-        if !self.store.join("certman.db").exists() {
+        let text = if self.pg.is_some() {
+            // an empty database reads as an empty store
+            self.ok(&["print", "--json", "--create"])
+        } else if !self.store.join("certman.db").exists() {
             return Vec::new(); // no store yet: nothing in it (`print` would refuse it)
-        }
-        let text = self.ok(&["print", "--json"]);
+        } else {
+            self.ok(&["print", "--json"])
+        };
         match serde_json::from_str::<Value>(&text) {
             Ok(Value::Array(v)) => v,
             other => panic!("print --json is not a JSON array: {other:?}\n{text}"),
