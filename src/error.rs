@@ -121,7 +121,7 @@ pub enum SealError {
     },
     /// A sealed secret did not open: another machine's (or store's) sealing key, or altered.
     #[error(
-        "cannot unseal {what}: the store's secrets were sealed on another machine or were altered"
+        "cannot unseal {what}: the store's secrets were sealed on another machine (or with another seal-key-source) or were altered"
     )]
     Unseal {
         /// what it is (never the secret)

@@ -22,8 +22,8 @@ const DEFAULT_MACHINE_ID: &str = "/etc/machine-id";
 const FORMAT_V1: u8 = 1;
 const INFO: &[u8] = b"certman soft-key seal v1";
 
-/// Where the sealing key comes from. The PostgreSQL issue adds a key file shared by several
-/// nodes and a wrapping key on a token.
+/// Where the sealing key comes from: `--seal-key-source` / `$CERTMAN_SEAL_KEY_SOURCE`
+/// ([`SealingKeySource::parse`]), the machine id by default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SealingKeySource {
@@ -32,7 +32,19 @@ pub enum SealingKeySource {
         /// the file holding it
         path: PathBuf,
     },
+    /// A key file (`file:PATH`): at least 32 bytes, a regular file of this user that no one
+    /// else may read (0600 or 0400). The same file on every node makes a store's secrets
+    /// open on all of them (several `serve` nodes on one PostgreSQL store).
+    KeyFile {
+        /// the file
+        path: PathBuf,
+    },
 }
+
+/// Environment variable choosing the sealing key's source (`--seal-key-source`).
+pub const SEAL_KEY_SOURCE_ENV: &str = "CERTMAN_SEAL_KEY_SOURCE";
+/// The least key material a key file holds.
+const KEY_FILE_MIN_BYTES: usize = 32;
 
 impl SealingKeySource {
     /// The default: the machine id from `$CERTMAN_MACHINE_ID_FILE`, else `/etc/machine-id`.
@@ -44,14 +56,75 @@ impl SealingKeySource {
         }
     }
 
+    /// A source as the operator names it: `machine-id` (the default, see
+    /// [`SealingKeySource::from_env`]) or `file:PATH`.
+    pub fn parse(text: &str) -> Result<Self, SealError> {
+        let bad = |reason: &str| SealError::Source {
+            what: format!("seal-key-source '{text}'"),
+            reason: reason.to_owned(),
+        };
+        match text.split_once(':') {
+            _ if text == "machine-id" => Ok(SealingKeySource::from_env()),
+            Some(("file", path)) if !path.is_empty() => {
+                Ok(SealingKeySource::KeyFile { path: path.into() })
+            }
+            Some(("file", _)) => Err(bad("file: needs a path (file:PATH)")),
+            _ => Err(bad("use machine-id or file:PATH")),
+        }
+    }
+
     /// The sealer of a store whose random salt is `store_salt`.
     pub fn sealer(&self, store_salt: &[u8]) -> Result<Sealer, SealError> {
         match self {
             SealingKeySource::MachineId { path } => {
                 Sealer::new(&read_machine_id(path)?, store_salt)
             }
+            SealingKeySource::KeyFile { path } => Sealer::new(&read_key_file(path)?, store_salt),
         }
     }
+}
+
+/// Reads a sealing key file, refusing one that others may read, that is not this user's, or
+/// that holds less than [`KEY_FILE_MIN_BYTES`].
+pub fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let source = |reason: String| SealError::Source {
+        what: format!("the sealing key file {}", path.display()),
+        reason,
+    };
+    let mut f = std::fs::File::open(path).map_err(|e| source(e.to_string()))?;
+    let meta = f.metadata().map_err(|e| source(e.to_string()))?;
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.is_file() {
+        return Err(source("not a regular file".into()));
+    }
+    if meta.uid() != uid {
+        return Err(source(format!(
+            "owned by uid {}, not this user (uid {uid})",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(source(format!(
+            "mode {:04o}: others may read it (chmod 600 it)",
+            meta.mode() & 0o7777
+        )));
+    }
+    let mut raw = Zeroizing::new(Vec::new());
+    f.by_ref()
+        .take(64 * 1024)
+        .read_to_end(&mut raw)
+        .map_err(|e| source(e.to_string()))?;
+    let key = Zeroizing::new(raw.trim_ascii().to_vec());
+    if key.len() < KEY_FILE_MIN_BYTES {
+        return Err(source(format!(
+            "{} bytes: a key file holds at least {KEY_FILE_MIN_BYTES} (e.g. `head -c 32 /dev/urandom | base64 > FILE`)",
+            key.len()
+        )));
+    }
+    Ok(key)
 }
 
 /// Reads the machine's hardware id.
@@ -191,6 +264,62 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_parse() {
+        assert!(matches!(
+            SealingKeySource::parse("machine-id").unwrap(),
+            SealingKeySource::MachineId { .. }
+        ));
+        assert_eq!(
+            SealingKeySource::parse("file:/etc/certman/seal.key").unwrap(),
+            SealingKeySource::KeyFile {
+                path: "/etc/certman/seal.key".into()
+            }
+        );
+        for bad in ["file:", "pkcs12:x", "", "machine-id:x"] {
+            assert!(SealingKeySource::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_files_are_private_and_long_enough() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("seal.key");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let key = "k".repeat(32);
+        write(&format!("{key}\n"), 0o600);
+        assert_eq!(read_key_file(&path).unwrap().as_slice(), key.as_bytes());
+        write(&key, 0o400);
+        assert!(read_key_file(&path).is_ok());
+        write(&key, 0o640);
+        let e = read_key_file(&path).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        write(&"k".repeat(31), 0o600);
+        let e = read_key_file(&path).unwrap_err().to_string();
+        assert!(e.contains("at least 32"), "{e}");
+        assert!(read_key_file(d.path()).is_err(), "a directory");
+        assert!(read_key_file(&d.path().join("missing")).is_err());
+        // the same file seals the same on every node: one store's salt, one key
+        write(&key, 0o600);
+        let a = SealingKeySource::KeyFile { path: path.clone() }
+            .sealer(b"salt")
+            .unwrap();
+        let b = SealingKeySource::KeyFile { path: path.clone() }
+            .sealer(b"salt")
+            .unwrap();
+        let blob = a.seal(SealLabel::SoftKey("k"), b"secret").unwrap();
+        assert_eq!(
+            b.open(SealLabel::SoftKey("k"), &blob)
+                .unwrap()
+                .secret_bytes(),
+            b"secret"
+        );
+    }
 
     #[test]
     fn seal_open_round_trip_and_binding() {

@@ -270,3 +270,77 @@ fn missing_machine_id_is_a_clear_error() {
     assert!(err.contains("CERTMAN_MACHINE_ID_FILE"), "{err}");
     assert_eq!(env.snapshot(), before);
 }
+
+/// A key file as the sealing key: two nodes with different machine ids but a copy of one key
+/// file use one store's keys; a key file others may read, or a short one, is refused.
+#[test]
+fn a_shared_key_file_seals_for_every_node_that_has_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let key = env.root().join("seal.key");
+    fs::write(&key, format!("{}\n", random_hex(32))).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let source = format!("file:{}", key.display());
+    let node = |machine: &str| {
+        let id = env.root().join(machine);
+        if !id.exists() {
+            fs::write(&id, format!("{}\n", random_hex(16))).unwrap();
+        }
+        let source = source.clone();
+        move |env: &Env, args: &[&str]| {
+            env.command(args)
+                .env("CERTMAN_MACHINE_ID_FILE", &id)
+                .env("CERTMAN_SEAL_KEY_SOURCE", &source)
+                .output()
+                .unwrap()
+        }
+    };
+    let (a, b) = (node("machine-a"), node("machine-b"));
+    for args in [
+        &[
+            "add",
+            "name=ca-tpl",
+            "common-name=ca",
+            "key-usage=key-cert-sign,crl-sign",
+            "key-type=ec",
+        ][..],
+        &["sign", "ca-tpl", "name=ca"],
+        &["add", "name=leaf", "common-name=leaf", "key-type=ec"],
+    ] {
+        assert_success(&a(&env, args), &format!("node a: {args:?}"));
+    }
+    // node b signs with the CA key node a generated and sealed
+    assert_success(&b(&env, &["sign", "leaf", "ca=ca"]), "node b signs");
+    assert_verifies(&env.export_cert("ca"), &env.export_cert("leaf"));
+    // without the key file (the machine id), the keys do not open
+    let out = env
+        .command(&["sign", "nothing-to-sign", "ca=ca"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let out = env
+        .command(&["export-certificate", "ca", "export-passphrase=whatever1"])
+        .output()
+        .unwrap();
+    let err = assert_error(&out, EXIT_FAILED, "export with the machine id");
+    assert!(err.contains("seal-key-source"), "{err}");
+
+    // a key file others may read, or too short, is refused with one line, and nothing changes
+    let before = env.snapshot();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = a(&env, &["add", "name=x", "key-type=ec"]);
+    let err = assert_error(&out, EXIT_FAILED, "a 0644 key file");
+    assert!(err.contains("chmod 600"), "{err}");
+    fs::write(&key, "short\n").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = a(&env, &["add", "name=x", "key-type=ec"]);
+    let err = assert_error(&out, EXIT_FAILED, "a short key file");
+    assert!(err.contains("at least 32"), "{err}");
+    assert_eq!(env.snapshot(), before);
+    let out = env
+        .command(&["print"])
+        .env("CERTMAN_SEAL_KEY_SOURCE", "bogus:x")
+        .output()
+        .unwrap();
+    assert_error(&out, EXIT_FAILED, "an unknown seal-key-source");
+}

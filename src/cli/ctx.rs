@@ -22,6 +22,8 @@ pub struct Ctx {
     store_given: bool,
     tokens_given: bool,
     force_last_pin_try: bool,
+    /// --seal-key-source / $CERTMAN_SEAL_KEY_SOURCE
+    seal_key_source: Option<String>,
     /// the `#` numbers of the last print (this terminal session's, or a script run's)
     pub numbers: numbers::Numbers,
     /// the manager, opened on first use and kept for the process (a script's lines share it)
@@ -77,6 +79,7 @@ impl Ctx {
             store_given: cli.store.is_some(),
             tokens_given: cli.tokens.is_some(),
             force_last_pin_try: cli.force_last_pin_try,
+            seal_key_source: cli.seal_key_source.clone(),
             numbers,
             manager: kept,
             create: cli.create,
@@ -101,7 +104,7 @@ impl Ctx {
             return Ok(m);
         }
         let m = self
-            .open(None, None, false, create)?
+            .open(Sources::default(), false, create)?
             .with_progress(self.progress().sink());
         Ok(self.manager.get_or_init(|| Arc::new(m)))
     }
@@ -117,6 +120,7 @@ impl Ctx {
             store_given: self.store_given,
             tokens_given: self.tokens_given,
             force_last_pin_try: self.force_last_pin_try,
+            seal_key_source: self.seal_key_source.clone(),
             numbers,
             manager: std::cell::OnceCell::new(),
             create: self.create,
@@ -186,6 +190,11 @@ impl Ctx {
         (&self.tokens_dir, self.tokens_given)
     }
 
+    /// `--seal-key-source` (or `$CERTMAN_SEAL_KEY_SOURCE`), if given.
+    pub fn seal_key_source(&self) -> Option<&str> {
+        self.seal_key_source.as_deref()
+    }
+
     /// Whether `--force-last-pin-try` was given.
     pub fn forces_last_pin_try(&self) -> bool {
         self.force_last_pin_try
@@ -203,9 +212,18 @@ impl Ctx {
         &self,
         store: Option<&std::path::Path>,
         tokens: Option<&std::path::Path>,
+        seal_key_source: Option<&str>,
         read_connection: bool,
     ) -> Result<Manager, ManagerError> {
-        self.open(store, tokens, read_connection, false)
+        self.open(
+            Sources {
+                store,
+                tokens,
+                seal_key_source,
+            },
+            read_connection,
+            false,
+        )
     }
 
     /// [`Ctx::shared_manager`] for a process that keeps it open for long (`certman agent`):
@@ -214,27 +232,33 @@ impl Ctx {
         if let Some(m) = self.manager.get() {
             return Ok(Arc::clone(m));
         }
-        let mut m = self.open(None, None, true, false)?;
+        let mut m = self.open(Sources::default(), true, false)?;
         m = m.with_progress(self.progress().sink());
         Ok(Arc::clone(self.manager.get_or_init(|| Arc::new(m))))
     }
 
     fn open(
         &self,
-        store: Option<&std::path::Path>,
-        tokens: Option<&std::path::Path>,
+        from_config: Sources<'_>,
         read_connection: bool,
         create: bool,
     ) -> Result<Manager, ManagerError> {
-        let store_dir = match store {
+        let store_dir = match from_config.store {
             Some(s) if !self.store_given => s.to_owned(),
             _ => self.store_dir.clone(),
         };
-        let tokens_dir = match tokens {
+        let tokens_dir = match from_config.tokens {
             Some(t) if !self.tokens_given => t.to_owned(),
             _ => self.tokens_dir.clone(),
         };
         let mut options = AppOptions::new(StoreLocation::parse(&store_dir)?);
+        if let Some(source) = self
+            .seal_key_source
+            .as_deref()
+            .or(from_config.seal_key_source)
+        {
+            options.sealing_key = crate::seal::SealingKeySource::parse(source)?;
+        }
         options.tokens_dir = Some(tokens_dir);
         options.force_last_pin_try = self.force_last_pin_try;
         options.read_connection = read_connection;
@@ -243,6 +267,18 @@ impl Ctx {
         options.create_store = create || self.create;
         crate::app::open(&options)
     }
+}
+
+/// What a config file (`serve`'s) names, used where the command line and environment name
+/// nothing.
+#[derive(Default, Clone, Copy)]
+pub struct Sources<'a> {
+    /// the store
+    pub store: Option<&'a std::path::Path>,
+    /// the token profiles directory
+    pub tokens: Option<&'a std::path::Path>,
+    /// the sealing key's source
+    pub seal_key_source: Option<&'a str>,
 }
 
 /// A secret option given as `X=value` or `X-source=…` (prompting on a terminal when

@@ -68,6 +68,16 @@ pub struct Cli {
     /// More detail on errors.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Where the key that seals secrets at rest comes from: machine-id (the default) or
+    /// file:PATH (a 0600 key file of at least 32 bytes: the same file on several nodes of one
+    /// store opens its secrets on all of them).
+    #[arg(
+        long,
+        global = true,
+        env = "CERTMAN_SEAL_KEY_SOURCE",
+        value_name = "SOURCE"
+    )]
+    pub seal_key_source: Option<String>,
     /// Spend a PIN try that the token reports as its last one.
     #[arg(long, global = true)]
     pub force_last_pin_try: bool,

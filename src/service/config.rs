@@ -18,6 +18,9 @@ pub struct Config {
     pub store: Option<PathBuf>,
     /// token profiles directory (default: the CLI's `--tokens` / `$CERTMAN_TOKENS` / XDG default)
     pub tokens: Option<PathBuf>,
+    /// where the key sealing secrets at rest comes from: `machine-id` or `file:PATH` (default:
+    /// the CLI's `--seal-key-source` / `$CERTMAN_SEAL_KEY_SOURCE` / the machine id)
+    pub seal_key_source: Option<String>,
     /// a tracing `EnvFilter` (default `info`); `$CERTMAN_LOG` overrides it
     pub log: String,
     /// seconds between looks for local CAs whose CRL is due (default 60)
@@ -53,6 +56,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             store: None,
             tokens: None,
+            seal_key_source: None,
             log: "info".into(),
             crl_renew_check: 60,
             crl_max_age: 24,
@@ -327,9 +331,14 @@ max-connections = 5
         assert_eq!(c.store.as_deref(), Some(Path::new("/var/lib/certman")));
         assert_eq!(c.tokens.as_deref(), Some(Path::new("/etc/certman/tokens")));
         assert_eq!(
+            c.seal_key_source.as_deref(),
+            Some("file:/etc/certman/seal.key")
+        );
+        assert_eq!(
             Config {
                 store: None,
                 tokens: None,
+                seal_key_source: None,
                 ..c
             },
             Config::default()

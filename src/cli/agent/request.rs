@@ -36,6 +36,8 @@ pub(super) struct Served {
     relative_paths: bool,
     /// the agent's user
     uid: u32,
+    /// --seal-key-source, as the agent was given it
+    seal_key_source: Option<String>,
     /// clap's command tree, built once (building it is most of a parse)
     command: std::cell::RefCell<clap::Command>,
 }
@@ -61,6 +63,7 @@ impl Served {
             relative_paths,
             // SAFETY: geteuid cannot fail.
             uid: unsafe { libc::geteuid() },
+            seal_key_source: ctx.seal_key_source().map(str::to_owned),
             command: std::cell::RefCell::new(<Cli as clap::CommandFactory>::command()),
         })
     }
@@ -120,6 +123,9 @@ impl Served {
         }
         if cli.force_last_pin_try {
             return Err("--force-last-pin-try is for a process of its own".into());
+        }
+        if cli.seal_key_source != self.seal_key_source {
+            return Err("it names another seal-key-source".into());
         }
         let ctx = Ctx::from_cli(
             &cli,
