@@ -22,6 +22,13 @@ pub enum StoreLocation {
         /// the store directory
         dir: PathBuf,
     },
+    /// The store of several nodes: a PostgreSQL database (`postgres://…`, `postgresql://…`,
+    /// libpq's URL form, e.g. `postgresql:///certman?host=/run/postgresql`).
+    Postgres {
+        /// the URL, as given (it may hold a password: shown only through `Display`, which
+        /// leaves it out)
+        url: String,
+    },
 }
 
 impl StoreLocation {
@@ -44,13 +51,11 @@ impl StoreLocation {
         }
         let lower = s.to_ascii_lowercase();
         if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            return Err(StoreError::Location(
-                "this certman has no PostgreSQL store: give a directory (or sqlite:DIR)".into(),
-            ));
+            return Ok(StoreLocation::Postgres { url: s.to_owned() });
         }
         if let Some((scheme, _)) = s.split_once("://") {
             return Err(StoreError::Location(format!(
-                "unknown store kind '{scheme}://': give a directory (or sqlite:DIR)"
+                "unknown store kind '{scheme}://': give a directory, sqlite:DIR or postgresql://…"
             )));
         }
         Ok(StoreLocation::Sqlite { dir: text.into() })
@@ -61,8 +66,41 @@ impl std::fmt::Display for StoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreLocation::Sqlite { dir } => write!(f, "sqlite:{}", dir.display()),
+            StoreLocation::Postgres { url } => f.write_str(&without_password(url)),
         }
     }
+}
+
+/// A PostgreSQL URL with its password (`user:password@`, `password=`) left out, for errors
+/// and logs.
+fn without_password(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = match before_query.find('/') {
+        Some(i) => before_query.split_at(i),
+        None => (before_query, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_owned(),
+        })
+        .collect();
+    let mut shown = format!("{scheme}://{authority}{path}");
+    if !query.is_empty() {
+        shown.push('?');
+        shown.push_str(&query.join("&"));
+    }
+    shown
 }
 
 /// Everything a manager is built from.
@@ -126,6 +164,14 @@ fn open_store_as(
             let store = SqliteStore::open_with(dir, create)?;
             Ok(Box::new(if resident { store.resident() } else { store }))
         }
+        #[cfg(feature = "postgres")]
+        StoreLocation::Postgres { url } => Ok(Box::new(
+            crate::store::postgres::PgStore::open(url, &location.to_string(), create)?,
+        )),
+        #[cfg(not(feature = "postgres"))]
+        StoreLocation::Postgres { .. } => Err(StoreError::Location(format!(
+            "{location}: this certman was built without PostgreSQL support (cargo feature \"postgres\")"
+        ))),
     }
 }
 
@@ -136,7 +182,9 @@ pub fn open(options: &AppOptions) -> Result<Manager, ManagerError> {
     let sealer = Arc::new(options.sealing_key.sealer(store.salt())?);
     let keys = key_router(options, sealer.clone())?;
     let mut manager = Manager::with_parts(store, keys, sealer);
-    if options.read_connection {
+    // SQLite's connection takes one transaction at a time; PostgreSQL's pool already answers
+    // a reader beside a writer
+    if options.read_connection && matches!(options.store, StoreLocation::Sqlite { .. }) {
         manager = manager.with_read_store(open_store(&options.store)?);
     }
     if let Some(offset) = test_clock_offset()? {
@@ -192,9 +240,23 @@ mod tests {
             dir("/srv/x")
         );
         assert_eq!(dir("/srv/x").to_string(), "sqlite:/srv/x");
+        for url in ["postgres://db/certman", "postgresql:///certman?host=/run"] {
+            assert_eq!(
+                StoreLocation::parse(Path::new(url)).unwrap(),
+                StoreLocation::Postgres { url: url.into() }
+            );
+        }
+        let pg = |url: &str| StoreLocation::Postgres { url: url.into() }.to_string();
+        assert_eq!(
+            pg("postgresql://ca:s3cret@db.example:5433/certman?sslmode=disable"),
+            "postgresql://ca:***@db.example:5433/certman?sslmode=disable"
+        );
+        assert_eq!(
+            pg("postgres:///certman?host=/run/pg&user=ca&password=s3cret"),
+            "postgres:///certman?host=/run/pg&user=ca&password=***"
+        );
+        assert_eq!(pg("postgres://db"), "postgres://db");
         for bad in [
-            "postgres://db/certman",
-            "postgresql:///certman?host=/run",
             "http://x",
             "sqlite:",
         ] {

@@ -29,6 +29,8 @@
 
 pub mod scep;
 pub mod scep_client;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 pub use scep::{
