@@ -194,7 +194,7 @@ pub fn open(options: &AppOptions) -> Result<Manager, ManagerError> {
 }
 
 /// `$CERTMAN_TEST_CLOCK_OFFSET`: seconds added to the SCEP client's clock (and to the one
-/// `/health` judges CRLs by), so that tests can bring a renewal, a CA roll-over or a CRL's
+/// `/health` and CRL renewal judge CRLs by), so that tests can bring a renewal, a CA roll-over or a CRL's
 /// nextUpdate near without waiting for it. Not for production.
 fn test_clock_offset() -> Result<Option<i64>, ManagerError> {
     match std::env::var("CERTMAN_TEST_CLOCK_OFFSET") {

@@ -223,7 +223,8 @@ fn an_oversized_body_is_refused_413_on_every_route_without_being_read() {
 fn an_expired_crl_makes_health_503_degraded_naming_the_ca() {
     let env = ca_store();
     // The CRL is valid for two days; the daemon's health clock three days on. (Its renewal
-    // timer keeps the real clock: the CRL is a minute old to it, not due.)
+    // timer judges by that clock too and renews the CRL, but a renewed CRL is valid for two
+    // days of the real clock: still past its nextUpdate to the health clock.)
     let later = (3 * 86_400).to_string();
     let d = serve(&env, "", &[("CERTMAN_TEST_CLOCK_OFFSET", &later)]);
     let (status, v, _) = health(d.port);

@@ -10,7 +10,7 @@ use spki::DynSignatureAlgorithmIdentifier;
 use super::{signature_scheme_for, Manager, Result, TemplateProperties};
 use crate::error::{ManagerError, ObjectKind, Refusal};
 use crate::keys::{KeyHandle, X509Signer};
-use crate::store::{CertificateRecord, CrlRecord, Lock, Transaction, TxnMode};
+use crate::store::{CertificateRecord, CrlRecord, Job, Lock, Transaction, TxnMode};
 use crate::x509;
 use crate::x509::crl::{self as x509crl, CrlSpec};
 
@@ -358,7 +358,7 @@ impl Manager {
                 .certificate_by_id(ca_id)?
                 .ok_or_else(|| ManagerError::not_found(ObjectKind::Ca, ca_id.to_string()))?;
             if let Some(max_age) = only_if_older_than {
-                if !crl_due(txn, ca_id, max_age)? {
+                if !crl_due(txn, ca_id, max_age, self.judged_now())? {
                     return Ok(txn.crl_state(ca_id)?.map_or(0, |(n, _)| n));
                 }
             }
@@ -380,7 +380,7 @@ impl Manager {
                 let mut out = Vec::new();
                 for ca in cas {
                     let is_due = match max_age {
-                        Some(m) => crl_due(txn.as_ref(), ca.id, m)?,
+                        Some(m) => crl_due(txn.as_ref(), ca.id, m, self.judged_now())?,
                         None => true,
                     };
                     if is_due && due(&ca) {
@@ -503,6 +503,17 @@ impl Manager {
         Ok(())
     }
 
+    /// Now, as CRLs are judged due (tests may move it: `with_clock_offset`).
+    fn judged_now(&self) -> i64 {
+        unix_now() + self.clock_offset
+    }
+
+    /// Whether this manager's store handle leads `job` among the nodes of the store
+    /// ([`crate::store::Store::lead`]): `serve`'s timers run a job's round only when it does.
+    pub fn lead(&self, job: Job) -> Result<bool> {
+        Ok(self.store.lead(job)?)
+    }
+
     // ------------------------------------------------------------- settings
 
     /// `settings print`.
@@ -577,8 +588,9 @@ impl Manager {
 }
 
 /// Whether a CA's CRL is older than `max_age` (or missing).
-fn crl_due(txn: &dyn Transaction, ca_id: i64, max_age: Duration) -> Result<bool> {
-    let cutoff = unix_now() - max_age.as_secs() as i64;
+/// Whether a CA's CRL is older than `max_age` at `now` (Unix seconds).
+fn crl_due(txn: &dyn Transaction, ca_id: i64, max_age: Duration, now: i64) -> Result<bool> {
+    let cutoff = now - max_age.as_secs() as i64;
     Ok(match txn.crl_state(ca_id)? {
         Some((_, this_update)) => this_update <= cutoff,
         None => true,

@@ -72,8 +72,8 @@ pub struct Manager {
     crl_pin_failures: std::sync::Mutex<HashSet<i64>>,
     /// a second connection for what `serve` answers, see [`Manager::with_read_store`]
     reads: Option<Box<dyn Store>>,
-    /// seconds added to the SCEP client's clock and to the one `/health` judges CRLs by
-    /// (tests: `CERTMAN_TEST_CLOCK_OFFSET`)
+    /// seconds added to the SCEP client's clock and to the one `/health` and CRL renewal
+    /// judge CRLs by (tests: `CERTMAN_TEST_CLOCK_OFFSET`)
     clock_offset: i64,
     /// who watches long work (key generation on tokens, cards, big RSA; bulk imports)
     progress: Arc<dyn progress::ProgressSink>,
@@ -130,8 +130,8 @@ impl Manager {
     }
 
     /// Shifts the SCEP client's clock by `seconds` (its renewal, expiry and CA roll-over
-    /// decisions) and the one [`Manager::health`] judges CRLs by: how tests make a certificate
-    /// or a CA near its end, or a CRL past its nextUpdate. Signatures and
+    /// decisions) and the one [`Manager::health`] and CRL renewal judge CRLs by: how tests
+    /// make a certificate or a CA near its end, or a CRL past its nextUpdate or due. Signatures and
     /// validity checks keep the system's clock.
     pub fn with_clock_offset(mut self, seconds: i64) -> Self {
         self.clock_offset = seconds;

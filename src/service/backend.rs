@@ -10,6 +10,7 @@ use crate::manager::{
     CrlRenewal, HealthProblem, Manager, ScepServerView, ServedCrl, Settings, StatusReport,
 };
 use crate::protocols::scep::server::ScepCa;
+use crate::store::Job;
 
 impl ServiceBackend for Manager {
     fn served_crl(&self, file: &str) -> Result<Option<ServedCrl>, ManagerError> {
@@ -26,6 +27,10 @@ impl ServiceBackend for Manager {
 
     fn check_store(&self) -> Result<(), ManagerError> {
         Manager::check_store(self)
+    }
+
+    fn lead(&self, job: Job) -> Result<bool, ManagerError> {
+        Manager::lead(self, job)
     }
 
     fn health(&self) -> Result<Vec<HealthProblem>, ManagerError> {

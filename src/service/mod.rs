@@ -56,6 +56,9 @@ pub trait ServiceBackend: CrlDownloads + Send + Sync + 'static {
     fn settings(&self) -> Result<Settings, ManagerError>;
     /// A cheap read of the store, for `/health`.
     fn check_store(&self) -> Result<(), ManagerError>;
+    /// Whether this node leads `job` now (`Store::lead`): the timers skip a round of a job
+    /// another node leads.
+    fn lead(&self, job: crate::store::Job) -> Result<bool, ManagerError>;
     /// What keeps the service from doing its job, for `/health` (`manager::health`): CRLs
     /// past their nextUpdate, CAs whose renewal failed on the PIN, an unwritable store. Quick,
     /// and never touches a token.

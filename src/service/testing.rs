@@ -14,6 +14,7 @@ use crate::manager::{
 };
 use crate::protocols::crl_download::CrlDownloads;
 use crate::protocols::testing::FakeDownloads;
+use crate::store::Job;
 
 #[derive(Default)]
 pub(crate) struct FakeBackend {
@@ -39,6 +40,8 @@ pub(crate) struct FakeBackend {
     problems: Mutex<Vec<HealthProblem>>,
     /// what `status` reports (an empty store when unset)
     status: Mutex<Option<StatusReport>>,
+    /// jobs another node leads
+    led_elsewhere: Mutex<Vec<Job>>,
 }
 
 /// The report of an empty store at `generated`.
@@ -115,6 +118,10 @@ impl FakeBackend {
         *self.problems.lock().unwrap() = problems;
     }
 
+    pub(crate) fn set_led_elsewhere(&self, jobs: &[Job]) {
+        *self.led_elsewhere.lock().unwrap() = jobs.to_vec();
+    }
+
     pub(crate) fn set_status(&self, report: StatusReport) {
         *self.status.lock().unwrap() = Some(report);
     }
@@ -176,6 +183,11 @@ impl ServiceBackend for FakeBackend {
 
     fn check_store(&self) -> Result<(), ManagerError> {
         self.check()
+    }
+
+    fn lead(&self, job: Job) -> Result<bool, ManagerError> {
+        self.check()?;
+        Ok(!self.led_elsewhere.lock().unwrap().contains(&job))
     }
 
     fn health(&self) -> Result<Vec<HealthProblem>, ManagerError> {

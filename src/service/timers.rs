@@ -1,6 +1,11 @@
 //! The service's timers: renewal of local CAs' CRLs (every 24 h by default, as RouterOS), the
 //! hourly download of trusted certificates' CRLs when `crl-download=yes`, and the SCEP
 //! clients' steps (polls, retries, renewals, next CA).
+//!
+//! Each is a [`Job`] that one node of a store runs at a time: every round starts by asking
+//! the store whether this node leads it ([`ServiceBackend::lead`]), and a node that does not
+//! skips the round. When the leader dies, the next node to ask takes the job over, so a job
+//! moves within one of its intervals. Serving CRLs and answering SCEP run on every node.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +20,7 @@ use crate::protocols::crl_download::{fetch_crl, store_fetched, DownloadOutcome};
 use crate::protocols::fetch::Fetcher;
 use crate::protocols::scep::enrolment::Enroller;
 use crate::protocols::scep::message::MessageLimits;
+use crate::store::Job;
 
 /// When the timers fire, and how long shutdown waits. Built from the config; tests shorten it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +120,11 @@ pub(crate) fn spawn(
         let (backend, mut stop) = (backend.clone(), stop.clone());
         tokio::spawn(async move {
             let mut ticks = ticker(schedule.renew_first, schedule.renew_check);
+            let mut leading = Leading::new(Job::CrlRenewal);
             while next_tick(&mut ticks, &mut stop).await {
+                if !leading.check(&backend).await {
+                    continue;
+                }
                 if let Some(renewals) = renew_tick(&backend, schedule.crl_max_age).await {
                     problems.record(&renewals);
                 }
@@ -129,10 +139,14 @@ pub(crate) fn spawn(
             limits: MessageLimits::default(),
             timing: schedule.scep_timing,
         };
-        let mut stop = stop.clone();
+        let (backend, mut stop) = (backend.clone(), stop.clone());
         handles.push(tokio::spawn(async move {
             let mut ticks = ticker(Duration::ZERO, schedule.scep_interval);
+            let mut leading = Leading::new(Job::ScepClients);
             while next_tick(&mut ticks, &mut stop).await {
+                if !leading.check(&backend).await {
+                    continue;
+                }
                 scep_client_tick(&enroller, &mut stop).await;
             }
         }));
@@ -141,7 +155,11 @@ pub(crate) fn spawn(
         let mut stop = stop;
         tokio::spawn(async move {
             let mut ticks = ticker(schedule.download_first, schedule.download_interval);
+            let mut leading = Leading::new(Job::CrlDownload);
             while next_tick(&mut ticks, &mut stop).await {
+                if !leading.check(&backend).await {
+                    continue;
+                }
                 download_tick(&backend, &fetcher, &mut stop).await;
             }
         })
@@ -186,6 +204,46 @@ pub(crate) async fn scep_client_tick(enroller: &Enroller, stop: &mut watch::Rece
             Ok(None) => {}
             Err(e) => tracing::warn!("SCEP client {name}: {e}"),
         }
+    }
+}
+
+/// Whether this node leads a job, asked at each of its rounds; a change is logged once.
+pub(crate) struct Leading {
+    job: Job,
+    /// the last answer (none yet)
+    last: Option<bool>,
+}
+
+impl Leading {
+    pub(crate) fn new(job: Job) -> Self {
+        Leading { job, last: None }
+    }
+
+    /// Whether this node runs the job's round now. A store that cannot say is a round
+    /// skipped (warned), as a node that cannot reach the store could not do the job either.
+    pub(crate) async fn check(&mut self, backend: &Arc<dyn ServiceBackend>) -> bool {
+        let job = self.job;
+        let leads = match blocking(backend, "asking for leadership", move |b| b.lead(job)).await
+        {
+            Ok(Ok(leads)) => leads,
+            Ok(Err(e)) => {
+                tracing::warn!("{}: round skipped: cannot tell who leads: {e}", job.as_str());
+                false
+            }
+            Err(e) => {
+                tracing::error!("{}: round skipped: {e}", job.as_str());
+                false
+            }
+        };
+        if self.last != Some(leads) {
+            if leads {
+                tracing::info!("{}: this node leads", job.as_str());
+            } else {
+                tracing::info!("{}: another node leads; this one stands by", job.as_str());
+            }
+            self.last = Some(leads);
+        }
+        leads
     }
 }
 
@@ -498,6 +556,51 @@ mod tests {
             (fake.renew_calls().len(), fake.stored().len()),
             (n_renew, n_stored)
         );
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_lead_skips_the_rounds_until_it_leads() {
+        let logs = capture_logs();
+        let fake = Arc::new(FakeBackend::default());
+        fake.set_due(&["ca"], None);
+        fake.set_settings(Settings {
+            crl_download: true,
+            crl_use: false,
+        });
+        fake.set_led_elsewhere(&[Job::CrlRenewal, Job::CrlDownload]);
+        let mut schedule = Schedule::quiet();
+        schedule.renew_check = Duration::from_millis(30);
+        schedule.renew_first = Duration::ZERO;
+        schedule.download_interval = Duration::from_millis(30);
+        schedule.download_first = Duration::ZERO;
+        let (tx, stop) = watch::channel(false);
+        let l = test_limits();
+        let handles = spawn(
+            backend(&fake),
+            schedule,
+            test_fetcher(&l),
+            Arc::new(RenewalProblems::default()),
+            stop,
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(fake.renew_calls().is_empty(), "renewed while led elsewhere");
+        assert_eq!(fake.offered(), 0);
+        // the leader is gone: this node takes renewal over at its next round
+        fake.set_led_elsewhere(&[Job::CrlDownload]);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        tx.send(true).unwrap();
+        for h in handles {
+            h.await.unwrap();
+        }
+        assert!(!fake.renew_calls().is_empty());
+        let text = logs.text();
+        assert_eq!(
+            text.matches("crl-renewal: another node leads").count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(text.matches("crl-renewal: this node leads").count(), 1, "{text}");
+        assert!(text.contains("crl-download: another node leads"), "{text}");
     }
 
     #[test]

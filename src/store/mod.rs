@@ -23,6 +23,7 @@
 //!   ([`Transaction::claim_crl_path`]), a CA's CRL number only growing ([`Transaction::put_crl`]);
 //! - an operation (a method) that fails changes nothing, and the caller then drops the
 //!   transaction rather than committing it (PostgreSQL aborts it anyway);
+//! - of each [`Job`], one handle of the store leads at a time ([`Store::lead`]);
 //! - a conflict with another writer is [`StoreError::Conflict`] (also: a row this transaction
 //!   read and then updates has gone); the caller may retry the whole transaction a bounded
 //!   number of times. A store held too long by another process is [`StoreError::Busy`].
@@ -232,6 +233,41 @@ pub enum Lock {
     Ca(i64),
 }
 
+/// Work that one node of a store does at a time (see [`Store::lead`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Job {
+    /// renewing local CAs' CRLs when they are due
+    CrlRenewal,
+    /// downloading trusted certificates' CRLs (`crl-download=yes`)
+    CrlDownload,
+    /// the SCEP clients' polls, retries and renewals
+    ScepClients,
+}
+
+impl Job {
+    /// Every job.
+    pub const ALL: [Job; 3] = [Job::CrlRenewal, Job::CrlDownload, Job::ScepClients];
+
+    /// The job's name, as logs and lock files show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Job::CrlRenewal => "crl-renewal",
+            Job::CrlDownload => "crl-download",
+            Job::ScepClients => "scep-clients",
+        }
+    }
+
+    /// A small number per job (lock keys).
+    pub fn number(self) -> i32 {
+        match self {
+            Job::CrlRenewal => 1,
+            Job::CrlDownload => 2,
+            Job::ScepClients => 3,
+        }
+    }
+}
+
 /// A place certman's state lives.
 pub trait Store: Send + Sync {
     /// Starts a transaction.
@@ -242,6 +278,15 @@ pub trait Store: Send + Sync {
     /// store's write lock, so that it never waits behind a writer. An error says why not
     /// (read-only, no space left, the store gone).
     fn check_writable(&self) -> Result<()>;
+    /// Whether this store handle leads `job` now: true for one handle of the store at a time,
+    /// among every process on every machine that has it open. The first handle to ask gets
+    /// it and keeps it while it lives and can reach the store; when it is dropped, or its
+    /// process dies, or it loses its connection, the next handle that asks gets it. Asked at
+    /// each of the job's rounds: a handle that answers false does not run it, and learns
+    /// here when it has lost what it held. Leadership saves work and log noise; it is not
+    /// what keeps the store consistent (two leaders at once — a partition the store has not
+    /// noticed yet — still meet the contract's locks and constraints).
+    fn lead(&self, job: Job) -> Result<bool>;
 }
 
 /// One transaction. Dropped without [`Transaction::commit`] = rolled back.

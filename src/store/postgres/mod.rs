@@ -26,16 +26,17 @@ mod schema;
 mod txn;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use postgres::config::SslMode;
 use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Row, Statement};
 
-use super::{Lock, Result, Store, Transaction, TxnMode};
+use super::{Job, Lock, Result, Store, Transaction, TxnMode};
 use crate::error::StoreError;
 
 /// The schema version this build writes (`meta.schema_version`).
@@ -50,6 +51,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Advisory lock class of [`Lock::Ca`] ("ca  ").
 const CA_LOCK_CLASS: i32 = 0x6361_2020;
+/// Advisory lock class of a [`Job`]'s leadership ("lead"), a session lock.
+const LEAD_LOCK_CLASS: i32 = 0x6c65_6164;
+/// How long the leader's connection may go unanswered before its server ends the session
+/// (and frees its locks): TCP keepalives after 10 s idle, every 5 s, 3 unanswered. A node
+/// killed outright closes its sockets, and its locks go at once.
+const LEADER_KEEPALIVE: (u32, u32, u32) = (10, 5, 3);
 
 /// SQLSTATEs the contract names.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -112,6 +119,10 @@ impl r2d2::ManageConnection for Connector {
 /// PostgreSQL-backed [`Store`].
 pub struct PgStore {
     pool: r2d2::Pool<Connector>,
+    /// how to connect (the leader's connection is its own)
+    config: Config,
+    /// the connection whose session holds this handle's leaderships
+    leader: Mutex<Option<Leader>>,
     salt: Vec<u8>,
     /// the location without its password (errors, `Debug`)
     shown: String,
@@ -148,7 +159,9 @@ impl PgStore {
             .min_idle(Some(0))
             .test_on_check_out(false)
             .connection_timeout(CONNECT_TIMEOUT)
-            .build_unchecked(Connector { config });
+            .build_unchecked(Connector {
+                config: config.clone(),
+            });
         let mut conn = pool.get().map_err(|e| pool_error(e, shown))?;
         if !create && !schema::has_store(&mut conn.client)? {
             return Err(StoreError::NoStore {
@@ -159,6 +172,8 @@ impl PgStore {
         drop(conn);
         Ok(PgStore {
             pool,
+            config,
+            leader: Mutex::new(None),
             salt,
             shown: shown.to_owned(),
         })
@@ -171,6 +186,29 @@ impl PgStore {
     }
 }
 
+/// The session that holds a node's leaderships: session-level advisory locks, one per job,
+/// freed by the server when the session ends.
+struct Leader {
+    client: Client,
+    held: HashSet<Job>,
+}
+
+impl Leader {
+    fn connect(config: &Config) -> Result<Leader> {
+        let mut client = config.connect(NoTls)?;
+        let (idle, interval, count) = LEADER_KEEPALIVE;
+        // settable by any user; ignored by the server on a unix socket
+        client.batch_execute(&format!(
+            "SET tcp_keepalives_idle = {idle}; SET tcp_keepalives_interval = {interval}; \
+             SET tcp_keepalives_count = {count}"
+        ))?;
+        Ok(Leader {
+            client,
+            held: HashSet::new(),
+        })
+    }
+}
+
 /// A connection could not be had: the server did not answer, refused us, or every pooled
 /// connection stayed busy.
 fn pool_error(e: r2d2::Error, shown: &str) -> StoreError {
@@ -180,6 +218,36 @@ fn pool_error(e: r2d2::Error, shown: &str) -> StoreError {
 }
 
 impl Store for PgStore {
+    /// A session advisory lock per job, on a connection of its own (pooled connections come
+    /// and go). The connection is checked at every call: when it is gone, so are the locks it
+    /// held, and this handle leads again only if it wins them on a new connection.
+    fn lead(&self, job: Job) -> Result<bool> {
+        let mut leader = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = leader.as_mut() {
+            if l.client.simple_query("").is_err() {
+                *leader = None;
+            }
+        }
+        let l = match leader.as_mut() {
+            Some(l) => l,
+            None => leader.insert(Leader::connect(&self.config)?),
+        };
+        if l.held.contains(&job) {
+            return Ok(true);
+        }
+        let won: bool = l
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&LEAD_LOCK_CLASS, &job.number()],
+            )?
+            .try_get(0)?;
+        if won {
+            l.held.insert(job);
+        }
+        Ok(won)
+    }
+
     fn begin(&self, mode: TxnMode) -> Result<Box<dyn Transaction + '_>> {
         let mut conn = self.connection(CONNECT_TIMEOUT)?;
         let sql = match mode {

@@ -12,8 +12,10 @@ mod scep_client;
 mod schema;
 mod txn;
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -22,7 +24,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use self::schema::migrate;
-use super::{Result, Store, Transaction, TxnMode};
+use super::{Job, Result, Store, Transaction, TxnMode};
 use crate::error::StoreError;
 
 /// The schema version this build writes.
@@ -85,6 +87,8 @@ pub struct SqliteStore {
     wal: PathBuf,
     /// WAL pages after which a commit empties it
     checkpoint_pages: u64,
+    /// the lock files of the jobs this handle leads, held open (and locked) while it does
+    leads: Mutex<HashMap<Job, File>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -158,6 +162,7 @@ impl SqliteStore {
             path,
             wal: wal.into(),
             checkpoint_pages: WAL_CHECKPOINT_PAGES,
+            leads: Mutex::new(HashMap::new()),
         })
     }
 
@@ -248,6 +253,45 @@ impl Store for SqliteStore {
             .and_then(|mut f| f.write_all(b"x"));
         let removed = std::fs::remove_file(&probe);
         written.and(removed).map_err(io_err(&probe))
+    }
+
+    /// An exclusive `flock` on `lead-<job>.lock` in the store directory, held by this handle's
+    /// open file: the processes of one machine that share the store directory lead in turn,
+    /// and the kernel frees a lock with its process, however it ended. A lock file removed
+    /// or replaced under the leader is leadership lost (another process may lock the new one).
+    fn lead(&self, job: Job) -> Result<bool> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let path = dir.join(format!("lead-{}.lock", job.as_str()));
+        let mut leads = self.leads.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = leads.get(&job) {
+            let same = match (file.metadata(), std::fs::metadata(&path)) {
+                (Ok(held), Ok(now)) => held.ino() == now.ino() && held.dev() == now.dev(),
+                _ => false,
+            };
+            if same {
+                return Ok(true);
+            }
+            leads.remove(&job);
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        // SAFETY: flock on a file descriptor this function owns, open for its whole call.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            leads.insert(job, file);
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Ok(false)
+        } else {
+            Err(io_err(&path)(e))
+        }
     }
 }
 
