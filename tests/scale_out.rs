@@ -24,6 +24,9 @@ use common::scep::{http_post, otp, Device};
 use common::{openssl_output, random_hex, Env};
 use sha2::{Digest, Sha256};
 
+/// The CRLs served: (CA, cRLNumber) -> every distinct DER seen with that number.
+type SeenCrls = HashMap<(usize, u64), BTreeSet<Vec<u8>>>;
+
 /// Nodes of the store.
 const NODES: usize = 3;
 /// CLI processes writing at once.
@@ -108,7 +111,8 @@ fn enrol(port: u16, ca_der: &[u8], cn: &str, password: &str) -> Option<Vec<u8>> 
         ContentCipher::Aes256Cbc,
         MessageDigest::Sha256,
     );
-    let (status, head, reply) = http_post(port, &format!("{SCEP_PATH}?operation=PKIOperation"), &msg);
+    let (status, head, reply) =
+        http_post(port, &format!("{SCEP_PATH}?operation=PKIOperation"), &msg);
     assert_eq!(status, 200, "{head}");
     let decoded = dev.read_reply(&reply, ca_der);
     match (decoded.status, decoded.payload) {
@@ -124,10 +128,7 @@ fn three_nodes_eight_writers_and_scep_clients_keep_every_rule() {
         return;
     };
     let key = shared_seal_key(&env);
-    let env = env.with_env(
-        "CERTMAN_SEAL_KEY_SOURCE",
-        format!("file:{}", key.display()),
-    );
+    let env = env.with_env("CERTMAN_SEAL_KEY_SOURCE", format!("file:{}", key.display()));
     for ca in CAS {
         env.make_ca(ca, &["ca-crl-host=127.0.0.1"]);
     }
@@ -144,7 +145,7 @@ fn three_nodes_eight_writers_and_scep_clients_keep_every_rule() {
     let (_, _, ca_der) = http_get(ports[0], &format!("{SCEP_PATH}?operation=GetCACert"));
 
     // CRLs fetched from every node while the writers revoke: (CA, number) -> the DERs seen
-    let seen: Arc<Mutex<HashMap<(usize, u64), BTreeSet<Vec<u8>>>>> = Arc::default();
+    let seen: Arc<Mutex<SeenCrls>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let fetcher = {
         let (seen, done, ports) = (seen.clone(), done.clone(), ports.clone());
@@ -232,7 +233,12 @@ fn three_nodes_eight_writers_and_scep_clients_keep_every_rule() {
     for (ca, name) in CAS.iter().enumerate() {
         for ((c, number), ders) in seen.iter() {
             if *c == ca {
-                assert_eq!(ders.len(), 1, "{name}: {} CRLs numbered {number}", ders.len());
+                assert_eq!(
+                    ders.len(),
+                    1,
+                    "{name}: {} CRLs numbered {number}",
+                    ders.len()
+                );
             }
         }
         let last = numbers[*name];
@@ -266,7 +272,10 @@ fn three_nodes_eight_writers_and_scep_clients_keep_every_rule() {
     assert_eq!(received.len(), NODES * DEVICES_PER_NODE + CONTESTED_OTPS);
     for cert in &received {
         let fp = hex::encode(Sha256::digest(cert));
-        assert!(fingerprints.contains(&fp), "a certificate a client got is not in the store");
+        assert!(
+            fingerprints.contains(&fp),
+            "a certificate a client got is not in the store"
+        );
     }
     assert_eq!(
         entries.len(),
@@ -295,7 +304,11 @@ fn leader_dies_and_another_takes_over(env: &Env) {
     let leaders: Vec<usize> = (0..NODES)
         .filter(|&i| nodes[i].log().contains("crl-renewal: this node leads"))
         .collect();
-    assert_eq!(leaders, vec![0], "the first node leads, the others stand by");
+    assert_eq!(
+        leaders,
+        vec![0],
+        "the first node leads, the others stand by"
+    );
     for d in &nodes[1..] {
         assert!(d.log().contains("crl-renewal: another node leads"));
     }
@@ -311,8 +324,8 @@ fn leader_dies_and_another_takes_over(env: &Env) {
     leader.child.wait().unwrap();
     let killed = Instant::now();
     let new_leader = loop {
-        if let Some(i) = (0..nodes.len())
-            .find(|&i| nodes[i].log().contains("crl-renewal: this node leads"))
+        if let Some(i) =
+            (0..nodes.len()).find(|&i| nodes[i].log().contains("crl-renewal: this node leads"))
         {
             break i;
         }
@@ -326,7 +339,10 @@ fn leader_dies_and_another_takes_over(env: &Env) {
     nodes[new_leader].wait_for_log("CRL of ca renewed", Duration::from_secs(5));
     let after = crl_numbers(env)["ca"];
     assert!(after > before, "CRL number {before} -> {after}");
-    eprintln!("leader killed: node {} took over in {took:?}", new_leader + 1);
+    eprintln!(
+        "leader killed: node {} took over in {took:?}",
+        new_leader + 1
+    );
     for d in nodes {
         d.stop();
     }

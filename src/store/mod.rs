@@ -28,10 +28,10 @@
 //!   read and then updates has gone); the caller may retry the whole transaction a bounded
 //!   number of times. A store held too long by another process is [`StoreError::Busy`].
 
-pub mod scep;
-pub mod scep_client;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod scep;
+pub mod scep_client;
 pub mod sqlite;
 
 pub use scep::{

@@ -1,4 +1,3 @@
-#![allow(unused_variables)]
 //! The store of several nodes: one PostgreSQL database, reached through a pool of connections.
 //!
 //! How it keeps the store contract (`store/mod.rs`) when several processes on several machines
@@ -20,13 +19,14 @@
 //! transaction after a failed operation, and [`Transaction::commit`] of an aborted one is
 //! refused rather than answered by the server's silent rollback.
 
+mod pool;
 mod scep;
 mod scep_client;
 mod schema;
 mod txn;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -34,7 +34,9 @@ use std::time::Duration;
 
 use postgres::config::SslMode;
 use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row, Statement};
+use postgres::{Client, Config, Row, Statement};
+
+use self::pool::{Pool, Pooled};
 
 use super::{Job, Lock, Result, Store, Transaction, TxnMode};
 use crate::error::StoreError;
@@ -44,7 +46,7 @@ pub const SCHEMA_VERSION: i64 = 1;
 
 /// Connections a node keeps at most: `serve` answers on a few blocking threads, and each
 /// connection is a PostgreSQL backend process.
-const POOL_SIZE: u32 = 8;
+const POOL_SIZE: usize = 8;
 /// How long a transaction waits for a connection, and a new connection for the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `/health`'s probe waits for a connection.
@@ -70,7 +72,7 @@ impl From<postgres::Error> for StoreError {
             Some(SERIALIZATION_FAILURE | DEADLOCK_DETECTED) => StoreError::Conflict,
             Some(LOCK_NOT_AVAILABLE) => StoreError::Busy,
             _ => StoreError::Database {
-                source: Box::new(e),
+                source: pg_error(&e).into(),
             },
         }
     }
@@ -81,46 +83,9 @@ pub(super) fn is_unique_violation(e: &postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code() == UNIQUE_VIOLATION)
 }
 
-/// A pooled connection and the statements prepared on it.
-pub(super) struct PgConn {
-    client: Client,
-    statements: HashMap<String, Statement>,
-    /// a rollback failed: the connection is in an unknown state and is not reused
-    broken: bool,
-}
-
-/// Makes and checks the pool's connections.
-#[derive(Debug)]
-struct Connector {
-    config: Config,
-}
-
-impl r2d2::ManageConnection for Connector {
-    type Connection = PgConn;
-    type Error = postgres::Error;
-
-    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
-        Ok(PgConn {
-            client: self.config.connect(NoTls)?,
-            statements: HashMap::new(),
-            broken: false,
-        })
-    }
-
-    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
-    }
-
-    fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.broken || conn.client.is_closed()
-    }
-}
-
 /// PostgreSQL-backed [`Store`].
 pub struct PgStore {
-    pool: r2d2::Pool<Connector>,
-    /// how to connect (the leader's connection is its own)
-    config: Config,
+    pool: Pool,
     /// the connection whose session holds this handle's leaderships
     leader: Mutex<Option<Leader>>,
     salt: Vec<u8>,
@@ -139,8 +104,8 @@ impl PgStore {
     /// `create`, makes it first in an empty database, else a database without it is
     /// [`StoreError::NoStore`]. `shown` is the URL as errors may show it (no password).
     pub fn open(url: &str, shown: &str, create: bool) -> Result<Self> {
-        let mut config = Config::from_str(url)
-            .map_err(|e| StoreError::Location(format!("{shown}: {e}")))?;
+        let mut config =
+            Config::from_str(url).map_err(|e| StoreError::Location(format!("{shown}: {e}")))?;
         if config.get_ssl_mode() == SslMode::Require {
             return Err(StoreError::Location(format!(
                 "{shown}: sslmode=require, but this certman has no TLS for PostgreSQL: reach \
@@ -153,16 +118,8 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("certman");
         }
-        let pool = r2d2::Pool::builder()
-            .max_size(POOL_SIZE)
-            // a CLI command needs one connection; `serve` grows to what it uses
-            .min_idle(Some(0))
-            .test_on_check_out(false)
-            .connection_timeout(CONNECT_TIMEOUT)
-            .build_unchecked(Connector {
-                config: config.clone(),
-            });
-        let mut conn = pool.get().map_err(|e| pool_error(e, shown))?;
+        let pool = Pool::new(config, POOL_SIZE, shown);
+        let mut conn = pool.get(CONNECT_TIMEOUT)?;
         if !create && !schema::has_store(&mut conn.client)? {
             return Err(StoreError::NoStore {
                 location: PathBuf::from(shown),
@@ -172,17 +129,10 @@ impl PgStore {
         drop(conn);
         Ok(PgStore {
             pool,
-            config,
             leader: Mutex::new(None),
             salt,
             shown: shown.to_owned(),
         })
-    }
-
-    fn connection(&self, timeout: Duration) -> Result<r2d2::PooledConnection<Connector>> {
-        self.pool
-            .get_timeout(timeout)
-            .map_err(|e| pool_error(e, &self.shown))
     }
 }
 
@@ -194,8 +144,8 @@ struct Leader {
 }
 
 impl Leader {
-    fn connect(config: &Config) -> Result<Leader> {
-        let mut client = config.connect(NoTls)?;
+    fn connect(pool: &Pool) -> Result<Leader> {
+        let mut client = pool.connect()?;
         let (idle, interval, count) = LEADER_KEEPALIVE;
         // settable by any user; ignored by the server on a unix socket
         client.batch_execute(&format!(
@@ -209,12 +159,25 @@ impl Leader {
     }
 }
 
-/// A connection could not be had: the server did not answer, refused us, or every pooled
-/// connection stayed busy.
-fn pool_error(e: r2d2::Error, shown: &str) -> StoreError {
-    StoreError::Database {
-        source: format!("PostgreSQL at {shown}: {e}").into(),
+/// A PostgreSQL error with its causes: the server's message, severity and SQLSTATE for a
+/// database error (the error's own `Display` says only "db error").
+pub(super) fn pg_error(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
     }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 impl Store for PgStore {
@@ -230,7 +193,7 @@ impl Store for PgStore {
         }
         let l = match leader.as_mut() {
             Some(l) => l,
-            None => leader.insert(Leader::connect(&self.config)?),
+            None => leader.insert(Leader::connect(&self.pool)?),
         };
         if l.held.contains(&job) {
             return Ok(true);
@@ -249,7 +212,7 @@ impl Store for PgStore {
     }
 
     fn begin(&self, mode: TxnMode) -> Result<Box<dyn Transaction + '_>> {
-        let mut conn = self.connection(CONNECT_TIMEOUT)?;
+        let mut conn = self.pool.get(CONNECT_TIMEOUT)?;
         let sql = match mode {
             TxnMode::Read => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
             TxnMode::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
@@ -270,7 +233,7 @@ impl Store for PgStore {
     /// The server is a standby in recovery, or makes new transactions read-only: neither
     /// takes a lock, and the probe waits at most [`PROBE_TIMEOUT`] for a connection.
     fn check_writable(&self) -> Result<()> {
-        let mut conn = self.connection(PROBE_TIMEOUT)?;
+        let mut conn = self.pool.get(PROBE_TIMEOUT)?;
         let row = conn.client.query_one(
             "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only') = 'on'",
             &[],
@@ -297,8 +260,8 @@ impl Store for PgStore {
 /// One transaction on one pooled connection. The contract's read methods take `&self`, and a
 /// PostgreSQL client needs `&mut` to talk: the connection sits in a `RefCell` (a transaction
 /// is used by one thread, one call at a time).
-pub(super) struct PgTxn {
-    conn: RefCell<r2d2::PooledConnection<Connector>>,
+pub(super) struct PgTxn<'a> {
+    conn: RefCell<Pooled<'a>>,
     done: bool,
     /// a statement failed: PostgreSQL aborted the transaction
     aborted: Cell<bool>,
@@ -309,7 +272,7 @@ pub(super) struct PgTxn {
 /// Statement parameters.
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-impl PgTxn {
+impl PgTxn<'_> {
     /// Runs `f` with the statement `sql`, prepared once per connection.
     fn run<T>(
         &self,
@@ -359,15 +322,6 @@ impl PgTxn {
         params: Params<'_>,
     ) -> std::result::Result<u64, postgres::Error> {
         self.run(sql, |c, st| c.execute(st, params))
-    }
-
-    /// [`PgTxn::query_opt`], with PostgreSQL's error for the caller to map.
-    pub(super) fn try_query_opt(
-        &self,
-        sql: &str,
-        params: Params<'_>,
-    ) -> std::result::Result<Option<Row>, postgres::Error> {
-        self.run(sql, |c, st| c.query_opt(st, params))
     }
 
     /// Takes a name for a new template or certificate.
@@ -425,7 +379,7 @@ fn name_error(e: postgres::Error, name: &str) -> StoreError {
     }
 }
 
-impl Drop for PgTxn {
+impl Drop for PgTxn<'_> {
     fn drop(&mut self) {
         if !self.done {
             let _ = self.finish("ROLLBACK");
@@ -434,7 +388,7 @@ impl Drop for PgTxn {
 }
 
 /// What `Transaction::commit` and `lock` do on PostgreSQL (the rest is in `txn.rs`).
-impl PgTxn {
+impl PgTxn<'_> {
     pub(super) fn commit_txn(&mut self) -> Result<()> {
         if self.aborted.get() {
             // PostgreSQL would answer COMMIT with a rollback and no error

@@ -86,7 +86,7 @@ fn id_from_row(r: &Row) -> Result<i64> {
     Ok(r.try_get(0)?)
 }
 
-impl ScepTransaction for PgTxn {
+impl ScepTransaction for PgTxn<'_> {
     fn scep_servers(&self) -> Result<Vec<ScepServerRecord>> {
         self.query(
             &format!("SELECT {SERVER_COLUMNS} FROM scep_servers ORDER BY id"),

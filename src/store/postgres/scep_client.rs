@@ -134,7 +134,7 @@ fn next_stamp(previous: i64) -> i64 {
     now_micros().max(previous + 1)
 }
 
-impl ScepClientStore for PgTxn {
+impl ScepClientStore for PgTxn<'_> {
     fn scep_clients(&self) -> Result<Vec<ScepClientRecord>> {
         self.query(
             &format!("SELECT {COLUMNS} FROM scep_clients ORDER BY id"),

@@ -175,7 +175,7 @@ fn rows<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
     rows.iter().map(f).collect()
 }
 
-impl PgTxn {
+impl PgTxn<'_> {
     /// The single value of a query that has exactly one row.
     fn value<T>(&self, sql: &str, params: super::Params<'_>) -> Result<T>
     where
@@ -211,7 +211,7 @@ impl PgTxn {
     }
 }
 
-impl Transaction for PgTxn {
+impl Transaction for PgTxn<'_> {
     fn commit(mut self: Box<Self>) -> Result<()> {
         self.commit_txn()
     }
