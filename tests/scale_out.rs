@@ -40,13 +40,16 @@ const CONTESTED_OTPS: usize = 3;
 const CAS: [&str; 2] = ["ca1", "ca2"];
 const SCEP_PATH: &str = "/scep/a/pkiclient.exe";
 
-/// A key file every node seals with (each node has its own machine id).
-fn shared_seal_key(env: &Env) -> PathBuf {
+/// `env` sealing with a key file every node has (each node has its own machine id).
+fn sealing_with_a_shared_key(env: Env) -> Env {
     use std::os::unix::fs::PermissionsExt;
     let path = env.root().join("seal.key");
     std::fs::write(&path, random_hex(32)).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    env.with_env(
+        "CERTMAN_SEAL_KEY_SOURCE",
+        format!("file:{}", path.display()),
+    )
 }
 
 /// Starts node `i` with its own machine id, the config `config` (if any) and `vars`.
@@ -127,10 +130,9 @@ fn three_nodes_eight_writers_and_scep_clients_keep_every_rule() {
     let Some(env) = Env::on_postgres_server() else {
         return;
     };
-    let key = shared_seal_key(&env);
-    let env = env.with_env("CERTMAN_SEAL_KEY_SOURCE", format!("file:{}", key.display()));
+    let env = sealing_with_a_shared_key(env);
     for ca in CAS {
-        env.make_ca(ca, &["ca-crl-host=127.0.0.1"]);
+        env.make_ca(ca, &[]);
     }
     env.ok(&["scep-server", "add", "ca-cert=ca1", "path=/scep/a"]);
     let passwords: Vec<String> = (0..NODES * DEVICES_PER_NODE + CONTESTED_OTPS)
@@ -290,8 +292,9 @@ fn three_nodes_eight_writers_and_scep_clients_keep_every_rule() {
 
 /// Three nodes renewing CRLs that are always due (the test clock 25 h on, a look every
 /// second): one leads; killed with SIGKILL, another takes over within one interval.
-fn leader_dies_and_another_takes_over(env: &Env) {
-    env.make_ca("ca", &["ca-crl-host=127.0.0.1"]);
+fn leader_dies_and_another_takes_over(env: Env) {
+    let env = &sealing_with_a_shared_key(env);
+    env.make_ca("ca", &[]);
     let config = env.root().join("serve.toml");
     std::fs::write(&config, "crl-renew-check = 1\n").unwrap();
     let vars = [("CERTMAN_TEST_CLOCK_OFFSET", "90000")];
@@ -353,7 +356,7 @@ fn on_postgresql_the_leader_dies_and_another_node_renews_the_crls() {
     let Some(env) = Env::on_postgres_server() else {
         return;
     };
-    leader_dies_and_another_takes_over(&env);
+    leader_dies_and_another_takes_over(env);
 }
 
 #[test]
@@ -362,5 +365,5 @@ fn on_sqlite_the_leader_dies_and_another_process_renews_the_crls() {
     if common::on_postgres() {
         return; // the test above
     }
-    leader_dies_and_another_takes_over(&env);
+    leader_dies_and_another_takes_over(env);
 }

@@ -180,6 +180,13 @@ pub(super) fn pg_error(e: &postgres::Error) -> String {
     text
 }
 
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let leader = self.leader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        pool::close_apart(leader);
+    }
+}
+
 impl Store for PgStore {
     /// A session advisory lock per job, on a connection of its own (pooled connections come
     /// and go). The connection is checked at every call: when it is gone, so are the locks it

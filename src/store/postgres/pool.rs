@@ -113,6 +113,20 @@ impl Pool {
     }
 }
 
+/// Connections are closed on a thread of their own: closing one blocks on its runtime, which
+/// panics on a thread that drives asynchronous tasks (a store dropped as `serve` ends).
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.lock().idle);
+        close_apart(idle);
+    }
+}
+
+/// Drops `what` (connections) on a thread of its own, and waits for it.
+pub(super) fn close_apart<T: Send + 'static>(what: T) {
+    let _ = std::thread::spawn(move || drop(what)).join();
+}
+
 /// A connection out of the pool; back to it when dropped (closed instead, if broken).
 pub(super) struct Pooled<'a> {
     pool: &'a Pool,
