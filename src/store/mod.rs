@@ -30,6 +30,7 @@
 
 pub mod scep;
 pub mod scep_client;
+pub mod sealed;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
@@ -37,6 +38,7 @@ pub mod sqlite;
 pub use scep::{
     NewScepRequest, NewScepServer, OtpRecord, ScepRequestRecord, ScepServerRecord, ScepTransaction,
 };
+pub use sealed::{SealedBlob, SealedRow, SealedStore};
 pub use scep_client::{
     NewScepClient, ScepClientRecord, ScepClientState, ScepClientStore, ScepClientTransaction,
 };
@@ -290,7 +292,7 @@ pub trait Store: Send + Sync {
 }
 
 /// One transaction. Dropped without [`Transaction::commit`] = rolled back.
-pub trait Transaction: ScepTransaction + ScepClientStore {
+pub trait Transaction: ScepTransaction + ScepClientStore + SealedStore {
     /// Makes the changes durable.
     fn commit(self: Box<Self>) -> Result<()>;
 
