@@ -127,7 +127,8 @@ impl SealingKeySource {
                     what: format!("the sealing key {uri}"),
                     reason: "no PKCS#11 provider here to reach it".into(),
                 })?;
-                let mut data = Zeroizing::new(Vec::with_capacity(TOKEN_INFO.len() + store_salt.len()));
+                let mut data =
+                    Zeroizing::new(Vec::with_capacity(TOKEN_INFO.len() + store_salt.len()));
                 data.extend_from_slice(TOKEN_INFO);
                 data.extend_from_slice(store_salt);
                 let material =
@@ -160,9 +161,11 @@ fn check_pkcs11(rest: &str) -> Result<(), String> {
     let (path, query) = (attrs(path, ';'), attrs(query, '&'));
     let has = |v: &[(String, bool)], k: &str| v.iter().any(|(n, full)| n == k && *full);
     if query.iter().any(|(n, _)| n == "pin-value") {
-        return Err("a PIN in it (pin-value=) would sit in the environment or a config file: \
+        return Err(
+            "a PIN in it (pin-value=) would sit in the environment or a config file: \
                     use pin-source=file:PATH"
-            .into());
+                .into(),
+        );
     }
     if !has(&path, "object") {
         return Err("name the secret key with object=LABEL".into());
@@ -395,7 +398,10 @@ mod tests {
             ("pkcs11:token=CA;object=?module-path=/m.so", "object="),
             ("pkcs11:object=seal?module-path=/m.so", "token="),
             ("pkcs11:token=CA;object=seal", "module-path"),
-            ("pkcs11:token=CA;object=seal?module-path=/m.so&pin-value=1234", "pin-source"),
+            (
+                "pkcs11:token=CA;object=seal?module-path=/m.so&pin-value=1234",
+                "pin-source",
+            ),
         ] {
             let e = SealingKeySource::parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
@@ -415,7 +421,9 @@ mod tests {
                 return Err(KeyError::NotFound("no secret key \"missing\"".into()));
             }
             let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.0);
-            Ok(Zeroizing::new(aws_lc_rs::hmac::sign(&k, data).as_ref().to_vec()))
+            Ok(Zeroizing::new(
+                aws_lc_rs::hmac::sign(&k, data).as_ref().to_vec(),
+            ))
         }
     }
 
@@ -423,14 +431,27 @@ mod tests {
     fn a_token_key_seals_through_its_device() {
         let uri = "pkcs11:object=seal?profile=hsm";
         let source = SealingKeySource::parse(uri).unwrap();
-        let a = source.sealer_with(b"salt", Some(&FakeToken(vec![7; 32]))).unwrap();
-        let b = source.sealer_with(b"salt", Some(&FakeToken(vec![7; 32]))).unwrap();
+        let a = source
+            .sealer_with(b"salt", Some(&FakeToken(vec![7; 32])))
+            .unwrap();
+        let b = source
+            .sealer_with(b"salt", Some(&FakeToken(vec![7; 32])))
+            .unwrap();
         let blob = a.seal(SealLabel::SoftKey("k"), b"secret").unwrap();
-        assert_eq!(b.open(SealLabel::SoftKey("k"), &blob).unwrap().secret_bytes(), b"secret");
+        assert_eq!(
+            b.open(SealLabel::SoftKey("k"), &blob)
+                .unwrap()
+                .secret_bytes(),
+            b"secret"
+        );
         // another token key, or another store's salt, opens nothing
-        let other = source.sealer_with(b"salt", Some(&FakeToken(vec![8; 32]))).unwrap();
+        let other = source
+            .sealer_with(b"salt", Some(&FakeToken(vec![8; 32])))
+            .unwrap();
         assert!(other.open(SealLabel::SoftKey("k"), &blob).is_err());
-        let salt2 = source.sealer_with(b"salt2", Some(&FakeToken(vec![7; 32]))).unwrap();
+        let salt2 = source
+            .sealer_with(b"salt2", Some(&FakeToken(vec![7; 32])))
+            .unwrap();
         assert!(salt2.open(SealLabel::SoftKey("k"), &blob).is_err());
         // the device's error names the source, on one line
         let missing = SealingKeySource::parse("pkcs11:object=missing?profile=hsm").unwrap();
@@ -439,7 +460,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, SealError::Token { .. }), "{e:?}");
         let line = e.to_string();
-        assert!(line.contains("object=missing") && line.contains("no secret key"), "{line}");
+        assert!(
+            line.contains("object=missing") && line.contains("no secret key"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -51,7 +51,9 @@ fn find(s: &Session, label: &[u8]) -> Result<Found, CkError> {
                 return Ok(Found::Key(h))
             }
             (Some(ObjectClass::SECRET_KEY), Some(k)) => {
-                other = Some(format!("a {k} secret key (HMAC-SHA256 needs CKK_GENERIC_SECRET)"))
+                other = Some(format!(
+                    "a {k} secret key (HMAC-SHA256 needs CKK_GENERIC_SECRET)"
+                ))
             }
             (Some(c), _) => other = Some(format!("a {c} object, not a secret key")),
             _ => other = Some("an object of unknown class".into()),
@@ -69,8 +71,9 @@ impl Pkcs11Provider {
         let shown = String::from_utf8_lossy(&label).into_owned();
         // the op runs again after a recovery: what it found is reported once, outside
         let wrong = std::sync::Mutex::new(None::<String>);
-        let mac = token.run("computing HMAC-SHA256 with the sealing key", |s| {
-            match find(s.session(), &label)? {
+        let mac = token.run(
+            "computing HMAC-SHA256 with the sealing key",
+            |s| match find(s.session(), &label)? {
                 Found::Key(h) => s
                     .session()
                     .sign(&Mechanism::Sha256Hmac, h, data)
@@ -80,8 +83,8 @@ impl Pkcs11Provider {
                     *wrong.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
                     Ok(None)
                 }
-            }
-        })?;
+            },
+        )?;
         match (mac, wrong.into_inner().unwrap_or(None)) {
             (Some(m), _) if m.len() == 32 => Ok(m),
             (Some(m), _) => Err(KeyError::device(

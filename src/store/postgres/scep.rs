@@ -1,4 +1,3 @@
-
 //! PLACEHOLDER (never to land)
 use super::PgTxn;
 use crate::store::*;
