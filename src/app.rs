@@ -281,7 +281,10 @@ mod tests {
             "postgres:///certman?host=/run/pg&user=ca&password=***"
         );
         assert_eq!(pg("postgres://db"), "postgres://db");
-        for bad in ["http://x", "sqlite:"] {
+        for bad in [
+            "http://x",
+            "sqlite:",
+        ] {
             let e = StoreLocation::parse(Path::new(bad)).unwrap_err();
             assert!(matches!(e, StoreError::Location(_)), "{bad}: {e:?}");
         }

@@ -223,13 +223,11 @@ impl Leading {
     /// skipped (warned), as a node that cannot reach the store could not do the job either.
     pub(crate) async fn check(&mut self, backend: &Arc<dyn ServiceBackend>) -> bool {
         let job = self.job;
-        let leads = match blocking(backend, "asking for leadership", move |b| b.lead(job)).await {
+        let leads = match blocking(backend, "asking for leadership", move |b| b.lead(job)).await
+        {
             Ok(Ok(leads)) => leads,
             Ok(Err(e)) => {
-                tracing::warn!(
-                    "{}: round skipped: cannot tell who leads: {e}",
-                    job.as_str()
-                );
+                tracing::warn!("{}: round skipped: cannot tell who leads: {e}", job.as_str());
                 false
             }
             Err(e) => {
@@ -601,11 +599,7 @@ mod tests {
             1,
             "{text}"
         );
-        assert_eq!(
-            text.matches("crl-renewal: this node leads").count(),
-            1,
-            "{text}"
-        );
+        assert_eq!(text.matches("crl-renewal: this node leads").count(), 1, "{text}");
         assert!(text.contains("crl-download: another node leads"), "{text}");
     }
 

@@ -28,20 +28,20 @@
 //!   read and then updates has gone); the caller may retry the whole transaction a bounded
 //!   number of times. A store held too long by another process is [`StoreError::Busy`].
 
-#[cfg(feature = "postgres")]
-pub mod postgres;
 pub mod scep;
 pub mod scep_client;
 pub mod sealed;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 pub use scep::{
     NewScepRequest, NewScepServer, OtpRecord, ScepRequestRecord, ScepServerRecord, ScepTransaction,
 };
+pub use sealed::{SealedBlob, SealedRow, SealedStore};
 pub use scep_client::{
     NewScepClient, ScepClientRecord, ScepClientState, ScepClientStore, ScepClientTransaction,
 };
-pub use sealed::{SealedBlob, SealedRow, SealedStore};
 
 use crate::error::StoreError;
 

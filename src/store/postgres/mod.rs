@@ -140,8 +140,8 @@ impl PgStore {
     /// `create`, makes it first in an empty database, else a database without it is
     /// [`StoreError::NoStore`]. `shown` is the URL as errors may show it (no password).
     pub fn open(url: &str, shown: &str, create: bool) -> Result<Self> {
-        let mut config =
-            Config::from_str(url).map_err(|e| StoreError::Location(format!("{shown}: {e}")))?;
+        let mut config = Config::from_str(url)
+            .map_err(|e| StoreError::Location(format!("{shown}: {e}")))?;
         if config.get_ssl_mode() == SslMode::Require {
             return Err(StoreError::Location(format!(
                 "{shown}: sslmode=require, but this certman has no TLS for PostgreSQL: reach \

@@ -1,3 +1,4 @@
+
 //! PLACEHOLDER (never to land)
 use super::PgTxn;
 use crate::store::*;

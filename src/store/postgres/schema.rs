@@ -250,9 +250,7 @@ fn read_meta(client: &mut impl GenericClient) -> Result<(Option<i64>, Option<Vec
         match key {
             "salt" => salt = Some(value),
             _ => {
-                let v = std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|s| s.parse().ok());
+                let v = std::str::from_utf8(&value).ok().and_then(|s| s.parse().ok());
                 version = Some(v.ok_or_else(|| {
                     StoreError::Corrupt("meta.schema_version is not a number".into())
                 })?);
