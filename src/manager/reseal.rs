@@ -82,3 +82,129 @@ impl Manager {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::keys::soft::SoftProvider;
+    use crate::keys::KeyRouter;
+    use crate::seal::Sealer;
+    use crate::store::{
+        NewScepClient, ScepClientState, ScepClientTransaction, SealedStore, Store, TxnMode,
+    };
+
+    const MACHINE: &[u8] = b"unit-test-machine-id-0123456789ab";
+
+    fn manager(dir: &std::path::Path) -> Manager {
+        let store: Box<dyn Store> = crate::app::open_store(&crate::app::StoreLocation::Sqlite {
+            dir: dir.join("store"),
+        })
+        .unwrap();
+        let sealer = Arc::new(Sealer::new(MACHINE, store.salt()).unwrap());
+        let router = KeyRouter::new(Arc::new(SoftProvider::new(sealer.clone())));
+        Manager::with_parts(store, router, sealer)
+    }
+
+    /// A SCEP client row with a challenge and a request in flight, sealed by `sealer`.
+    fn add_client(m: &Manager, name: &str, sealer: &Sealer) -> i64 {
+        let mut txn = m.store.begin(TxnMode::Write).unwrap();
+        let state = ScepClientState {
+            status: "requesting-certificate".into(),
+            challenge: Some(
+                sealer
+                    .seal(SealLabel::ScepChallenge(name), b"challenge-1")
+                    .unwrap(),
+            ),
+            transaction: Some(ScepClientTransaction {
+                transaction_id: format!("tx-{name}"),
+                message_type: 19,
+                csr: sealer.seal(SealLabel::ScepRequest(name), b"csr-1").unwrap(),
+                signer: Vec::new(),
+                recipient: Vec::new(),
+                started_at: 1,
+            }),
+            ..Default::default()
+        };
+        let client = NewScepClient {
+            name: name.into(),
+            kind: "client".into(),
+            url: "http://scep.example/".into(),
+            ca_identity: None,
+            properties: "{}".into(),
+            key_profile: None,
+            refresh: false,
+        };
+        let id = txn.insert_scep_client(&client, &state).unwrap();
+        txn.commit().unwrap();
+        id
+    }
+
+    fn blobs(m: &Manager) -> Vec<SealedBlob> {
+        m.store
+            .begin(TxnMode::Read)
+            .unwrap()
+            .sealed_blobs()
+            .unwrap()
+    }
+
+    fn key_file(dir: &std::path::Path) -> SealingKeySource {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("seal.key");
+        std::fs::write(&path, "k".repeat(40)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        SealingKeySource::KeyFile { path }
+    }
+
+    #[test]
+    fn scep_client_secrets_move_to_the_new_key() {
+        let d = tempfile::tempdir().unwrap();
+        let m = manager(d.path());
+        let old = Sealer::new(MACHINE, m.store.salt()).unwrap();
+        let id = add_client(&m, "router1", &old);
+        let stamp = m
+            .store
+            .begin(TxnMode::Read)
+            .unwrap()
+            .scep_clients()
+            .unwrap()[0]
+            .updated_at;
+        let to = key_file(d.path());
+        let report = m.reseal(&to).unwrap();
+        assert_eq!(
+            report,
+            ResealReport {
+                scep_challenges: 1,
+                scep_requests: 1,
+                ..Default::default()
+            }
+        );
+        let new = to.sealer(m.store.salt()).unwrap();
+        let now = blobs(&m);
+        assert_eq!(now.len(), 2);
+        for b in &now {
+            assert!(new.open(label(&b.row), &b.blob).is_ok(), "{:?}", b.row);
+            assert!(old.open(label(&b.row), &b.blob).is_err(), "{:?}", b.row);
+        }
+        // a client step that read the row before the reseal loses its compare-and-set
+        let mut txn = m.store.begin(TxnMode::Write).unwrap();
+        let rec = txn.scep_client("router1").unwrap().unwrap();
+        assert!(rec.updated_at > stamp);
+        assert_eq!(txn.update_scep_client(id, stamp, &rec.state).unwrap(), None);
+    }
+
+    #[test]
+    fn one_secret_that_does_not_open_leaves_every_one_as_it_was() {
+        let d = tempfile::tempdir().unwrap();
+        let m = manager(d.path());
+        let old = Sealer::new(MACHINE, m.store.salt()).unwrap();
+        add_client(&m, "a", &old);
+        let stranger = Sealer::new(b"another-machine-id-0123456789abc", m.store.salt()).unwrap();
+        add_client(&m, "b", &stranger);
+        let before = blobs(&m);
+        let e = m.reseal(&key_file(d.path())).unwrap_err().to_string();
+        assert!(e.contains("cannot unseal a SCEP challenge password"), "{e}");
+        assert_eq!(blobs(&m), before);
+    }
+}
