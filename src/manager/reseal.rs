@@ -91,9 +91,7 @@ mod tests {
     use crate::keys::soft::SoftProvider;
     use crate::keys::KeyRouter;
     use crate::seal::Sealer;
-    use crate::store::{
-        NewScepClient, ScepClientState, ScepClientTransaction, SealedStore, Store, TxnMode,
-    };
+    use crate::store::{NewScepClient, ScepClientState, ScepClientTransaction, Store, TxnMode};
 
     const MACHINE: &[u8] = b"unit-test-machine-id-0123456789ab";
 
