@@ -113,3 +113,47 @@ pub(crate) fn reseal_target(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    fn words(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn after_store_reseal_the_option_names_the_new_source() {
+        let argv = |v: &[&str]| super::super::normalize_args(words(v));
+        let want = words(&[
+            "certman",
+            "--seal-key-source=file:/old",
+            "store",
+            "reseal",
+            "pkcs11:object=s?profile=p",
+        ]);
+        for new in [
+            &["seal-key-source=pkcs11:object=s?profile=p"][..],
+            &["--seal-key-source=pkcs11:object=s?profile=p"],
+            &["--seal-key-source", "pkcs11:object=s?profile=p"],
+            &["pkcs11:object=s?profile=p"],
+        ] {
+            let mut v = vec!["certman", "seal-key-source=file:/old", "store", "reseal"];
+            v.extend(new);
+            assert_eq!(argv(&v), want, "{new:?}");
+        }
+        // elsewhere the option stays the global one
+        assert_eq!(
+            argv(&["certman", "print", "seal-key-source=file:/k"]),
+            words(&["certman", "print", "--seal-key-source=file:/k"])
+        );
+        let cli = <super::super::Cli as clap::Parser>::try_parse_from(argv(&[
+            "certman",
+            "store",
+            "reseal",
+            "seal-key-source=machine-id",
+        ]))
+        .unwrap();
+        assert_eq!(cli.seal_key_source, None);
+    }
+}
