@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{ManagerError, StoreError};
-use crate::keys::{KeyRouter, KeysConfig};
+use crate::keys::{KeyRouter, TokenProviders, TokensConfig};
 use crate::manager::Manager;
 use crate::seal::{Sealer, SealingKeySource};
 use crate::store::sqlite::SqliteStore;
@@ -179,8 +179,15 @@ fn open_store_as(
 /// manager over them.
 pub fn open(options: &AppOptions) -> Result<Manager, ManagerError> {
     let store = open_store_as(&options.store, options.create_store, options.resident)?;
-    let sealer = Arc::new(options.sealing_key.sealer(store.salt())?);
-    let keys = key_router(options, sealer.clone())?;
+    // the token providers first: a `pkcs11:` sealing key is reached through the same provider
+    // the router then signs with (its sessions, its one login per token)
+    let tokens = token_providers(options)?;
+    let sealer = Arc::new(
+        options
+            .sealing_key
+            .sealer_with(store.salt(), Some(&tokens))?,
+    );
+    let keys = KeyRouter::with_tokens(tokens, sealer.clone());
     let mut manager = Manager::with_parts(store, keys, sealer);
     // SQLite's connection takes one transaction at a time; PostgreSQL's pool already answers
     // a reader beside a writer
@@ -209,11 +216,29 @@ fn test_clock_offset() -> Result<Option<i64>, ManagerError> {
 
 /// The key router with every provider this build has, configured from the token profiles.
 pub fn key_router(options: &AppOptions, sealer: Arc<Sealer>) -> Result<KeyRouter, ManagerError> {
-    Ok(KeyRouter::from_config(KeysConfig {
-        sealer,
+    Ok(KeyRouter::with_tokens(token_providers(options)?, sealer))
+}
+
+/// The token providers, configured from the token profiles.
+fn token_providers(options: &AppOptions) -> Result<TokenProviders, ManagerError> {
+    Ok(TokenProviders::from_config(&TokensConfig {
         tokens_dir: options.tokens_dir.clone(),
         force_last_pin_try: options.force_last_pin_try,
     })?)
+}
+
+/// `store seal-key-generate`: makes the secret key of a `pkcs11:` seal-key-source on its
+/// token (no store is opened); returns the token's label and serial.
+pub fn generate_seal_key(
+    options: &AppOptions,
+    source: &SealingKeySource,
+) -> Result<(String, String), ManagerError> {
+    let SealingKeySource::Pkcs11 { uri } = source else {
+        return Err(ManagerError::InvalidValue(
+            "seal-key-generate makes a key on a token: give a pkcs11: source".into(),
+        ));
+    };
+    Ok(token_providers(options)?.generate_seal_key(uri)?)
 }
 
 #[cfg(test)]

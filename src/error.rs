@@ -130,6 +130,16 @@ pub enum SealError {
     /// The cipher or the random generator failed.
     #[error("sealing: {0}")]
     Crypto(&'static str),
+    /// The sealing key on a token could not be used (the token absent, no such secret key,
+    /// another kind of key, a PIN problem).
+    #[error("the sealing key {uri}: {source}")]
+    Token {
+        /// the source's URI (it holds no PIN)
+        uri: String,
+        /// what the key provider said
+        #[source]
+        source: Box<KeyError>,
+    },
 }
 
 /// Errors of the certificate-format layer (`x509/`).
@@ -509,6 +519,7 @@ impl ManagerError {
             ManagerError::Key(k)
             | ManagerError::X509(X509Error::Key(k))
             | ManagerError::TokenKeyNotDeleted { source: k, .. } => Some(k),
+            ManagerError::Seal(SealError::Token { source, .. }) => Some(source),
             _ => None,
         }
     }

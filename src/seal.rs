@@ -5,7 +5,10 @@
 //! cannot be opened there, as RouterOS seals keys with its hardware id.
 //!
 //! This room sits beside `secret.rs`, below `keys` and `manager`: the software key backend
-//! asks it to seal keys, the manager asks it to seal the other secrets; neither owns it.
+//! asks it to seal keys, the manager asks it to seal the other secrets; neither owns it. A
+//! source whose root lives on a token (`pkcs11:`) reaches it through a [`SealingKeyDevice`]
+//! that the composition root hands in (the key router's PKCS#11 provider), so this room names
+//! no key backend.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +16,7 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LE
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
 use zeroize::Zeroizing;
 
-use crate::error::SealError;
+use crate::error::{KeyError, SealError};
 use crate::secret::SecretBytes;
 
 /// Environment variable naming a file to read instead of `/etc/machine-id` (tests, containers).
@@ -21,6 +24,9 @@ pub const MACHINE_ID_FILE_ENV: &str = "CERTMAN_MACHINE_ID_FILE";
 const DEFAULT_MACHINE_ID: &str = "/etc/machine-id";
 const FORMAT_V1: u8 = 1;
 const INFO: &[u8] = b"certman soft-key seal v1";
+/// What a token's secret key MACs, before the store's salt: the key material of a `pkcs11:`
+/// source is HMAC-SHA256(token key, this ‖ salt).
+const TOKEN_INFO: &[u8] = b"certman seal-key-source pkcs11 v1\0";
 
 /// Where the sealing key comes from: `--seal-key-source` / `$CERTMAN_SEAL_KEY_SOURCE`
 /// ([`SealingKeySource::parse`]), the machine id by default.
@@ -39,6 +45,23 @@ pub enum SealingKeySource {
         /// the file
         path: PathBuf,
     },
+    /// A secret key (CKK_GENERIC_SECRET, sensitive, not extractable) on a PKCS#11 token,
+    /// named as certman's key URIs are: `pkcs11:token=L;object=L?module-path=…&pin-source=…`
+    /// (or `pkcs11:object=L?profile=NAME`, the token, module and PIN from a token profile).
+    /// The key material is an HMAC-SHA256 the token computes over the store's salt; the key
+    /// never leaves the token, and every node that reaches the token (an HSM) opens the
+    /// store's secrets.
+    Pkcs11 {
+        /// the URI as given (a `pin-value` is refused by [`SealingKeySource::parse`])
+        uri: String,
+    },
+}
+
+/// A device holding the secret key of a [`SealingKeySource::Pkcs11`] source: it computes
+/// HMAC-SHA256 with the key, which never leaves it. The key router implements it.
+pub trait SealingKeyDevice {
+    /// HMAC-SHA256 of `data` under the secret key `uri` names, computed on the device.
+    fn seal_key_hmac(&self, uri: &str, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>;
 }
 
 /// Environment variable choosing the sealing key's source (`--seal-key-source`).
@@ -57,7 +80,7 @@ impl SealingKeySource {
     }
 
     /// A source as the operator names it: `machine-id` (the default, see
-    /// [`SealingKeySource::from_env`]) or `file:PATH`.
+    /// [`SealingKeySource::from_env`]), `file:PATH` or `pkcs11:…`.
     pub fn parse(text: &str) -> Result<Self, SealError> {
         let bad = |reason: &str| SealError::Source {
             what: format!("seal-key-source '{text}'"),
@@ -69,19 +92,92 @@ impl SealingKeySource {
                 Ok(SealingKeySource::KeyFile { path: path.into() })
             }
             Some(("file", _)) => Err(bad("file: needs a path (file:PATH)")),
-            _ => Err(bad("use machine-id or file:PATH")),
+            Some(("pkcs11", rest)) => {
+                check_pkcs11(rest).map_err(|why| bad(&why))?;
+                Ok(SealingKeySource::Pkcs11 {
+                    uri: text.to_owned(),
+                })
+            }
+            _ => Err(bad(
+                "use machine-id, file:PATH or pkcs11:token=LABEL;object=LABEL?module-path=…",
+            )),
         }
     }
 
-    /// The sealer of a store whose random salt is `store_salt`.
+    /// The sealer of a store whose random salt is `store_salt`, for the sources that need no
+    /// device (a `pkcs11:` source needs [`SealingKeySource::sealer_with`]).
     pub fn sealer(&self, store_salt: &[u8]) -> Result<Sealer, SealError> {
+        self.sealer_with(store_salt, None)
+    }
+
+    /// The sealer of a store whose random salt is `store_salt`; `device` computes the HMAC
+    /// of a `pkcs11:` source.
+    pub fn sealer_with(
+        &self,
+        store_salt: &[u8],
+        device: Option<&dyn SealingKeyDevice>,
+    ) -> Result<Sealer, SealError> {
         match self {
             SealingKeySource::MachineId { path } => {
                 Sealer::new(&read_machine_id(path)?, store_salt)
             }
             SealingKeySource::KeyFile { path } => Sealer::new(&read_key_file(path)?, store_salt),
+            SealingKeySource::Pkcs11 { uri } => {
+                let device = device.ok_or_else(|| SealError::Source {
+                    what: format!("the sealing key {uri}"),
+                    reason: "no PKCS#11 provider here to reach it".into(),
+                })?;
+                let mut data =
+                    Zeroizing::new(Vec::with_capacity(TOKEN_INFO.len() + store_salt.len()));
+                data.extend_from_slice(TOKEN_INFO);
+                data.extend_from_slice(store_salt);
+                let material =
+                    device
+                        .seal_key_hmac(uri, &data)
+                        .map_err(|source| SealError::Token {
+                            uri: uri.clone(),
+                            source: Box::new(source),
+                        })?;
+                Sealer::new(&material, store_salt)
+            }
         }
     }
+}
+
+/// What `parse` checks of a `pkcs11:` source (the rest is the key router's): an object
+/// label, a token (or a profile naming one), a module (or a profile), and no PIN in it.
+fn check_pkcs11(rest: &str) -> Result<(), String> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    // (name, value) of each attribute, names compared without case
+    let attrs = |part: &str, sep: char| -> Vec<(String, bool)> {
+        part.split(sep)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                let (k, v) = a.split_once('=').unwrap_or((a, ""));
+                (k.to_ascii_lowercase(), !v.is_empty())
+            })
+            .collect()
+    };
+    let (path, query) = (attrs(path, ';'), attrs(query, '&'));
+    let has = |v: &[(String, bool)], k: &str| v.iter().any(|(n, full)| n == k && *full);
+    if query.iter().any(|(n, _)| n == "pin-value") {
+        return Err(
+            "a PIN in it (pin-value=) would sit in the environment or a config file: \
+                    use pin-source=file:PATH"
+                .into(),
+        );
+    }
+    if !has(&path, "object") {
+        return Err("name the secret key with object=LABEL".into());
+    }
+    let profile = has(&query, "profile");
+    if !profile && !has(&path, "token") && !has(&path, "serial") {
+        return Err("name the token with token=LABEL (or serial=, or ?profile=NAME)".into());
+    }
+    if !profile && !has(&query, "module-path") {
+        return Err("name the PKCS#11 module with ?module-path=… (or ?profile=NAME)".into());
+    }
+    Ok(())
 }
 
 /// Reads a sealing key file, refusing one that others may read, that is not this user's, or
@@ -280,6 +376,94 @@ mod tests {
         for bad in ["file:", "pkcs12:x", "", "machine-id:x"] {
             assert!(SealingKeySource::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn pkcs11_sources_parse() {
+        for good in [
+            "pkcs11:token=CA;object=seal?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/certman/ca.pin",
+            "pkcs11:serial=0123abcd;object=seal%20key?module-path=/m.so",
+            "pkcs11:object=seal?profile=hsm",
+            "pkcs11:token=CA;object=seal?module-path=/m.so",
+        ] {
+            assert_eq!(
+                SealingKeySource::parse(good).unwrap(),
+                SealingKeySource::Pkcs11 { uri: good.into() },
+                "{good}"
+            );
+        }
+        for (bad, why) in [
+            ("pkcs11:", "object="),
+            ("pkcs11:token=CA?module-path=/m.so", "object="),
+            ("pkcs11:token=CA;object=?module-path=/m.so", "object="),
+            ("pkcs11:object=seal?module-path=/m.so", "token="),
+            ("pkcs11:token=CA;object=seal", "module-path"),
+            (
+                "pkcs11:token=CA;object=seal?module-path=/m.so&pin-value=1234",
+                "pin-source",
+            ),
+        ] {
+            let e = SealingKeySource::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        // without a device to reach the token, no sealer, and a clear line
+        let source = SealingKeySource::parse("pkcs11:object=seal?profile=hsm").unwrap();
+        let e = source.sealer(b"salt").unwrap_err().to_string();
+        assert!(e.contains("PKCS#11"), "{e}");
+    }
+
+    /// A device that MACs with a key in memory (the token's part, for the derivation).
+    struct FakeToken(Vec<u8>);
+    impl SealingKeyDevice for FakeToken {
+        fn seal_key_hmac(&self, uri: &str, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+            if uri.contains("object=missing") {
+                return Err(KeyError::NotFound("no secret key \"missing\"".into()));
+            }
+            let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.0);
+            Ok(Zeroizing::new(
+                aws_lc_rs::hmac::sign(&k, data).as_ref().to_vec(),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_token_key_seals_through_its_device() {
+        let uri = "pkcs11:object=seal?profile=hsm";
+        let source = SealingKeySource::parse(uri).unwrap();
+        let a = source
+            .sealer_with(b"salt", Some(&FakeToken(vec![7; 32])))
+            .unwrap();
+        let b = source
+            .sealer_with(b"salt", Some(&FakeToken(vec![7; 32])))
+            .unwrap();
+        let blob = a.seal(SealLabel::SoftKey("k"), b"secret").unwrap();
+        assert_eq!(
+            b.open(SealLabel::SoftKey("k"), &blob)
+                .unwrap()
+                .secret_bytes(),
+            b"secret"
+        );
+        // another token key, or another store's salt, opens nothing
+        let other = source
+            .sealer_with(b"salt", Some(&FakeToken(vec![8; 32])))
+            .unwrap();
+        assert!(other.open(SealLabel::SoftKey("k"), &blob).is_err());
+        let salt2 = source
+            .sealer_with(b"salt2", Some(&FakeToken(vec![7; 32])))
+            .unwrap();
+        assert!(salt2.open(SealLabel::SoftKey("k"), &blob).is_err());
+        // the device's error names the source, on one line
+        let missing = SealingKeySource::parse("pkcs11:object=missing?profile=hsm").unwrap();
+        let e = missing
+            .sealer_with(b"salt", Some(&FakeToken(vec![7; 32])))
+            .unwrap_err();
+        assert!(matches!(e, SealError::Token { .. }), "{e:?}");
+        let line = e.to_string();
+        assert!(
+            line.contains("object=missing") && line.contains("no secret key"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -195,6 +195,18 @@ impl Ctx {
         self.seal_key_source.as_deref()
     }
 
+    /// `store seal-key-generate`: makes the secret key of a `pkcs11:` source on its token,
+    /// through the token profiles of this command line (no store is opened).
+    pub fn generate_seal_key(
+        &self,
+        source: &crate::seal::SealingKeySource,
+    ) -> Result<(String, String), ManagerError> {
+        let mut options = AppOptions::new(StoreLocation::parse(&self.store_dir)?);
+        options.tokens_dir = Some(self.tokens_dir.clone());
+        options.force_last_pin_try = self.force_last_pin_try;
+        crate::app::generate_seal_key(&options, source)
+    }
+
     /// Whether `--force-last-pin-try` was given.
     pub fn forces_last_pin_try(&self) -> bool {
         self.force_last_pin_try

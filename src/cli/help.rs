@@ -45,6 +45,12 @@ const EXAMPLES: &[(&str, &[&str])] = &[
     ("card-reinstall", &["certman card-reinstall ca"]),
     ("token", &["certman token print"]),
     ("token print", &["certman token print", "certman token print softhsm --login"]),
+    ("store", &["certman store reseal seal-key-source=file:/etc/certman/seal.key"]),
+    ("store reseal", &[
+        "certman store reseal seal-key-source=file:/etc/certman/seal.key",
+        "certman store reseal seal-key-source=pkcs11:object=seal?profile=hsm",
+    ]),
+    ("store seal-key-generate", &["certman store seal-key-generate pkcs11:object=seal?profile=hsm"]),
     ("ca-set-passphrase", &["certman ca-set-passphrase root passphrase-source=prompt"]),
     ("decrypt", &["certman decrypt passphrase-source=env:KEY_PASS"]),
     ("reset-certificate-cache", &["certman reset-certificate-cache"]),

@@ -30,6 +30,7 @@ mod serve;
 mod set;
 mod settings;
 mod sign;
+mod store;
 mod table;
 mod token;
 mod verify;
@@ -68,9 +69,10 @@ pub struct Cli {
     /// More detail on errors.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Where the key that seals secrets at rest comes from: machine-id (the default) or
+    /// Where the key that seals secrets at rest comes from: machine-id (the default),
     /// file:PATH (a 0600 key file of at least 32 bytes: the same file on several nodes of one
-    /// store opens its secrets on all of them).
+    /// store opens its secrets on all of them) or pkcs11:token=…;object=…?module-path=…&
+    /// pin-source=… (a secret key on a token, which never leaves it: `store seal-key-generate`).
     #[arg(
         long,
         global = true,
@@ -171,6 +173,9 @@ pub enum Command {
     /// CERTMAN_AGENT=off makes `certman` ignore it; CERTMAN_AGENT=require makes a command fail
     /// rather than run without it.
     Agent(agent::AgentArgs),
+    /// The store's sealing key: reseal (every secret at rest under another
+    /// seal-key-source), seal-key-generate (a sealing key on a PKCS#11 token).
+    Store(store::StoreArgs),
 }
 
 /// A command's error: the layer's own error, kept as it is, so that its exit code and hint
@@ -324,7 +329,7 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
         });
         out.push(rewritten.unwrap_or(a));
     }
-    out
+    store::reseal_target(out)
 }
 
 /// Prints an error on stderr: one line (plus a hint line), or with `--json` one JSON object
@@ -529,6 +534,7 @@ pub(crate) fn dispatch(command: &Command, ctx: &Ctx) -> Result<(), CliError> {
         Command::Completions(a) => a.run(ctx),
         Command::Man(a) => a.run(ctx),
         Command::Agent(a) => a.run(ctx),
+        Command::Store(a) => a.run(ctx),
     }
 }
 

@@ -244,6 +244,134 @@ pub struct KeysConfig {
     pub force_last_pin_try: bool,
 }
 
+/// What the token providers are built from (a [`KeysConfig`] without the sealer).
+#[derive(Clone, Debug, Default)]
+pub struct TokensConfig {
+    /// token profiles directory
+    pub tokens_dir: Option<std::path::PathBuf>,
+    /// spend a PIN try a token reports as the last one
+    pub force_last_pin_try: bool,
+}
+
+/// The token providers and profiles of a [`KeyRouter`], made before it: the sealer the
+/// router's software provider needs may come from a secret key on one of these tokens (a
+/// `pkcs11:` seal-key-source), reached through the same provider and so through the same
+/// token sessions and the same one login per token.
+pub struct TokenProviders {
+    profiles: profile::Profiles,
+    pkcs11: Arc<pkcs11::Pkcs11Provider>,
+    #[cfg(feature = "pcsc")]
+    piv: Arc<piv::PivProvider>,
+}
+
+impl TokenProviders {
+    /// Every token provider this build has, configured from the token profiles.
+    pub fn from_config(config: &TokensConfig) -> Result<Self, KeyError> {
+        let profiles = match &config.tokens_dir {
+            Some(d) => profile::Profiles::load(d)?,
+            None => profile::Profiles::default(),
+        };
+        let profile_pins: ProfilePins = Arc::new(
+            profiles
+                .iter()
+                .map(|(n, p)| (n.to_owned(), p.pin_source.clone()))
+                .collect(),
+        );
+        let mut options = pkcs11::Pkcs11Options {
+            force_last_pin_try: config.force_last_pin_try,
+            profile_pins: profile_pins.clone(),
+            ..Default::default()
+        };
+        for (_, p) in profiles.iter() {
+            if let (profile::ProfileKind::Pkcs11, Some(m), Some(n)) =
+                (p.kind, &p.module_path, p.max_sessions)
+            {
+                let sel = pkcs11::token::TokenSelector {
+                    label: p.token_label.clone(),
+                    serial: p.token_serial.clone(),
+                };
+                options.max_sessions.insert((m.clone(), sel), n);
+            }
+        }
+        Ok(TokenProviders {
+            pkcs11: Arc::new(pkcs11::Pkcs11Provider::new(options)),
+            #[cfg(feature = "pcsc")]
+            piv: Arc::new(piv::PivProvider::new(piv::PivOptions {
+                force_last_pin_try: config.force_last_pin_try,
+                profile_pins,
+            })),
+            profiles,
+        })
+    }
+
+    /// `store seal-key-generate`: makes the secret key of a `pkcs11:` seal-key-source on its
+    /// token; returns the token's label and serial.
+    pub fn generate_seal_key(&self, uri: &str) -> Result<(String, String), KeyError> {
+        let uri = seal_key_uri(&self.profiles, uri)?;
+        self.pkcs11.generate_secret_key(&uri)
+    }
+}
+
+/// The URI of a `pkcs11:` sealing key, with what `?profile=NAME` supplies (module, token,
+/// PIN from the profile at use time) when the URI does not say it itself.
+fn seal_key_uri(profiles: &profile::Profiles, text: &str) -> Result<KeyUri, KeyError> {
+    let uri: KeyUri = text.parse()?;
+    if uri.scheme() != Scheme::Pkcs11 {
+        return Err(KeyError::InvalidUri(format!(
+            "{uri}: a sealing key on a token is a pkcs11: URI"
+        )));
+    }
+    let Some(name) = uri.query_str("profile") else {
+        return Ok(uri);
+    };
+    if uri.query_str("module-path").is_some() {
+        return Ok(uri);
+    }
+    let location = profiles.location(name)?;
+    if location.scheme() != Scheme::Pkcs11 {
+        return Err(KeyError::InvalidUri(format!(
+            "token profile \"{name}\" is not a PKCS#11 profile: a sealing key needs one"
+        )));
+    }
+    let object = uri.path_str("object").unwrap_or_default();
+    Ok(location.with_path("object", object))
+}
+
+fn seal_key_hmac(
+    profiles: &profile::Profiles,
+    pkcs11: Option<&pkcs11::Pkcs11Provider>,
+    uri: &str,
+    data: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+    let uri = seal_key_uri(profiles, uri)?;
+    let pkcs11 = pkcs11.ok_or_else(|| {
+        KeyError::NoProvider("this certman has no PKCS#11 provider configured".into())
+    })?;
+    pkcs11.hmac_sha256(&uri, data)
+}
+
+impl crate::seal::SealingKeyDevice for TokenProviders {
+    fn seal_key_hmac(
+        &self,
+        uri: &str,
+        data: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+        seal_key_hmac(&self.profiles, Some(&self.pkcs11), uri, data)
+    }
+}
+
+/// The router reaches a sealing key through its own PKCS#11 provider: `store reseal` derives
+/// the new sealer over the tokens (and the login) the manager already uses.
+impl crate::seal::SealingKeyDevice for KeyRouter {
+    fn seal_key_hmac(
+        &self,
+        uri: &str,
+        data: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
+        seal_key_hmac(&self.profiles, self.pkcs11.as_deref(), uri, data)
+    }
+}
+
 /// One profile in `token print`.
 #[derive(Debug)]
 pub struct ProfileListing {
@@ -277,47 +405,26 @@ impl KeyRouter {
 
     /// The router with every provider this build has, configured from the token profiles.
     pub fn from_config(config: KeysConfig) -> Result<Self, KeyError> {
-        let profiles = match &config.tokens_dir {
-            Some(d) => profile::Profiles::load(d)?,
-            None => profile::Profiles::default(),
-        };
-        let profile_pins: ProfilePins = Arc::new(
-            profiles
-                .iter()
-                .map(|(n, p)| (n.to_owned(), p.pin_source.clone()))
-                .collect(),
-        );
-        let mut options = pkcs11::Pkcs11Options {
+        let tokens = TokenProviders::from_config(&TokensConfig {
+            tokens_dir: config.tokens_dir,
             force_last_pin_try: config.force_last_pin_try,
-            profile_pins: profile_pins.clone(),
-            ..Default::default()
-        };
-        for (_, p) in profiles.iter() {
-            if let (profile::ProfileKind::Pkcs11, Some(m), Some(n)) =
-                (p.kind, &p.module_path, p.max_sessions)
-            {
-                let sel = pkcs11::token::TokenSelector {
-                    label: p.token_label.clone(),
-                    serial: p.token_serial.clone(),
-                };
-                options.max_sessions.insert((m.clone(), sel), n);
-            }
-        }
-        let pkcs11 = Arc::new(pkcs11::Pkcs11Provider::new(options));
-        let mut router = KeyRouter::new(Arc::new(soft::SoftProvider::new(config.sealer)));
-        router.register(Scheme::Pkcs11, pkcs11.clone());
-        router.pkcs11 = Some(pkcs11);
+        })?;
+        Ok(KeyRouter::with_tokens(tokens, config.sealer))
+    }
+
+    /// The router over token providers made first (see [`TokenProviders`]) and the sealer of
+    /// software keys.
+    pub fn with_tokens(tokens: TokenProviders, sealer: Arc<crate::seal::Sealer>) -> Self {
+        let mut router = KeyRouter::new(Arc::new(soft::SoftProvider::new(sealer)));
+        router.register(Scheme::Pkcs11, tokens.pkcs11.clone());
+        router.pkcs11 = Some(tokens.pkcs11);
         #[cfg(feature = "pcsc")]
         {
-            let piv = Arc::new(piv::PivProvider::new(piv::PivOptions {
-                force_last_pin_try: config.force_last_pin_try,
-                profile_pins,
-            }));
-            router.register(Scheme::Piv, piv.clone());
-            router.piv = Some(piv);
+            router.register(Scheme::Piv, tokens.piv.clone());
+            router.piv = Some(tokens.piv);
         }
-        router.profiles = profiles;
-        Ok(router)
+        router.profiles = tokens.profiles;
+        router
     }
 
     /// Where `on-smart-card=PROFILE` puts a key.

@@ -11,6 +11,7 @@ mod import;
 mod issue;
 pub mod progress;
 mod requests;
+mod reseal;
 mod revoke;
 pub mod scep;
 pub mod scep_client;
@@ -36,6 +37,7 @@ pub use self::health::{renewal_problem, HealthProblem, HealthReason};
 pub use self::import::{ImportReport, ImportRequest};
 pub use self::issue::{crl_url, CertifiedRequest, IssueRequest, IssuedCertificate, KeyLocation};
 pub use self::requests::{CreateRequest, SignRequestFile};
+pub use self::reseal::ResealReport;
 pub use self::revoke::RevokeReport;
 pub use self::scep::{
     EnrolOutcome, ScepEndpoint, ScepEnrolment, ScepRequestStatus, ScepRequestView, ScepResponder,

@@ -32,11 +32,13 @@
 pub mod postgres;
 pub mod scep;
 pub mod scep_client;
+pub mod sealed;
 pub mod sqlite;
 
 pub use scep::{
     NewScepRequest, NewScepServer, OtpRecord, ScepRequestRecord, ScepServerRecord, ScepTransaction,
 };
+pub use sealed::{SealedBlob, SealedRow, SealedStore};
 pub use scep_client::{
     NewScepClient, ScepClientRecord, ScepClientState, ScepClientStore, ScepClientTransaction,
 };
@@ -290,7 +292,7 @@ pub trait Store: Send + Sync {
 }
 
 /// One transaction. Dropped without [`Transaction::commit`] = rolled back.
-pub trait Transaction: ScepTransaction + ScepClientStore {
+pub trait Transaction: ScepTransaction + ScepClientStore + SealedStore {
     /// Makes the changes durable.
     fn commit(self: Box<Self>) -> Result<()>;
 

@@ -4,6 +4,7 @@
 //! CKM_RSA_PKCS; ECDSA: CKM_ECDSA, r‖s re-encoded as DER). Certificates are stored beside
 //! their keys as CKO_CERTIFICATE objects with the same CKA_ID and CKA_LABEL.
 
+pub mod secret_key;
 pub mod token;
 
 use std::collections::HashMap;

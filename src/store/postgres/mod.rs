@@ -23,6 +23,7 @@ mod pool;
 mod scep;
 mod scep_client;
 mod schema;
+mod sealed;
 mod txn;
 
 use std::cell::{Cell, RefCell};

@@ -10,6 +10,7 @@
 mod scep;
 mod scep_client;
 mod schema;
+mod sealed;
 mod txn;
 
 use std::collections::HashMap;

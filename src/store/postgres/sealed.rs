@@ -1,0 +1,92 @@
+//! The sealed blobs of the PostgreSQL store (`store reseal`).
+
+use super::PgTxn;
+use crate::error::StoreError;
+use crate::store::{now_micros, Result, SealedBlob, SealedRow, SealedStore};
+
+impl SealedStore for PgTxn {
+    fn sealed_blobs(&self) -> Result<Vec<SealedBlob>> {
+        let mut out = Vec::new();
+        for r in self.query(
+            "SELECT id, sealed FROM keys WHERE sealed IS NOT NULL ORDER BY id",
+            &[],
+        )? {
+            out.push(SealedBlob {
+                row: SealedRow::SoftKey(r.try_get(0)?),
+                blob: r.try_get(1)?,
+            });
+        }
+        for r in self.query("SELECT id, sealed FROM encrypted_keys ORDER BY id", &[])? {
+            out.push(SealedBlob {
+                row: SealedRow::EncryptedKey(r.try_get(0)?),
+                blob: r.try_get(1)?,
+            });
+        }
+        for r in self.query(
+            "SELECT certificate_id, sealed FROM ca_passphrases ORDER BY certificate_id",
+            &[],
+        )? {
+            out.push(SealedBlob {
+                row: SealedRow::CaPassphrase(r.try_get(0)?),
+                blob: r.try_get(1)?,
+            });
+        }
+        for r in self.query(
+            "SELECT id, name, challenge, tx_csr FROM scep_clients \
+             WHERE challenge IS NOT NULL OR tx_csr IS NOT NULL ORDER BY id",
+            &[],
+        )? {
+            let (id, name): (i64, String) = (r.try_get(0)?, r.try_get(1)?);
+            if let Some(blob) = r.try_get::<_, Option<Vec<u8>>>(2)? {
+                out.push(SealedBlob {
+                    row: SealedRow::ScepChallenge {
+                        id,
+                        name: name.clone(),
+                    },
+                    blob,
+                });
+            }
+            if let Some(blob) = r.try_get::<_, Option<Vec<u8>>>(3)? {
+                out.push(SealedBlob {
+                    row: SealedRow::ScepRequest { id, name },
+                    blob,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn replace_sealed(&mut self, row: &SealedRow, blob: &[u8]) -> Result<()> {
+        let n = match row {
+            SealedRow::SoftKey(id) => self.execute(
+                "UPDATE keys SET sealed = $2 WHERE id = $1 AND sealed IS NOT NULL",
+                &[id, &blob],
+            )?,
+            SealedRow::EncryptedKey(id) => self.execute(
+                "UPDATE encrypted_keys SET sealed = $2 WHERE id = $1",
+                &[id, &blob],
+            )?,
+            SealedRow::CaPassphrase(id) => self.execute(
+                "UPDATE ca_passphrases SET sealed = $2 WHERE certificate_id = $1",
+                &[id, &blob],
+            )?,
+            SealedRow::ScepChallenge { id, .. } => self.execute(
+                "UPDATE scep_clients SET challenge = $2, \
+                 updated_at = GREATEST($3, updated_at + 1) \
+                 WHERE id = $1 AND challenge IS NOT NULL",
+                &[id, &blob, &now_micros()],
+            )?,
+            SealedRow::ScepRequest { id, .. } => self.execute(
+                "UPDATE scep_clients SET tx_csr = $2, \
+                 updated_at = GREATEST($3, updated_at + 1) \
+                 WHERE id = $1 AND tx_csr IS NOT NULL",
+                &[id, &blob, &now_micros()],
+            )?,
+        };
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+}
