@@ -4,7 +4,7 @@ use super::PgTxn;
 use crate::error::StoreError;
 use crate::store::{now_micros, Result, SealedBlob, SealedRow, SealedStore};
 
-impl SealedStore for PgTxn {
+impl SealedStore for PgTxn<'_> {
     fn sealed_blobs(&self) -> Result<Vec<SealedBlob>> {
         let mut out = Vec::new();
         for r in self.query(
