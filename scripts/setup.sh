@@ -13,10 +13,12 @@ set -euo pipefail
 # and scepserver) and certmonger (with dbus for its private session bus) are the SCEP peers;
 # GNU time measures the peak RSS of hostile inputs; iproute2 brings up lo in the private network
 # namespace micromdm's scepserver runs in. man-db's `man -l` renders certman's man page in the tests;
-# headless chromium renders the status page (tests/status_page.rs).
+# headless chromium renders the status page (tests/status_page.rs). postgresql (15) is the store
+# of several serve nodes (issue 16): scripts/postgres.sh runs a private cluster of its own on a
+# unix socket in a temp dir (any cluster Debian's postinst made is left alone).
 PACKAGES=(openssl ca-certificates pkg-config gcc g++ make softhsm2 opensc libpcsclite-dev
           pcscd vsmartcard-vpcd libclang-dev yubico-piv-tool ykcs11 curl strace
-          scep certmonger dbus time iproute2 man-db chromium)
+          scep certmonger dbus time iproute2 man-db chromium postgresql)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
