@@ -27,7 +27,7 @@ use std::sync::Barrier;
 use certman::app::{open_store, StoreLocation};
 use certman::error::StoreError;
 use certman::store::{
-    CrlRecord, DownloadedCrlRecord, KeyRecord, Lock, NewCertificate, NewRequest, Result,
+    CrlRecord, DownloadedCrlRecord, Job, KeyRecord, Lock, NewCertificate, NewRequest, Result,
     RevocationRecord, Store, Transaction, TxnMode,
 };
 
@@ -1420,6 +1420,34 @@ use scep_client::*;
 // ---------------------------------------------------------------------------------------------
 
 /// `conformance_suite!(module, BackendType)`: a `#[test]` per check, in `mod module`.
+/// One handle of the store leads a job at a time; the job is another handle's once the leader
+/// is dropped (its connection closed: the server frees the lock as the session ends, so the
+/// handover is awaited a little).
+fn one_leader_per_job<B: Backend>() {
+    let backend = B::fresh();
+    let (first, second) = (backend.open(), backend.open());
+    assert!(first.lead(Job::CrlRenewal).unwrap());
+    assert!(first.lead(Job::CrlRenewal).unwrap(), "a leader stays one");
+    assert!(!second.lead(Job::CrlRenewal).unwrap());
+    assert!(
+        second.lead(Job::ScepClients).unwrap(),
+        "each job has its own leader"
+    );
+    assert!(!first.lead(Job::ScepClients).unwrap());
+    drop(first);
+    let start = std::time::Instant::now();
+    while !second.lead(Job::CrlRenewal).unwrap() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "no handover within 5 s of the leader's end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let third = backend.open();
+    assert!(!third.lead(Job::CrlRenewal).unwrap());
+    assert!(third.lead(Job::CrlDownload).unwrap());
+}
+
 macro_rules! conformance_suite {
     ($module:ident, $backend:ident) => {
         conformance_suite!(@module $module, $backend;
@@ -1450,6 +1478,7 @@ macro_rules! conformance_suite {
             scep_clients,
             concurrent_scep_client_updates,
             certificate_replacement,
+            one_leader_per_job,
         );
     };
     (@module $module:ident, $backend:ident; $($check:ident),* $(,)?) => {

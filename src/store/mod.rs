@@ -38,10 +38,10 @@ pub mod sqlite;
 pub use scep::{
     NewScepRequest, NewScepServer, OtpRecord, ScepRequestRecord, ScepServerRecord, ScepTransaction,
 };
-pub use sealed::{SealedBlob, SealedRow, SealedStore};
 pub use scep_client::{
     NewScepClient, ScepClientRecord, ScepClientState, ScepClientStore, ScepClientTransaction,
 };
+pub use sealed::{SealedBlob, SealedRow, SealedStore};
 
 use crate::error::StoreError;
 
