@@ -315,6 +315,20 @@ max-connections = 5
     }
 
     #[test]
+    fn the_scale_out_example_names_a_postgresql_store_and_a_shared_key() {
+        let c = parse(include_str!("../../contrib/scale-out.toml")).unwrap();
+        let store = c.store.as_deref().unwrap();
+        assert!(matches!(
+            crate::app::StoreLocation::parse(store).unwrap(),
+            crate::app::StoreLocation::Postgres { .. }
+        ));
+        assert_eq!(
+            c.seal_key_source.as_deref(),
+            Some("file:/etc/certman/seal.key")
+        );
+    }
+
+    #[test]
     fn the_example_file_parses_and_shows_the_defaults() {
         let example = include_str!("../../contrib/serve.toml");
         assert_eq!(parse(example).unwrap(), Config::default());
