@@ -62,5 +62,5 @@ cargo test --lib --bins --tests
 if [ -n "${CERTMAN_TEST_POSTGRES_URL:-}" ]; then
     echo "== cargo test: the CLI integration tests on the PostgreSQL store"
     CERTMAN_TEST_BACKEND=postgres cargo test --test cli --test crl_cli --test import_cli \
-        --test scep_cli --test requests_cli
+        --test scep_cli --test requests_cli --test store_reseal
 fi

@@ -359,6 +359,95 @@ fn on_postgresql_the_leader_dies_and_another_node_renews_the_crls() {
     leader_dies_and_another_takes_over(env);
 }
 
+/// The process whose leader session holds the CRL renewal job's lock (0 when none does).
+fn renewal_leader_pid(env: &Env) -> u32 {
+    // the advisory lock ("lead", job 1) in this database (other tests' stores are other
+    // databases of the same server) and the session holding it, named after its process
+    let rows = common::psql_rows(
+        env.store.to_str().unwrap(),
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.classid = 1818583396 AND l.objid = 1 AND l.granted \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    );
+    rows.trim()
+        .strip_prefix("certman leader ")
+        .map_or(0, |pid| pid.parse().unwrap())
+}
+
+/// The leader's connection is cut while its process lives on (the server ends the session, as
+/// after a network partition): the job's lock is free at once, a node takes it at its next
+/// look, and CRL renewal goes on; the old leader learns at its next look that it lost it (and
+/// may win it again): at most one of its renewals overlaps the new leader's.
+#[test]
+fn on_postgresql_a_leader_cut_off_from_the_store_loses_the_job() {
+    let Some(env) = Env::on_postgres_server() else {
+        return;
+    };
+    let env = sealing_with_a_shared_key(env);
+    env.make_ca("ca", &[]);
+    let config = env.root().join("serve.toml");
+    std::fs::write(&config, "crl-renew-check = 1\n").unwrap();
+    let vars = [("CERTMAN_TEST_CLOCK_OFFSET", "90000")];
+    let mut nodes: Vec<Daemon> = (0..NODES)
+        .map(|i| node(&env, i, Some(&config), &vars))
+        .collect();
+    nodes[0].wait_for_log("CRL of ca renewed", Duration::from_secs(10));
+    let leader = renewal_leader_pid(&env);
+    assert_eq!(leader, nodes[0].child.id(), "the first node leads");
+    let renewals = |d: &Daemon| d.log().matches("CRL of ca renewed").count();
+    let before: Vec<usize> = nodes.iter().map(renewals).collect();
+    let cut = common::psql_rows(
+        env.store.to_str().unwrap(),
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'certman leader {leader}'"
+        ),
+    );
+    assert_eq!(cut.trim(), "t", "the leader's session was ended");
+    let start = Instant::now();
+    let new_leader = loop {
+        let pid = renewal_leader_pid(&env);
+        if pid != 0 {
+            break pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no node took the job within 5 s"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let took = start.elapsed();
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        renewal_leader_pid(&env),
+        new_leader,
+        "the job stays with one node"
+    );
+    let i = nodes
+        .iter()
+        .position(|d| d.child.id() == new_leader)
+        .expect("a node of this test leads");
+    let after: Vec<usize> = nodes.iter().map(renewals).collect();
+    assert!(after[i] > before[i], "the new leader renews");
+    for (j, d) in nodes.iter().enumerate() {
+        if j != i {
+            assert!(
+                after[j] <= before[j] + 1,
+                "node {j} renewed {} times without the job:\n{}",
+                after[j] - before[j],
+                d.log()
+            );
+        }
+    }
+    eprintln!(
+        "leader's session ended: node {} holds the job after {took:?}",
+        i + 1
+    );
+    for d in nodes.drain(..) {
+        d.stop();
+    }
+}
+
 #[test]
 fn on_sqlite_the_leader_dies_and_another_process_renews_the_crls() {
     let env = Env::new();

@@ -84,6 +84,20 @@ impl Drop for PgDatabase {
     }
 }
 
+/// Runs `sql` with psql on the database at `url`; its rows, one per line, fields split by `|`.
+pub fn psql_rows(url: &str, sql: &str) -> String {
+    let out = Command::new("/usr/lib/postgresql/15/bin/psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn psql(url: &str, sql: &str) {
     let out = Command::new("/usr/lib/postgresql/15/bin/psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])

@@ -148,10 +148,13 @@ impl Leader {
     fn connect(pool: &Pool) -> Result<Leader> {
         let mut client = pool.connect()?;
         let (idle, interval, count) = LEADER_KEEPALIVE;
-        // settable by any user; ignored by the server on a unix socket
+        // settable by any user (ignored by the server on a unix socket); the session is named
+        // for `pg_stat_activity`: which process leads is one query away
         client.batch_execute(&format!(
             "SET tcp_keepalives_idle = {idle}; SET tcp_keepalives_interval = {interval}; \
-             SET tcp_keepalives_count = {count}"
+             SET tcp_keepalives_count = {count}; \
+             SET application_name = 'certman leader {}'",
+            std::process::id()
         ))?;
         Ok(Leader {
             client,
