@@ -20,7 +20,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::scep::MAX_MESSAGE;
-use super::timers::RenewalProblems;
+use super::timers::{Leadership, RenewalProblems};
 use super::{blocking, status_page, ServiceBackend};
 use crate::manager::{HealthProblem, HealthReason, ServedCrl, StatusReport};
 
@@ -35,8 +35,12 @@ const NO_BODY: usize = 0;
 
 /// The service's routes. `get` answers `HEAD` too (without the body); other methods on a known
 /// path get 405, unknown paths 404. `renewals` are the problems the CRL renewal timer found,
-/// for `/health`.
-pub(crate) fn router(backend: Backend, renewals: Arc<RenewalProblems>) -> Router {
+/// and `leadership` the jobs this node leads, for `/health`.
+pub(crate) fn router(
+    backend: Backend,
+    renewals: Arc<RenewalProblems>,
+    leadership: Arc<Leadership>,
+) -> Router {
     Router::new()
         .route(
             "/crl/{file}",
@@ -61,6 +65,7 @@ pub(crate) fn router(backend: Backend, renewals: Arc<RenewalProblems>) -> Router
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(MAX_MESSAGE))
         .layer(Extension(renewals))
+        .layer(Extension(leadership))
         .layer(middleware::from_fn(access_log))
         .with_state(backend)
 }
@@ -220,6 +225,7 @@ fn health_view(b: &dyn ServiceBackend) -> HealthView {
 async fn health(
     State(backend): State<Backend>,
     Extension(renewals): Extension<Arc<RenewalProblems>>,
+    Extension(leadership): Extension<Arc<Leadership>>,
 ) -> Response {
     let view = match blocking(&backend, "checking health", health_view).await {
         Ok(v) => v,
@@ -276,6 +282,7 @@ async fn health(
         "store": store,
         "reasons": reasons,
         "scep": view.scep,
+        "leads": leadership.current().iter().map(|j| j.as_str()).collect::<Vec<_>>(),
         "version": env!("CARGO_PKG_VERSION"),
     });
     (
@@ -573,7 +580,7 @@ mod tests {
         let v = json(r).await;
         assert_eq!(
             v,
-            serde_json::json!({"status": "ok", "store": "ok", "reasons": [], "scep": [], "version": env!("CARGO_PKG_VERSION")})
+            serde_json::json!({"status": "ok", "store": "ok", "reasons": [], "scep": [], "leads": [], "version": env!("CARGO_PKG_VERSION")})
         );
         s.fake.fail_store("locked");
         let r = s.get("/health").await;

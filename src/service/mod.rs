@@ -266,14 +266,16 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let renewals = Arc::new(timers::RenewalProblems::default());
+    let leadership = Arc::new(timers::Leadership::default());
     let timers = timers::spawn(
         backend.clone(),
         schedule,
         fetcher,
         renewals.clone(),
+        leadership.clone(),
         stop_rx.clone(),
     );
-    let app = http::router(backend, renewals);
+    let app = http::router(backend, renewals, leadership);
     let mut server = tokio::spawn(conn::serve_http(listener, app, http, stop_rx.clone()));
     tracing::info!("listening on {addr}");
 

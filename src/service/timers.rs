@@ -107,20 +107,44 @@ impl RenewalProblems {
     }
 }
 
+/// The jobs this node leads, as its timers last learnt it (`/health` shows them: which node of
+/// several renews the CRLs is one request away).
+#[derive(Debug, Default)]
+pub(crate) struct Leadership(Mutex<Vec<Job>>);
+
+impl Leadership {
+    fn set(&self, job: Job, leads: bool) {
+        let mut jobs = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.retain(|j| *j != job);
+        if leads {
+            jobs.push(job);
+        }
+    }
+
+    /// The jobs led, in [`Job::ALL`]'s order.
+    pub(crate) fn current(&self) -> Vec<Job> {
+        let jobs = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Job::ALL.into_iter().filter(|j| jobs.contains(j)).collect()
+    }
+}
+
 /// Starts the timers; they end when `stop` turns true (or its sender is dropped), never in the
-/// middle of a backend call. Each renewal look's problems go to `problems`.
+/// middle of a backend call. Each renewal look's problems go to `problems`, what this node
+/// leads to `leadership`.
 pub(crate) fn spawn(
     backend: Arc<dyn ServiceBackend>,
     schedule: Schedule,
     fetcher: Fetcher,
     problems: Arc<RenewalProblems>,
+    leadership: Arc<Leadership>,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let renew = {
         let (backend, mut stop) = (backend.clone(), stop.clone());
+        let shown = leadership.clone();
         tokio::spawn(async move {
             let mut ticks = ticker(schedule.renew_first, schedule.renew_check);
-            let mut leading = Leading::new(Job::CrlRenewal);
+            let mut leading = Leading::new(Job::CrlRenewal, shown);
             while next_tick(&mut ticks, &mut stop).await {
                 if !leading.check(&backend).await {
                     continue;
@@ -140,9 +164,10 @@ pub(crate) fn spawn(
             timing: schedule.scep_timing,
         };
         let (backend, mut stop) = (backend.clone(), stop.clone());
+        let shown = leadership.clone();
         handles.push(tokio::spawn(async move {
             let mut ticks = ticker(Duration::ZERO, schedule.scep_interval);
-            let mut leading = Leading::new(Job::ScepClients);
+            let mut leading = Leading::new(Job::ScepClients, shown);
             while next_tick(&mut ticks, &mut stop).await {
                 if !leading.check(&backend).await {
                     continue;
@@ -153,9 +178,10 @@ pub(crate) fn spawn(
     }
     let download = {
         let mut stop = stop;
+        let shown = leadership;
         tokio::spawn(async move {
             let mut ticks = ticker(schedule.download_first, schedule.download_interval);
-            let mut leading = Leading::new(Job::CrlDownload);
+            let mut leading = Leading::new(Job::CrlDownload, shown);
             while next_tick(&mut ticks, &mut stop).await {
                 if !leading.check(&backend).await {
                     continue;
@@ -212,11 +238,17 @@ pub(crate) struct Leading {
     job: Job,
     /// the last answer (none yet)
     last: Option<bool>,
+    /// where it is shown
+    shown: Arc<Leadership>,
 }
 
 impl Leading {
-    pub(crate) fn new(job: Job) -> Self {
-        Leading { job, last: None }
+    pub(crate) fn new(job: Job, shown: Arc<Leadership>) -> Self {
+        Leading {
+            job,
+            last: None,
+            shown,
+        }
     }
 
     /// Whether this node runs the job's round now. A store that cannot say is a round
@@ -244,6 +276,7 @@ impl Leading {
                 tracing::info!("{}: another node leads; this one stands by", job.as_str());
             }
             self.last = Some(leads);
+            self.shown.set(job, leads);
         }
         leads
     }
@@ -524,6 +557,7 @@ mod tests {
             schedule,
             test_fetcher(&l),
             problems.clone(),
+            Arc::default(),
             stop,
         );
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -570,6 +604,7 @@ mod tests {
             crl_use: false,
         });
         fake.set_led_elsewhere(&[Job::CrlRenewal, Job::CrlDownload]);
+        let leadership = Arc::new(Leadership::default());
         let mut schedule = Schedule::quiet();
         schedule.renew_check = Duration::from_millis(30);
         schedule.renew_first = Duration::ZERO;
@@ -582,11 +617,13 @@ mod tests {
             schedule,
             test_fetcher(&l),
             Arc::new(RenewalProblems::default()),
+            leadership.clone(),
             stop,
         );
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(fake.renew_calls().is_empty(), "renewed while led elsewhere");
         assert_eq!(fake.offered(), 0);
+        assert_eq!(leadership.current(), []);
         // the leader is gone: this node takes renewal over at its next round
         fake.set_led_elsewhere(&[Job::CrlDownload]);
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -595,6 +632,7 @@ mod tests {
             h.await.unwrap();
         }
         assert!(!fake.renew_calls().is_empty());
+        assert_eq!(leadership.current(), [Job::CrlRenewal]);
         let text = logs.text();
         assert_eq!(
             text.matches("crl-renewal: another node leads").count(),
