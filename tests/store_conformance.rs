@@ -978,6 +978,28 @@ fn crl_paths<B: Backend>() {
         assert_eq!(t.crl_path_owner("/crl/nobody.crl")?, None);
         Ok(())
     });
+    // what serve answers: the path's holder first, else the CA so named; none without a CRL
+    assert_eq!(
+        read(&*s, |t| t.served_crl("/crl/ca2.crl", Some("ca"))),
+        None
+    );
+    write(&*s, |t| {
+        t.put_crl(&crl(ca, 1))?;
+        t.put_crl(&crl(ca2, 5))
+    });
+    let served = |path: &str, name: Option<&str>| {
+        read(&*s, |t| t.served_crl(path, name)).map(|(n, c)| (n, c.ca_id, c.number, c.der))
+    };
+    assert_eq!(
+        served("/crl/ca2.crl", Some("ca")),
+        Some(("ca2".to_owned(), ca2, 5, crl(ca2, 5).der))
+    );
+    assert_eq!(
+        served("/crl/unclaimed.crl", Some("ca")),
+        Some(("ca".to_owned(), ca, 1, crl(ca, 1).der))
+    );
+    assert_eq!(served("/crl/unclaimed.crl", Some("nobody")), None);
+    assert_eq!(served("/crl/unclaimed.crl", None), None);
 }
 
 /// Settings, and CRLs downloaded for trusted certificates.

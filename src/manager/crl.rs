@@ -450,21 +450,9 @@ impl Manager {
             .as_deref()
             .unwrap_or(&*self.store)
             .begin(TxnMode::Read)?;
-        let ca_id = match txn.crl_path_owner(file)? {
-            Some(id) => Some(id),
-            None => match file.strip_suffix(".crl") {
-                Some(name) => txn.certificate(name)?.map(|c| c.id),
-                None => None,
-            },
-        };
-        let Some(ca_id) = ca_id else { return Ok(None) };
-        let Some(crl) = txn.crl(ca_id)? else {
+        let Some((ca, crl)) = txn.served_crl(file, file.strip_suffix(".crl"))? else {
             return Ok(None);
         };
-        let ca = txn
-            .certificate_by_id(ca_id)?
-            .map(|c| c.cert.name)
-            .unwrap_or_default();
         Ok(Some(ServedCrl {
             ca,
             der: crl.der,

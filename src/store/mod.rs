@@ -409,6 +409,10 @@ pub trait Transaction: ScepTransaction + ScepClientStore + SealedStore {
     /// Replaces a CA's current CRL by one with a higher number; [`StoreError::Conflict`] if
     /// the stored one's number is not lower (the number only grows).
     fn put_crl(&mut self, crl: &CrlRecord) -> Result<()>;
+    /// What `serve` answers for a CDP file, in one statement: the current CRL of the CA that
+    /// holds the path `path` (claimed with [`Transaction::claim_crl_path`]), else of the CA
+    /// named `name`, with that CA's name.
+    fn served_crl(&self, path: &str, name: Option<&str>) -> Result<Option<(String, CrlRecord)>>;
     /// The CA whose CRL a CDP path (`/crl/<name>.crl`, decoded) names.
     fn crl_path_owner(&self, path: &str) -> Result<Option<i64>>;
     /// Claims `path` for a CA's CRL (kept across renames) unless another CA holds it; returns

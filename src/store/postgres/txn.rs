@@ -676,6 +676,18 @@ impl Transaction for PgTxn<'_> {
         .transpose()
     }
 
+    fn served_crl(&self, path: &str, name: Option<&str>) -> Result<Option<(String, CrlRecord)>> {
+        self.query_opt(
+            "SELECT r.ca_id, r.number, r.this_update, r.next_update, r.entries, r.der, c.name \
+             FROM crls r JOIN certificates c ON c.id = r.ca_id \
+             WHERE r.ca_id = COALESCE((SELECT ca_id FROM crl_paths WHERE path = $1), \
+                                      (SELECT id FROM certificates WHERE name = $2::text))",
+            &[&path, &name],
+        )?
+        .map(|r| Ok((r.try_get(6)?, crl_from_row(&r)?)))
+        .transpose()
+    }
+
     fn crl_state(&self, ca_id: i64) -> Result<Option<(u64, i64)>> {
         match self.query_opt(
             "SELECT number, this_update FROM crls WHERE ca_id = $1",

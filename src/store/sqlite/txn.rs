@@ -575,6 +575,19 @@ impl Transaction for SqliteTxn<'_> {
             .optional()?)
     }
 
+    fn served_crl(&self, path: &str, name: Option<&str>) -> Result<Option<(String, CrlRecord)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT r.ca_id, r.number, r.this_update, r.next_update, r.entries, r.der, c.name \
+                 FROM crls r JOIN certificates c ON c.id = r.ca_id \
+                 WHERE r.ca_id = COALESCE((SELECT ca_id FROM crl_paths WHERE path = ?1), \
+                                          (SELECT id FROM certificates WHERE name = ?2))",
+            )?
+            .query_row(params![path, name], |r| Ok((r.get(6)?, crl_from_row(r)?)))
+            .optional()?)
+    }
+
     fn crl_state(&self, ca_id: i64) -> Result<Option<(u64, i64)>> {
         Ok(self
             .conn
