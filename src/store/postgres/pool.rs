@@ -34,7 +34,7 @@ pub(super) struct Pool {
 
 struct State {
     idle: Vec<PgConn>,
-    /// connections out of the pool or being made
+    /// connections that exist: idle, out of the pool, or being made
     open: usize,
 }
 
