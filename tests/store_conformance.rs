@@ -1475,6 +1475,7 @@ macro_rules! conformance_suite {
             scep_requests,
             concurrent_otp_consumption,
             concurrent_request_grants,
+            concurrent_scep_server_lock,
             scep_clients,
             concurrent_scep_client_updates,
             certificate_replacement,
