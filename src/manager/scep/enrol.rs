@@ -22,7 +22,7 @@ use crate::x509;
 
 /// The most requests one server keeps pending: past it, requests without a password are
 /// refused (anyone can send one; the queue must not grow without end).
-const MAX_PENDING: usize = 1_000;
+pub(super) const MAX_PENDING: usize = 1_000;
 /// Certificates a SCEP server issues are named as RouterOS names them: `issued_N`.
 pub(super) const ISSUED_PREFIX: &str = "issued_";
 
