@@ -343,7 +343,8 @@ pub trait Transaction: ScepTransaction + ScepClientStore + SealedStore {
         issuer_id: i64,
         serial: &str,
     ) -> Result<Option<CertificateRecord>>;
-    /// Gives a certificate its private key (a key imported after the certificate).
+    /// Gives a certificate without a key its private key (a key imported after the
+    /// certificate); [`StoreError::Conflict`] if it has one (given meanwhile) or is gone.
     fn set_certificate_key(&mut self, id: i64, key_id: &str) -> Result<()>;
     /// Renames a certificate (the new name must be free) and sets `trusted`.
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()>;
