@@ -570,6 +570,14 @@ fn certificates<B: Backend>() {
             .as_deref(),
         Some("k1")
     );
+    // only to a certificate without one: a second key (given meanwhile) is a conflict
+    let mut t = s.begin(TxnMode::Write).unwrap();
+    t.insert_key(&soft_key("k1b")).unwrap();
+    assert!(matches!(
+        t.set_certificate_key(a, "k1b"),
+        Err(StoreError::Conflict)
+    ));
+    drop(t);
     write(&*s, |t| t.clear_certificate_key(a));
     assert_eq!(
         read(&*s, |t| t.certificate_by_id(a)).unwrap().cert.key_id,
@@ -1429,6 +1437,29 @@ fn concurrent_serials<B: Backend>() {
     }
 }
 
+/// THREADS transactions give their own key to the same keyless certificate: one does, the
+/// others get `Conflict` (and their key rows go with their transactions).
+fn concurrent_key_gifts<B: Backend>() {
+    let backend = B::fresh();
+    let s = backend.open();
+    let c = write(&*s, |t| t.insert_certificate(&cert("keyless", "01", None)));
+    let stores = handles(&backend, THREADS);
+    let outcomes = race(&stores, |i, store| {
+        write_retrying(store, |t| {
+            t.insert_key(&soft_key(&format!("k{i}")))?;
+            t.set_certificate_key(c, &format!("k{i}"))
+        })
+    });
+    let winners: Vec<usize> = (0..THREADS).filter(|&i| outcomes[i].is_ok()).collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    for o in &outcomes {
+        assert!(matches!(o, Ok(()) | Err(StoreError::Conflict)), "{o:?}");
+    }
+    let key = read(&*s, |t| t.certificate_by_id(c)).unwrap().cert.key_id;
+    assert_eq!(key, Some(format!("k{}", winners[0])));
+    assert_eq!(read(&*s, |t| t.key_uris()).len(), 1, "no key row left over");
+}
+
 #[path = "store_conformance/scep.rs"]
 mod scep;
 use scep::*;
@@ -1492,11 +1523,13 @@ macro_rules! conformance_suite {
             concurrent_crl_path_claims,
             concurrent_revocations,
             concurrent_serials,
+            concurrent_key_gifts,
             scep_servers,
             scep_otps,
             scep_requests,
             concurrent_otp_consumption,
             concurrent_request_grants,
+            concurrent_scep_server_lock,
             scep_clients,
             concurrent_scep_client_updates,
             certificate_replacement,

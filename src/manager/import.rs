@@ -462,7 +462,9 @@ fn keyless_certificates(txn: &dyn Transaction) -> Result<Vec<(i64, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Stores a key taken from outside and gives it to a certificate.
+/// Stores a key taken from outside and gives it to a certificate read keyless. Given one
+/// meanwhile (another node's import or `decrypt` of the same key), the store answers
+/// `Conflict`: the whole operation runs again and finds the certificate keyed.
 fn give_key(txn: &mut dyn Transaction, certificate_id: i64, key: &GeneratedKey) -> Result<()> {
     txn.insert_key(&super::key_record(key))?;
     txn.set_certificate_key(certificate_id, &key.uri.store_id())?;

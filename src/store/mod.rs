@@ -14,8 +14,11 @@
 //! - a write transaction that reads a value it will increment or re-check (a CA's CRL number,
 //!   "is this CRL due", whether a certificate is revoked, the CRL held for a certificate) first
 //!   takes that object's [`Lock`], and holds it until it ends; two transactions holding the same
-//!   lock never overlap. (SQLite: a write transaction holds the database's one write lock from
-//!   `BEGIN IMMEDIATE` on, so the lock is already held; PostgreSQL: a row or advisory lock.)
+//!   lock never overlap. The same holds for a SCEP server's settings and request queue (the
+//!   settings an edit changes, the pending requests counted against the cap, whether a
+//!   transactionID is queued already). (SQLite: a write transaction holds the database's one
+//!   write lock from `BEGIN IMMEDIATE` on, so the lock is already held; PostgreSQL: a row or
+//!   advisory lock.)
 //! - uniqueness is a constraint, not a read-then-insert: one name across templates and
 //!   certificates ([`StoreError::NameTaken`]), a certificate held once, a serial once per
 //!   issuing CA and a certificate revoked once ([`StoreError::Duplicate`]), a template deleted (consumed) once
@@ -233,6 +236,9 @@ pub enum Lock {
     /// a CA certificate's row: its CRL (number, due-ness), its revocations, the CRL downloaded
     /// for it
     Ca(i64),
+    /// a SCEP server's row: its settings (read, changed and written back whole) and its
+    /// request queue (how many are pending, which transactionIDs it holds)
+    ScepServer(i64),
 }
 
 /// Work that one node of a store does at a time (see [`Store::lead`]).
@@ -337,7 +343,8 @@ pub trait Transaction: ScepTransaction + ScepClientStore + SealedStore {
         issuer_id: i64,
         serial: &str,
     ) -> Result<Option<CertificateRecord>>;
-    /// Gives a certificate its private key (a key imported after the certificate).
+    /// Gives a certificate without a key its private key (a key imported after the
+    /// certificate); [`StoreError::Conflict`] if it has one (given meanwhile) or is gone.
     fn set_certificate_key(&mut self, id: i64, key_id: &str) -> Result<()>;
     /// Renames a certificate (the new name must be free) and sets `trusted`.
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()>;

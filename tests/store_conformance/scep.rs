@@ -2,10 +2,13 @@
 //! with their CA), OTP hashes (consumed once, only while unexpired and for their server),
 //! the request queue (moved by compare-and-set), on every backend.
 
-use certman::store::{NewScepRequest, NewScepServer, Store, TxnMode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use certman::store::{Lock, NewScepRequest, NewScepServer, Store, TxnMode};
 
 use super::{
-    assert_duplicate, ca_cert, cert, handles, race, read, write, write_retrying, Backend, THREADS,
+    assert_duplicate, ca_cert, cert, handles, race, read, write, write_retrying, Backend, ROUNDS,
+    THREADS,
 };
 
 fn server(path: &str, ca_id: i64) -> NewScepServer {
@@ -248,4 +251,45 @@ pub(super) fn concurrent_request_grants<B: Backend>() {
         .expect("move_scep_request")
     });
     assert_eq!(outcomes.iter().filter(|&&c| c).count(), 1, "{outcomes:?}");
+}
+
+/// A SCEP server's lock: THREADS transactions at once, ROUNDS each, take it, count the
+/// server's pending requests and add one while fewer than CAP wait (the manager's pending
+/// cap). Two holders never overlap (a shared count of holders is 1 inside), and the queue
+/// stops at exactly CAP.
+pub(super) fn concurrent_scep_server_lock<B: Backend>() {
+    const CAP: i64 = (THREADS * ROUNDS / 2) as i64;
+    let backend = B::fresh();
+    let (s, _, srv) = with_server(&backend);
+    let holders = AtomicUsize::new(0);
+    let stores = handles(&backend, THREADS);
+    let added = race(&stores, |i, store| {
+        (0..ROUNDS)
+            .filter(|round| {
+                write_retrying(store, |t| {
+                    t.lock(Lock::ScepServer(srv))?;
+                    let inside = holders.fetch_add(1, Ordering::SeqCst);
+                    // the holder leaves whatever the work came to (a retry starts clean)
+                    let pending = t.count_scep_requests(srv, "pending", 0);
+                    let added = match pending {
+                        Ok(n) if n < CAP => t
+                            .insert_scep_request(
+                                &request(srv, &format!("{i}-{round}"), "pending"),
+                                None,
+                            )
+                            .map(|_| true),
+                        Ok(_) => Ok(false),
+                        Err(e) => Err(e),
+                    };
+                    std::thread::yield_now();
+                    holders.fetch_sub(1, Ordering::SeqCst);
+                    assert_eq!(inside, 0, "two transactions held one server's lock");
+                    added
+                })
+                .expect("a locked count and insert")
+            })
+            .count()
+    });
+    assert_eq!(added.iter().sum::<usize>() as i64, CAP, "{added:?}");
+    assert_eq!(read(&*s, |t| t.count_scep_requests(srv, "pending", 0)), CAP);
 }

@@ -15,12 +15,14 @@ use crate::error::{KeyError, ManagerError, ObjectKind, RequestFault, Result};
 use crate::keys::{KeyHandle, KeySigner};
 use crate::manager::{ca_key_handle, CertifiedRequest, IssueRequest, Manager};
 use crate::secret::SecretBytes;
-use crate::store::{now_micros, CertificateRecord, ScepServerRecord, Transaction, TxnMode};
+use crate::store::{
+    now_micros, CertificateRecord, Lock, NewScepRequest, ScepServerRecord, Transaction, TxnMode,
+};
 use crate::x509;
 
 /// The most requests one server keeps pending: past it, requests without a password are
 /// refused (anyone can send one; the queue must not grow without end).
-const MAX_PENDING: usize = 1_000;
+pub(super) const MAX_PENDING: usize = 1_000;
 /// Certificates a SCEP server issues are named as RouterOS names them: `issued_N`.
 pub(super) const ISSUED_PREFIX: &str = "issued_";
 
@@ -397,6 +399,9 @@ impl Manager {
         let record = request_record(server.id, enrolment, info, ScepRequestStatus::Pending);
         let lifetime = server.server.request_lifetime;
         self.write(|txn| {
+            if let Some(id) = lock_queue(txn, &record)? {
+                return answer_in(txn, lifetime, id);
+            }
             // Pending and not yet expired: created within the request lifetime.
             let since = now_micros() - lifetime.saturating_mul(1_000_000);
             let pending =
@@ -439,6 +444,10 @@ impl Manager {
         };
         let record = request_record(server.id, enrolment, info, ScepRequestStatus::Issued);
         self.write(|txn| {
+            if let Some(id) = lock_queue(txn, &record)? {
+                // issued (or queued) by another node meanwhile: this certificate is dropped
+                return answer_in(txn, server.server.request_lifetime, id);
+            }
             if let Some(hash) = &otp {
                 if !txn.consume_otp(hash, server.id, now_micros())? {
                     // used by another request meanwhile: nothing was written
@@ -474,59 +483,7 @@ impl Manager {
     /// issued: delivered), else pending, or refused once rejected or expired.
     pub(super) fn scep_answer(&self, server: &ScepServerRecord, id: i64) -> Result<EnrolOutcome> {
         let lifetime = server.server.request_lifetime;
-        self.write(|txn| {
-            let Some(r) = txn.scep_request(id)? else {
-                return Ok(reject(RequestFault::UnknownCertificate, "no such request"));
-            };
-            Ok(match effective_status(&r, lifetime, now_micros()) {
-                ScepRequestStatus::Pending => EnrolOutcome::Pending,
-                ScepRequestStatus::Granted | ScepRequestStatus::Issued => {
-                    let cert = match r.certificate_id {
-                        Some(c) => txn.certificate_by_id(c)?,
-                        None => None,
-                    };
-                    let Some(cert) = cert else {
-                        return Ok(reject(
-                            RequestFault::BadRequest,
-                            "the certificate issued for this request was removed",
-                        ));
-                    };
-                    if cert.revoked_at.is_some() {
-                        return Ok(reject(
-                            RequestFault::BadRequest,
-                            "the certificate issued for this request is revoked",
-                        ));
-                    }
-                    if r.request.status == ScepRequestStatus::Granted.word() {
-                        txn.move_scep_request(
-                            r.id,
-                            ScepRequestStatus::Granted.word(),
-                            ScepRequestStatus::Issued.word(),
-                            None,
-                        )?;
-                    }
-                    EnrolOutcome::Issued(cert.cert.der)
-                }
-                ScepRequestStatus::Expired => {
-                    if r.request.status == ScepRequestStatus::Pending.word() {
-                        txn.move_scep_request(
-                            r.id,
-                            ScepRequestStatus::Pending.word(),
-                            ScepRequestStatus::Expired.word(),
-                            None,
-                        )?;
-                    }
-                    reject(
-                        RequestFault::BadRequest,
-                        "the request expired before it was granted",
-                    )
-                }
-                ScepRequestStatus::Denied => {
-                    reject(RequestFault::BadRequest, "the request was rejected")
-                }
-                ScepRequestStatus::Failed => reject(RequestFault::BadRequest, "the request failed"),
-            })
-        })
+        self.write(|txn| answer_in(txn, lifetime, id))
     }
 
     /// CertPoll (GetCertInitial): the request with this transactionID.
@@ -594,4 +551,69 @@ impl Manager {
         let txn = self.read_txn()?;
         Ok(txn.certificate_by_serial(endpoint.ca_id, &hex::encode_upper(serial))?)
     }
+}
+
+/// Takes the lock of the request's server, then finds whether its queue holds this request
+/// (same transactionID and request) already: sent to two nodes at once, or again while the
+/// first was being decided. Under the lock, the check and the insert that follows are one
+/// step on every node, as is the pending count.
+fn lock_queue(txn: &mut dyn Transaction, record: &NewScepRequest) -> Result<Option<i64>> {
+    txn.lock(Lock::ScepServer(record.server_id))?;
+    Ok(txn
+        .scep_request_by_transaction(record.server_id, &record.transaction_id)?
+        .filter(|r| r.request.fingerprint == record.fingerprint)
+        .map(|r| r.id))
+}
+
+/// [`Manager::scep_answer`] in `txn`.
+fn answer_in(txn: &mut dyn Transaction, lifetime: i64, id: i64) -> Result<EnrolOutcome> {
+    let Some(r) = txn.scep_request(id)? else {
+        return Ok(reject(RequestFault::UnknownCertificate, "no such request"));
+    };
+    Ok(match effective_status(&r, lifetime, now_micros()) {
+        ScepRequestStatus::Pending => EnrolOutcome::Pending,
+        ScepRequestStatus::Granted | ScepRequestStatus::Issued => {
+            let cert = match r.certificate_id {
+                Some(c) => txn.certificate_by_id(c)?,
+                None => None,
+            };
+            let Some(cert) = cert else {
+                return Ok(reject(
+                    RequestFault::BadRequest,
+                    "the certificate issued for this request was removed",
+                ));
+            };
+            if cert.revoked_at.is_some() {
+                return Ok(reject(
+                    RequestFault::BadRequest,
+                    "the certificate issued for this request is revoked",
+                ));
+            }
+            if r.request.status == ScepRequestStatus::Granted.word() {
+                txn.move_scep_request(
+                    r.id,
+                    ScepRequestStatus::Granted.word(),
+                    ScepRequestStatus::Issued.word(),
+                    None,
+                )?;
+            }
+            EnrolOutcome::Issued(cert.cert.der)
+        }
+        ScepRequestStatus::Expired => {
+            if r.request.status == ScepRequestStatus::Pending.word() {
+                txn.move_scep_request(
+                    r.id,
+                    ScepRequestStatus::Pending.word(),
+                    ScepRequestStatus::Expired.word(),
+                    None,
+                )?;
+            }
+            reject(
+                RequestFault::BadRequest,
+                "the request expired before it was granted",
+            )
+        }
+        ScepRequestStatus::Denied => reject(RequestFault::BadRequest, "the request was rejected"),
+        ScepRequestStatus::Failed => reject(RequestFault::BadRequest, "the request failed"),
+    })
 }

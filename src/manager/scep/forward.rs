@@ -6,7 +6,7 @@ use super::enrol::{EnrolOutcome, ScepEndpoint, ScepEnrolment};
 use super::queue::{request_record, ScepRequestStatus};
 use crate::error::{ManagerError, RequestFault, Result};
 use crate::manager::Manager;
-use crate::store::now_micros;
+use crate::store::{now_micros, Lock};
 use crate::x509;
 
 fn status_of(outcome: &EnrolOutcome) -> ScepRequestStatus {
@@ -68,6 +68,8 @@ impl Manager {
                 None => None,
             };
         self.write(|txn| {
+            // under the queue's lock: a transaction forwarded by two nodes at once is one row
+            txn.lock(Lock::ScepServer(endpoint.server_id))?;
             match txn.scep_request_by_transaction(endpoint.server_id, transaction_id)? {
                 Some(r) if r.request.status != status.word() => {
                     txn.move_scep_request(r.id, &r.request.status, status.word(), None)?;

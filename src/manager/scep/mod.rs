@@ -18,7 +18,9 @@ pub use self::queue::{ScepRequestStatus, ScepRequestView};
 use super::Manager;
 use crate::error::{ManagerError, ObjectKind, Refusal, Result, StoreError};
 use crate::keys::KeyAlgorithm;
-use crate::store::{CertificateRecord, NewScepServer, ScepServerRecord, Transaction, TxnMode};
+use crate::store::{
+    CertificateRecord, Lock, NewScepServer, ScepServerRecord, Transaction, TxnMode,
+};
 use crate::x509::{self, KeyUsageName};
 
 /// Validity of issued certificates when `days-valid` is not given: RouterOS's server issued
@@ -234,7 +236,7 @@ impl Manager {
         changes: &ScepServerChanges,
     ) -> Result<ScepServerView> {
         let id = self.write(|txn| {
-            let current = find_server(txn, reference)?;
+            let current = lock_server(txn, reference)?;
             let server = resolve_server(txn, Some(&current), changes)?;
             txn.update_scep_server(current.id, &server)
                 .map_err(path_taken)?;
@@ -252,7 +254,7 @@ impl Manager {
         let ids = self.write(|txn| {
             let mut ids = Vec::new();
             for r in references {
-                let current = find_server(txn, r)?;
+                let current = lock_server(txn, r)?;
                 let mut server = current.server.clone();
                 server.disabled = !enable;
                 txn.update_scep_server(current.id, &server)?;
@@ -318,6 +320,19 @@ pub(super) fn find_server(txn: &dyn Transaction, reference: &str) -> Result<Scep
         .into_iter()
         .find(|s| s.server.path == reference || s.server.path == format!("/scep/{reference}"))
         .ok_or_else(|| ManagerError::not_found(ObjectKind::ScepServer, reference))
+}
+
+/// [`find_server`], read again under the server's lock: the settings an edit writes back
+/// whole are the newest, and two edits on two nodes at once do not lose one. (Servers
+/// locked in the order named; two edits naming them in other orders may deadlock, which
+/// the store reports as a conflict and the write retries.)
+fn lock_server(txn: &mut dyn Transaction, reference: &str) -> Result<ScepServerRecord> {
+    let id = find_server(txn, reference)?.id;
+    txn.lock(Lock::ScepServer(id))?;
+    txn.scep_servers()?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| StoreError::Conflict.into()) // removed meanwhile: the retry says so
 }
 
 fn certificate_named(

@@ -439,3 +439,236 @@ fn a_pending_request_expires_after_the_request_lifetime() {
         ScepRequestStatus::Granted
     );
 }
+
+/// Several `serve` nodes on one PostgreSQL store: a manager per node, each with its own store
+/// handle, started together. Skipped (with a note) without the test server
+/// (`$CERTMAN_TEST_POSTGRES_URL`, which `scripts/postgres.sh start DIR` prints); failed
+/// without it in CI (`CERTMAN_REQUIRE_TOKENS=1`).
+#[cfg(feature = "postgres")]
+mod nodes {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Barrier;
+    use std::time::Duration;
+
+    use super::super::enrol::MAX_PENDING;
+    use super::*;
+    use crate::store::NewScepRequest;
+
+    const PSQL: &str = "/usr/lib/postgresql/15/bin/psql";
+    const NODES: usize = 4;
+
+    /// A fresh database of the test server, dropped with the value.
+    struct Database {
+        admin: String,
+        name: String,
+        url: String,
+    }
+
+    impl Database {
+        fn create() -> Option<Database> {
+            let Some(admin) = std::env::var("CERTMAN_TEST_POSTGRES_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+            else {
+                assert!(
+                    std::env::var("CERTMAN_REQUIRE_TOKENS").as_deref() != Ok("1"),
+                    "no PostgreSQL server: CERTMAN_TEST_POSTGRES_URL is unset"
+                );
+                eprintln!("skipped: no PostgreSQL server (CERTMAN_TEST_POSTGRES_URL is unset)");
+                return None;
+            };
+            static N: AtomicU32 = AtomicU32::new(0);
+            let name = format!(
+                "certman_nodes_{}_{}_{}",
+                std::process::id(),
+                now_micros(),
+                N.fetch_add(1, Ordering::Relaxed)
+            );
+            psql(&admin, &format!("CREATE DATABASE {name}"));
+            let (head, query) = admin.split_once('?').unwrap_or((&admin, ""));
+            let (scheme, rest) = head.split_once("://").expect("a postgresql:// URL");
+            let authority = rest.split('/').next().unwrap_or_default();
+            let url = format!("{scheme}://{authority}/{name}?{query}");
+            Some(Database { admin, name, url })
+        }
+
+        /// A node: a manager with its own connection to the store.
+        fn node(&self) -> Manager {
+            let location =
+                crate::app::StoreLocation::parse(std::path::Path::new(&self.url)).unwrap();
+            let store = crate::app::open_store(&location).unwrap();
+            let sealer =
+                Arc::new(Sealer::new(b"scep-unit-test-machine-id-012345", store.salt()).unwrap());
+            let router = KeyRouter::new(Arc::new(SoftProvider::new(sealer.clone())));
+            Manager::with_parts(store, router, sealer)
+        }
+    }
+
+    impl Drop for Database {
+        fn drop(&mut self) {
+            psql(
+                &self.admin,
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            );
+        }
+    }
+
+    fn psql(url: &str, sql: &str) {
+        let out = std::process::Command::new(PSQL)
+            .args([url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `op(node)` on every node's own thread, all released together; the results in order.
+    fn at_once<T: Send>(nodes: &[Manager], op: impl Fn(&Manager) -> T + Sync) -> Vec<T> {
+        let barrier = Barrier::new(nodes.len());
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = nodes
+                .iter()
+                .map(|m| {
+                    let (barrier, op) = (&barrier, &op);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        op(m)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        })
+    }
+
+    fn nodes(db: &Database) -> Vec<Manager> {
+        (0..NODES).map(|_| db.node()).collect()
+    }
+
+    fn rows_of(m: &Manager, txid: &str) -> usize {
+        let txn = m.store.begin(TxnMode::Read).unwrap();
+        let rows = txn.scep_requests().unwrap();
+        rows.iter()
+            .filter(|r| r.request.transaction_id == txid)
+            .count()
+    }
+
+    #[test]
+    fn edits_of_one_server_on_several_nodes_lose_none() {
+        let Some(db) = Database::create() else { return };
+        let nodes = nodes(&db);
+        seed(&nodes[0]);
+        for round in 0..6u32 {
+            let edits = [
+                ScepServerChanges {
+                    days_valid: Some(round + 2),
+                    ..Default::default()
+                },
+                ScepServerChanges {
+                    request_lifetime: Some(Duration::from_secs(600 + 60 * u64::from(round))),
+                    ..Default::default()
+                },
+                ScepServerChanges {
+                    disabled: Some(round % 2 == 0),
+                    ..Default::default()
+                },
+            ];
+            at_once(&nodes[..edits.len()], |m| {
+                let i = nodes.iter().position(|n| std::ptr::eq(n, m)).unwrap();
+                m.scep_server_set("/scep/test", &edits[i]).unwrap();
+            });
+            let s = nodes[3].scep_servers().unwrap().remove(0);
+            assert_eq!(
+                (s.days_valid, s.request_lifetime.as_secs(), s.disabled),
+                (round + 2, 600 + 60 * u64::from(round), round % 2 == 0),
+                "round {round}: an edit was lost"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pending_cap_holds_across_nodes() {
+        let Some(db) = Database::create() else { return };
+        let nodes = nodes(&db);
+        let ep = seed(&nodes[0]);
+        let room = 2;
+        nodes[0]
+            .write(|txn| {
+                for i in 0..MAX_PENDING - room {
+                    txn.insert_scep_request(
+                        &NewScepRequest {
+                            server_id: ep.server_id,
+                            transaction_id: format!("filler-{i}"),
+                            status: ScepRequestStatus::Pending.word().into(),
+                            csr: Vec::new(),
+                            signer: Vec::new(),
+                            subject: "CN=filler".into(),
+                            common_name: "filler".into(),
+                            subject_alt_name: String::new(),
+                            fingerprint: format!("{i:064x}"),
+                        },
+                        None,
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let dev = Device::new("dev");
+        let csrs: Vec<Vec<u8>> = (0..NODES)
+            .map(|i| dev.csr(&format!("dev{i}"), None))
+            .collect();
+        let outcomes = at_once(&nodes, |m| {
+            let i = nodes.iter().position(|n| std::ptr::eq(n, m)).unwrap();
+            enrol(m, &ep, &format!("tx-{i}"), &csrs[i], &dev)
+        });
+        let queued = outcomes
+            .iter()
+            .filter(|o| **o == EnrolOutcome::Pending)
+            .count();
+        assert_eq!(queued, room, "{outcomes:?}");
+        let txn = nodes[0].store.begin(TxnMode::Read).unwrap();
+        assert_eq!(
+            txn.count_scep_requests(ep.server_id, ScepRequestStatus::Pending.word(), 0)
+                .unwrap(),
+            MAX_PENDING as i64
+        );
+    }
+
+    #[test]
+    fn a_request_sent_to_several_nodes_at_once_is_queued_once() {
+        let Some(db) = Database::create() else { return };
+        let nodes = nodes(&db);
+        let ep = seed(&nodes[0]);
+        let dev = Device::new("dev");
+        let csr = dev.csr("dev", None);
+        let outcomes = at_once(&nodes, |m| enrol(m, &ep, "tx-same", &csr, &dev));
+        assert!(
+            outcomes.iter().all(|o| *o == EnrolOutcome::Pending),
+            "{outcomes:?}"
+        );
+        assert_eq!(rows_of(&nodes[0], "tx-same"), 1);
+    }
+
+    #[test]
+    fn a_transaction_forwarded_by_several_nodes_is_one_row() {
+        let Some(db) = Database::create() else { return };
+        let nodes = nodes(&db);
+        let ep = seed(&nodes[0]);
+        let dev = Device::new("dev");
+        let csr = dev.csr("dev", None);
+        let enrolment = ScepEnrolment {
+            renewal: false,
+            transaction_id: "tx-fwd",
+            csr: &csr,
+            signer: &dev.certificate,
+            signer_public_key: dev.signer.public_key(),
+        };
+        at_once(&nodes, |m| {
+            m.scep_forwarded(&ep, "tx-fwd", Some(&enrolment), &EnrolOutcome::Pending)
+                .unwrap()
+        });
+        assert_eq!(rows_of(&nodes[0], "tx-fwd"), 1);
+    }
+}

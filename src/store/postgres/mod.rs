@@ -54,6 +54,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Advisory lock class of [`Lock::Ca`] ("ca  ").
 const CA_LOCK_CLASS: i32 = 0x6361_2020;
+/// Advisory lock class of [`Lock::ScepServer`] ("scep").
+const SCEP_SERVER_LOCK_CLASS: i32 = 0x7363_6570;
 /// Advisory lock class of a [`Job`]'s leadership ("lead"), a session lock.
 const LEAD_LOCK_CLASS: i32 = 0x6c65_6164;
 /// How long the leader's connection may go unanswered before its server ends the session
@@ -415,6 +417,7 @@ impl PgTxn<'_> {
         debug_assert!(self.write, "a lock taken in a read transaction");
         match what {
             Lock::Ca(id) => self.advisory_lock(CA_LOCK_CLASS, id),
+            Lock::ScepServer(id) => self.advisory_lock(SCEP_SERVER_LOCK_CLASS, id),
         }
     }
 }

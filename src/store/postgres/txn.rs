@@ -370,11 +370,17 @@ impl Transaction for PgTxn<'_> {
     }
 
     fn set_certificate_key(&mut self, id: i64, key_id: &str) -> Result<()> {
-        self.execute(
-            "UPDATE certificates SET key_id = $2 WHERE id = $1",
+        // conditional: of two writers that read the certificate keyless, the second waits
+        // for the first's row lock, then finds a key and updates nothing
+        let n = self.execute(
+            "UPDATE certificates SET key_id = $2 WHERE id = $1 AND key_id IS NULL",
             &[&id, &key_id],
         )?;
-        Ok(())
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
     }
 
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()> {

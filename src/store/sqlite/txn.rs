@@ -241,10 +241,15 @@ impl Transaction for SqliteTxn<'_> {
     }
 
     fn set_certificate_key(&mut self, id: i64, key_id: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE certificates SET key_id = ?2 WHERE id = ?1")?
+        let n = self
+            .conn
+            .prepare_cached("UPDATE certificates SET key_id = ?2 WHERE id = ?1 AND key_id IS NULL")?
             .execute(params![id, key_id])?;
-        Ok(())
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
     }
 
     fn update_certificate(&mut self, id: i64, name: &str, trusted: bool) -> Result<()> {
