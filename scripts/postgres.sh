@@ -7,6 +7,7 @@
 #   scripts/postgres.sh stop  [DIR]   stops the cluster (pg_ctl stop -m fast, else by the
 #                                     postmaster's PID); nothing to do when it does not run
 #   scripts/postgres.sh url   [DIR]   prints the URL of the running cluster
+#   scripts/postgres.sh url-tls [DIR] prints the URL of its TLS listener (see below)
 #
 # The URL: postgresql:///certman?host=DIR/socket&user=certman (DIR absolute). The server listens
 # on a unix socket only, in DIR/socket (mode 0700: its owner and root get in), with trust
@@ -15,12 +16,24 @@
 # superuser is `postgres`. initdb refuses root: run as root, DIR belongs to the `postgres` system
 # user and the server runs as it (runuser); otherwise as the invoking user.
 #
+# With CERTMAN_PG_TLS_PORT=PORT, `start` also opens a TLS listener on 127.0.0.1:PORT (ssl=on,
+# TLS only: plain TCP is refused), and the socket URL gains `&port=PORT` (the socket's name
+# follows the port). Its certificates are made once by openssl in DIR/tls: a throwaway test CA
+# (ca.crt), the server's (CN 127.0.0.1, subjectAltName 127.0.0.1 and localhost) and a client
+# certificate for role `certman_cert` (client.crt/client.key). pg_hba: role certman_cert (whose
+# database is `certman_cert`) must present that client certificate; everyone else is trusted
+# over TLS from 127.0.0.1. `url-tls` prints
+# postgresql://certman@127.0.0.1:PORT/certman?sslmode=verify-full&sslrootcert=DIR/tls/ca.crt.
+# A later `start` without the variable goes back to the socket only (restarting the server).
+#
 # DIR defaults to /tmp/certman-postgres. The server's log is DIR/postgres.log. Everything but
 # the URL goes to stderr. Fsync stays on (the benchmarks use this server).
 set -euo pipefail
 
 ACTION="${1:-}"
 DIR="${2:-/tmp/certman-postgres}"
+TLS_PORT="${CERTMAN_PG_TLS_PORT:-}"
+[[ "$TLS_PORT" =~ ^[0-9]*$ ]] || { echo "postgres: CERTMAN_PG_TLS_PORT=$TLS_PORT: not a port" >&2; exit 2; }
 
 PG_BIN=/usr/lib/postgresql/15/bin
 # The caller's libpq defaults must not steer our commands elsewhere.
@@ -57,8 +70,20 @@ set_paths() {
     DATA="$DIR/data"
     SOCKET="$DIR/socket"
     LOG="$DIR/postgres.log"
-    URL="postgresql:///certman?host=$(url_encode "$SOCKET")&user=certman"
-    ADMIN_URL="postgresql:///postgres?host=$(url_encode "$SOCKET")&user=postgres"
+    TLS_DIR="$DIR/tls"
+    TLS_CONF="$DATA/certman-tls.conf"
+    # the TLS listener's port: the one asked for at `start`, else the one configured
+    local port="${TLS_PORT:-}"
+    if [ -z "$port" ] && [ "$ACTION" != start ] && [ -r "$TLS_CONF" ]; then
+        port="$(sed -n "s/^port = \([0-9]*\)$/\1/p" "$TLS_CONF")"
+    fi
+    local suffix=""
+    [ -z "$port" ] || suffix="&port=$port"
+    URL="postgresql:///certman?host=$(url_encode "$SOCKET")&user=certman$suffix"
+    ADMIN_URL="postgresql:///postgres?host=$(url_encode "$SOCKET")&user=postgres$suffix"
+    TLS_URL=""
+    [ -z "$port" ] ||
+        TLS_URL="postgresql://certman@127.0.0.1:$port/certman?sslmode=verify-full&sslrootcert=$(url_encode "$TLS_DIR/ca.crt")"
 }
 
 # The postmaster's PID when the cluster runs (its PID file names a live postgres, not a
@@ -90,6 +115,91 @@ ensure_certman() {
     fi
     [ "$("$PG_BIN/psql" "$URL" -X -Atqc 'SELECT current_user')" = certman ] ||
         die "psql does not get in as certman by $URL (log: $LOG)"
+    [ -n "$TLS_URL" ] || return 0
+    if [ "$(psql_admin -Atc "SELECT count(*) FROM pg_roles WHERE rolname = 'certman_cert'")" != 1 ]; then
+        psql_admin -c "CREATE ROLE certman_cert LOGIN" || die "cannot create role certman_cert (log: $LOG)"
+    fi
+    if [ "$(psql_admin -Atc "SELECT count(*) FROM pg_database WHERE datname = 'certman_cert'")" != 1 ]; then
+        psql_admin -c "CREATE DATABASE certman_cert OWNER certman_cert" ||
+            die "cannot create database certman_cert (log: $LOG)"
+    fi
+}
+
+# The test CA, the server's and the client's certificates in $TLS_DIR, made when missing.
+make_certs() {
+    [ -s "$TLS_DIR/client.crt" ] && return 0
+    command -v openssl >/dev/null || die "missing: openssl (apt-get install openssl)"
+    say "making the test CA and certificates in $TLS_DIR"
+    as_owner rm -rf "$TLS_DIR"
+    as_owner mkdir -m 0700 "$TLS_DIR"
+    as_owner tee "$TLS_DIR/server.ext" >/dev/null <<EOF
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost
+EOF
+    as_owner tee "$TLS_DIR/client.ext" >/dev/null <<EOF
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=clientAuth
+EOF
+    (
+        cd "$TLS_DIR"
+        umask 077
+        as_owner openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout ca.key -out ca.crt -days 3650 -subj "/CN=certman test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+            as_owner openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -keyout server.key -out server.csr -subj "/CN=127.0.0.1" &&
+            as_owner openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+                -out server.crt -days 3650 -extfile server.ext &&
+            as_owner openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -keyout client.key -out client.csr -subj "/CN=certman_cert" &&
+            as_owner openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+                -out client.crt -days 3650 -extfile client.ext
+    ) >"$DIR/openssl.log" 2>&1 || {
+        as_owner rm -f "$TLS_DIR/client.crt"
+        die "openssl failed (log: $DIR/openssl.log)"
+    }
+    # the certificates are public; the keys stay 0600
+    as_owner chmod 0644 "$TLS_DIR/ca.crt" "$TLS_DIR/server.crt" "$TLS_DIR/client.crt"
+}
+
+# The TLS listener's configuration (certman-tls.conf, included by postgresql.conf, and a block
+# at the top of pg_hba.conf) as $TLS_PORT asks: on that port, or none. Sets CHANGED=1 when
+# the files change.
+configure_tls() {
+    local conf="" hba="$DATA/pg_hba.conf" block="" new
+    CHANGED=""
+    if [ -n "${TLS_PORT:-}" ]; then
+        make_certs
+        conf="# Written by scripts/postgres.sh (CERTMAN_PG_TLS_PORT): TLS on 127.0.0.1 too.
+listen_addresses = '127.0.0.1'
+port = $TLS_PORT
+ssl = on
+ssl_cert_file = '$TLS_DIR/server.crt'
+ssl_key_file = '$TLS_DIR/server.key'
+ssl_ca_file = '$TLS_DIR/ca.crt'"
+        block="# certman-tls begin (scripts/postgres.sh)
+hostssl all certman_cert 127.0.0.1/32 cert
+hostssl all all 127.0.0.1/32 trust
+# certman-tls end"
+    fi
+    grep -qx "include_if_exists = 'certman-tls.conf'" "$DATA/postgresql.conf" ||
+        as_owner tee -a "$DATA/postgresql.conf" >/dev/null <<<"include_if_exists = 'certman-tls.conf'" ||
+        die "cannot write $DATA/postgresql.conf"
+    if [ "$(cat "$TLS_CONF" 2>/dev/null)" != "$conf" ]; then
+        as_owner tee "$TLS_CONF" >/dev/null <<<"$conf" || die "cannot write $TLS_CONF"
+        CHANGED=1
+    fi
+    new="$(sed '/^# certman-tls begin/,/^# certman-tls end/d' "$hba")"
+    [ -z "$block" ] || new="$block
+$new"
+    if [ "$(cat "$hba")" != "$new" ]; then
+        as_owner tee "$hba" >/dev/null <<<"$new" || die "cannot write $hba"
+        CHANGED=1
+    fi
 }
 
 # A new cluster in $DATA (which must not hold one), configured for the tests.
@@ -134,7 +244,20 @@ start() {
 
     local pid
     pid="$(postmaster_pid)"
-    if [ -n "$pid" ]; then
+    CHANGED=""
+    if [ -f "$DATA/PG_VERSION" ] && [ "$(cat "$DATA/PG_VERSION")" = 15 ]; then
+        configure_tls
+    fi
+    if [ -n "$pid" ] && [ -n "$CHANGED" ]; then
+        say "restarting for the new TLS listener settings (postmaster PID $pid)"
+        as_owner "$PG_BIN/pg_ctl" -D "$DATA" -l "$LOG" -m fast -w -t 60 restart >&2 9>&- || {
+            tail -n 5 "$LOG" >&2 || true
+            die "the server did not restart (log: $LOG)"
+        }
+        pid="$(postmaster_pid)"
+        [ -n "$pid" ] || die "pg_ctl restarted the server but it is gone (log: $LOG)"
+        say "restarted (postmaster PID $pid, log $LOG)"
+    elif [ -n "$pid" ]; then
         say "already running (postmaster PID $pid, log $LOG)"
     else
         if [ -f "$DATA/PG_VERSION" ]; then
@@ -142,6 +265,7 @@ start() {
                 die "$DATA holds a PostgreSQL $(cat "$DATA/PG_VERSION") cluster, not 15: remove $DIR"
         else
             init_cluster
+            configure_tls
         fi
         install -d -m 0700 -o "$OWNER" -g "$(id -gn "$OWNER")" "$SOCKET" || die "cannot make $SOCKET"
         # Without fd 9: the server would hold the lock for as long as it runs.
@@ -187,17 +311,24 @@ stop() {
 url() {
     [ -d "$DIR" ] || die "no cluster in $DIR"
     DIR="$(cd "$DIR" && pwd)"
+    TLS_PORT=""
     set_paths
     [ -n "$(postmaster_pid)" ] || die "the cluster in $DIR does not run (log: $LOG)"
-    echo "$URL"
+    if [ "${1:-}" = tls ]; then
+        [ -n "$TLS_URL" ] || die "the cluster in $DIR has no TLS listener (CERTMAN_PG_TLS_PORT at start)"
+        echo "$TLS_URL"
+    else
+        echo "$URL"
+    fi
 }
 
 case "$ACTION" in
 start) start ;;
 stop) stop ;;
 url) url ;;
+url-tls) url tls ;;
 *)
-    echo "usage: $0 start|stop|url [DIR]" >&2
+    echo "usage: $0 start|stop|url|url-tls [DIR]" >&2
     exit 2
     ;;
 esac

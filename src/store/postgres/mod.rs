@@ -24,6 +24,7 @@ mod scep;
 mod scep_client;
 mod schema;
 mod sealed;
+mod tls;
 mod txn;
 
 use std::cell::{Cell, RefCell};
@@ -33,7 +34,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use postgres::config::SslMode;
+use postgres::config::Host;
 use postgres::types::ToSql;
 use postgres::{Client, Config, Row, Statement};
 
@@ -107,21 +108,24 @@ impl PgStore {
     /// `create`, makes it first in an empty database, else a database without it is
     /// [`StoreError::NoStore`]. `shown` is the URL as errors may show it (no password).
     pub fn open(url: &str, shown: &str, create: bool) -> Result<Self> {
-        let mut config =
-            Config::from_str(url).map_err(|e| StoreError::Location(format!("{shown}: {e}")))?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(StoreError::Location(format!(
-                "{shown}: sslmode=require, but this certman has no TLS for PostgreSQL: reach \
-                 the server over its unix socket (host=/socket/dir) or a private network"
-            )));
-        }
+        let location = |e: String| StoreError::Location(format!("{shown}: {e}"));
+        // the TLS parameters first: tokio-postgres knows neither the files nor verify-*
+        let (url, tls) = tls::split_url(url).map_err(location)?;
+        let mut config = Config::from_str(&url).map_err(|e| location(e.to_string()))?;
+        let hosts: Vec<bool> = config
+            .get_hosts()
+            .iter()
+            .map(|h| !matches!(h, Host::Tcp(_)))
+            .collect();
+        let (ssl_mode, tls) = tls.connector(&hosts).map_err(location)?;
+        config.ssl_mode(ssl_mode);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("certman");
         }
-        let pool = Pool::new(config, POOL_SIZE, shown);
+        let pool = Pool::new(config, tls, POOL_SIZE, shown);
         let mut conn = pool.get(CONNECT_TIMEOUT)?;
         if !create && !schema::has_store(&mut conn.client)? {
             return Err(StoreError::NoStore {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use postgres::{Client, Config, NoTls, Statement};
 
 use super::pg_error;
+use super::tls::Tls;
 use crate::error::StoreError;
 use crate::store::Result;
 
@@ -25,6 +26,8 @@ pub(super) struct PgConn {
 /// The pool.
 pub(super) struct Pool {
     config: Config,
+    /// how connections are secured (`sslmode` and friends): every one alike, the leader's too
+    tls: Tls,
     size: usize,
     state: Mutex<State>,
     returned: Condvar,
@@ -39,9 +42,10 @@ struct State {
 }
 
 impl Pool {
-    pub(super) fn new(config: Config, size: usize, shown: &str) -> Self {
+    pub(super) fn new(config: Config, tls: Tls, size: usize, shown: &str) -> Self {
         Pool {
             config,
+            tls,
             size: size.max(1),
             state: Mutex::new(State {
                 idle: Vec::new(),
@@ -58,11 +62,13 @@ impl Pool {
 
     /// A new connection, outside the pool (the leader's session).
     pub(super) fn connect(&self) -> Result<Client> {
-        self.config
-            .connect(NoTls)
-            .map_err(|e| StoreError::Database {
-                source: format!("PostgreSQL at {}: {}", self.shown, pg_error(&e)).into(),
-            })
+        match &self.tls {
+            Tls::None => self.config.connect(NoTls),
+            Tls::Rustls(make) => self.config.connect(make.clone()),
+        }
+        .map_err(|e| StoreError::Database {
+            source: format!("PostgreSQL at {}: {}", self.shown, pg_error(&e)).into(),
+        })
     }
 
     /// An idle connection, a new one while there are fewer than the pool's size, else the
