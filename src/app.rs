@@ -327,6 +327,24 @@ mod tests {
     }
 
     #[test]
+    fn a_piv_source_needs_its_card_or_says_this_build_has_no_pc_sc() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = AppOptions::new(StoreLocation::Sqlite {
+            dir: d.path().join("store"),
+        });
+        o.sealing_key =
+            SealingKeySource::parse("piv:slot-id=9d;reader=certman%20unit%20test%20no%20reader")
+                .unwrap();
+        let e = open(&o).unwrap_err();
+        let line = e.to_string();
+        assert!(line.contains("piv:slot-id=9d"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        if !cfg!(feature = "pcsc") {
+            assert!(line.contains("built without PC/SC support"), "{line}");
+        }
+    }
+
+    #[test]
     fn open_builds_a_manager_over_the_store_and_sealer() {
         let d = tempfile::tempdir().unwrap();
         let mid = d.path().join("machine-id");
