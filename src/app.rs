@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{ManagerError, StoreError};
+use crate::error::{ManagerError, SealError, StoreError};
 use crate::keys::{KeyRouter, TokenProviders, TokensConfig};
 use crate::manager::Manager;
-use crate::seal::{Sealer, SealingKeySource};
+use crate::seal::{KeyTransport, Sealer, SealingKeySource};
 use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
+use crate::store::{Store, TxnMode};
 
 /// Where the store lives: `--store`, `$CERTMAN_STORE`, or a config file's `store`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,11 +182,12 @@ pub fn open(options: &AppOptions) -> Result<Manager, ManagerError> {
     // the token providers first: a `pkcs11:` sealing key is reached through the same provider
     // the router then signs with (its sessions, its one login per token)
     let tokens = token_providers(options)?;
-    let sealer = Arc::new(
-        options
+    let sealer = Arc::new(match options.sealing_key.key_transport(Some(&tokens))? {
+        Some(transport) => transport_sealer(store.as_ref(), &transport)?,
+        None => options
             .sealing_key
             .sealer_with(store.salt(), Some(&tokens))?,
-    );
+    });
     let keys = KeyRouter::with_tokens(tokens, sealer.clone());
     let mut manager = Manager::with_parts(store, keys, sealer);
     // SQLite's connection takes one transaction at a time; PostgreSQL's pool already answers
@@ -198,6 +199,44 @@ pub fn open(options: &AppOptions) -> Result<Manager, ManagerError> {
         manager = manager.with_clock_offset(offset);
     }
     Ok(manager)
+}
+
+/// The sealer of a key-transport source (`piv:`): the store's wrapped data key unwrapped on
+/// the card; on a store that has none yet and holds no sealed secret, a new one, kept
+/// insert-if-absent so that of several nodes starting at once all use the one that was kept.
+/// A store whose secrets are sealed already under another source gets no data key here (that
+/// is `store reseal`'s): nothing is written.
+fn transport_sealer(
+    store: &dyn Store,
+    transport: &KeyTransport<'_>,
+) -> Result<Sealer, ManagerError> {
+    let (found, sealed_secrets) = {
+        let txn = store.begin(TxnMode::Read)?;
+        let found = txn.meta_value(&transport.meta_name)?;
+        let secrets = found.is_none() && !txn.sealed_blobs()?.is_empty();
+        (found, secrets)
+    };
+    if let Some(wrapped) = found {
+        return Ok(transport.open(store.salt(), &wrapped)?);
+    }
+    if sealed_secrets {
+        return Err(ManagerError::Seal(SealError::Source {
+            what: format!("the sealing key {}", transport.uri()),
+            reason: "the store has no data key for it, and its secrets are sealed under another \
+                     seal-key-source: move them with `certman store reseal seal-key-source=piv:…`"
+                .into(),
+        }));
+    }
+    let (sealer, wrapped) = transport.make(store.salt())?;
+    let mut txn = store.begin(TxnMode::Write)?;
+    let kept = txn.insert_meta_if_absent(&transport.meta_name, &wrapped)?;
+    txn.commit()?;
+    if kept == wrapped {
+        Ok(sealer)
+    } else {
+        // another node made the store's data key first: it is the one
+        Ok(transport.open(store.salt(), &kept)?)
+    }
 }
 
 /// `$CERTMAN_TEST_CLOCK_OFFSET`: seconds added to the SCEP client's clock (and to the one
@@ -284,6 +323,24 @@ mod tests {
         for bad in ["http://x", "sqlite:"] {
             let e = StoreLocation::parse(Path::new(bad)).unwrap_err();
             assert!(matches!(e, StoreError::Location(_)), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_piv_source_needs_its_card_or_says_this_build_has_no_pc_sc() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = AppOptions::new(StoreLocation::Sqlite {
+            dir: d.path().join("store"),
+        });
+        o.sealing_key =
+            SealingKeySource::parse("piv:slot-id=9d;reader=certman%20unit%20test%20no%20reader")
+                .unwrap();
+        let e = open(&o).unwrap_err();
+        let line = e.to_string();
+        assert!(line.contains("piv:slot-id=9d"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        if !cfg!(feature = "pcsc") {
+            assert!(line.contains("built without PC/SC support"), "{line}");
         }
     }
 

@@ -6,9 +6,12 @@
 //!
 //! This room sits beside `secret.rs`, below `keys` and `manager`: the software key backend
 //! asks it to seal keys, the manager asks it to seal the other secrets; neither owns it. A
-//! source whose root lives on a token (`pkcs11:`) reaches it through a [`SealingKeyDevice`]
-//! that the composition root hands in (the key router's PKCS#11 provider), so this room names
-//! no key backend.
+//! source whose root lives on a token (`pkcs11:`, `piv:`) reaches it through a
+//! [`SealingKeyDevice`] that the composition root hands in (the key router's token providers),
+//! so this room names no key backend. A `piv:` source is key transport ([`KeyTransport`]): a
+//! random data key, kept in the store only wrapped (RSA-encrypted) to the card key's public
+//! key and unwrapped on the card; the store side (finding and keeping the wrapped key) is the
+//! caller's.
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +58,17 @@ pub enum SealingKeySource {
         /// the URI as given (a `pin-value` is refused by [`SealingKeySource::parse`])
         uri: String,
     },
+    /// An RSA key on a PIV card (no secret keys there: key transport), named as certman's
+    /// key URIs are: `piv:slot-id=9d;reader=R?pin-source=file:…` (or `serial=N`, or
+    /// `?profile=NAME` for the card and PIN of a token profile). The key material is a random
+    /// 32-byte data key that the store keeps only wrapped to the card key's public key (read
+    /// from the certificate in the slot), under [`KeyTransport::meta_name`]; the card unwraps
+    /// it, and every node that has the card (or a card holding the same key) opens the
+    /// store's secrets.
+    Piv {
+        /// the URI as given (a `pin-value` is refused by [`SealingKeySource::parse`])
+        uri: String,
+    },
 }
 
 /// A device holding the secret key of a [`SealingKeySource::Pkcs11`] source: it computes
@@ -62,6 +76,21 @@ pub enum SealingKeySource {
 pub trait SealingKeyDevice {
     /// HMAC-SHA256 of `data` under the secret key `uri` names, computed on the device.
     fn seal_key_hmac(&self, uri: &str, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+    /// The public key (SubjectPublicKeyInfo, DER) of the key pair `uri` names (a
+    /// [`SealingKeySource::Piv`] source).
+    fn seal_key_public_key(&self, uri: &str) -> Result<Vec<u8>, KeyError> {
+        Err(KeyError::NoProvider(format!(
+            "{uri}: no provider here reaches this sealing key"
+        )))
+    }
+    /// RSAES-PKCS1-v1_5 decryption of `ciphertext` with the private key `uri` names, on the
+    /// device (it unwraps a [`SealingKeySource::Piv`] source's data key).
+    fn seal_key_decrypt(&self, uri: &str, ciphertext: &[u8]) -> Result<SecretBytes, KeyError> {
+        let _ = ciphertext;
+        Err(KeyError::NoProvider(format!(
+            "{uri}: no provider here reaches this sealing key"
+        )))
+    }
 }
 
 /// Environment variable choosing the sealing key's source (`--seal-key-source`).
@@ -80,10 +109,17 @@ impl SealingKeySource {
     }
 
     /// A source as the operator names it: `machine-id` (the default, see
-    /// [`SealingKeySource::from_env`]), `file:PATH` or `pkcs11:…`.
+    /// [`SealingKeySource::from_env`]), `file:PATH`, `pkcs11:…` or `piv:…`.
     pub fn parse(text: &str) -> Result<Self, SealError> {
+        // a PIN given in it is not repeated in the error
+        let shown = match text.split_once('?') {
+            Some((before, query)) if query.to_ascii_lowercase().contains("pin-value") => {
+                format!("{before}?…")
+            }
+            _ => text.to_owned(),
+        };
         let bad = |reason: &str| SealError::Source {
-            what: format!("seal-key-source '{text}'"),
+            what: format!("seal-key-source '{shown}'"),
             reason: reason.to_owned(),
         };
         match text.split_once(':') {
@@ -98,8 +134,15 @@ impl SealingKeySource {
                     uri: text.to_owned(),
                 })
             }
+            Some(("piv", rest)) => {
+                check_piv(rest).map_err(|why| bad(&why))?;
+                Ok(SealingKeySource::Piv {
+                    uri: text.to_owned(),
+                })
+            }
             _ => Err(bad(
-                "use machine-id, file:PATH or pkcs11:token=LABEL;object=LABEL?module-path=…",
+                "use machine-id, file:PATH, pkcs11:token=LABEL;object=LABEL?module-path=… \
+                 or piv:slot-id=9d;reader=NAME?pin-source=file:PATH",
             )),
         }
     }
@@ -111,7 +154,8 @@ impl SealingKeySource {
     }
 
     /// The sealer of a store whose random salt is `store_salt`; `device` computes the HMAC
-    /// of a `pkcs11:` source.
+    /// of a `pkcs11:` source. A `piv:` source needs its wrapped key from the store: see
+    /// [`SealingKeySource::key_transport`].
     pub fn sealer_with(
         &self,
         store_salt: &[u8],
@@ -140,7 +184,155 @@ impl SealingKeySource {
                         })?;
                 Sealer::new(&material, store_salt)
             }
+            SealingKeySource::Piv { uri } => Err(SealError::Source {
+                what: format!("the sealing key {uri}"),
+                reason: "a piv: source's data key is kept in the store: open it through the store"
+                    .into(),
+            }),
         }
+    }
+
+    /// A key-transport source (`piv:`) as its device shows it: the card key's public key and
+    /// the name the store keeps the wrapped data key under. `None` for the other sources
+    /// (their sealer is [`SealingKeySource::sealer_with`]'s). Reads the public key from the
+    /// device; spends no PIN.
+    pub fn key_transport<'a>(
+        &'a self,
+        device: Option<&'a dyn SealingKeyDevice>,
+    ) -> Result<Option<KeyTransport<'a>>, SealError> {
+        let SealingKeySource::Piv { uri } = self else {
+            return Ok(None);
+        };
+        let token = |source: KeyError| SealError::Token {
+            uri: uri.clone(),
+            source: Box::new(source),
+        };
+        let device = device.ok_or_else(|| SealError::Source {
+            what: format!("the sealing key {uri}"),
+            reason: "no PIV provider here to reach it".into(),
+        })?;
+        let spki = device.seal_key_public_key(uri).map_err(token)?;
+        let not_rsa = |why: &str| {
+            token(KeyError::Unsupported(format!(
+                "{why}: a piv: sealing key is an RSA key of 2048 bits or more (the data key is \
+                 RSA-encrypted to it)"
+            )))
+        };
+        let public = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki)
+            .map_err(|_| not_rsa("the key in the slot is not an RSA key aws-lc accepts"))?;
+        if public.key_size_bits() < 2048 {
+            return Err(not_rsa(&format!(
+                "the key in the slot is RSA-{}",
+                public.key_size_bits()
+            )));
+        }
+        let public = aws_lc_rs::rsa::Pkcs1PublicEncryptingKey::new(public)
+            .map_err(|_| not_rsa("the key in the slot cannot encrypt"))?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki);
+        Ok(Some(KeyTransport {
+            uri,
+            device,
+            public,
+            meta_name: format!("{WRAP_META_PREFIX}{}", hex::encode(digest.as_ref())),
+        }))
+    }
+}
+
+/// The store's meta names of wrapped data keys begin so; the SHA-256 of the card key's
+/// SubjectPublicKeyInfo (hex) follows, so a key is only ever unwrapped by the key it was
+/// wrapped to.
+pub const WRAP_META_PREFIX: &str = "seal-wrap:";
+/// The first byte of a wrapped data key as stored: RSAES-PKCS1-v1_5 ciphertext follows.
+const WRAP_FORMAT_V1: u8 = 1;
+/// The length of a data key.
+const DATA_KEY_BYTES: usize = 32;
+
+/// A `piv:` source met on its device (see [`SealingKeySource::key_transport`]): the store
+/// keeps its data key under [`KeyTransport::meta_name`], wrapped to [`KeyTransport`]'s public
+/// key; [`KeyTransport::open`] unwraps it on the card, [`KeyTransport::make`] makes one for a
+/// store that has none. Keeping it (insert-if-absent, in a write transaction) is the caller's.
+pub struct KeyTransport<'a> {
+    uri: &'a str,
+    device: &'a dyn SealingKeyDevice,
+    public: aws_lc_rs::rsa::Pkcs1PublicEncryptingKey,
+    /// where the store keeps the wrapped data key: `seal-wrap:<SHA-256 of the SPKI, hex>`
+    pub meta_name: String,
+}
+
+impl std::fmt::Debug for KeyTransport<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyTransport")
+            .field("uri", &self.uri)
+            .field("meta_name", &self.meta_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyTransport<'_> {
+    /// The source's URI, as given.
+    pub fn uri(&self) -> &str {
+        self.uri
+    }
+
+    fn token(&self, source: KeyError) -> SealError {
+        SealError::Token {
+            uri: self.uri.to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The data key in `wrapped` (as the store keeps it), unwrapped on the card.
+    fn unwrap(&self, wrapped: &[u8]) -> Result<SecretBytes, SealError> {
+        let ciphertext = match wrapped.split_first() {
+            Some((&WRAP_FORMAT_V1, c)) => c,
+            _ => {
+                return Err(SealError::Source {
+                    what: format!("the wrapped data key {} in the store", self.meta_name),
+                    reason: "not a format this certman knows".into(),
+                })
+            }
+        };
+        let key = self
+            .device
+            .seal_key_decrypt(self.uri, ciphertext)
+            .map_err(|e| self.token(e))?;
+        if key.secret_bytes().len() != DATA_KEY_BYTES {
+            return Err(SealError::Unseal {
+                what: format!("the data key {}", self.meta_name),
+            });
+        }
+        Ok(key)
+    }
+
+    /// The sealer of a store (salt `store_salt`) whose wrapped data key is `wrapped`.
+    pub fn open(&self, store_salt: &[u8], wrapped: &[u8]) -> Result<Sealer, SealError> {
+        Sealer::new(self.unwrap(wrapped)?.secret_bytes(), store_salt)
+    }
+
+    /// A new random data key: its sealer, and the key wrapped to the card's public key, as
+    /// the store is to keep it. The card unwraps it once before it is handed out, so a slot
+    /// whose certificate is not its key's never seals anything.
+    pub fn make(&self, store_salt: &[u8]) -> Result<(Sealer, Vec<u8>), SealError> {
+        let mut key = Zeroizing::new([0u8; DATA_KEY_BYTES]);
+        aws_lc_rs::rand::fill(key.as_mut())
+            .map_err(|_| SealError::Crypto("random generator failed"))?;
+        let mut wrapped = vec![0u8; 1 + self.public.ciphertext_size()];
+        wrapped[0] = WRAP_FORMAT_V1;
+        let n = self
+            .public
+            .encrypt(key.as_ref(), &mut wrapped[1..])
+            .map_err(|_| SealError::Crypto("RSA encryption of the data key failed"))?
+            .len();
+        wrapped.truncate(1 + n);
+        let back = self.unwrap(&wrapped)?;
+        if back.secret_bytes() != key.as_ref() {
+            return Err(self.token(KeyError::Verification(
+                "the card's key did not decrypt what was encrypted to the certificate in its \
+                 slot: the certificate is not this key's"
+                    .into(),
+            )));
+        }
+        Ok((Sealer::new(key.as_ref(), store_salt)?, wrapped))
     }
 }
 
@@ -176,6 +368,37 @@ fn check_pkcs11(rest: &str) -> Result<(), String> {
     }
     if !profile && !has(&query, "module-path") {
         return Err("name the PKCS#11 module with ?module-path=… (or ?profile=NAME)".into());
+    }
+    Ok(())
+}
+
+/// What `parse` checks of a `piv:` source (the rest is the key router's): a slot, a card
+/// (reader, serial, or a profile naming one), and no PIN in it.
+fn check_piv(rest: &str) -> Result<(), String> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let names = |part: &str, sep: char| -> Vec<(String, bool)> {
+        part.split(sep)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                let (k, v) = a.split_once('=').unwrap_or((a, ""));
+                (k.to_ascii_lowercase(), !v.is_empty())
+            })
+            .collect()
+    };
+    let (path, query) = (names(path, ';'), names(query, '&'));
+    let has = |v: &[(String, bool)], k: &str| v.iter().any(|(n, full)| n == k && *full);
+    if query.iter().any(|(n, _)| n == "pin-value") {
+        return Err(
+            "a PIN in it (pin-value=) would sit in the environment or a config file: \
+                    use pin-source=file:PATH"
+                .into(),
+        );
+    }
+    if !has(&path, "slot-id") {
+        return Err("name the card's RSA key with slot-id= (9d: key management)".into());
+    }
+    if !has(&path, "reader") && !has(&path, "serial") && !has(&query, "profile") {
+        return Err("name the card with reader=NAME or serial=N (or ?profile=NAME)".into());
     }
     Ok(())
 }
@@ -399,13 +622,14 @@ mod tests {
             ("pkcs11:object=seal?module-path=/m.so", "token="),
             ("pkcs11:token=CA;object=seal", "module-path"),
             (
-                "pkcs11:token=CA;object=seal?module-path=/m.so&pin-value=1234",
+                "pkcs11:token=CA;object=seal?module-path=/m.so&pin-value=123456",
                 "pin-source",
             ),
         ] {
             let e = SealingKeySource::parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
+            assert!(!e.contains("123456"), "no PIN in it: {e}");
         }
         // without a device to reach the token, no sealer, and a clear line
         let source = SealingKeySource::parse("pkcs11:object=seal?profile=hsm").unwrap();
@@ -464,6 +688,168 @@ mod tests {
             line.contains("object=missing") && line.contains("no secret key"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn piv_sources_parse() {
+        for good in [
+            "piv:slot-id=9d;reader=Yubico%20YubiKey%2000%2000?pin-source=file:/etc/certman/piv.pin",
+            "piv:slot-id=9d;serial=12345678",
+            "piv:slot-id=82?profile=card",
+            "piv:SLOT-ID=9d;Reader=r",
+        ] {
+            assert_eq!(
+                SealingKeySource::parse(good).unwrap(),
+                SealingKeySource::Piv { uri: good.into() },
+                "{good}"
+            );
+        }
+        for (bad, why) in [
+            ("piv:", "slot-id="),
+            ("piv:reader=r", "slot-id="),
+            ("piv:slot-id=;reader=r", "slot-id="),
+            ("piv:slot-id=9d", "reader="),
+            ("piv:slot-id=9d;reader=", "reader="),
+            ("piv:slot-id=9d;reader=r?pin-value=123456", "pin-source"),
+            ("yubikey:slot-id=9d;reader=r", "piv:slot-id"),
+        ] {
+            let e = SealingKeySource::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+            assert!(!e.contains("123456"), "no PIN in it: {e}");
+        }
+        // its data key is in the store: no sealer without it, and none without a device
+        let source = SealingKeySource::parse("piv:slot-id=9d;serial=1").unwrap();
+        assert!(source.sealer(b"salt").is_err());
+        let e = source.key_transport(None).unwrap_err().to_string();
+        assert!(e.contains("PIV"), "{e}");
+        assert!(SealingKeySource::parse("machine-id")
+            .unwrap()
+            .key_transport(None)
+            .unwrap()
+            .is_none());
+    }
+
+    /// A PIV card in memory: an RSA key pair, and the certificate's public key (another key's,
+    /// when `cert_of_another`).
+    struct FakeCard {
+        key: aws_lc_rs::rsa::PrivateDecryptingKey,
+        spki: Vec<u8>,
+        decrypts: std::cell::Cell<usize>,
+    }
+    impl FakeCard {
+        fn new(size: aws_lc_rs::rsa::KeySize) -> Self {
+            let key = aws_lc_rs::rsa::PrivateDecryptingKey::generate(size).unwrap();
+            let spki = Self::spki_of(&key);
+            FakeCard {
+                key,
+                spki,
+                decrypts: Default::default(),
+            }
+        }
+        fn spki_of(key: &aws_lc_rs::rsa::PrivateDecryptingKey) -> Vec<u8> {
+            use aws_lc_rs::encoding::AsDer;
+            key.public_key().as_der().unwrap().as_ref().to_vec()
+        }
+    }
+    impl SealingKeyDevice for FakeCard {
+        fn seal_key_hmac(&self, _: &str, _: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+            Err(KeyError::Unsupported("no HMAC on a PIV card".into()))
+        }
+        fn seal_key_public_key(&self, uri: &str) -> Result<Vec<u8>, KeyError> {
+            if uri.contains("reader=absent") {
+                return Err(KeyError::TokenAbsent(
+                    "PIV card reader:absent is not present".into(),
+                ));
+            }
+            Ok(self.spki.clone())
+        }
+        fn seal_key_decrypt(&self, _: &str, ciphertext: &[u8]) -> Result<SecretBytes, KeyError> {
+            self.decrypts.set(self.decrypts.get() + 1);
+            let k = aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey::new(self.key.clone()).unwrap();
+            let mut out = vec![0u8; k.min_output_size()];
+            let n = k
+                .decrypt(ciphertext, &mut out)
+                .map_err(|_| KeyError::Verification("RSA decryption failed".into()))?
+                .len();
+            out.truncate(n);
+            Ok(SecretBytes::new(out))
+        }
+    }
+
+    #[test]
+    fn a_piv_card_key_transports_the_data_key() {
+        let card = FakeCard::new(aws_lc_rs::rsa::KeySize::Rsa2048);
+        let source = SealingKeySource::parse("piv:slot-id=9d;reader=r").unwrap();
+        let t = source.key_transport(Some(&card)).unwrap().unwrap();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &card.spki);
+        assert_eq!(
+            t.meta_name,
+            format!("seal-wrap:{}", hex::encode(digest.as_ref()))
+        );
+        // made: wrapped to the card (checked on it once), 1 + 256 bytes, no data key in clear
+        let (sealer, wrapped) = t.make(b"salt").unwrap();
+        assert_eq!(card.decrypts.get(), 1);
+        assert_eq!((wrapped.len(), wrapped[0]), (257, 1));
+        let blob = sealer.seal(SealLabel::SoftKey("k"), b"secret").unwrap();
+        // opened: the card unwraps it, the same sealer comes out (bound to the store's salt)
+        let again = t.open(b"salt", &wrapped).unwrap();
+        assert_eq!(
+            again
+                .open(SealLabel::SoftKey("k"), &blob)
+                .unwrap()
+                .secret_bytes(),
+            b"secret"
+        );
+        assert!(t
+            .open(b"salt2", &wrapped)
+            .unwrap()
+            .open(SealLabel::SoftKey("k"), &blob)
+            .is_err());
+        // each make is a new data key
+        let (_, other) = t.make(b"salt").unwrap();
+        assert_ne!(other, wrapped);
+        // another card does not open it (nor is it asked: its key has another meta name)
+        let card2 = FakeCard::new(aws_lc_rs::rsa::KeySize::Rsa2048);
+        let t2 = source.key_transport(Some(&card2)).unwrap().unwrap();
+        assert_ne!(t2.meta_name, t.meta_name);
+        assert!(t2.open(b"salt", &wrapped).is_err());
+        // a stored value in no known format, or cut short, opens nothing
+        let mut bad = wrapped.clone();
+        bad[0] = 2;
+        assert!(t.open(b"salt", &bad).is_err());
+        assert!(t.open(b"salt", &wrapped[..100]).is_err());
+        assert!(t.open(b"salt", &[]).is_err());
+    }
+
+    #[test]
+    fn a_piv_slot_whose_certificate_is_another_keys_seals_nothing() {
+        let mut card = FakeCard::new(aws_lc_rs::rsa::KeySize::Rsa2048);
+        let other =
+            aws_lc_rs::rsa::PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .unwrap();
+        card.spki = FakeCard::spki_of(&other);
+        let source = SealingKeySource::parse("piv:slot-id=9d;reader=r").unwrap();
+        let t = source.key_transport(Some(&card)).unwrap().unwrap();
+        let e = t.make(b"salt").unwrap_err().to_string();
+        assert!(e.contains("piv:slot-id=9d;reader=r"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        // a card that is not there, an EC key in the slot: one line naming the source
+        let absent = SealingKeySource::parse("piv:slot-id=9d;reader=absent").unwrap();
+        let e = absent.key_transport(Some(&card)).unwrap_err();
+        assert!(matches!(e, SealError::Token { .. }), "{e:?}");
+        assert!(e.to_string().contains("not present"), "{e}");
+        let ec = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        )
+        .unwrap();
+        card.spki = {
+            use aws_lc_rs::encoding::AsDer;
+            use aws_lc_rs::signature::KeyPair;
+            ec.public_key().as_der().unwrap().as_ref().to_vec()
+        };
+        let e = source.key_transport(Some(&card)).unwrap_err().to_string();
+        assert!(e.contains("RSA"), "{e}");
     }
 
     #[test]

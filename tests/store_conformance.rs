@@ -1501,6 +1501,60 @@ fn one_leader_per_job<B: Backend>() {
     assert!(third.lead(Job::CrlDownload).unwrap());
 }
 
+/// `meta` values (a `piv:` sealing key's wrapped data key): insert-if-absent keeps the first
+/// value, never replaces it, rolls back with its transaction, and leaves the salt alone.
+fn meta_values<B: Backend>() {
+    let backend = B::fresh();
+    let s = backend.open();
+    let name = "seal-wrap:00ff";
+    assert_eq!(read(&*s, |t| t.meta_value(name)), None);
+    {
+        let mut txn = s.begin(TxnMode::Write).unwrap();
+        assert_eq!(
+            txn.insert_meta_if_absent(name, b"dropped").unwrap(),
+            b"dropped"
+        );
+        // dropped: rolled back
+    }
+    assert_eq!(read(&*s, |t| t.meta_value(name)), None);
+    assert_eq!(
+        write(&*s, |t| t.insert_meta_if_absent(name, b"first")),
+        b"first"
+    );
+    assert_eq!(
+        write(&*s, |t| t.insert_meta_if_absent(name, b"second")),
+        b"first"
+    );
+    assert_eq!(read(&*s, |t| t.meta_value(name)), Some(b"first".to_vec()));
+    assert_eq!(
+        read(&*backend.open(), |t| t.meta_value(name)),
+        Some(b"first".to_vec())
+    );
+    // the store's own values are never replaced through it
+    let salt = s.salt().to_vec();
+    assert_eq!(write(&*s, |t| t.insert_meta_if_absent("salt", b"x")), salt);
+    assert_eq!(backend.open().salt(), salt.as_slice());
+}
+
+/// THREADS handles insert different values under one meta name at once (nodes making the
+/// store's data key together): one value is kept, and every one of them gets it back.
+fn concurrent_meta_inserts<B: Backend>() {
+    let backend = B::fresh();
+    let stores = handles(&backend, THREADS);
+    let kept = race(&stores, |i, store| {
+        write_retrying(store, |t| {
+            t.insert_meta_if_absent("seal-wrap:race", format!("value-{i}").as_bytes())
+        })
+        .expect("insert_meta_if_absent")
+    });
+    let stored = read(&*stores[0], |t| t.meta_value("seal-wrap:race")).expect("a value kept");
+    assert!(
+        kept.iter().all(|k| *k == stored),
+        "each got the value kept: {kept:?}"
+    );
+    assert!(String::from_utf8(stored).unwrap().starts_with("value-"));
+}
+
 macro_rules! conformance_suite {
     ($module:ident, $backend:ident) => {
         conformance_suite!(@module $module, $backend;
@@ -1534,6 +1588,8 @@ macro_rules! conformance_suite {
             concurrent_scep_client_updates,
             certificate_replacement,
             one_leader_per_job,
+            meta_values,
+            concurrent_meta_inserts,
         );
     };
     (@module $module:ident, $backend:ident; $($check:ident),* $(,)?) => {

@@ -1,7 +1,10 @@
 //! `store reseal seal-key-source=NEW`: every secret at rest moves from the current sealing
 //! key to another in one transaction (or, when one does not open, nothing moves); afterwards
 //! the new source opens everything and the old one nothing. And the `pkcs11:` source: a
-//! secret key on a SoftHSM token that two "nodes" with different machine ids share.
+//! secret key on a SoftHSM token that two "nodes" with different machine ids share; and the
+//! `piv:` source: a data key wrapped to an RSA key on the virtual PIV card
+//! (`scripts/virtual-piv.sh start`, its reader in `CERTMAN_PIV_READER`; skipped without it,
+//! failed under `CERTMAN_REQUIRE_TOKENS=1`).
 
 mod common;
 
@@ -9,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::piv::*;
 use common::softhsm::*;
 use common::*;
 
@@ -312,4 +316,180 @@ fn the_sealing_key_and_a_token_ca_share_one_login() {
     let logins = fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(logins.lines().count(), 1, "logins: {logins}");
     assert_verifies(&env.export_cert("ca"), &env.export_cert("leaf"));
+}
+
+/// The virtual PIV card: one test at a time.
+static CARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// PIN tries left (yubico-piv-tool prints -1 while the PIN is verified: the counter is full).
+fn piv_pin_tries(reader: &str) -> i32 {
+    let out = piv_tool(reader, &["-a", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tries: i32 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("PIN tries left:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no PIN tries in status: {text}"));
+    if tries < 0 {
+        3
+    } else {
+        tries
+    }
+}
+
+/// An RSA-2048 key made in slot 9d (key management) of the card by certman, issued a
+/// certificate (by a CA of another store) that certman writes into the slot.
+fn piv_rsa_key_in_9d(reader: &str, pin_file: &Path) {
+    let _ = piv_tool(reader, &["-a", "delete-certificate", "-s", "9d"]);
+    let setup = Env::new();
+    let tokens = setup.root().join("tokens");
+    fs::create_dir_all(&tokens).unwrap();
+    let mgm = setup.root().join("mgm");
+    fs::write(&mgm, "010203040506070801020304050607080102030405060708\n").unwrap();
+    fs::write(
+        tokens.join("piv-9d.toml"),
+        format!(
+            "kind = \"piv\"\nreader = \"{}\"\nslot = \"9d\"\npin-source = \"file:{}\"\n\
+             management-key-source = \"file:{}\"\n",
+            reader.replace('\\', "\\\\").replace('"', "\\\""),
+            pin_file.display(),
+            mgm.display()
+        ),
+    )
+    .unwrap();
+    let setup = setup.with_global_args(&["--tokens".to_owned(), tokens.display().to_string()]);
+    setup.make_ca("setup-ca", &["key-type=ec"]);
+    setup.ok(&[
+        "add",
+        "name=seal",
+        "common-name=certman seal",
+        "key-type=rsa",
+        "key-size=2048",
+        "key-usage=key-encipherment",
+    ]);
+    setup.ok(&["sign", "seal", "ca=setup-ca", "on-smart-card=piv-9d"]);
+}
+
+/// The seal-key-source of the RSA key in `slot` of the card in `reader`.
+fn piv_source(reader: &str, slot: &str, pin_file: &Path) -> String {
+    format!(
+        "piv:slot-id={slot};reader={}?pin-source=file:{}",
+        reader.replace('%', "%25").replace(' ', "%20"),
+        pin_file.display()
+    )
+}
+
+#[test]
+fn a_data_key_wrapped_to_a_piv_card_seals_for_a_second_node_with_the_card() {
+    let Some(reader) = piv_reader() else {
+        return;
+    };
+    let _card = CARD.lock().unwrap_or_else(|p| p.into_inner());
+    if piv_pin_tries(&reader) < 3 {
+        assert!(piv_tool(&reader, &["-a", "verify-pin", "-P", PIV_PIN])
+            .status
+            .success());
+    }
+    let env = Env::new();
+    let pin_file = env.root().join("piv.pin");
+    fs::write(&pin_file, format!("{PIV_PIN}\n")).unwrap();
+    piv_rsa_key_in_9d(&reader, &pin_file);
+    let source = piv_source(&reader, "9d", &pin_file);
+
+    // node A (machine id) moves the store to the card's key: a data key is made, wrapped to
+    // the certificate's public key, and kept with the re-sealed secrets
+    store_with_secrets(&env);
+    let out = env.ok(&["store", "reseal", &format!("seal-key-source={source}")]);
+    assert!(out.contains("soft-keys-resealed: 1"), "{out}");
+    assert!(out.contains("ca-passphrases-resealed: 1"), "{out}");
+
+    // node B: another machine id, the same store and the card: the software CA key signs,
+    // and OpenSSL verifies what it signed
+    let node_b = env.root().join("machine-id-b");
+    fs::write(&node_b, format!("{}\n", random_hex(16))).unwrap();
+    let t = std::time::Instant::now();
+    let out = with_source(&env, &source, Some(&node_b), &["sign", "leaf", "ca=ca"]);
+    assert_success(
+        &out,
+        "node B signs with the CA key sealed under the card's data key",
+    );
+    eprintln!(
+        "sign on node B (data key unwrapped on the card): {:?}",
+        t.elapsed()
+    );
+    assert!(!stderr(&out).contains(PIV_PIN), "the PIN reached stderr");
+    // (the CA's export takes its key along, with its passphrase stored sealed)
+    assert_success(
+        &with_source(&env, &source, Some(&node_b), &["export-certificate", "ca"]),
+        "node B exports the CA with its stored passphrase",
+    );
+    assert_verifies(&env.path("cert_export_ca.crt"), &env.export_cert("leaf"));
+
+    // the old source (node A's machine id) opens nothing
+    let err = env.fail(&["export-certificate", "ca"], EXIT_FAILED);
+    assert!(err.contains("cannot unseal"), "{err}");
+
+    // the card not there, or a slot without a certificate: one clear line, nothing changed
+    let before = env.snapshot();
+    let absent = piv_source("no such reader", "9d", &pin_file);
+    let out = with_source(&env, &absent, Some(&node_b), &["print"]);
+    let err = assert_error(&out, EXIT_TOKEN, "a card that is not there");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no such reader") && err.contains("9d"),
+        "{err}"
+    );
+    let _ = piv_tool(&reader, &["-a", "delete-certificate", "-s", "9a"]);
+    let no_cert = piv_source(&reader, "9a", &pin_file);
+    let out = with_source(&env, &no_cert, Some(&node_b), &["print"]);
+    let err = assert_error(&out, EXIT_REFUSED, "a slot without a certificate");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("put the key's certificate in the slot"),
+        "{err}"
+    );
+    assert_eq!(env.snapshot(), before);
+
+    // from the card to a key file: the file opens everything, the card nothing
+    let key = key_file(&env, "seal.key");
+    let file = format!("file:{}", key.display());
+    let out = with_source(&env, &source, Some(&node_b), &["store", "reseal", &file]);
+    assert_success(&out, "reseal from the card to a key file");
+    assert!(
+        stdout(&out).contains("soft-keys-resealed: 2"),
+        "{}",
+        stdout(&out)
+    );
+    env.ok(&["add", "name=leaf2", "common-name=leaf2", "key-type=ec"]);
+    let out = with_source(&env, &file, Some(&node_b), &["sign", "leaf2", "ca=ca"]);
+    assert_success(&out, "sign under the key file");
+    let out = with_source(&env, &source, Some(&node_b), &["export-certificate", "ca"]);
+    let err = assert_error(&out, EXIT_FAILED, "the card's data key after the reseal");
+    assert!(err.contains("cannot unseal"), "{err}");
+
+    // a store whose secrets the card never sealed gets no data key on first use: nothing is
+    // written, and `store reseal` is named
+    let other = Env::new();
+    store_with_secrets(&other);
+    let before = other.snapshot();
+    let out = with_source(&other, &source, None, &["print"]);
+    let err = assert_error(&out, EXIT_FAILED, "first use on a store sealed otherwise");
+    assert!(err.contains("store reseal"), "{err}");
+    assert_eq!(other.snapshot(), before);
+
+    // a new store on the card from its first command: the data key is made then, and kept
+    let fresh = Env::new().with_env("CERTMAN_SEAL_KEY_SOURCE", &source);
+    fresh.make_ca("ca", &["key-type=ec"]);
+    fresh.ok(&["add", "name=leaf", "common-name=leaf", "key-type=ec"]);
+    let out = fresh
+        .command(&["sign", "leaf", "ca=ca"])
+        .env("CERTMAN_MACHINE_ID_FILE", &node_b)
+        .output()
+        .unwrap();
+    assert_success(&out, "a second node on a store that began on the card");
+    assert_verifies(&fresh.export_cert("ca"), &fresh.export_cert("leaf"));
+
+    // no PIN try was spent
+    assert_eq!(piv_pin_tries(&reader), 3, "the PIN counter changed");
+    let _ = piv_tool(&reader, &["-a", "delete-certificate", "-s", "9d"]);
 }

@@ -71,8 +71,10 @@ pub struct Cli {
     pub verbose: u8,
     /// Where the key that seals secrets at rest comes from: machine-id (the default),
     /// file:PATH (a 0600 key file of at least 32 bytes: the same file on several nodes of one
-    /// store opens its secrets on all of them) or pkcs11:token=…;object=…?module-path=…&
-    /// pin-source=… (a secret key on a token, which never leaves it: `store seal-key-generate`).
+    /// store opens its secrets on all of them), pkcs11:token=…;object=…?module-path=…&
+    /// pin-source=… (a secret key on a token, which never leaves it: `store seal-key-generate`)
+    /// or piv:slot-id=9d;reader=…?pin-source=… (a data key in the store, wrapped to the RSA key
+    /// of the certificate in the card's slot).
     #[arg(
         long,
         global = true,

@@ -26,8 +26,8 @@ pub enum StoreCommand {
     /// first, and all are re-sealed in one transaction: when one does not open, nothing
     /// changes. Afterwards the store's secrets open with NEW only.
     Reseal {
-        /// The new source: machine-id, file:PATH or pkcs11:… (written seal-key-source=NEW
-        /// too).
+        /// The new source: machine-id, file:PATH, pkcs11:… or piv:… (written
+        /// seal-key-source=NEW too).
         #[arg(value_name = "SEAL-KEY-SOURCE")]
         new_source: String,
     },

@@ -350,6 +350,97 @@ fn seal_key_hmac(
     pkcs11.hmac_sha256(&uri, data)
 }
 
+/// The PIV provider of this build, or why there is none.
+#[cfg(feature = "pcsc")]
+type PivRef<'a> = Option<&'a piv::PivProvider>;
+#[cfg(not(feature = "pcsc"))]
+type PivRef<'a> = Option<&'a std::convert::Infallible>;
+
+/// The RSA key of a `piv:` sealing key, on the PIV provider the key router uses (the same
+/// card handle, the same one PIN verify per card), with the card of `?profile=NAME` when the
+/// URI names none.
+#[cfg(feature = "pcsc")]
+fn piv_seal_key<'a>(
+    profiles: &profile::Profiles,
+    piv: PivRef<'a>,
+    text: &str,
+) -> Result<(&'a piv::PivProvider, KeyHandle), KeyError> {
+    let mut uri: KeyUri = text.parse()?;
+    if uri.scheme() != Scheme::Piv {
+        return Err(KeyError::InvalidUri(format!(
+            "{uri}: a sealing key on a PIV card is a piv: URI"
+        )));
+    }
+    if let Some(name) = uri.query_str("profile") {
+        if uri.path_str("reader").is_none() && uri.path_str("serial").is_none() {
+            let location = profiles.location(name)?;
+            if location.scheme() != Scheme::Piv {
+                return Err(KeyError::InvalidUri(format!(
+                    "token profile \"{name}\" is not a PIV profile: a piv: sealing key needs one"
+                )));
+            }
+            for attr in ["reader", "serial"] {
+                if let Some(v) = location.path_str(attr) {
+                    uri = uri.with_path(attr, v);
+                }
+            }
+        }
+    }
+    let piv = piv.ok_or_else(|| KeyError::NoProvider("this certman has no PIV provider".into()))?;
+    Ok((piv, KeyHandle { uri, sealed: None }))
+}
+
+#[cfg(feature = "pcsc")]
+fn seal_key_public_key(
+    profiles: &profile::Profiles,
+    piv: PivRef<'_>,
+    uri: &str,
+) -> Result<Vec<u8>, KeyError> {
+    let (piv, key) = piv_seal_key(profiles, piv, uri)?;
+    let spki = piv.public_key(&key).map_err(|e| match e {
+        // PIV cannot read a public key back: the slot's certificate is where it is
+        KeyError::NotCapable(why) => KeyError::NotCapable(format!(
+            "{why}: put the key's certificate in the slot (`certman sign … on-smart-card=PROFILE` \
+             does, or yubico-piv-tool -a import-certificate)"
+        )),
+        e => e,
+    })?;
+    der::Encode::to_der(&spki).map_err(|e| KeyError::device("the slot's public key", e))
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn seal_key_public_key(_: &profile::Profiles, _: PivRef<'_>, _: &str) -> Result<Vec<u8>, KeyError> {
+    Err(no_pcsc())
+}
+
+#[cfg(feature = "pcsc")]
+fn seal_key_decrypt(
+    profiles: &profile::Profiles,
+    piv: PivRef<'_>,
+    uri: &str,
+    ciphertext: &[u8],
+) -> Result<SecretBytes, KeyError> {
+    let (piv, key) = piv_seal_key(profiles, piv, uri)?;
+    piv.decrypt_pkcs1v15(&key, ciphertext)
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn seal_key_decrypt(
+    _: &profile::Profiles,
+    _: PivRef<'_>,
+    _: &str,
+    _: &[u8],
+) -> Result<SecretBytes, KeyError> {
+    Err(no_pcsc())
+}
+
+#[cfg(not(feature = "pcsc"))]
+fn no_pcsc() -> KeyError {
+    KeyError::NoProvider(
+        "this certman was built without PC/SC support: piv: sealing keys are not available".into(),
+    )
+}
+
 impl crate::seal::SealingKeyDevice for TokenProviders {
     fn seal_key_hmac(
         &self,
@@ -358,9 +449,17 @@ impl crate::seal::SealingKeyDevice for TokenProviders {
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
         seal_key_hmac(&self.profiles, Some(&self.pkcs11), uri, data)
     }
+
+    fn seal_key_public_key(&self, uri: &str) -> Result<Vec<u8>, KeyError> {
+        seal_key_public_key(&self.profiles, self.piv_ref(), uri)
+    }
+
+    fn seal_key_decrypt(&self, uri: &str, ciphertext: &[u8]) -> Result<SecretBytes, KeyError> {
+        seal_key_decrypt(&self.profiles, self.piv_ref(), uri, ciphertext)
+    }
 }
 
-/// The router reaches a sealing key through its own PKCS#11 provider: `store reseal` derives
+/// The router reaches a sealing key through its own token providers: `store reseal` derives
 /// the new sealer over the tokens (and the login) the manager already uses.
 impl crate::seal::SealingKeyDevice for KeyRouter {
     fn seal_key_hmac(
@@ -369,6 +468,36 @@ impl crate::seal::SealingKeyDevice for KeyRouter {
         data: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError> {
         seal_key_hmac(&self.profiles, self.pkcs11.as_deref(), uri, data)
+    }
+
+    fn seal_key_public_key(&self, uri: &str) -> Result<Vec<u8>, KeyError> {
+        seal_key_public_key(&self.profiles, self.piv_ref(), uri)
+    }
+
+    fn seal_key_decrypt(&self, uri: &str, ciphertext: &[u8]) -> Result<SecretBytes, KeyError> {
+        seal_key_decrypt(&self.profiles, self.piv_ref(), uri, ciphertext)
+    }
+}
+
+impl TokenProviders {
+    #[cfg(feature = "pcsc")]
+    fn piv_ref(&self) -> PivRef<'_> {
+        Some(&self.piv)
+    }
+    #[cfg(not(feature = "pcsc"))]
+    fn piv_ref(&self) -> PivRef<'_> {
+        None
+    }
+}
+
+impl KeyRouter {
+    #[cfg(feature = "pcsc")]
+    fn piv_ref(&self) -> PivRef<'_> {
+        self.piv.as_deref()
+    }
+    #[cfg(not(feature = "pcsc"))]
+    fn piv_ref(&self) -> PivRef<'_> {
+        None
     }
 }
 

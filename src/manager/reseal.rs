@@ -4,9 +4,9 @@
 //! of them or, when one does not open, none.
 
 use super::Manager;
-use crate::error::Result;
+use crate::error::{ManagerError, Result};
 use crate::seal::{SealLabel, SealingKeySource};
-use crate::store::{SealedBlob, SealedRow};
+use crate::store::{SealedBlob, SealedRow, TxnMode};
 
 /// How many secrets of each kind `store reseal` sealed again.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,11 +59,32 @@ fn label(row: &SealedRow) -> SealLabel<'_> {
 
 impl Manager {
     /// `store reseal seal-key-source=NEW`: seals every secret at rest again under `to` (its
-    /// key reached through this manager's token providers, for a `pkcs11:` source). Every
-    /// blob is opened with the current key before anything is written; one that does not
-    /// open fails the whole, naming it, and the store is as it was.
+    /// key reached through this manager's token providers, for a `pkcs11:` or `piv:` source).
+    /// The new sealer is had first (for a `piv:` source: the store's data key for the card
+    /// unwrapped on it, or a new one wrapped to it and checked on it); then, in one write
+    /// transaction, every blob is opened with the current key, a new data key is kept, and
+    /// the blobs are sealed again. A blob that does not open, or a data key another process
+    /// kept meanwhile, fails the whole, and the store is as it was.
     pub fn reseal(&self, to: &SealingKeySource) -> Result<ResealReport> {
-        let new = to.sealer_with(self.store.salt(), Some(&self.keys))?;
+        // (meta name, wrapped data key) to keep with the blobs
+        let mut new_data_key: Option<(String, Vec<u8>)> = None;
+        let new = match to.key_transport(Some(&self.keys))? {
+            None => to.sealer_with(self.store.salt(), Some(&self.keys))?,
+            Some(transport) => {
+                let found = self
+                    .store
+                    .begin(TxnMode::Read)?
+                    .meta_value(&transport.meta_name)?;
+                match found {
+                    Some(wrapped) => transport.open(self.store.salt(), &wrapped)?,
+                    None => {
+                        let (sealer, wrapped) = transport.make(self.store.salt())?;
+                        new_data_key = Some((transport.meta_name.clone(), wrapped));
+                        sealer
+                    }
+                }
+            }
+        };
         self.write(|txn| {
             let blobs: Vec<SealedBlob> = txn.sealed_blobs()?;
             // open all first: nothing is written unless everything opens
@@ -71,6 +92,14 @@ impl Manager {
             for b in &blobs {
                 // zeroized when dropped
                 opened.push(self.sealer.open(label(&b.row), &b.blob)?);
+            }
+            if let Some((name, wrapped)) = &new_data_key {
+                if txn.insert_meta_if_absent(name, wrapped)? != *wrapped {
+                    return Err(ManagerError::Failed(format!(
+                        "another process kept a data key under meta \"{name}\" meanwhile: \
+                         nothing was resealed; run `store reseal` again"
+                    )));
+                }
             }
             let mut report = ResealReport::default();
             for (b, secret) in blobs.iter().zip(&opened) {
@@ -91,7 +120,7 @@ mod tests {
     use crate::keys::soft::SoftProvider;
     use crate::keys::KeyRouter;
     use crate::seal::Sealer;
-    use crate::store::{NewScepClient, ScepClientState, ScepClientTransaction, Store, TxnMode};
+    use crate::store::{NewScepClient, ScepClientState, ScepClientTransaction, Store};
 
     const MACHINE: &[u8] = b"unit-test-machine-id-0123456789ab";
 

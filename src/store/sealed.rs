@@ -6,7 +6,9 @@
 //! of a row that is there ([`StoreError::Conflict`](crate::error::StoreError::Conflict) when
 //! it is gone), and a SCEP client's row gets a new `updated_at`, so that a client step that
 //! read it before (and would write back a blob sealed with the old key) loses its
-//! compare-and-set.
+//! compare-and-set. [`SealedStore::insert_meta_if_absent`] is insert-if-absent across every
+//! writer of the store: of two that insert under one name at once, one value is kept and both
+//! get it back.
 
 use super::Result;
 
@@ -51,4 +53,11 @@ pub trait SealedStore {
     fn sealed_blobs(&self) -> Result<Vec<SealedBlob>>;
     /// Replaces the blob at `row` (write transactions).
     fn replace_sealed(&mut self, row: &SealedRow, blob: &[u8]) -> Result<()>;
+    /// The value of the store's `meta` under `name` (a `piv:` sealing key's wrapped data key
+    /// is kept under `seal-wrap:…`).
+    fn meta_value(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Keeps `value` under `name` in `meta` unless the name holds a value already, and
+    /// returns the value the name holds afterwards: `value`, or the one another writer kept
+    /// first (write transactions). A value is never replaced.
+    fn insert_meta_if_absent(&mut self, name: &str, value: &[u8]) -> Result<Vec<u8>>;
 }

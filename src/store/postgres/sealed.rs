@@ -89,4 +89,22 @@ impl SealedStore for PgTxn<'_> {
             Err(StoreError::Conflict)
         }
     }
+
+    fn meta_value(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.query_opt("SELECT value FROM meta WHERE key = $1", &[&name])?
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    fn insert_meta_if_absent(&mut self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        // READ COMMITTED: a concurrent insert under the name makes this one wait for it, and
+        // the SELECT after sees the value it kept
+        self.execute(
+            "INSERT INTO meta(key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[&name, &value],
+        )?;
+        self.meta_value(name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("meta \"{name}\" vanished")))
+    }
 }

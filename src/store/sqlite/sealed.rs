@@ -1,6 +1,6 @@
 //! The sealed blobs of the SQLite store (`store reseal`).
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::SqliteTxn;
 use crate::error::StoreError;
@@ -103,5 +103,25 @@ impl SealedStore for SqliteTxn<'_> {
         } else {
             Err(StoreError::Conflict)
         }
+    }
+
+    fn meta_value(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn insert_meta_if_absent(&mut self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            params![name, value],
+        )?;
+        self.meta_value(name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("meta \"{name}\" vanished")))
     }
 }
