@@ -224,37 +224,62 @@ impl SealingKeySource {
     }
 }
 
+/// The attributes of a token URI's path (`;`-separated) and query (`&`-separated): each
+/// name (without case) and whether it has a value; refused when it carries a PIN.
+struct UriAttributes {
+    path: Vec<(String, bool)>,
+    query: Vec<(String, bool)>,
+}
+
+impl UriAttributes {
+    fn of(rest: &str) -> Result<Self, String> {
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let attrs = |part: &str, sep: char| -> Vec<(String, bool)> {
+            part.split(sep)
+                .filter(|a| !a.is_empty())
+                .map(|a| {
+                    let (k, v) = a.split_once('=').unwrap_or((a, ""));
+                    (k.to_ascii_lowercase(), !v.is_empty())
+                })
+                .collect()
+        };
+        let attrs = UriAttributes {
+            path: attrs(path, ';'),
+            query: attrs(query, '&'),
+        };
+        if attrs.query.iter().any(|(n, _)| n == "pin-value") {
+            return Err(
+                "a PIN in it (pin-value=) would sit in the environment or a config file: \
+                 use pin-source=file:PATH"
+                    .into(),
+            );
+        }
+        Ok(attrs)
+    }
+
+    /// Whether the path has `name=` with a value.
+    fn in_path(&self, name: &str) -> bool {
+        self.path.iter().any(|(n, full)| n == name && *full)
+    }
+
+    /// Whether the query has `name=` with a value.
+    fn in_query(&self, name: &str) -> bool {
+        self.query.iter().any(|(n, full)| n == name && *full)
+    }
+}
+
 /// What `parse` checks of a `pkcs11:` source (the rest is the key router's): an object
 /// label, a token (or a profile naming one), a module (or a profile), and no PIN in it.
 fn check_pkcs11(rest: &str) -> Result<(), String> {
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    // (name, value) of each attribute, names compared without case
-    let attrs = |part: &str, sep: char| -> Vec<(String, bool)> {
-        part.split(sep)
-            .filter(|a| !a.is_empty())
-            .map(|a| {
-                let (k, v) = a.split_once('=').unwrap_or((a, ""));
-                (k.to_ascii_lowercase(), !v.is_empty())
-            })
-            .collect()
-    };
-    let (path, query) = (attrs(path, ';'), attrs(query, '&'));
-    let has = |v: &[(String, bool)], k: &str| v.iter().any(|(n, full)| n == k && *full);
-    if query.iter().any(|(n, _)| n == "pin-value") {
-        return Err(
-            "a PIN in it (pin-value=) would sit in the environment or a config file: \
-                    use pin-source=file:PATH"
-                .into(),
-        );
-    }
-    if !has(&path, "object") {
+    let a = UriAttributes::of(rest)?;
+    if !a.in_path("object") {
         return Err("name the secret key with object=LABEL".into());
     }
-    let profile = has(&query, "profile");
-    if !profile && !has(&path, "token") && !has(&path, "serial") {
+    let profile = a.in_query("profile");
+    if !profile && !a.in_path("token") && !a.in_path("serial") {
         return Err("name the token with token=LABEL (or serial=, or ?profile=NAME)".into());
     }
-    if !profile && !has(&query, "module-path") {
+    if !profile && !a.in_query("module-path") {
         return Err("name the PKCS#11 module with ?module-path=… (or ?profile=NAME)".into());
     }
     Ok(())
@@ -263,29 +288,11 @@ fn check_pkcs11(rest: &str) -> Result<(), String> {
 /// What `parse` checks of a `piv:` source (the rest is the key router's): a slot, a card
 /// (reader, serial, or a profile naming one), and no PIN in it.
 fn check_piv(rest: &str) -> Result<(), String> {
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let names = |part: &str, sep: char| -> Vec<(String, bool)> {
-        part.split(sep)
-            .filter(|a| !a.is_empty())
-            .map(|a| {
-                let (k, v) = a.split_once('=').unwrap_or((a, ""));
-                (k.to_ascii_lowercase(), !v.is_empty())
-            })
-            .collect()
-    };
-    let (path, query) = (names(path, ';'), names(query, '&'));
-    let has = |v: &[(String, bool)], k: &str| v.iter().any(|(n, full)| n == k && *full);
-    if query.iter().any(|(n, _)| n == "pin-value") {
-        return Err(
-            "a PIN in it (pin-value=) would sit in the environment or a config file: \
-                    use pin-source=file:PATH"
-                .into(),
-        );
-    }
-    if !has(&path, "slot-id") {
+    let a = UriAttributes::of(rest)?;
+    if !a.in_path("slot-id") {
         return Err("name the card's RSA key with slot-id= (9d: key management)".into());
     }
-    if !has(&path, "reader") && !has(&path, "serial") && !has(&query, "profile") {
+    if !a.in_path("reader") && !a.in_path("serial") && !a.in_query("profile") {
         return Err("name the card with reader=NAME or serial=N (or ?profile=NAME)".into());
     }
     Ok(())
