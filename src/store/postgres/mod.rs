@@ -44,7 +44,7 @@ use super::{Job, Lock, Result, Store, Transaction, TxnMode};
 use crate::error::StoreError;
 
 /// The schema version this build writes (`meta.schema_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Connections a node keeps at most: `serve` answers on a few blocking threads, and each
 /// connection is a PostgreSQL backend process.

@@ -184,6 +184,22 @@ CREATE INDEX scep_clients_certificate ON scep_clients(certificate_id);
 ALTER TABLE scep_servers ADD COLUMN upstream_id BIGINT REFERENCES scep_clients(id) ON DELETE CASCADE;
 ";
 
+/// v2 (issue 17): SQLite's v7 — a CA marked compromised, and the CRLs signed ahead for an
+/// offline root.
+const SCHEMA_V2: &str = "
+ALTER TABLE certificates ADD COLUMN compromised_at BIGINT;
+CREATE TABLE crl_series (
+    ca_id       BIGINT NOT NULL REFERENCES certificates(id) ON DELETE CASCADE,
+    number      BIGINT NOT NULL,
+    this_update BIGINT NOT NULL,
+    next_update BIGINT NOT NULL,
+    entries     BIGINT NOT NULL,
+    der         BYTEA NOT NULL,
+    signed_at   BIGINT NOT NULL,
+    PRIMARY KEY (ca_id, number)
+);
+";
+
 /// Whether the database holds a store (its `meta` table).
 pub(super) fn has_store(client: &mut impl GenericClient) -> Result<bool> {
     let row = client.query_one("SELECT to_regclass('meta') IS NOT NULL", &[])?;
@@ -223,6 +239,9 @@ pub(super) fn migrate(client: &mut Client) -> Result<Vec<u8>> {
             "INSERT INTO meta(key, value) VALUES ('salt', $1)",
             &[&salt.as_slice()],
         )?;
+    }
+    if version < 2 {
+        txn.batch_execute(SCHEMA_V2)?;
     }
     if version < SCHEMA_VERSION {
         txn.execute(

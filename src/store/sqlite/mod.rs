@@ -29,7 +29,7 @@ use super::{Job, Result, Store, Transaction, TxnMode};
 use crate::error::StoreError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Prepared statements kept per connection: more than the store has.
 const STATEMENTS_KEPT: usize = 128;

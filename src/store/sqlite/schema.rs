@@ -210,6 +210,23 @@ CREATE INDEX scep_clients_certificate ON scep_clients(certificate_id);
 ALTER TABLE scep_servers ADD COLUMN upstream_id INTEGER REFERENCES scep_clients(id) ON DELETE CASCADE;
 ";
 
+/// v7 (issue 17): a CA marked compromised (its key was on a token reported lost: no further
+/// issuance), and the series of CRLs signed ahead for an offline root (`crl presign`), served
+/// each from its thisUpdate; a series goes with its CA.
+pub(super) const SCHEMA_V7: &str = "
+ALTER TABLE certificates ADD COLUMN compromised_at INTEGER;
+CREATE TABLE crl_series (
+    ca_id       INTEGER NOT NULL REFERENCES certificates(id) ON DELETE CASCADE,
+    number      INTEGER NOT NULL,
+    this_update INTEGER NOT NULL,
+    next_update INTEGER NOT NULL,
+    entries     INTEGER NOT NULL,
+    der         BLOB NOT NULL,
+    signed_at   INTEGER NOT NULL,
+    PRIMARY KEY (ca_id, number)
+) WITHOUT ROWID;
+";
+
 /// The store's salt, after bringing its schema to [`SCHEMA_VERSION`]. A store that is current
 /// is only read: opening it (every CLI command does) writes nothing and syncs nothing.
 pub(super) fn migrate(conn: &Connection) -> Result<Vec<u8>> {
@@ -252,6 +269,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<Vec<u8>> {
         }
         if version < 6 {
             conn.execute_batch(SCHEMA_V6)?;
+        }
+        if version < 7 {
+            conn.execute_batch(SCHEMA_V7)?;
         }
         if version < SCHEMA_VERSION {
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
