@@ -27,8 +27,8 @@ use std::sync::Barrier;
 use certman::app::{open_store, StoreLocation};
 use certman::error::StoreError;
 use certman::store::{
-    CrlRecord, DownloadedCrlRecord, Job, KeyRecord, Lock, NewCertificate, NewRequest, Result,
-    RevocationRecord, Store, Transaction, TxnMode,
+    CrlRecord, CrlSeriesRecord, DownloadedCrlRecord, Job, KeyRecord, Lock, NewCertificate,
+    NewRequest, Result, RevocationRecord, Store, Transaction, TxnMode,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -955,6 +955,125 @@ fn crls<B: Backend>() {
     assert_eq!(read(&*s, |t| t.crl(ca2)), Some(crl(ca2, 7)));
 }
 
+/// Presigned CRL number `number` of CA `ca_id`, due `number` days after [`NOW`].
+fn presigned(ca_id: i64, number: u64) -> CrlSeriesRecord {
+    CrlSeriesRecord {
+        ca_id,
+        number,
+        this_update: NOW + number as i64 * DAY,
+        next_update: NOW + (number as i64 + 2) * DAY,
+        entries: 3,
+        der: format!("presigned CRL #{number} of CA {ca_id}").into_bytes(),
+        signed_at: NOW,
+    }
+}
+
+/// Presigned series: stored whole (under the CA's lock), listed without DER, the due one read
+/// with its DER; a number is taken once (above the current CRL's and the replaced series');
+/// a series goes with its CA.
+fn crl_series<B: Backend>() {
+    let backend = B::fresh();
+    let s = backend.open();
+    let (ca, ca2) = write(&*s, |t| {
+        Ok((
+            t.insert_certificate(&ca_cert("ca", "01"))?,
+            t.insert_certificate(&ca_cert("ca2", "02"))?,
+        ))
+    });
+    read(&*s, |t| {
+        assert!(t.crl_series(ca)?.is_empty());
+        assert!(t.crl_series_summaries()?.is_empty());
+        assert_eq!(t.crl_series_last_number(ca)?, None);
+        assert_eq!(t.due_crl_series(ca, NOW + 100 * DAY)?, None);
+        Ok(())
+    });
+    write(&*s, |t| t.put_crl(&crl(ca, 1)));
+    let series: Vec<_> = (2..=4).map(|n| presigned(ca, n)).collect();
+    write(&*s, |t| {
+        t.lock(Lock::Ca(ca))?;
+        t.replace_crl_series(ca, &series)
+    });
+    write(&*s, |t| {
+        t.lock(Lock::Ca(ca2))?;
+        t.replace_crl_series(ca2, &[presigned(ca2, 1)])
+    });
+    let bare = |r: &CrlSeriesRecord| CrlSeriesRecord {
+        der: Vec::new(),
+        ..r.clone()
+    };
+    assert_eq!(
+        read(&*s, |t| t.crl_series(ca)),
+        series.iter().map(bare).collect::<Vec<_>>()
+    );
+    let mut all: Vec<_> = series.iter().map(bare).collect();
+    all.push(bare(&presigned(ca2, 1)));
+    all.sort_by_key(|r| (r.ca_id, r.number));
+    assert_eq!(read(&*s, |t| t.crl_series_summaries()), all);
+    assert_eq!(read(&*s, |t| t.crl_series_last_number(ca)), Some(4));
+    // the due one: the highest number whose thisUpdate has come, with its DER
+    read(&*s, |t| {
+        assert_eq!(t.due_crl_series(ca, NOW + DAY)?, None);
+        assert_eq!(t.due_crl_series(ca, NOW + 2 * DAY)?, Some(presigned(ca, 2)));
+        assert_eq!(
+            t.due_crl_series(ca, NOW + 3 * DAY + 5)?,
+            Some(presigned(ca, 3))
+        );
+        assert_eq!(
+            t.due_crl_series(ca, NOW + 40 * DAY)?,
+            Some(presigned(ca, 4))
+        );
+        assert_eq!(
+            t.due_crl_series(ca2, NOW + 40 * DAY)?,
+            Some(presigned(ca2, 1))
+        );
+        Ok(())
+    });
+    // a number is taken once: not again by a new series (nor at or below the current CRL's)
+    for bad in [
+        vec![presigned(ca, 4), presigned(ca, 5)],
+        vec![presigned(ca, 1)],
+    ] {
+        assert_conflict(refused(&*s, |t| {
+            t.lock(Lock::Ca(ca))?;
+            t.replace_crl_series(ca, &bad)
+        }));
+    }
+    // nor another CA's rows under this one
+    assert_conflict(refused(&*s, |t| {
+        t.lock(Lock::Ca(ca))?;
+        t.replace_crl_series(ca, &[presigned(ca2, 9)])
+    }));
+    // nor twice in one series
+    assert_duplicate(refused(&*s, |t| {
+        t.lock(Lock::Ca(ca))?;
+        t.replace_crl_series(ca, &[presigned(ca, 7), presigned(ca, 7)])
+    }));
+    assert_eq!(read(&*s, |t| t.crl_series_last_number(ca)), Some(4));
+    // a new series replaces the old one whole
+    write(&*s, |t| {
+        t.lock(Lock::Ca(ca))?;
+        t.replace_crl_series(ca, &[presigned(ca, 5), presigned(ca, 6)])
+    });
+    assert_eq!(
+        read(&*s, |t| t.crl_series(ca)),
+        vec![bare(&presigned(ca, 5)), bare(&presigned(ca, 6))]
+    );
+    // a CRL past the series: the series' numbers stay below it
+    write(&*s, |t| t.put_crl(&crl(ca, 7)));
+    assert_conflict(refused(&*s, |t| {
+        t.lock(Lock::Ca(ca))?;
+        t.replace_crl_series(ca, &[presigned(ca, 7)])
+    }));
+    // a series goes with its CA
+    write(&*s, |t| t.delete_certificate(ca2));
+    read(&*s, |t| {
+        assert!(t.crl_series(ca2)?.is_empty());
+        assert_eq!(t.due_crl_series(ca2, NOW + 40 * DAY)?, None);
+        assert_eq!(t.crl_series_summaries()?.len(), 2);
+        Ok(())
+    });
+}
+
 /// CRL paths: claimed once; a second CA claiming a held path gets the holder back.
 fn crl_paths<B: Backend>() {
     let backend = B::fresh();
@@ -1565,6 +1684,7 @@ macro_rules! conformance_suite {
             requests_encrypted_keys_passphrases,
             revocations,
             crls,
+            crl_series,
             crl_paths,
             settings_and_downloaded_crls,
             ca_deletion_cascades,

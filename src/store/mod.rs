@@ -31,6 +31,7 @@
 //!   read and then updates has gone); the caller may retry the whole transaction a bounded
 //!   number of times. A store held too long by another process is [`StoreError::Busy`].
 
+pub mod crl_series;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod scep;
@@ -38,6 +39,7 @@ pub mod scep_client;
 pub mod sealed;
 pub mod sqlite;
 
+pub use crl_series::{CrlSeriesRecord, CrlSeriesStore};
 pub use scep::{
     NewScepRequest, NewScepServer, OtpRecord, ScepRequestRecord, ScepServerRecord, ScepTransaction,
 };
@@ -298,7 +300,7 @@ pub trait Store: Send + Sync {
 }
 
 /// One transaction. Dropped without [`Transaction::commit`] = rolled back.
-pub trait Transaction: ScepTransaction + ScepClientStore + SealedStore {
+pub trait Transaction: ScepTransaction + ScepClientStore + SealedStore + CrlSeriesStore {
     /// Makes the changes durable.
     fn commit(self: Box<Self>) -> Result<()>;
 

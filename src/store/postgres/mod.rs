@@ -19,6 +19,7 @@
 //! transaction after a failed operation, and [`Transaction::commit`] of an aborted one is
 //! refused rather than answered by the server's silent rollback.
 
+mod crl_series;
 mod pool;
 mod scep;
 mod scep_client;

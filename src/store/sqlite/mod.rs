@@ -7,6 +7,7 @@
 //! constraints: the `names` table (one row per template or certificate name, schema v4), the
 //! unique index on (issuer, serial), the revocations' primary key.
 
+mod crl_series;
 mod scep;
 mod scep_client;
 mod schema;
