@@ -1,4 +1,4 @@
-//! `certman crl print|download|flush|renew|export`.
+//! `certman crl print|download|flush|renew|presign|export`.
 
 use std::path::PathBuf;
 
@@ -32,6 +32,22 @@ pub enum CrlCommand {
         #[arg(value_name = "CA")]
         names: Vec<String>,
     },
+    /// Sign, while the CA's token is present, a series of future CRLs (the next CRL numbers,
+    /// listing the current revocations) that `serve` publishes one by one at their
+    /// thisUpdate, so that an offline root's token can go back to the safe for count
+    /// intervals. A revocation by the CA makes the rest of the series stale; presigning again
+    /// replaces the series.
+    Presign {
+        /// The CA.
+        #[arg(value_name = "CA")]
+        name: String,
+        /// How many CRLs to sign ahead.
+        #[arg(long)]
+        count: u32,
+        /// Time between two of them (`1d`, `12h`, `1w`; 1h to 366d).
+        #[arg(long, default_value = "1d")]
+        interval: String,
+    },
     /// Write a CA's current CRL (DER) to a file.
     Export {
         /// The CA.
@@ -47,6 +63,94 @@ fn when(secs: Option<i64>) -> String {
         routeros_time(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.max(0) as u64))
     })
     .unwrap_or_default()
+}
+
+/// The presigned series under `crl print`'s table.
+fn print_series(series: &[crate::manager::CrlSeriesStatus]) {
+    if series.is_empty() {
+        return;
+    }
+    outln!();
+    outln!(
+        " {:<16} {:<11} {:>5} {:>5} {:<20} {:<20} STATE",
+        "PRESIGNED",
+        "NUMBERS",
+        "COUNT",
+        "LEFT",
+        "NEXT-PUBLICATION",
+        "UNTIL"
+    );
+    for s in series {
+        outln!(
+            " {:<16} {:<11} {:>5} {:>5} {:<20} {:<20} {}",
+            s.ca,
+            format!("{}-{}", s.first, s.last),
+            s.count,
+            s.left,
+            when(s.next_publication),
+            when(Some(s.until)),
+            if s.stale {
+                "stale (a newer CRL was made: presign again)"
+            } else {
+                "current"
+            }
+        );
+    }
+}
+
+/// `crl presign CA count=N interval=1d`.
+fn presign(ctx: &Ctx, name: &str, count: u32, interval: &str) -> Result<(), CliError> {
+    let step = super::filter::parse_duration(interval).ok_or_else(|| {
+        ManagerError::InvalidValue(format!(
+            "interval={interval}: a duration is expected (e.g. 1d, 12h, 1w)"
+        ))
+    })?;
+    let r = ctx.manager()?.presign_crls(name, count, step)?;
+    if ctx.json {
+        let crls: Vec<_> = r
+            .crls
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "number": c.number,
+                    "this-update": json::time_secs(c.this_update),
+                    "next-update": json::time_secs(c.next_update),
+                    "entries": c.entries,
+                })
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::json!({
+                "ca": r.ca,
+                "count": r.crls.len(),
+                "interval": step.as_secs(),
+                "replaced": r.replaced,
+                "crls": crls,
+            })
+        );
+    } else if !ctx.quiet {
+        if r.replaced > 0 {
+            outln!(
+                "the previous series of {} ({} CRLs) is replaced",
+                r.ca,
+                r.replaced
+            );
+        }
+        if let (Some(first), Some(last)) = (r.crls.first(), r.crls.last()) {
+            outln!(
+                    "presigned {} CRLs of {}: numbers {}-{}, listing {} revoked, published from {} every {interval}; the last is valid until {}",
+                    r.crls.len(),
+                    r.ca,
+                    first.number,
+                    last.number,
+                    first.entries,
+                    when(Some(first.this_update)),
+                    when(Some(last.next_update))
+                );
+        }
+    }
+    Ok(())
 }
 
 /// `crl download`: every trusted certificate's http CDP, now (whatever crl-download says).
@@ -99,7 +203,9 @@ impl CrlArgs {
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         match &self.command {
             CrlCommand::Print => {
-                let list = ctx.manager()?.crl_listing()?;
+                let manager = ctx.manager()?;
+                let list = manager.crl_listing()?;
+                let series = manager.crl_series_status()?;
                 if ctx.json {
                     let v: Vec<_> = list
                         .iter()
@@ -117,6 +223,20 @@ impl CrlArgs {
                             })
                         })
                         .collect();
+                    let mut v = v;
+                    v.extend(series.iter().map(|s| {
+                        serde_json::json!({
+                            "ca": s.ca,
+                            "source": "presigned",
+                            "first": s.first,
+                            "last": s.last,
+                            "count": s.count,
+                            "left": s.left,
+                            "next-publication": s.next_publication.map(json::time_secs),
+                            "until": json::time_secs(s.until),
+                            "stale": s.stale,
+                        })
+                    }));
                     outln!("{}", serde_json::Value::Array(v));
                 } else if !ctx.quiet {
                     outln!(
@@ -140,8 +260,14 @@ impl CrlArgs {
                             c.source
                         );
                     }
+                    print_series(&series);
                 }
             }
+            CrlCommand::Presign {
+                name,
+                count,
+                interval,
+            } => return presign(ctx, name, *count, interval),
             CrlCommand::Download => return download(ctx),
             CrlCommand::Flush => {
                 let n = ctx.manager()?.crl_flush()?;

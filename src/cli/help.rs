@@ -70,6 +70,10 @@ const EXAMPLES: &[(&str, &[&str])] = &[
     ("crl download", &["certman crl download"]),
     ("crl flush", &["certman crl flush"]),
     ("crl renew", &["certman crl renew", "certman crl renew root"]),
+    ("crl presign", &[
+        "certman crl presign root count=30",
+        "certman crl presign root count=8 interval=1w",
+    ]),
     ("crl export", &["certman crl export root", "certman crl export root file-name=- | openssl crl -inform DER"]),
     ("settings", &["certman settings print", "certman settings set crl-download=yes crl-use=yes"]),
     ("settings print", &["certman settings print"]),

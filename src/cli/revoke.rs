@@ -36,6 +36,7 @@ impl RevokeArgs {
                     "revoked": report.revoked,
                     "reason": reason.map(|r| r.name()),
                     "crls": report.crls.iter().map(|(ca, n)| serde_json::json!({"ca": ca, "number": n})).collect::<Vec<_>>(),
+                    "stale-series": report.stale_series.iter().map(|(ca, left)| serde_json::json!({"ca": ca, "left": left})).collect::<Vec<_>>(),
                 })
             );
         } else if !ctx.quiet {
@@ -45,6 +46,14 @@ impl RevokeArgs {
             for (ca, number) in &report.crls {
                 outln!("crl of {ca}: number {number}");
             }
+        }
+        // Said even with --quiet and --json: the operator planned on the series.
+        for (ca, left) in &report.stale_series {
+            eprintln!(
+                "certman issued-revoke: warning: the presigned CRLs of {ca} are stale now: {left} \
+                 still to be published will not be (they lack this revocation); presign again \
+                 with `certman crl presign {ca} count=N` while its token is present"
+            );
         }
         Ok(())
     }

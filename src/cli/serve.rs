@@ -13,12 +13,14 @@ impl ServeArgs {
     /// line (`--store`, `$CERTMAN_STORE`, …) win over the config file's `store`/`tokens`.
     pub fn run(&self, ctx: &Ctx) -> Result<(), CliError> {
         let config = load_config(self)?;
-        let manager = ctx.manager_with(
-            config.store.as_deref(),
-            config.tokens.as_deref(),
-            config.seal_key_source.as_deref(),
-            true,
-        )?;
+        let manager = ctx
+            .manager_with(
+                config.store.as_deref(),
+                config.tokens.as_deref(),
+                config.seal_key_source.as_deref(),
+                true,
+            )?
+            .with_crl_series_low(usize::try_from(config.crl_series_low).unwrap_or(usize::MAX));
         crate::service::run(config, std::sync::Arc::new(manager))?;
         Ok(())
     }

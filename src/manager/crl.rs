@@ -108,6 +108,38 @@ pub(crate) struct CrlSigner {
     key_identifier: Vec<u8>,
 }
 
+impl CrlSigner {
+    /// Refuses when the CA or its key changed since this signer was made (another process).
+    pub(super) fn check_still(&self, ca: &CertificateRecord) -> Result<()> {
+        if self.ca_id != ca.id || ca.cert.key_id.as_deref() != Some(self.key_id.as_str()) {
+            return Err(ManagerError::refused(
+                Refusal::ChangedMeanwhile,
+                format!("CA \"{}\" changed meanwhile; try again", ca.cert.name),
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Signs a CRL listing `entries` (encoded revokedCertificates entries, concatenated).
+    pub(super) fn sign(
+        &self,
+        number: u64,
+        this_update: i64,
+        next_update: i64,
+        entries: &[&[u8]],
+    ) -> Result<Vec<u8>> {
+        let spec = CrlSpec {
+            issuer: &self.issuer,
+            key_identifier: &self.key_identifier,
+            number,
+            this_update: at(this_update),
+            next_update: at(next_update),
+        };
+        Ok(x509crl::build_crl(&spec, entries, &self.signer)?)
+    }
+}
+
 /// The file name under `/crl/` that a CDP URL made by [`super::crl_url`] names, decoded.
 pub fn crl_file_from_url(url: &str) -> Option<String> {
     let rest = url.strip_prefix("http://")?;
@@ -191,17 +223,13 @@ impl Manager {
         s: &CrlSigner,
         appended: Option<&[Vec<u8>]>,
     ) -> Result<u64> {
-        // The CA and its key may have changed since the signer was made (another process).
-        if s.ca_id != ca.id || ca.cert.key_id.as_deref() != Some(s.key_id.as_str()) {
-            return Err(ManagerError::refused(
-                Refusal::ChangedMeanwhile,
-                format!("CA \"{}\" changed meanwhile; try again", ca.cert.name),
-                None,
-            ));
-        }
+        s.check_still(ca)?;
         let now = unix_now();
         let prev = txn.crl(ca.id)?;
-        let number = prev.as_ref().map_or(1, |p| p.number + 1);
+        // Numbers a presigned series holds are taken: the next CRL goes past them (which
+        // leaves the rest of the series stale, see `crl_series.rs`).
+        let reserved = txn.crl_series_last_number(ca.id)?.unwrap_or(0);
+        let number = prev.as_ref().map_or(0, |p| p.number).max(reserved) + 1;
         let spec = CrlSpec {
             issuer: &s.issuer,
             key_identifier: &s.key_identifier,
@@ -450,9 +478,19 @@ impl Manager {
             .as_deref()
             .unwrap_or(&*self.store)
             .begin(TxnMode::Read)?;
-        let Some((ca, crl)) = txn.served_crl(file, file.strip_suffix(".crl"))? else {
+        let Some((ca, mut crl)) = txn.served_crl(file, file.strip_suffix(".crl"))? else {
             return Ok(None);
         };
+        // A presigned CRL whose thisUpdate has come, when it is newer than the stored one.
+        if let Some(p) = txn.due_crl_series(crl.ca_id, self.judged_now())? {
+            if p.number > crl.number {
+                crl.number = p.number;
+                crl.this_update = p.this_update;
+                crl.next_update = p.next_update;
+                crl.entries = p.entries;
+                crl.der = p.der;
+            }
+        }
         Ok(Some(ServedCrl {
             ca,
             der: crl.der,
@@ -492,7 +530,7 @@ impl Manager {
     }
 
     /// Now, as CRLs are judged due (tests may move it: `with_clock_offset`).
-    fn judged_now(&self) -> i64 {
+    pub(super) fn judged_now(&self) -> i64 {
         unix_now() + self.clock_offset
     }
 
@@ -575,12 +613,14 @@ impl Manager {
     }
 }
 
-/// Whether a CA's CRL is older than `max_age` (or missing).
 /// Whether a CA's CRL is older than `max_age` at `now` (Unix seconds).
 fn crl_due(txn: &dyn Transaction, ca_id: i64, max_age: Duration, now: i64) -> Result<bool> {
     let cutoff = now - max_age.as_secs() as i64;
     Ok(match txn.crl_state(ca_id)? {
-        Some((_, this_update)) => this_update <= cutoff,
+        Some((_, this_update)) if this_update > cutoff => false,
+        // A presigned series that still covers now is what is served: renewing would need
+        // the key of a root whose token is in the safe, and would make the series stale.
+        Some((number, _)) => !super::crl_series::covers(txn, ca_id, number, now, cutoff)?,
         None => true,
     })
 }

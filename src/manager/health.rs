@@ -19,6 +19,12 @@ pub enum HealthReason {
     PinFailed,
     /// the last scheduled renewal of a CA's CRL failed otherwise (a device error, …)
     CrlRenewalFailed,
+    /// fewer presigned CRLs of a CA are left to publish than `crl-series-low` (its offline
+    /// root must come out of the safe soon to presign more)
+    CrlSeriesLow,
+    /// a revocation (or a renewal) made a CA's presigned series stale while some of it was
+    /// still to be published: the operator presigns again
+    CrlSeriesStale,
     /// the store cannot be written (read-only, no space, its directory gone)
     StoreUnwritable,
 }
@@ -31,6 +37,8 @@ impl HealthReason {
             HealthReason::TokenAbsent => "token-absent",
             HealthReason::PinFailed => "pin-failed",
             HealthReason::CrlRenewalFailed => "crl-renewal-failed",
+            HealthReason::CrlSeriesLow => "crl-series-low",
+            HealthReason::CrlSeriesStale => "crl-series-stale",
             HealthReason::StoreUnwritable => "store-unwritable",
         }
     }
@@ -136,6 +144,13 @@ impl Manager {
                 if crl.next_update >= now {
                     continue;
                 }
+                // What is served may be a presigned CRL, newer than the stored one.
+                let served = txn
+                    .due_crl_series(crl.ca_id, now)?
+                    .filter(|p| p.number > crl.number);
+                if served.is_some_and(|p| p.next_update >= now) {
+                    continue;
+                }
                 let Some(ca) = txn.certificate_by_id(crl.ca_id)? else {
                     continue;
                 };
@@ -152,6 +167,33 @@ impl Manager {
                     ),
                     None,
                 ));
+            }
+            for series in self.series_in(txn.as_ref())? {
+                let name = &series.ca;
+                if series.stale && series.left > 0 {
+                    out.push(HealthProblem::of_ca(
+                        HealthReason::CrlSeriesStale,
+                        name,
+                        format!(
+                            "the presigned CRLs of CA \"{name}\" are stale (a newer CRL was made): \
+                             {} of them will not be published; presign again",
+                            series.left
+                        ),
+                        None,
+                    ));
+                } else if !series.stale && series.left < self.crl_series_low {
+                    out.push(HealthProblem::of_ca(
+                        HealthReason::CrlSeriesLow,
+                        name,
+                        format!(
+                            "{} presigned CRL(s) of CA \"{name}\" left to publish; the served \
+                             one is valid until {}: presign more",
+                            series.left,
+                            fmt_unix(series.until)
+                        ),
+                        None,
+                    ));
+                }
             }
             for id in pin_failed {
                 if let Some(ca) = txn.certificate_by_id(id)? {

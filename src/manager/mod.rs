@@ -4,6 +4,7 @@
 mod cards;
 pub mod crl;
 mod crl_download;
+mod crl_series;
 mod edit;
 mod export;
 mod health;
@@ -31,6 +32,7 @@ use der::referenced::OwnedToRef;
 pub use self::cards::CardVerifyResult;
 pub use self::crl::{CrlRenewal, ServedCrl, Settings};
 pub use self::crl_download::{DownloadTarget, DownloadedCrl};
+pub use self::crl_series::{CrlSeriesStatus, PresignReport};
 pub use self::edit::{RemoveReport, SetRequest};
 pub use self::export::{ExportRequest, ExportType};
 pub use self::health::{renewal_problem, HealthProblem, HealthReason};
@@ -62,6 +64,9 @@ use crate::x509;
 /// writer (PostgreSQL; SQLite's writers never overlap).
 const CONFLICT_RETRIES: usize = 3;
 
+/// How few presigned CRLs left make `/health` warn, unless `serve` is told otherwise.
+pub const DEFAULT_CRL_SERIES_LOW: usize = 2;
+
 /// The certificate manager.
 pub struct Manager {
     store: Box<dyn Store>,
@@ -77,6 +82,8 @@ pub struct Manager {
     /// seconds added to the SCEP client's clock and to the one `/health` and CRL renewal
     /// judge CRLs by (tests: `CERTMAN_TEST_CLOCK_OFFSET`)
     clock_offset: i64,
+    /// `/health` warns when fewer presigned CRLs of a CA are left to publish (`crl presign`)
+    crl_series_low: usize,
     /// who watches long work (key generation on tokens, cards, big RSA; bulk imports)
     progress: Arc<dyn progress::ProgressSink>,
     /// write transactions committed by this manager
@@ -119,6 +126,7 @@ impl Manager {
             crl_pin_failures: std::sync::Mutex::default(),
             reads: None,
             clock_offset: 0,
+            crl_series_low: DEFAULT_CRL_SERIES_LOW,
             progress: Arc::new(progress::NoProgress),
             commits: std::sync::atomic::AtomicU64::new(0),
         }
@@ -137,6 +145,13 @@ impl Manager {
     /// validity checks keep the system's clock.
     pub fn with_clock_offset(mut self, seconds: i64) -> Self {
         self.clock_offset = seconds;
+        self
+    }
+
+    /// Makes `/health` warn (`crl-series-low`) when fewer than `count` presigned CRLs of a CA
+    /// are left to publish (`serve`'s `crl-series-low`).
+    pub fn with_crl_series_low(mut self, count: usize) -> Self {
+        self.crl_series_low = count;
         self
     }
 

@@ -16,6 +16,9 @@ pub struct RevokeReport {
     pub revoked: Vec<String>,
     /// the CRLs made: (CA, cRLNumber)
     pub crls: Vec<(String, u64)>,
+    /// CAs whose presigned series this revocation made stale: (CA, how many of its presigned
+    /// CRLs were still to be published; they will not be)
+    pub stale_series: Vec<(String, usize)>,
 }
 
 impl Manager {
@@ -110,7 +113,11 @@ impl Manager {
                     .iter()
                     .find(|s| s.ca_id == *ca_id)
                     .ok_or_else(|| ManagerError::not_found(ObjectKind::Ca, &ca.cert.name))?;
+                let left = self.presigned_left(txn, *ca_id)?;
                 let number = self.write_crl(txn, &ca, signer, Some(entries))?;
+                if left > 0 {
+                    report.stale_series.push((ca.cert.name.clone(), left));
+                }
                 report.crls.push((ca.cert.name.clone(), number));
             }
             Ok(report)

@@ -27,6 +27,9 @@ pub struct Config {
     pub crl_renew_check: u64,
     /// hours after which a local CA's CRL is renewed (default 24, as RouterOS)
     pub crl_max_age: u64,
+    /// `/health` warns (`crl-series-low`) when fewer presigned CRLs of a CA (`crl presign`)
+    /// are left to publish (default 2; 0: never)
+    pub crl_series_low: u64,
     /// seconds between downloads of trusted certificates' CRLs (default 3600)
     pub crl_download_interval: u64,
     /// the largest CRL downloaded, bytes (default 16 MiB)
@@ -60,6 +63,7 @@ impl Default for Config {
             log: "info".into(),
             crl_renew_check: 60,
             crl_max_age: 24,
+            crl_series_low: crate::manager::DEFAULT_CRL_SERIES_LOW as u64,
             crl_download_interval: 3600,
             crl_download_max_bytes: 16 * 1024 * 1024,
             crl_download_timeout: 30,
