@@ -226,6 +226,10 @@ impl Manager {
                 None,
             ));
         }
+        // Before its key is reached: a compromised CA spends no PIN try.
+        if let Some(at) = txn.compromised_at(rec.id)? {
+            return Err(compromised(ca, at));
+        }
         let (key_id, handle) = ca_key_handle(txn, &rec)?;
         let signer = self.ca_signer(ca, &handle, &info)?;
         let key_identifier = signing_key_identifier(&info);
@@ -703,9 +707,25 @@ impl IssuerCheck {
                     None,
                 ))
             }
-            Some(_) => Ok(()),
+            // marked by `token lost` meanwhile (it takes this lock before marking)
+            Some(ca) => match txn.compromised_at(ca.id)? {
+                Some(at) => Err(compromised(name, at)),
+                None => Ok(()),
+            },
         }
     }
+}
+
+/// The refusal of issuance by a CA marked compromised at `at` (Unix seconds).
+pub(super) fn compromised(ca: &str, at: i64) -> ManagerError {
+    ManagerError::refused(
+        Refusal::CaCompromised,
+        format!(
+            "CA \"{ca}\" is marked compromised (its key was on a token reported lost, {}): it issues no more certificates",
+            super::crl::fmt_unix(at)
+        ),
+        Some("issue from another CA; `token inventory` shows which keys were on the token"),
+    )
 }
 
 pub(super) struct LoadedIssuer {

@@ -37,6 +37,7 @@ pub mod scep;
 pub mod scep_client;
 pub mod sealed;
 pub mod sqlite;
+pub mod token_loss;
 
 pub use scep::{
     NewScepRequest, NewScepServer, OtpRecord, ScepRequestRecord, ScepServerRecord, ScepTransaction,
@@ -45,6 +46,7 @@ pub use scep_client::{
     NewScepClient, ScepClientRecord, ScepClientState, ScepClientStore, ScepClientTransaction,
 };
 pub use sealed::{SealedBlob, SealedRow, SealedStore};
+pub use token_loss::TokenLossTransaction;
 
 use crate::error::StoreError;
 
@@ -298,7 +300,9 @@ pub trait Store: Send + Sync {
 }
 
 /// One transaction. Dropped without [`Transaction::commit`] = rolled back.
-pub trait Transaction: ScepTransaction + ScepClientStore + SealedStore {
+pub trait Transaction:
+    ScepTransaction + ScepClientStore + SealedStore + TokenLossTransaction
+{
     /// Makes the changes durable.
     fn commit(self: Box<Self>) -> Result<()>;
 

@@ -11,6 +11,7 @@ mod scep;
 mod scep_client;
 mod schema;
 mod sealed;
+mod token_loss;
 mod txn;
 
 use std::collections::HashMap;
