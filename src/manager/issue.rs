@@ -212,6 +212,11 @@ impl Manager {
                 Some("sign a template with key-usage=key-cert-sign,crl-sign to make a CA"),
             ));
         }
+        // Before its key is reached (no PIN try spent), and before "revoked": the
+        // more telling reason (`token lost` revokes a compromised CA issued here).
+        if let Some(at) = txn.compromised_at(rec.id)? {
+            return Err(compromised(ca, at));
+        }
         if rec.revoked_at.is_some() {
             return Err(ManagerError::refused(
                 Refusal::CaRevoked,
@@ -225,10 +230,6 @@ impl Manager {
                 format!("CA \"{ca}\" has expired"),
                 None,
             ));
-        }
-        // Before its key is reached: a compromised CA spends no PIN try.
-        if let Some(at) = txn.compromised_at(rec.id)? {
-            return Err(compromised(ca, at));
         }
         let (key_id, handle) = ca_key_handle(txn, &rec)?;
         let signer = self.ca_signer(ca, &handle, &info)?;
@@ -689,6 +690,10 @@ impl IssuerCheck {
     pub(super) fn recheck(&self, txn: &mut dyn Transaction) -> Result<()> {
         txn.lock(Lock::Ca(self.id))?;
         let name = &self.name;
+        // marked by `token lost` meanwhile (it takes this lock before marking)
+        if let Some(at) = txn.compromised_at(self.id)? {
+            return Err(compromised(name, at));
+        }
         match txn.certificate_by_id(self.id)? {
             None => Err(ManagerError::refused(
                 Refusal::ChangedMeanwhile,
@@ -707,11 +712,7 @@ impl IssuerCheck {
                     None,
                 ))
             }
-            // marked by `token lost` meanwhile (it takes this lock before marking)
-            Some(ca) => match txn.compromised_at(ca.id)? {
-                Some(at) => Err(compromised(name, at)),
-                None => Ok(()),
-            },
+            Some(_) => Ok(()),
         }
     }
 }
