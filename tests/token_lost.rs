@@ -34,7 +34,11 @@ fn scenario(hsm: &SoftHsm) -> Env {
         "ca=root",
         &format!("on-smart-card={PROFILE}"),
     ]);
-    for (name, ca) in [("leaf-r", "root"), ("leaf-i1", "inter"), ("leaf-i2", "inter")] {
+    for (name, ca) in [
+        ("leaf-r", "root"),
+        ("leaf-i1", "inter"),
+        ("leaf-i2", "inter"),
+    ] {
         env.ok(&[
             "add",
             &format!("name={name}"),
@@ -144,8 +148,14 @@ fn token_lost_revokes_everything_on_the_token() {
         .cloned()
         .expect("inter in the inventory");
     assert_eq!(inter["issuer"], "root", "{inter}");
-    assert!(inter["flags"].as_str().unwrap_or_default().contains('C'), "{inter}");
-    assert!(inter["slot"].as_str().is_some_and(|s| !s.is_empty()), "{inter}");
+    assert!(
+        inter["flags"].as_str().unwrap_or_default().contains('C'),
+        "{inter}"
+    );
+    assert!(
+        inter["slot"].as_str().is_some_and(|s| !s.is_empty()),
+        "{inter}"
+    );
     let text = env.ok(&["token", "inventory"]);
     assert!(text.contains(&serial) && text.contains("leaf-i2"), "{text}");
     env.fail(&["token", "inventory", "no-such-serial"], 3);
@@ -158,7 +168,11 @@ fn token_lost_revokes_everything_on_the_token() {
     let dry = json(&env.ok(&["token", "lost", &serial, "--dry-run", "--json"]));
     assert_eq!(dry["dry-run"], true);
     assert_eq!(dry["revoked"], 4, "{dry}");
-    assert_eq!((env.snapshot(), crls(&env)), before, "dry-run changed the store");
+    assert_eq!(
+        (env.snapshot(), crls(&env)),
+        before,
+        "dry-run changed the store"
+    );
     let numbers_before = crl_numbers(&env);
 
     // the real thing
@@ -216,7 +230,11 @@ fn token_lost_revokes_everything_on_the_token() {
     assert_eq!(again["revoked"], 0, "{again}");
     assert_eq!(again["skipped"], 4, "{again}");
     assert_eq!(again["compromised"][0]["newly"], false, "{again}");
-    assert_eq!(crl_numbers(&env), numbers_after, "a run with nothing new renewed a CRL");
+    assert_eq!(
+        crl_numbers(&env),
+        numbers_after,
+        "a run with nothing new renewed a CRL"
+    );
 }
 
 /// With T absent, the intermediate (key on T) cannot sign: its revocations are recorded
@@ -246,7 +264,10 @@ fn token_lost_with_the_token_gone() {
     let conf = hsm.root().join("gone.conf");
     std::fs::write(
         &conf,
-        format!("directories.tokendir = {}\nobjectstore.backend = file\n", empty.display()),
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            empty.display()
+        ),
     )
     .expect("conf");
     let out = env

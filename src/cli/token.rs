@@ -310,9 +310,17 @@ fn print_lost(r: &TokenLossReport) {
     for c in &r.compromised {
         let name = output::esc(&c.name);
         match (r.dry_run, c.newly) {
-            (_, false) => outln!("CA {name} is marked compromised (since before): it issues nothing more"),
-            (true, true) => outln!("CA {name}: would be marked compromised (its key is on token {})", output::esc(&r.serial)),
-            (false, true) => outln!("CA {name} marked compromised (its key is on token {}): it issues nothing more", output::esc(&r.serial)),
+            (_, false) => {
+                outln!("CA {name} is marked compromised (since before): it issues nothing more")
+            }
+            (true, true) => outln!(
+                "CA {name}: would be marked compromised (its key is on token {})",
+                output::esc(&r.serial)
+            ),
+            (false, true) => outln!(
+                "CA {name} marked compromised (its key is on token {}): it issues nothing more",
+                output::esc(&r.serial)
+            ),
         }
     }
     for c in &r.cas {
@@ -338,7 +346,10 @@ fn print_lost(r: &TokenLossReport) {
         }
     }
     for n in &r.not_revocable {
-        outln!("{}: not issued by a CA here, not revocable here", output::esc(n));
+        outln!(
+            "{}: not issued by a CA here, not revocable here",
+            output::esc(n)
+        );
     }
     let revoked: usize = r.cas.iter().map(|c| c.revoked.len()).sum();
     let skipped: usize = r.cas.iter().map(|c| c.skipped.len()).sum();

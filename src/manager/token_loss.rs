@@ -28,7 +28,7 @@ use super::view::{self, Flags};
 use super::Manager;
 use crate::error::{ManagerError, ObjectKind, Result, X509Error};
 use crate::keys::KeyUri;
-use crate::store::{CertificateRecord, KeyRecord, Lock, RevocationRecord, TxnMode};
+use crate::store::{KeyRecord, Lock, RevocationRecord, TxnMode};
 use crate::x509;
 use crate::x509::crl::{self as x509crl, RevocationReason};
 
@@ -160,40 +160,37 @@ impl Manager {
         let compromised: HashMap<i64, i64> = txn.compromised()?.into_iter().collect();
         let certs = txn.certificates()?;
         let mut out: BTreeMap<String, TokenInventory> = BTreeMap::new();
-        for key in &keys {
-            let serial = key.token_serial.clone().unwrap_or_default();
-            let token = out.entry(serial.clone()).or_insert_with(|| TokenInventory {
-                serial,
-                certificates: Vec::new(),
-                unused_keys: Vec::new(),
-            });
-            let users: Vec<&CertificateRecord> = certs
-                .iter()
-                .filter(|c| c.cert.key_id.as_deref() == Some(key.id.as_str()))
-                .collect();
-            if users.is_empty() {
-                token.unused_keys.push(key.uri.clone());
-            }
+        let mut used: HashSet<&str> = HashSet::new();
+        let by_id: HashMap<&str, &KeyRecord> = keys.iter().map(|k| (k.id.as_str(), k)).collect();
+        // in the store's order of certificates (as `print` lists them)
+        for c in &certs {
+            let Some(key) = c.cert.key_id.as_deref().and_then(|k| by_id.get(k)) else {
+                continue;
+            };
+            let Some(e) = entries.get(&c.cert.name) else {
+                continue;
+            };
+            used.insert(key.id.as_str());
+            let issuer = match e.text("ca") {
+                Some(ca) if !ca.is_empty() => ca,
+                _ => e.text("issuer").unwrap_or_default(),
+            };
             let (slot, object) = key_place(key);
-            for c in users {
-                let Some(e) = entries.get(&c.cert.name) else {
-                    continue;
-                };
-                let issuer = match e.text("ca") {
-                    Some(ca) if !ca.is_empty() => ca,
-                    _ => e.text("issuer").unwrap_or_default(),
-                };
-                token.certificates.push(InventoryCertificate {
+            token_of(&mut out, key)
+                .certificates
+                .push(InventoryCertificate {
                     name: c.cert.name.clone(),
                     flags: e.flags,
                     issuer: issuer.to_owned(),
                     serial: e.text("serial-number").unwrap_or_default().to_owned(),
                     key_uri: key.uri.clone(),
-                    slot: slot.clone(),
-                    object: object.clone(),
+                    slot,
+                    object,
                     compromised_at: compromised.get(&c.id).copied(),
                 });
-            }
+        }
+        for key in keys.iter().filter(|k| !used.contains(k.id.as_str())) {
+            token_of(&mut out, key).unused_keys.push(key.uri.clone());
         }
         Ok(out.into_values().collect())
     }
@@ -258,11 +255,7 @@ impl Manager {
             let mut done = CaRevocations {
                 ca: name_of(*ca_id),
                 revoked: Vec::new(),
-                skipped: certs
-                    .iter()
-                    .filter(|c| c.2)
-                    .map(|c| c.1.clone())
-                    .collect(),
+                skipped: certs.iter().filter(|c| c.2).map(|c| c.1.clone()).collect(),
                 crl: CrlOutcome::Unchanged,
             };
             if pending.is_empty() {
@@ -390,6 +383,19 @@ impl Manager {
             Ok((revoked, skipped, crl))
         })
     }
+}
+
+/// The inventory entry of a key's token, made on first use.
+fn token_of<'a>(
+    out: &'a mut BTreeMap<String, TokenInventory>,
+    key: &KeyRecord,
+) -> &'a mut TokenInventory {
+    let serial = key.token_serial.clone().unwrap_or_default();
+    out.entry(serial.clone()).or_insert_with(|| TokenInventory {
+        serial,
+        certificates: Vec::new(),
+        unused_keys: Vec::new(),
+    })
 }
 
 /// Where on its token a key is: its slot (or token and id) and its object label.

@@ -160,7 +160,10 @@ pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
             (pending.contains(&c.id), with_crl.contains(&c.id)),
             clients.get(&c.id),
             key_uri.map(String::as_str),
-            (revocations.get(&c.id).cloned(), compromised.get(&c.id).copied()),
+            (
+                revocations.get(&c.id).cloned(),
+                compromised.get(&c.id).copied(),
+            ),
         )
     });
     for (c, e) in certs.iter().zip(entries) {

@@ -37,14 +37,20 @@ impl TokenLossTransaction for PgTxn<'_> {
         if n == 1 {
             return Ok(true);
         }
-        match self.query_opt("SELECT compromised_at FROM certificates WHERE id = $1", &[&id])? {
+        match self.query_opt(
+            "SELECT compromised_at FROM certificates WHERE id = $1",
+            &[&id],
+        )? {
             Some(r) if r.try_get::<_, Option<i64>>(0)?.is_some() => Ok(false),
             _ => Err(StoreError::Conflict),
         }
     }
 
     fn compromised_at(&self, id: i64) -> Result<Option<i64>> {
-        match self.query_opt("SELECT compromised_at FROM certificates WHERE id = $1", &[&id])? {
+        match self.query_opt(
+            "SELECT compromised_at FROM certificates WHERE id = $1",
+            &[&id],
+        )? {
             Some(r) => Ok(r.try_get(0)?),
             None => Ok(None),
         }
