@@ -2,7 +2,7 @@
 //! by serial, and a CA marked compromised once (the first mark stays; a certificate gone is a
 //! conflict; the mark goes with its row), on every backend.
 
-use certman::store::{KeyRecord, Lock, TokenLossTransaction, TxnMode};
+use certman::store::{KeyRecord, Lock, TxnMode};
 
 use super::{
     assert_conflict, ca_cert, cert, handles, race, read, soft_key, token_key, write,
