@@ -270,6 +270,8 @@ pub enum ObjectKind {
     ScepRequest,
     /// a SCEP client (`add-scep`, `scep-server ra`)
     ScepClient,
+    /// a token the store holds keys of, by serial (`token lost`)
+    Token,
 }
 
 impl std::fmt::Display for ObjectKind {
@@ -285,6 +287,7 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::ScepServer => "SCEP server",
             ObjectKind::ScepRequest => "SCEP request",
             ObjectKind::ScepClient => "SCEP client",
+            ObjectKind::Token => "token with keys in the store, serial",
         })
     }
 }
@@ -308,6 +311,8 @@ pub enum Refusal {
     CaRevoked,
     /// the CA has expired
     CaExpired,
+    /// the CA is marked compromised (its key was on a token reported lost: `token lost`)
+    CaCompromised,
     /// the certificate (or CA) has no private key here
     NoPrivateKey,
     /// the key is on a token and cannot leave it

@@ -1582,6 +1582,9 @@ fn concurrent_key_gifts<B: Backend>() {
 #[path = "store_conformance/scep.rs"]
 mod scep;
 use scep::*;
+#[path = "store_conformance/token_loss.rs"]
+mod token_loss;
+use token_loss::*;
 
 #[path = "store_conformance/scep_client.rs"]
 mod scep_client;
@@ -1710,6 +1713,9 @@ macro_rules! conformance_suite {
             one_leader_per_job,
             meta_values,
             concurrent_meta_inserts,
+            token_keys_by_serial,
+            compromise_marks,
+            concurrent_compromise_marks,
         );
     };
     (@module $module:ident, $backend:ident; $($check:ident),* $(,)?) => {

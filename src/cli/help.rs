@@ -45,6 +45,12 @@ const EXAMPLES: &[(&str, &[&str])] = &[
     ("card-reinstall", &["certman card-reinstall ca"]),
     ("token", &["certman token print"]),
     ("token print", &["certman token print", "certman token print softhsm --login"]),
+    ("token inventory", &["certman token inventory", "certman token inventory 54ba277744b66a33 --json"]),
+    ("token lost", &[
+        "certman token lost 54ba277744b66a33 dry-run",
+        "certman token lost 54ba277744b66a33",
+        "certman token lost 54ba277744b66a33 reason=ca-compromise",
+    ]),
     ("store", &["certman store reseal seal-key-source=file:/etc/certman/seal.key"]),
     ("store reseal", &[
         "certman store reseal seal-key-source=file:/etc/certman/seal.key",

@@ -244,8 +244,11 @@ impl Manager {
             .to_der()
             .map_err(crate::error::X509Error::from)?;
         let issuer_der = s.issuer.to_der().map_err(crate::error::X509Error::from)?;
+        // A compromised CA may hold revocations its CRL does not list yet (`token lost`
+        // records them when its key is unreachable): its CRLs are rebuilt from the rows.
+        let appendable = appended.is_some() && txn.compromised_at(ca.id)?.is_none();
         let reusable = match (&prev, appended) {
-            (Some(p), Some(_)) => x509crl::revoked_entries(&p.der)
+            (Some(p), Some(_)) if appendable => x509crl::revoked_entries(&p.der)
                 .ok()
                 .filter(|parts| parts.algorithm == alg && parts.issuer == issuer_der),
             _ => None,

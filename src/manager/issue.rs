@@ -212,6 +212,11 @@ impl Manager {
                 Some("sign a template with key-usage=key-cert-sign,crl-sign to make a CA"),
             ));
         }
+        // Before its key is reached (no PIN try spent), and before "revoked": the
+        // more telling reason (`token lost` revokes a compromised CA issued here).
+        if let Some(at) = txn.compromised_at(rec.id)? {
+            return Err(compromised(ca, at));
+        }
         if rec.revoked_at.is_some() {
             return Err(ManagerError::refused(
                 Refusal::CaRevoked,
@@ -685,6 +690,10 @@ impl IssuerCheck {
     pub(super) fn recheck(&self, txn: &mut dyn Transaction) -> Result<()> {
         txn.lock(Lock::Ca(self.id))?;
         let name = &self.name;
+        // marked by `token lost` meanwhile (it takes this lock before marking)
+        if let Some(at) = txn.compromised_at(self.id)? {
+            return Err(compromised(name, at));
+        }
         match txn.certificate_by_id(self.id)? {
             None => Err(ManagerError::refused(
                 Refusal::ChangedMeanwhile,
@@ -706,6 +715,18 @@ impl IssuerCheck {
             Some(_) => Ok(()),
         }
     }
+}
+
+/// The refusal of issuance by a CA marked compromised at `at` (Unix seconds).
+pub(super) fn compromised(ca: &str, at: i64) -> ManagerError {
+    ManagerError::refused(
+        Refusal::CaCompromised,
+        format!(
+            "CA \"{ca}\" is marked compromised (its key was on a token reported lost, {}): it issues no more certificates",
+            super::crl::fmt_unix(at)
+        ),
+        Some("issue from another CA; `token inventory` shows which keys were on the token"),
+    )
 }
 
 pub(super) struct LoadedIssuer {

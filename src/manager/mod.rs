@@ -19,6 +19,7 @@ pub mod scep_client;
 mod sign;
 pub mod status;
 pub mod template;
+mod token_loss;
 mod verify;
 pub mod view;
 
@@ -52,6 +53,9 @@ pub use self::scep_client::{
 pub use self::sign::SignRequest;
 pub use self::status::StatusReport;
 pub use self::template::{TemplateProperties, TEMPLATE_PROPERTIES};
+pub use self::token_loss::{
+    CaRevocations, CompromisedCa, CrlOutcome, InventoryCertificate, TokenInventory, TokenLossReport,
+};
 pub use self::verify::VerifyOptions;
 pub use self::view::{Entry, Flags, Value};
 use crate::error::{ManagerError, ObjectKind, Refusal, Result, StoreError};

@@ -148,6 +148,7 @@ pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
             revocations.insert(c.id, r);
         }
     }
+    let compromised: HashMap<i64, i64> = txn.compromised()?.into_iter().collect();
     // what is left needs nothing from the store: parsed and built on every core
     let entries = build_all(&certs, &|c: &CertificateRecord| {
         let info = x509::inspect_stored_certificate(&c.cert.der)?;
@@ -159,7 +160,10 @@ pub fn collect(txn: &dyn Transaction) -> Result<Vec<Entry>> {
             (pending.contains(&c.id), with_crl.contains(&c.id)),
             clients.get(&c.id),
             key_uri.map(String::as_str),
-            revocations.get(&c.id).cloned(),
+            (
+                revocations.get(&c.id).cloned(),
+                compromised.get(&c.id).copied(),
+            ),
         )
     });
     for (c, e) in certs.iter().zip(entries) {
@@ -190,6 +194,7 @@ pub fn lookup(txn: &dyn Transaction, name: &str) -> Result<Option<Entry>> {
             Some(_) => txn.revocation(c.id)?,
             None => None,
         };
+        let compromised = txn.compromised_at(c.id)?;
         return certificate_entry(
             (&c, x509::inspect_stored_certificate(&c.cert.der)?),
             issuer,
@@ -197,7 +202,7 @@ pub fn lookup(txn: &dyn Transaction, name: &str) -> Result<Option<Entry>> {
             (pending, has_crl),
             clients.get(&c.id),
             key_uri.as_deref(),
-            revocation,
+            (revocation, compromised),
         )
         .map(Some);
     }
@@ -286,7 +291,7 @@ fn certificate_entry(
     (encrypted_key_pending, has_crl): (bool, bool),
     scep: Option<&ScepClientRecord>,
     key_uri: Option<&str>,
-    revocation: Option<RevocationRecord>,
+    (revocation, compromised_at): (Option<RevocationRecord>, Option<i64>),
 ) -> Result<Entry> {
     let key = key_uri;
     let smart_card_uri = key
@@ -389,6 +394,14 @@ fn certificate_entry(
                     .and_then(crate::x509::crl::RevocationReason::from_code)
                     .map_or("unspecified".into(), |x| x.name().to_owned()),
             ),
+        ));
+    }
+    // a CA whose key was on a token reported lost (`token lost`): it issues nothing more
+    p.push(("compromised", Value::Bool(compromised_at.is_some())));
+    if let Some(at) = compromised_at {
+        p.push((
+            "compromised-at",
+            Value::Time(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(at.max(0) as u64)),
         ));
     }
     p.push(("expired", Value::Bool(flags.expired)));

@@ -38,6 +38,7 @@ pub mod scep;
 pub mod scep_client;
 pub mod sealed;
 pub mod sqlite;
+pub mod token_loss;
 
 pub use crl_series::{CrlSeriesRecord, CrlSeriesStore};
 pub use scep::{
@@ -47,6 +48,7 @@ pub use scep_client::{
     NewScepClient, ScepClientRecord, ScepClientState, ScepClientStore, ScepClientTransaction,
 };
 pub use sealed::{SealedBlob, SealedRow, SealedStore};
+pub use token_loss::TokenLossTransaction;
 
 use crate::error::StoreError;
 
@@ -300,7 +302,9 @@ pub trait Store: Send + Sync {
 }
 
 /// One transaction. Dropped without [`Transaction::commit`] = rolled back.
-pub trait Transaction: ScepTransaction + ScepClientStore + SealedStore + CrlSeriesStore {
+pub trait Transaction:
+    ScepTransaction + ScepClientStore + SealedStore + CrlSeriesStore + TokenLossTransaction
+{
     /// Makes the changes durable.
     fn commit(self: Box<Self>) -> Result<()>;
 

@@ -26,6 +26,7 @@ mod scep_client;
 mod schema;
 mod sealed;
 mod tls;
+mod token_loss;
 mod txn;
 
 use std::cell::{Cell, RefCell};

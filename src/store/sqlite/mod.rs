@@ -12,6 +12,7 @@ mod scep;
 mod scep_client;
 mod schema;
 mod sealed;
+mod token_loss;
 mod txn;
 
 use std::collections::HashMap;
