@@ -101,7 +101,8 @@ fn a_version_1_store_gains_the_version_2_tables() {
     drop(SqliteStore::open(d.path()).unwrap());
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+        "DROP TABLE crl_series; ALTER TABLE certificates DROP COLUMN compromised_at; \
+         DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
          DROP TABLE requests; DROP TABLE encrypted_keys; DROP TABLE ca_passphrases; \
          DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
          DROP TABLE settings; DROP TABLE downloaded_crls; DROP TABLE names; \
@@ -127,7 +128,8 @@ fn a_version_2_store_gains_the_version_3_tables_and_keeps_its_rows() {
     drop(s);
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+        "DROP TABLE crl_series; ALTER TABLE certificates DROP COLUMN compromised_at; \
+         DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
          DROP TABLE revocations; DROP TABLE crls; DROP TABLE crl_paths; \
          DROP TABLE settings; DROP TABLE downloaded_crls; DROP TABLE names; \
          DROP INDEX certificates_fingerprint; \
@@ -157,7 +159,8 @@ fn a_version_3_store_gains_the_names_of_its_templates_and_certificates() {
     drop(s);
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+        "DROP TABLE crl_series; ALTER TABLE certificates DROP COLUMN compromised_at; \
+         DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
          DROP TABLE names; DROP INDEX certificates_fingerprint; PRAGMA user_version = 3;",
     )
     .unwrap();
@@ -181,7 +184,8 @@ fn a_version_4_store_gains_the_scep_tables_and_keeps_its_rows() {
     drop(s);
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
+        "DROP TABLE crl_series; ALTER TABLE certificates DROP COLUMN compromised_at; \
+         DROP TABLE scep_clients; DROP TABLE scep_requests; DROP TABLE scep_otps; DROP TABLE scep_servers; \
          PRAGMA user_version = 4;",
     )
     .unwrap();
@@ -216,7 +220,8 @@ fn a_version_5_store_gains_the_scep_clients_and_keeps_its_servers() {
     // a version-5 store: no client table, no upstream column, one server
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
     c.execute_batch(&format!(
-        "DROP TABLE scep_clients; ALTER TABLE scep_servers DROP COLUMN upstream_id; \
+        "DROP TABLE crl_series; ALTER TABLE certificates DROP COLUMN compromised_at; \
+         DROP TABLE scep_clients; ALTER TABLE scep_servers DROP COLUMN upstream_id; \
          INSERT INTO scep_servers(path, ca_id, days_valid, request_lifetime, disabled, created_at) \
          VALUES ('/scep/old', {ca}, 1, 300, 0, 1); PRAGMA user_version = 5;"
     ))
@@ -232,6 +237,40 @@ fn a_version_5_store_gains_the_scep_clients_and_keeps_its_servers() {
     drop(t);
     assert_eq!(t_version(&d), SCHEMA_VERSION);
 }
+
+#[test]
+fn a_version_6_store_gains_the_crl_series_and_the_compromised_mark() {
+    let d = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(d.path()).unwrap();
+    let mut t = s.begin(TxnMode::Write).unwrap();
+    t.insert_template("kept", "{}").unwrap();
+    t.commit().unwrap();
+    drop(s);
+    let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+    c.execute_batch(&format!("{V7_UNDONE} PRAGMA user_version = 6;"))
+        .unwrap();
+    drop(c);
+    let s = SqliteStore::open(d.path()).unwrap();
+    let t = s.begin(TxnMode::Read).unwrap();
+    assert_eq!(t.templates().unwrap().len(), 1);
+    drop(t);
+    drop(s);
+    assert_eq!(t_version(&d), SCHEMA_VERSION);
+    let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+    let has: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('certificates') WHERE name = 'compromised_at'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(has, 1);
+    c.execute_batch("SELECT * FROM crl_series").unwrap();
+}
+
+/// What undoes version 7 (for stores of older versions).
+const V7_UNDONE: &str =
+    "DROP TABLE crl_series; ALTER TABLE certificates DROP COLUMN compromised_at;";
 
 fn t_version(d: &tempfile::TempDir) -> i64 {
     let c = Connection::open(d.path().join(DB_FILE)).unwrap();
