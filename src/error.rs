@@ -34,7 +34,7 @@ pub enum KeyError {
     #[error("key not found: {0}")]
     NotFound(String),
     /// The token (or card) is not there.
-    #[error("{0}")]
+    #[error("token absent: {0}")]
     TokenAbsent(String),
     /// The key type or size is not supported by this backend.
     #[error("unsupported key: {0}")]

@@ -100,10 +100,47 @@ impl PinLatch {
         }
     }
 
+    /// Whether a login of this process failed already.
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
     /// Records a failed login; the error to return.
     pub(crate) fn fail(&self, why: String) -> KeyError {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
         KeyError::Pin(why)
+    }
+}
+
+/// The state of a key's token (or card) as certman sees it without spending a PIN try:
+/// what `/health`, `print detail` and `token print` show of a CA on a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyState {
+    /// present and usable as far as can be seen without a PIN (software keys always are)
+    Online,
+    /// the token or card is not there (pulled, reader gone)
+    TokenAbsent,
+    /// a login of this process failed on the PIN: not tried again by it
+    PinFailed,
+    /// the token reports its user PIN locked (or the card 0 tries left)
+    PinLocked,
+}
+
+impl KeyState {
+    /// The word shown for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Online => "online",
+            KeyState::TokenAbsent => "token-absent",
+            KeyState::PinFailed => "pin-failed",
+            KeyState::PinLocked => "pin-locked",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -212,6 +249,12 @@ pub trait KeyProvider: Send + Sync {
     /// The state of the token holding `key` (PIN tries, presence), for card-verify's report.
     fn token_status(&self, _key: &KeyHandle) -> Option<String> {
         None
+    }
+    /// The state of the token holding `key`, found without a login or PIN try and without
+    /// waiting on an operation in progress (a busy token is present). Cheap enough for every
+    /// `/health` request.
+    fn key_state(&self, _key: &KeyHandle) -> KeyState {
+        KeyState::Online
     }
     /// The optional capabilities, for `token print` and error messages.
     fn capabilities(&self) -> Capabilities {
@@ -629,6 +672,14 @@ impl KeyRouter {
     /// The software provider.
     pub fn soft(&self) -> &dyn KeyProvider {
         self.soft.as_ref()
+    }
+
+    /// The state of a key's token (see [`KeyProvider::key_state`]); a key whose provider this
+    /// build lacks is reported online (using it says why it cannot be used).
+    pub fn key_state(&self, key: &KeyHandle) -> KeyState {
+        self.provider(&key.uri)
+            .map(|p| p.key_state(key))
+            .unwrap_or(KeyState::Online)
     }
 
     /// The provider for a URI's scheme.

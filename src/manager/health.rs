@@ -1,11 +1,13 @@
 //! What keeps `serve` from doing its job, for `/health`: a served CRL past its nextUpdate, a CA
 //! whose scheduled CRL renewal failed on the PIN (this process leaves it alone until restart)
-//! or found its token absent, a store that cannot be written. Read-only, and never touches a
-//! token: a token is found absent by the renewal that needed it, not by `/health`.
+//! or found its token absent, a CA whose token is absent or whose PIN is locked now, a store
+//! that cannot be written. Read-only: a token is only looked at (present? PIN locked?),
+//! never logged into, so `/health` spends no PIN try.
 
 use super::crl::{fmt_unix, unix_now, CrlRenewal};
 use super::{Manager, Result};
 use crate::error::{KeyError, ManagerError, Refusal, X509Error};
+use crate::keys::{KeyHandle, KeyState, Scheme};
 use crate::store::TxnMode;
 
 /// Why `/health` says `degraded`.
@@ -17,6 +19,8 @@ pub enum HealthReason {
     TokenAbsent,
     /// a scheduled renewal of a CA's CRL failed on the PIN: not tried again until restart
     PinFailed,
+    /// a CA's token reports its user PIN locked
+    PinLocked,
     /// the last scheduled renewal of a CA's CRL failed otherwise (a device error, …)
     CrlRenewalFailed,
     /// fewer presigned CRLs of a CA are left to publish than `crl-series-low` (its offline
@@ -36,6 +40,7 @@ impl HealthReason {
             HealthReason::CrlExpired => "crl-expired",
             HealthReason::TokenAbsent => "token-absent",
             HealthReason::PinFailed => "pin-failed",
+            HealthReason::PinLocked => "pin-locked",
             HealthReason::CrlRenewalFailed => "crl-renewal-failed",
             HealthReason::CrlSeriesLow => "crl-series-low",
             HealthReason::CrlSeriesStale => "crl-series-stale",
@@ -119,6 +124,38 @@ pub fn renewal_problem(r: &CrlRenewal) -> Option<HealthProblem> {
 }
 
 impl Manager {
+    /// The local CAs whose keys are on tokens or cards, by their names now, with the state of
+    /// that token now (looked at without a login: no PIN try, see
+    /// [`crate::keys::KeyProvider::key_state`]).
+    pub fn ca_key_states(&self) -> Result<Vec<(String, KeyState)>> {
+        let store = self.reads.as_deref().unwrap_or(&*self.store);
+        let mut keys: Vec<(String, KeyHandle)> = Vec::new();
+        {
+            let txn = store.begin(TxnMode::Read)?;
+            for crl in txn.crl_summaries()? {
+                let Some(ca) = txn.certificate_by_id(crl.ca_id)? else {
+                    continue;
+                };
+                if keys.iter().any(|(n, _)| *n == ca.cert.name) {
+                    continue;
+                }
+                let Ok((_, handle)) = super::ca_key_handle(txn.as_ref(), &ca) else {
+                    continue;
+                };
+                if handle.uri.scheme() != Scheme::Soft {
+                    keys.push((ca.cert.name.clone(), handle));
+                }
+            }
+        }
+        Ok(keys
+            .into_iter()
+            .map(|(name, handle)| {
+                let state = self.keys.key_state(&handle);
+                (name, state)
+            })
+            .collect())
+    }
+
     /// What the store and this process know is wrong now (see the module comment): the local
     /// CAs whose current CRL is past its nextUpdate (by the manager's clock, which the test
     /// offset shifts; a CA that has itself expired is left out, its CRL is no longer renewed),
@@ -207,6 +244,31 @@ impl Manager {
                         None,
                     ));
                 }
+            }
+        }
+        for (name, state) in self.ca_key_states()? {
+            let (reason, message) = match state {
+                KeyState::Online => continue,
+                KeyState::TokenAbsent => (
+                    HealthReason::TokenAbsent,
+                    format!("the token of CA \"{name}\" is absent: it cannot sign"),
+                ),
+                KeyState::PinFailed => (
+                    HealthReason::PinFailed,
+                    format!(
+                        "the PIN of CA \"{name}\"'s token failed: not tried again until restart"
+                    ),
+                ),
+                KeyState::PinLocked => (
+                    HealthReason::PinLocked,
+                    format!("the PIN of CA \"{name}\"'s token is locked: unblock it"),
+                ),
+            };
+            if !out
+                .iter()
+                .any(|p| p.reason == reason && p.ca.as_deref() == Some(&name))
+            {
+                out.push(HealthProblem::of_ca(reason, &name, message, None));
             }
         }
         if let Err(e) = store.check_writable() {

@@ -596,6 +596,15 @@ impl KeyProvider for Pkcs11Provider {
         Some(self)
     }
 
+    fn key_state(&self, key: &KeyHandle) -> super::KeyState {
+        match self.token(&key.uri) {
+            Ok(token) => token.state(),
+            Err(KeyError::TokenAbsent(_)) => super::KeyState::TokenAbsent,
+            // a URI or module problem: using the key says what it is
+            Err(_) => super::KeyState::Online,
+        }
+    }
+
     fn token_status(&self, key: &KeyHandle) -> Option<String> {
         let token = self.token(&key.uri).ok()?;
         Some(match token.pin_state() {

@@ -99,6 +99,9 @@ pub struct Token {
     /// why a login of this process failed on its PIN: no other operation of the process
     /// tries this token's PIN again (one try per token per process)
     pin_failed: crate::keys::PinLatch,
+    /// a login of this process worked: a later one (after the token was re-plugged) may re-use
+    /// a PIN from a source, but does not ask again at a prompt
+    logged_in_before: std::sync::atomic::AtomicBool,
 }
 
 /// A session borrowed from the pool; goes back on drop unless marked broken.
@@ -221,6 +224,7 @@ impl Token {
             pin: Mutex::new(pin),
             force_last_try,
             pin_failed: crate::keys::PinLatch::default(),
+            logged_in_before: Default::default(),
         })
     }
 
@@ -233,6 +237,26 @@ impl Token {
         let mut pin = self.pin.lock().unwrap_or_else(|p| p.into_inner());
         if pin.value.is_none() && pin.source.is_none() {
             *pin = spec.clone();
+        }
+    }
+
+    /// The token's state without a login or a PIN try: the PIN latch of this process, then
+    /// whether a slot holds the token (found by serial: re-plugged, it may sit in another
+    /// slot) and its CKF_USER_PIN_LOCKED flag. Two cheap calls (C_GetSlotList,
+    /// C_GetTokenInfo); takes no session, so it never waits on an operation.
+    pub fn state(&self) -> crate::keys::KeyState {
+        use crate::keys::KeyState;
+        if self.pin_failed.is_set() {
+            return KeyState::PinFailed;
+        }
+        let by_serial = TokenSelector {
+            label: None,
+            serial: Some(self.serial.clone()),
+        };
+        match find_slot(&self.ctx, &by_serial) {
+            Err(_) => KeyState::TokenAbsent,
+            Ok((_, info)) if info.user_pin_locked() => KeyState::PinLocked,
+            Ok(_) => KeyState::Online,
         }
     }
 
@@ -318,6 +342,18 @@ impl Token {
 
     fn read_pin(&self) -> Result<SecretString, KeyError> {
         let spec = self.pin.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if self
+            .logged_in_before
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && spec.value.is_none()
+            && matches!(spec.source, Some(crate::secret::SecretSource::Prompt))
+        {
+            return Err(KeyError::Pin(format!(
+                "token {} was re-plugged; its PIN was typed at a prompt and this process does \
+                 not ask again (give a pin-source, or restart to type it)",
+                self.label
+            )));
+        }
         let pin = resolve_secret(
             spec.value,
             spec.source.as_ref(),
@@ -399,6 +435,8 @@ impl Token {
             }
         }
         self.lock_pool().logged_in = Some(s.generation);
+        self.logged_in_before
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 

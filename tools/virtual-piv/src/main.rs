@@ -14,12 +14,17 @@
 //! 4. TCP_QUICKACK is set on the vpcd socket before every read (else ~44 ms per APDU, from delayed
 //!    ACKs against vpcd's two-part writes).
 //!
-//! It reconnects when vpcd goes away. Environment: `VIRTUAL_PIV_DEBUG=1` logs every APDU to
+//! It reconnects when vpcd goes away. Hot-plug for tests: SIGUSR1 pulls the card (its vpcd
+//! connection is closed, so pcscd sees the reader empty) and SIGUSR2 puts it back (it connects
+//! again); the card's RAM state (keys, certificates, PIN and its retry counter) is kept, as a
+//! real card keeps its flash. Environment: `VIRTUAL_PIV_DEBUG=1` logs every APDU to
 //! stderr; `VIRTUAL_PIV_VPCD=host:port` overrides vpcd's address (default 127.0.0.1:35963).
 
 use std::io::{self, ErrorKind};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -421,11 +426,40 @@ fn set_quickack(stream: &TcpStream) {
     debug_assert_eq!(rc, 0, "setsockopt(TCP_QUICKACK)");
 }
 
+/// Whether the card is in the reader (SIGUSR1 pulls it, SIGUSR2 puts it back).
+static INSERTED: AtomicBool = AtomicBool::new(true);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // async-signal-safe: one atomic store
+    INSERTED.store(sig == libc::SIGUSR2, Ordering::SeqCst);
+}
+
+/// Installs the hot-plug signals and a watcher that closes the current vpcd connection once the
+/// card is pulled (the card's loop blocks in a read; closing the socket ends it).
+fn hot_plug(current: Arc<Mutex<Option<TcpStream>>>) {
+    for sig in [libc::SIGUSR1, libc::SIGUSR2] {
+        // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as usize as libc::sighandler_t);
+        }
+    }
+    std::thread::spawn(move || loop {
+        if !INSERTED.load(Ordering::SeqCst) {
+            if let Some(s) = current.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = s.shutdown(Shutdown::Both);
+                eprintln!("virtual-piv: card pulled (SIGUSR1)");
+            }
+        }
+        sleep(Duration::from_millis(20));
+    });
+}
+
 /// Serves one vpcd connection until it ends. Errors only when it could not connect.
-fn serve(addr: &str, card: &mut Card<'_>) -> io::Result<()> {
+fn serve(addr: &str, card: &mut Card<'_>, current: &Mutex<Option<TcpStream>>) -> io::Result<()> {
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     let control = stream.try_clone()?;
+    *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream.try_clone()?);
     let mut connection = vpicc::Connection::from(stream);
     eprintln!("virtual-piv: connected to vpcd at {addr}");
     loop {
@@ -459,8 +493,14 @@ fn main() {
         let client = ClientImplementation::new(requester, syscall, None);
         let mut card = Card::new(Authenticator::new(client, Options::default()), debug);
         let mut waiting = false;
+        let current = Arc::new(Mutex::new(None));
+        hot_plug(current.clone());
         loop {
-            match serve(&addr, &mut card) {
+            if !INSERTED.load(Ordering::SeqCst) {
+                sleep(Duration::from_millis(20));
+                continue;
+            }
+            match serve(&addr, &mut card, &current) {
                 Ok(()) => waiting = false,
                 Err(err) if !waiting => {
                     eprintln!("virtual-piv: cannot reach vpcd at {addr} ({err}); retrying");

@@ -1,0 +1,207 @@
+//! Tokens that come and go while `serve` runs (issue 17, hot-plug): a CA whose token is pulled
+//! makes `/health` degraded naming it within 5 s, an operation needing its key fails at once
+//! with "token absent" (exit 5), CRLs are still served; reinserted, the CA is back without a
+//! restart, and no PIN try is spent beyond the ones the operations needed.
+//!
+//! PKCS#11: SoftHSM2 behind the test shim (`tests/fixtures/pkcs11-shim.c`), whose
+//! `SHIM_ABSENT_FILE` pulls the token while the file exists (C_GetSlotList lists no token,
+//! CKR_TOKEN_NOT_PRESENT / CKR_DEVICE_REMOVED, the real sessions closed), and whose login log
+//! counts every C_Login.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::daemon::{http_get, Daemon};
+use common::softhsm::*;
+use common::*;
+
+fn login_count(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// The shim's environment: the real module, the login log, the file that pulls the token.
+fn shim_vars(log: &Path, absent: &Path) -> Vec<(String, String)> {
+    vec![
+        ("SHIM_REAL_MODULE".into(), SOFTHSM_MODULE.into()),
+        ("SHIM_LOGIN_LOG".into(), log.display().to_string()),
+        ("SHIM_ABSENT_FILE".into(), absent.display().to_string()),
+    ]
+}
+
+fn shim_run(env: &Env, log: &Path, absent: &Path, args: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = env
+        .command(args)
+        .envs(shim_vars(log, absent))
+        .output()
+        .expect("run certman");
+    (out, started.elapsed())
+}
+
+/// `GET /health`: (status, JSON).
+fn health(port: u16) -> (u16, serde_json::Value) {
+    let (status, head, body) = http_get(port, "/health");
+    let v = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {head}"));
+    (status, v)
+}
+
+fn reasons(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["reasons"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    (
+                        r["reason"].as_str().unwrap_or("").to_owned(),
+                        r["ca"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `/health` until `want` holds; returns how long that took (panics after `limit`).
+fn health_until(
+    port: u16,
+    limit: Duration,
+    want: impl Fn(u16, &serde_json::Value) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, v) = health(port);
+        if want(status, &v) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "/health not as wanted within {limit:?}: {status} {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Makes every CRL due, so that the next renewal look of `serve` signs them.
+fn age_crls(env: &Env) {
+    let db = rusqlite::Connection::open(env.store.join("certman.db")).unwrap();
+    db.execute("UPDATE crls SET this_update = this_update - 172800", [])
+        .unwrap();
+}
+
+#[test]
+fn a_pulled_pkcs11_token_fails_its_operations_at_once_and_comes_back() {
+    let Some(hsm) = SoftHsm::new("hotplug") else {
+        return;
+    };
+    let shim = shim_module();
+    let pin_file = hsm.write_pin_file("pin.txt", USER_PIN);
+    hsm.write_profile(
+        "shim",
+        &hsm.profile_toml(&shim, &hsm.label, &pin_file, false),
+    );
+    let env = hsm.env();
+    let absent: PathBuf = hsm.root().join("token-pulled");
+    let setup = hsm.root().join("setup.log");
+    let run = |log: &Path, args: &[&str]| shim_run(&env, log, &absent, args);
+    // A CA on the token (tca), one in software (soft); a leaf of each.
+    for (ca, on_token) in [("tca", true), ("soft", false)] {
+        let tpl = format!("name={ca}-t");
+        let cn = format!("common-name={ca}");
+        assert_success(&run(&setup, &["add", &tpl, &cn, "key-type=ec"]).0, "add");
+        let mut sign = vec!["sign".to_owned(), format!("{ca}-t"), format!("name={ca}")];
+        if on_token {
+            sign.push("on-smart-card=shim".into());
+        }
+        let sign: Vec<&str> = sign.iter().map(String::as_str).collect();
+        assert_success(&run(&setup, &sign).0, "sign");
+        for leaf in [format!("{ca}-leaf1"), format!("{ca}-leaf2")] {
+            let name = format!("name={leaf}");
+            let cn = format!("common-name={leaf}");
+            assert_success(&run(&setup, &["add", &name, &cn, "key-type=ec"]).0, "add");
+            let ca_arg = format!("ca={ca}");
+            assert_success(&run(&setup, &["sign", &leaf, &ca_arg]).0, "sign leaf");
+        }
+    }
+
+    // serve, whose first renewal look signs the token CA's CRL (its login: one)
+    age_crls(&env);
+    let serve_log = hsm.root().join("serve.log");
+    let config = env.path("serve.toml");
+    std::fs::write(&config, "crl-renew-check = 1\n").unwrap();
+    let vars = shim_vars(&serve_log, &absent);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut d = Daemon::start_with(
+        &env,
+        &[
+            "listen=127.0.0.1:0",
+            &format!("config={}", config.display()),
+        ],
+        &vars,
+    );
+    d.wait_for_log("CRL of tca renewed", Duration::from_secs(30));
+    health_until(d.port, Duration::from_secs(5), |s, _| s == 200);
+    assert_eq!(login_count(&serve_log), 1, "{}", d.log());
+
+    // Pulled: /health names the CA within 5 s.
+    std::fs::write(&absent, b"").unwrap();
+    let pulled = Instant::now();
+    let seen = health_until(d.port, Duration::from_secs(5), |s, v| {
+        s == 503 && reasons(v).contains(&("token-absent".into(), "tca".into()))
+    });
+    eprintln!("hotplug: /health degraded {seen:?} after the pull");
+    let (_, v) = health(d.port);
+    assert_eq!(
+        reasons(&v),
+        [("token-absent".to_owned(), "tca".to_owned())],
+        "only the token CA: {v}"
+    );
+    // An operation needing the key fails at once, with the state.
+    let cli_log = hsm.root().join("cli.log");
+    let (out, took) = run(&cli_log, &["issued-revoke", "tca-leaf1"]);
+    let err = assert_error(&out, 5, "issued-revoke with the token pulled");
+    assert!(err.contains("token absent"), "{err}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    eprintln!("hotplug: issued-revoke refused in {took:?}");
+    assert_eq!(login_count(&cli_log), 0);
+    // Everything else goes on: the CRLs from the store, the software CA's operations.
+    for ca in ["tca", "soft"] {
+        let (status, _, body) = d.get(&format!("/crl/{ca}.crl"));
+        assert_eq!(status, 200, "/crl/{ca}.crl");
+        assert!(!body.is_empty());
+    }
+    assert_success(
+        &run(&cli_log, &["issued-revoke", "soft-leaf1"]).0,
+        "a software CA's revocation",
+    );
+    // serve's own renewal of the token CA finds it absent, without a login.
+    age_crls(&env);
+    d.wait_for_log("CRL of tca not renewed", Duration::from_secs(30));
+    assert_eq!(login_count(&serve_log), 1, "{}", d.log());
+
+    // Reinserted after 10 s: back without a restart.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(pulled.elapsed()));
+    std::fs::remove_file(&absent).unwrap();
+    let back = health_until(d.port, Duration::from_secs(5), |s, _| s == 200);
+    eprintln!("hotplug: /health ok {back:?} after the reinsertion");
+    let (out, took) = run(&cli_log, &["issued-revoke", "tca-leaf1"]);
+    assert_success(&out, "issued-revoke with the token back");
+    eprintln!("hotplug: issued-revoke with the token back in {took:?}");
+    assert_eq!(login_count(&cli_log), 1, "the CLI's one login");
+    // serve's renewal recovers (slot found again by serial, login again with the PIN from
+    // its source, the operation retried once): one more login, no other.
+    let before = d.log().matches("CRL of tca renewed").count();
+    age_crls(&env);
+    let started = Instant::now();
+    while d.log().matches("CRL of tca renewed").count() == before {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(login_count(&serve_log), 2, "{}", d.log());
+    health_until(d.port, Duration::from_secs(5), |s, _| s == 200);
+    d.stop();
+}
