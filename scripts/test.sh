@@ -35,6 +35,8 @@ echo "== virtual PIV card"
 if reader=$(scripts/virtual-piv.sh start "$PIV_STATE" | tail -n 1) && [ -n "$reader" ]; then
     PIV_STARTED=1
     export CERTMAN_PIV_READER="$reader"
+    # the hot-plug tests signal the card's runner (its PID file is there) to leave and re-enter
+    export CERTMAN_PIV_STATE_DIR="$PIV_STATE"
     echo "card in reader: $reader"
 elif [ "${CI:-}" = "true" ]; then
     echo "the virtual PIV card did not start (see $PIV_STATE/*.log)" >&2

@@ -205,3 +205,124 @@ fn a_pulled_pkcs11_token_fails_its_operations_at_once_and_comes_back() {
     health_until(d.port, Duration::from_secs(5), |s, _| s == 200);
     d.stop();
 }
+
+// ------------------------------------------------------------------------ the virtual PIV card
+
+/// The virtual card's runner: `scripts/virtual-piv.sh start DIR` wrote its PID to
+/// `DIR/card.pid` (DIR from `CERTMAN_PIV_STATE_DIR`, else the script's default).
+fn card_pid() -> String {
+    let dir = std::env::var("CERTMAN_PIV_STATE_DIR")
+        .unwrap_or_else(|_| "/tmp/certman-virtual-piv".into());
+    let text = std::fs::read_to_string(Path::new(&dir).join("card.pid"))
+        .unwrap_or_else(|e| panic!("{dir}/card.pid (set CERTMAN_PIV_STATE_DIR): {e}"));
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// SIGUSR1 pulls the card from its reader, SIGUSR2 puts it back (tools/virtual-piv).
+fn card_signal(sig: &str) {
+    let st = std::process::Command::new("kill")
+        .args([sig, &card_pid()])
+        .status()
+        .expect("kill");
+    assert!(st.success(), "kill {sig}");
+}
+
+/// The card's PIN retry counter as yubico-piv-tool reads it. The virtual card keeps a
+/// verified PIN across connections (status then says -1), so the counter is read after one
+/// deliberate wrong VERIFY, and the right PIN then puts it back to full: what this shows is
+/// the tries certman's operations left on the counter, not this probe's own one.
+fn pin_tries(reader: &str) -> i32 {
+    let _ = common::piv::piv_tool(reader, &["-a", "verify-pin", "-P", "000000"]);
+    let out = common::piv::piv_tool(reader, &["-a", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tries = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("PIN tries left:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no PIN tries in status: {text}"));
+    let verify = common::piv::piv_tool(reader, &["-a", "verify-pin", "-P", common::piv::PIV_PIN]);
+    assert!(verify.status.success(), "the card's PIN");
+    tries
+}
+
+#[test]
+fn a_pulled_piv_card_fails_its_operations_at_once_and_comes_back() {
+    let Some(reader) = common::piv::piv_reader() else {
+        return;
+    };
+    let verify = common::piv::piv_tool(&reader, &["-a", "verify-pin", "-P", common::piv::PIV_PIN]);
+    assert!(verify.status.success(), "the card's PIN");
+    for slot in ["9a", "9c", "9d"] {
+        let _ = common::piv::piv_tool(&reader, &["-a", "delete-certificate", "-s", slot]);
+    }
+    let env = Env::new();
+    let tokens = env.root().join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let pin_file = env.root().join("pin");
+    std::fs::write(&pin_file, format!("{}\n", common::piv::PIV_PIN)).unwrap();
+    let mgm = env.root().join("mgm");
+    std::fs::write(&mgm, "010203040506070801020304050607080102030405060708\n").unwrap();
+    std::fs::write(
+        tokens.join("card.toml"),
+        format!(
+            "kind = \"piv\"\nreader = \"{}\"\nslot = \"9c\"\ndefault = true\n\
+             pin-source = \"file:{}\"\nmanagement-key-source = \"file:{}\"\n",
+            reader.replace('\\', "\\\\").replace('"', "\\\""),
+            pin_file.display(),
+            mgm.display()
+        ),
+    )
+    .unwrap();
+    let env = env.with_global_args(&["--tokens".to_owned(), tokens.display().to_string()]);
+    for (ca, on_card) in [("pca", true), ("soft", false)] {
+        env.ok(&[
+            "add",
+            &format!("name={ca}-t"),
+            &format!("common-name={ca}"),
+            "key-type=ec",
+        ]);
+        let mut sign = vec!["sign".to_owned(), format!("{ca}-t"), format!("name={ca}")];
+        if on_card {
+            sign.push("on-smart-card=card".into());
+        }
+        env.ok(&sign);
+        env.issue(&format!("{ca}-leaf1"), ca, &["key-type=ec"]);
+    }
+    let tries_before = pin_tries(&reader);
+    assert_eq!(tries_before, 2, "after the probe's one wrong try");
+
+    let d = Daemon::start(&env, "127.0.0.1:0");
+    health_until(d.port, Duration::from_secs(5), |s, _| s == 200);
+
+    card_signal("-USR1");
+    let pulled = Instant::now();
+    let seen = health_until(d.port, Duration::from_secs(5), |s, v| {
+        s == 503 && reasons(v).contains(&("token-absent".into(), "pca".into()))
+    });
+    eprintln!("hotplug(piv): /health degraded {seen:?} after the pull");
+    let started = Instant::now();
+    let out = env.run(&["issued-revoke", "pca-leaf1"]);
+    let took = started.elapsed();
+    let err = assert_error(&out, 5, "issued-revoke with the card pulled");
+    assert!(err.contains("token absent"), "{err}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    eprintln!("hotplug(piv): issued-revoke refused in {took:?}");
+    for ca in ["pca", "soft"] {
+        let (status, _, _) = d.get(&format!("/crl/{ca}.crl"));
+        assert_eq!(status, 200, "/crl/{ca}.crl");
+    }
+    env.ok(&["issued-revoke", "soft-leaf1"]);
+
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(pulled.elapsed()));
+    card_signal("-USR2");
+    let back = health_until(d.port, Duration::from_secs(5), |s, _| s == 200);
+    eprintln!("hotplug(piv): /health ok {back:?} after the reinsertion");
+    let started = Instant::now();
+    env.ok(&["issued-revoke", "pca-leaf1"]);
+    eprintln!(
+        "hotplug(piv): issued-revoke with the card back in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(pin_tries(&reader), tries_before, "no PIN try spent");
+    d.stop();
+}

@@ -69,6 +69,9 @@ struct Card {
     warned_default_mgm: std::sync::atomic::AtomicBool,
     /// why a VERIFY of this process failed: the card's PIN is not tried again by it
     pin_failed: crate::keys::PinLatch,
+    /// the card left its reader and came back (this handle was opened again): a PIN from a
+    /// source is re-used, one typed at a prompt is not asked again
+    reopened: std::sync::atomic::AtomicBool,
 }
 
 /// Keys on PIV cards.
@@ -151,6 +154,7 @@ impl PivProvider {
             force_last_pin_try: self.options.force_last_pin_try,
             warned_default_mgm: Default::default(),
             pin_failed: crate::keys::PinLatch::default(),
+            reopened: Default::default(),
         });
         cards.insert(key, card.clone());
         Ok(card)
@@ -170,8 +174,8 @@ impl PivProvider {
                 .with_path("slot-id", "9c")
                 .with_path("reader", &name);
             let card = match self.card(&uri) {
-                Ok(card) => {
-                    let mut yk = card.lock();
+                Ok(card) => (|| -> Result<CardListing, KeyError> {
+                    let mut yk = card.lock()?;
                     // An empty VERIFY spends no try: it answers the tries left, or
                     // 90 00 while the PIN is verified (SP 800-73-4 §3.2.1).
                     let (pin, pin_tries) = match yk.verify_pin(&[]) {
@@ -197,7 +201,8 @@ impl PivProvider {
                         pin_tries,
                         slots,
                     })
-                }
+                })()
+                .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             out.push(ReaderListing { name, card });
@@ -313,9 +318,94 @@ fn open_by_reader(name: &str) -> Result<YubiKey, KeyError> {
     )))
 }
 
+/// Whether a card error means the card (or its reader) went away, or came back and this
+/// handle is from before (PC/SC: removed, reset, no card, reader gone).
+fn card_gone(e: &yubikey::Error) -> bool {
+    matches!(
+        e,
+        yubikey::Error::PcscError {
+            inner: Some(
+                pcsc::Error::RemovedCard
+                    | pcsc::Error::ResetCard
+                    | pcsc::Error::NoSmartcard
+                    | pcsc::Error::ReaderUnavailable
+                    | pcsc::Error::UnknownReader
+                    | pcsc::Error::UnpoweredCard
+                    | pcsc::Error::UnresponsiveCard
+                    | pcsc::Error::CardUnsupported
+                    | pcsc::Error::NoService
+                    | pcsc::Error::NotTransacted
+            ) | None
+        }
+    )
+}
+
 impl Card {
-    fn lock(&self) -> MutexGuard<'_, YubiKey> {
-        self.yk.lock().unwrap_or_else(|p| p.into_inner())
+    /// The card, present: an empty VERIFY (no try spent) shows whether this handle still
+    /// reaches it; a card that left and came back is opened again (by its reader, the same
+    /// serial checked), one that is gone is `TokenAbsent` at once. PC/SC answers these from
+    /// pcscd's reader state: no wait on a card that is not there.
+    fn lock(&self) -> Result<MutexGuard<'_, YubiKey>, KeyError> {
+        let mut yk = self.yk.lock().unwrap_or_else(|p| p.into_inner());
+        match yk.verify_pin(&[]) {
+            Err(e) if card_gone(&e) => self.reopen(&mut yk)?,
+            _ => {}
+        }
+        Ok(yk)
+    }
+
+    /// Opens the card again in its reader after it left (the old handle is stale).
+    fn reopen(&self, yk: &mut YubiKey) -> Result<(), KeyError> {
+        let gone = |why: String| {
+            KeyError::TokenAbsent(format!(
+                "PIV card {} is not in reader \"{}\" ({why})",
+                self.serial, self.reader
+            ))
+        };
+        // PC/SC's own way back to a card that was reset or removed and put back: reconnect
+        // the handle this process holds (a second connection opened beside the stale one
+        // was answered "no smart card" by pcscd in the tests). The yubikey crate verifies the
+        // PIN this handle verified before again, if any: a PIN the operator gave.
+        if yk.reconnect().is_ok() {
+            self.reopened
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return Ok(());
+        }
+        let fresh = open_by_reader(&self.reader).map_err(|e| gone(e.to_string()))?;
+        if fresh.serial().0 != self.serial {
+            return Err(gone(format!("card {} is there instead", fresh.serial())));
+        }
+        *yk = fresh;
+        self.reopened
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The card's state without a PIN try and without waiting on an operation in progress
+    /// (a card in use is present).
+    fn state(&self) -> crate::keys::KeyState {
+        use crate::keys::KeyState;
+        if self.pin_failed.is_set() {
+            return KeyState::PinFailed;
+        }
+        let Ok(mut yk) = self.yk.try_lock() else {
+            return KeyState::Online;
+        };
+        let mut probe = yk.verify_pin(&[]);
+        if matches!(&probe, Err(e) if card_gone(e)) {
+            if let Err(e) = self.reopen(&mut yk) {
+                tracing::debug!("{e}");
+                return KeyState::TokenAbsent;
+            }
+            probe = yk.verify_pin(&[]);
+        }
+        match probe {
+            Err(yubikey::Error::WrongPin { tries: 0 }) | Err(yubikey::Error::PinLocked) => {
+                KeyState::PinLocked
+            }
+            Err(e) if card_gone(&e) => KeyState::TokenAbsent,
+            _ => KeyState::Online,
+        }
     }
 
     fn offer_pin(&self, spec: &PinSpec) {
@@ -357,6 +447,16 @@ impl Card {
             }
         }
         let spec = self.pin.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if self.reopened.load(std::sync::atomic::Ordering::SeqCst)
+            && spec.value.is_none()
+            && matches!(spec.source, Some(SecretSource::Prompt))
+        {
+            return Err(KeyError::Pin(format!(
+                "PIV card {} left its reader and came back; its PIN was typed at a prompt and \
+                 this process does not ask again (give a pin-source, or restart to type it)",
+                self.serial
+            )));
+        }
         let pin = resolve_secret(
             spec.value,
             spec.source.as_ref(),
@@ -468,7 +568,7 @@ impl KeyProvider for PivProvider {
         let slot = slot_of(location)?;
         let card = self.card(location)?;
         let alg = algorithm_id(req.algorithm)?;
-        let mut yk = card.lock();
+        let mut yk = card.lock()?;
         // A slot with a certificate holds a key in use (perhaps a CA's): generating would
         // destroy it for good. The operator frees the slot first.
         if let Some(der) = read_slot_certificate(&mut yk, slot)? {
@@ -511,7 +611,7 @@ impl KeyProvider for PivProvider {
         // certificate is where the public key is.
         let slot = slot_of(&key.uri)?;
         let card = self.card(&key.uri)?;
-        let mut yk = card.lock();
+        let mut yk = card.lock()?;
         let der = read_slot_certificate(&mut yk, slot)?.ok_or_else(|| {
             KeyError::NotCapable(format!(
                 "slot {slot} of PIV card {} holds no certificate to read the public key from",
@@ -572,9 +672,17 @@ impl KeyProvider for PivProvider {
         Some(self)
     }
 
+    fn key_state(&self, key: &KeyHandle) -> crate::keys::KeyState {
+        match self.card(&key.uri) {
+            Ok(card) => card.state(),
+            Err(KeyError::TokenAbsent(_)) => crate::keys::KeyState::TokenAbsent,
+            Err(_) => crate::keys::KeyState::Online,
+        }
+    }
+
     fn token_status(&self, key: &KeyHandle) -> Option<String> {
         let card = self.card(&key.uri).ok()?;
-        let mut yk = card.lock();
+        let mut yk = card.lock().ok()?;
         let pin = match yk.verify_pin(&[]) {
             Ok(()) => "PIN verified".to_owned(),
             Err(yubikey::Error::WrongPin { tries }) => format!("{tries} PIN tries left"),
@@ -591,7 +699,7 @@ impl CertificateObjects for PivProvider {
     fn load_certificate(&self, key: &KeyHandle) -> Result<Option<Vec<u8>>, KeyError> {
         let slot = slot_of(&key.uri)?;
         let card = self.card(&key.uri)?;
-        let mut yk = card.lock();
+        let mut yk = card.lock()?;
         read_slot_certificate(&mut yk, slot)
     }
 
@@ -599,7 +707,7 @@ impl CertificateObjects for PivProvider {
         let slot = slot_of(&key.uri)?;
         let card = self.card(&key.uri)?;
         let cert = Certificate::from_bytes(der.to_vec()).map_err(|e| piv_err("certificate", e))?;
-        let mut yk = card.lock();
+        let mut yk = card.lock()?;
         card.authenticate(&mut yk, key.uri.query_str("management-key-source"))?;
         cert.write(&mut yk, slot.0, CertInfo::Uncompressed)
             .map_err(|e| piv_err(format!("writing the certificate into slot {slot}"), e))
@@ -608,7 +716,7 @@ impl CertificateObjects for PivProvider {
     fn delete_certificate(&self, key: &KeyHandle) -> Result<(), KeyError> {
         let slot = slot_of(&key.uri)?;
         let card = self.card(&key.uri)?;
-        let mut yk = card.lock();
+        let mut yk = card.lock()?;
         card.authenticate(&mut yk, key.uri.query_str("management-key-source"))?;
         Certificate::delete(&mut yk, slot.0)
             .map_err(|e| piv_err(format!("deleting the certificate of slot {slot}"), e))
@@ -636,7 +744,7 @@ impl KeyDecrypt for PivProvider {
                 )))
             }
         };
-        let mut yk = card.lock();
+        let mut yk = card.lock()?;
         card.verify_pin(&mut yk, slot.0 == SlotId::Signature)?;
         let em = piv::decrypt_data(&mut yk, ciphertext, alg, slot.0)
             .map_err(|e| piv_err("decrypting on the card", e))?;
@@ -720,7 +828,7 @@ impl KeySigner for PivSigner {
             }
             _ => message.to_vec(),
         };
-        let mut yk = self.card.lock();
+        let mut yk = self.card.lock()?;
         // Slot 9c's default policy is "PIN always": a VERIFY right before each signature.
         self.card
             .verify_pin(&mut yk, self.slot.0 == SlotId::Signature)?;
