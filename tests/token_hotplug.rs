@@ -44,6 +44,13 @@ fn shim_run(env: &Env, log: &Path, absent: &Path, args: &[&str]) -> (Output, Dur
 }
 
 /// `GET /health`: (status, JSON).
+/// The `key-state` of the one entry `print NAME --json` printed.
+fn key_state(out: &Output) -> String {
+    assert_success(out, "print --json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["key-state"].as_str().unwrap_or_default().to_owned()
+}
+
 fn health(port: u16) -> (u16, serde_json::Value) {
     let (status, head, body) = http_get(port, "/health");
     let v = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {head}"));
@@ -168,6 +175,21 @@ fn a_pulled_pkcs11_token_fails_its_operations_at_once_and_comes_back() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
     eprintln!("hotplug: issued-revoke refused in {took:?}");
     assert_eq!(login_count(&cli_log), 0);
+    // `print detail` and `--json` show the key's state; the software CA has none
+    assert_eq!(
+        key_state(&run(&cli_log, &["print", "--json", "tca"]).0),
+        "token-absent"
+    );
+    let (out, _) = run(&cli_log, &["print", "detail", "tca"]);
+    assert!(
+        stdout(&out).contains("key-state=\"token-absent\""),
+        "{}",
+        stdout(&out)
+    );
+    let (out, _) = run(&cli_log, &["print", "--json", "soft"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v[0].get("key-state").is_none(), "{v}");
+    assert_eq!(login_count(&cli_log), 0, "looking costs no login");
     // Everything else goes on: the CRLs from the store, the software CA's operations.
     for ca in ["tca", "soft"] {
         let (status, _, body) = d.get(&format!("/crl/{ca}.crl"));
@@ -190,6 +212,10 @@ fn a_pulled_pkcs11_token_fails_its_operations_at_once_and_comes_back() {
     eprintln!("hotplug: /health ok {back:?} after the reinsertion");
     let (out, took) = run(&cli_log, &["issued-revoke", "tca-leaf1"]);
     assert_success(&out, "issued-revoke with the token back");
+    assert_eq!(
+        key_state(&run(&cli_log, &["print", "--json", "tca"]).0),
+        "online"
+    );
     eprintln!("hotplug: issued-revoke with the token back in {took:?}");
     assert_eq!(login_count(&cli_log), 1, "the CLI's one login");
     // serve's renewal recovers (slot found again by serial, login again with the PIN from

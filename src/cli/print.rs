@@ -114,6 +114,11 @@ impl PrintArgs {
             Ok(m.entries(&[])?.into_iter().map(|e| e.name).collect())
         })?;
         let mut entries = m.entries(&names)?;
+        // the state of keys on tokens: asked of the tokens (no login), so only where it shows
+        // or may be filtered on
+        if req.mode == Mode::Detail || ctx.json || req.filter.is_some() {
+            m.add_key_states(&mut entries);
+        }
         if let Some(f) = &req.filter {
             entries = filtered(entries, f)?;
         }

@@ -156,6 +156,42 @@ impl Manager {
             .collect())
     }
 
+    /// Adds `key-state` (online, token-absent, pin-failed, pin-locked) after `smart-card-key`
+    /// to the entries whose key is on a token or card (`print detail`, `--json`): looked at
+    /// without a login, as [`Manager::ca_key_states`]; a key its token's provider cannot name
+    /// shows nothing.
+    pub fn add_key_states(&self, entries: &mut [super::Entry]) {
+        let mut seen: std::collections::HashMap<String, KeyState> = Default::default();
+        for entry in entries {
+            let Some(uri) = entry.text("smart-card-key").filter(|u| !u.is_empty()) else {
+                continue;
+            };
+            let state = match seen.get(uri) {
+                Some(state) => *state,
+                None => {
+                    let Ok(parsed) = uri.parse::<crate::keys::KeyUri>() else {
+                        continue;
+                    };
+                    let state = self.keys.key_state(&KeyHandle {
+                        uri: parsed,
+                        sealed: None,
+                    });
+                    seen.insert(uri.to_owned(), state);
+                    state
+                }
+            };
+            let at = entry
+                .properties
+                .iter()
+                .position(|(k, _)| *k == "smart-card-key")
+                .map_or(entry.properties.len(), |i| i + 1);
+            entry.properties.insert(
+                at,
+                ("key-state", super::Value::Text(state.as_str().to_owned())),
+            );
+        }
+    }
+
     /// What the store and this process know is wrong now (see the module comment): the local
     /// CAs whose current CRL is past its nextUpdate (by the manager's clock, which the test
     /// offset shifts; a CA that has itself expired is left out, its CRL is no longer renewed),
