@@ -64,19 +64,7 @@ fn served_number(env: &Env, d: &Daemon, ca_pem: &Path, step: i64) -> u64 {
 fn health(d: &Daemon) -> (u16, Vec<(String, String)>) {
     let (status, _, body) = d.get("/health");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let reasons = v["reasons"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| {
-                    (
-                        r["reason"].as_str().unwrap_or("").to_owned(),
-                        r["ca"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let reasons = common::daemon::health_reasons(&v);
     (status, reasons)
 }
 

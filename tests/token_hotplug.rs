@@ -43,7 +43,6 @@ fn shim_run(env: &Env, log: &Path, absent: &Path, args: &[&str]) -> (Output, Dur
     (out, started.elapsed())
 }
 
-/// `GET /health`: (status, JSON).
 /// The `key-state` of the one entry `print NAME --json` printed.
 fn key_state(out: &Output) -> String {
     assert_success(out, "print --json");
@@ -51,6 +50,7 @@ fn key_state(out: &Output) -> String {
     v[0]["key-state"].as_str().unwrap_or_default().to_owned()
 }
 
+/// `GET /health`: (status, JSON).
 fn health(port: u16) -> (u16, serde_json::Value) {
     let (status, head, body) = http_get(port, "/health");
     let v = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{e}: {head}"));
@@ -58,19 +58,7 @@ fn health(port: u16) -> (u16, serde_json::Value) {
 }
 
 fn reasons(v: &serde_json::Value) -> Vec<(String, String)> {
-    v["reasons"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| {
-                    (
-                        r["reason"].as_str().unwrap_or("").to_owned(),
-                        r["ca"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    common::daemon::health_reasons(v)
 }
 
 /// Polls `/health` until `want` holds; returns how long that took (panics after `limit`).

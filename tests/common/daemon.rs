@@ -122,6 +122,23 @@ impl Drop for Daemon {
     }
 }
 
+/// The `reasons` of a `/health` answer, as (reason, CA) pairs.
+pub fn health_reasons(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["reasons"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    (
+                        r["reason"].as_str().unwrap_or("").to_owned(),
+                        r["ca"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A plain HTTP/1.1 GET: (status, headers, body).
 pub fn http_get(port: u16, path: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
