@@ -282,9 +282,18 @@ impl Manager {
                 }
             }
         }
+        // an offline root whose presigned CRLs (not stale) still cover now has its token in
+        // the safe: that absence is the plan, not a problem (`crl-series-low` warns in time)
+        let offline: Vec<String> = self
+            .crl_series_status()?
+            .into_iter()
+            .filter(|s| !s.stale && s.until > now)
+            .map(|s| s.ca)
+            .collect();
         for (name, state) in self.ca_key_states()? {
             let (reason, message) = match state {
                 KeyState::Online => continue,
+                KeyState::TokenAbsent if offline.contains(&name) => continue,
                 KeyState::TokenAbsent => (
                     HealthReason::TokenAbsent,
                     format!("the token of CA \"{name}\" is absent: it cannot sign"),
