@@ -416,7 +416,7 @@ mod tests {
         assert!(text.contains("CRL of b c renewed: number 2"), "{text}");
         assert!(
             text.contains("ERROR")
-                && text.contains("CRL of card-ca not renewed: token not present"),
+                && text.contains("CRL of card-ca not renewed: token absent: token not present"),
             "{text}"
         );
     }
@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(now[0].reason, HealthReason::TokenAbsent);
         assert_eq!(now[0].ca.as_deref(), Some("card-ca"));
         assert!(now[0].message.contains("\"card-ca\""), "{}", now[0].message);
-        assert_eq!(now[0].detail.as_deref(), Some("token not present"));
+        assert_eq!(now[0].detail.as_deref(), Some("token absent: token not present"));
         // A look that could not read the store says nothing about the CAs: kept.
         problems.record(&[CrlRenewal {
             ca: String::new(),
