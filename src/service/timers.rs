@@ -434,7 +434,10 @@ mod tests {
         assert_eq!(now[0].reason, HealthReason::TokenAbsent);
         assert_eq!(now[0].ca.as_deref(), Some("card-ca"));
         assert!(now[0].message.contains("\"card-ca\""), "{}", now[0].message);
-        assert_eq!(now[0].detail.as_deref(), Some("token absent: token not present"));
+        assert_eq!(
+            now[0].detail.as_deref(),
+            Some("token absent: token not present")
+        );
         // A look that could not read the store says nothing about the CAs: kept.
         problems.record(&[CrlRenewal {
             ca: String::new(),
