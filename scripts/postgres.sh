@@ -12,8 +12,10 @@
 # The URL: postgresql:///certman?host=DIR/socket&user=certman (DIR absolute). The server listens
 # on a unix socket only, in DIR/socket (mode 0700: its owner and root get in), with trust
 # authentication; it is independent of any cluster Debian's package made (/var/run/postgresql).
-# Role `certman` may LOGIN and CREATEDB (the tests make and drop a database per test); the
-# superuser is `postgres`. initdb refuses root: run as root, DIR belongs to the `postgres` system
+# Role `certman` may LOGIN and CREATEDB (the tests make and drop a database per test) and is in
+# pg_signal_backend: a test's DROP DATABASE … WITH (FORCE) once failed with "must be a member of
+# the role whose process is being terminated or member of pg_signal_backend" (a process of no
+# role in the database, an autovacuum worker as far as we can tell); the superuser is `postgres`. initdb refuses root: run as root, DIR belongs to the `postgres` system
 # user and the server runs as it (runuser); otherwise as the invoking user.
 #
 # With CERTMAN_PG_TLS_PORT=PORT, `start` also opens a TLS listener on 127.0.0.1:PORT (ssl=on,
@@ -109,6 +111,8 @@ ensure_certman() {
         psql_admin -c "CREATE ROLE certman LOGIN CREATEDB" ||
             die "cannot create role certman (log: $LOG)"
     fi
+    psql_admin -c "GRANT pg_signal_backend TO certman" ||
+        die "cannot grant pg_signal_backend to certman (log: $LOG)"
     if [ "$(psql_admin -Atc "SELECT count(*) FROM pg_database WHERE datname = 'certman'")" != 1 ]; then
         psql_admin -c "CREATE DATABASE certman OWNER certman" ||
             die "cannot create database certman (log: $LOG)"
