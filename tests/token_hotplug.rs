@@ -177,6 +177,12 @@ fn a_pulled_pkcs11_token_fails_its_operations_at_once_and_comes_back() {
     let (out, _) = run(&cli_log, &["print", "--json", "soft"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v[0].get("key-state").is_none(), "{v}");
+    let (out, _) = run(&cli_log, &["token", "print"]);
+    assert!(
+        stdout(&out).contains("  tca: token-absent"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(login_count(&cli_log), 0, "looking costs no login");
     // Everything else goes on: the CRLs from the store, the software CA's operations.
     for ca in ["tca", "soft"] {

@@ -184,6 +184,15 @@ impl TokenArgs {
                 }
             }
         }
+        // the local CAs whose keys are on tokens or cards, and the state of each key now (no
+        // login: as `print detail` shows it as key-state)
+        let states = ctx.manager()?.ca_key_states()?;
+        if !states.is_empty() {
+            outln!("CAs with keys on tokens:");
+            for (ca, state) in states {
+                outln!("  {ca}: {state}");
+            }
+        }
         Ok(())
     }
 }
