@@ -14,7 +14,7 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, TxnMode};
 
 /// Where the store lives: `--store`, `$CERTMAN_STORE`, or a config file's `store`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreLocation {
     /// The embedded default: one SQLite file in a private directory (`DIR` or `sqlite:DIR`).
@@ -68,6 +68,13 @@ impl std::fmt::Display for StoreLocation {
             StoreLocation::Sqlite { dir } => write!(f, "sqlite:{}", dir.display()),
             StoreLocation::Postgres { url } => f.write_str(&without_password(url)),
         }
+    }
+}
+
+/// As `Display`: a PostgreSQL URL's password is never printed, not even by `{:?}`.
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreLocation({self})")
     }
 }
 
@@ -320,6 +327,13 @@ mod tests {
             "postgres:///certman?host=/run/pg&user=ca&password=***"
         );
         assert_eq!(pg("postgres://db"), "postgres://db");
+        let debug = format!(
+            "{:?}",
+            StoreLocation::Postgres {
+                url: "postgresql://ca:s3cret@db/certman".into()
+            }
+        );
+        assert!(!debug.contains("s3cret"), "{debug}");
         for bad in ["http://x", "sqlite:"] {
             let e = StoreLocation::parse(Path::new(bad)).unwrap_err();
             assert!(matches!(e, StoreError::Location(_)), "{bad}: {e:?}");
